@@ -1,0 +1,170 @@
+"""Predict-then-learn over batches of decoded events, in order."""
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from river import base, metrics, utils
+
+from online_models.registry import MODELS, ModelSpec
+from schemas import ErrorType, InputEvent, Prediction
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event the learner could not use, and why (becomes a dead letter)."""
+
+    event: InputEvent
+    error_type: ErrorType
+    reason: str
+
+
+class LearningError(ValueError):
+    """An event that is valid JSON but cannot be learnt from; carries the dead-letter type."""
+
+    def __init__(self, error_type: ErrorType, reason: str) -> None:
+        super().__init__(reason)
+        self.error_type = error_type
+        self.reason = reason
+
+
+class ServedModel:
+    """One live model: the River estimator, how many events it learnt, its rolling quality."""
+
+    def __init__(self, spec: ModelSpec, quality_window: int) -> None:
+        self.spec = spec
+        self.version = spec.version
+        self.estimator: Any = spec.create()
+        self.updates = 0
+        self.is_classifier = spec.task == "binary"
+        metric = metrics.LogLoss if self.is_classifier else metrics.MAE
+        self.quality_name = "logloss" if self.is_classifier else "mae"
+        self.quality = utils.Rolling(metric, window_size=quality_window)
+
+    def target(self, label: bool | float) -> bool | float:
+        """The label as the estimator wants it; raises LearningError when it cannot be."""
+        if self.is_classifier:
+            if label in (0, 1):  # True/False, 0/1 and 0.0/1.0 all compare equal to 0 or 1
+                return bool(label)
+            raise LearningError(
+                ErrorType.INVALID_LABEL,
+                f"label {label!r} is not a class of binary model {self.spec.name!r}: "
+                "send true/false or 0/1",
+            )
+        return float(label)
+
+    def predict(self, features: dict[str, Any]) -> float:
+        if self.is_classifier:
+            y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
+        else:
+            y_pred = float(self.estimator.predict_one(features))
+        if not math.isfinite(y_pred):
+            raise LearningError(
+                ErrorType.LEARNING_ERROR,
+                f"model {self.version} predicted {y_pred}: it has diverged; lower its "
+                "learning rate or scale the features, then restart it",
+            )
+        return y_pred
+
+    def learn(self, features: dict[str, Any], y: bool | float, y_pred: float) -> None:
+        self.quality.update(y, y_pred)
+        self.estimator.learn_one(features, y)
+        self.updates += 1
+
+
+class Learner:
+    """Serves the named models: for each event, predict, then learn when it has a label.
+
+    >>> from datetime import datetime, UTC
+    >>> learner = Learner(["logreg"])
+    >>> event = InputEvent(event_id="e1", ts=datetime(2026, 1, 1, tzinfo=UTC), model="logreg",
+    ...                    key="k", features={"device": "mobile"}, label=True)
+    >>> [out.prediction for out in learner.process([event])]
+    [0.5]
+    """
+
+    def __init__(
+        self,
+        model_names: Iterable[str],
+        *,
+        registry: Mapping[str, ModelSpec] = MODELS,
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+        quality_window: int = 1000,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        params = params or {}
+        self.models: dict[str, ServedModel] = {}
+        for name in model_names:
+            if name not in registry:
+                known = ", ".join(sorted(registry))
+                raise ValueError(f"unknown model {name!r}: choose among {known}")
+            spec = registry[name].with_params(**params.get(name, {}))
+            self.models[name] = ServedModel(spec, quality_window)
+        self.clock = clock
+
+    def process(
+        self, events: Sequence[InputEvent], received_at: float | None = None
+    ) -> list[Prediction | Rejection]:
+        """Predict-then-learn each event in order; one output per event, in the same order.
+
+        `received_at` (a `clock()` reading) is when the batch reached the worker; each
+        prediction's latency is measured from it.
+        """
+        if received_at is None:
+            received_at = self.clock()
+        outputs: list[Prediction | Rejection] = []
+        for event in events:
+            try:
+                outputs.append(self._predict_then_learn(event, received_at))
+            except LearningError as err:
+                outputs.append(Rejection(event, err.error_type, err.reason))
+        return outputs
+
+    def _predict_then_learn(self, event: InputEvent, received_at: float) -> Prediction:
+        model = self.models.get(event.model)
+        if model is None:
+            raise LearningError(
+                ErrorType.UNKNOWN_MODEL,
+                f"no model named {event.model!r} is served here (served: "
+                f"{', '.join(self.models)}); fix the event's 'model' field or add the model "
+                "to RIVERRUN_MODELS",
+            )
+        features = dict(event.features)
+        y = None if event.label is None else model.target(event.label)
+        updates = model.updates
+        y_pred = model.predict(features)
+        if y is not None:
+            try:
+                model.learn(features, y, y_pred)
+            except (ArithmeticError, ValueError, TypeError) as err:
+                raise LearningError(
+                    ErrorType.LEARNING_ERROR,
+                    f"model {model.version} failed to learn from this event ({err!r}); "
+                    "check the feature values",
+                ) from err
+        return Prediction(
+            event_id=event.event_id,
+            key=event.key,
+            model=event.model,
+            model_version=model.version,
+            model_updates=updates,
+            ts=event.ts,
+            prediction=y_pred,
+            label=event.label,
+            learned=y is not None,
+            latency_seconds=max(0.0, self.clock() - received_at),
+        )
+
+    def quality(self) -> dict[str, tuple[str, float]]:
+        """Rolling quality per model that has learnt at least once: (metric name, value)."""
+        return {
+            name: (model.quality_name, model.quality.get())
+            for name, model in self.models.items()
+            if model.updates
+        }
+
+    def estimator(self, name: str) -> base.Estimator:
+        """The live River estimator of a model (for inspection and tests)."""
+        return self.models[name].estimator

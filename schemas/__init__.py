@@ -1,0 +1,15 @@
+"""Wire formats of every riverrun topic: pydantic v2 models, one per topic. No I/O."""
+
+from schemas.activity import ActivityEvent
+from schemas.dead_letter import DeadLetter, ErrorType
+from schemas.input_event import FeatureValue, InputEvent
+from schemas.prediction import Prediction
+
+__all__ = [
+    "ActivityEvent",
+    "DeadLetter",
+    "ErrorType",
+    "FeatureValue",
+    "InputEvent",
+    "Prediction",
+]

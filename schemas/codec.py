@@ -1,0 +1,79 @@
+"""Bytes to validated models, with rejections a person can act on."""
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.dead_letter import ErrorType
+from schemas.json_schema import SCHEMA_FILES
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+#: At most this many field errors are spelt out in a reason.
+MAX_ERRORS_IN_REASON = 5
+
+
+class InvalidMessage(ValueError):
+    """A message that does not match its topic's schema."""
+
+    def __init__(self, error_type: ErrorType, reason: str) -> None:
+        super().__init__(reason)
+        self.error_type = error_type
+        self.reason = reason
+
+
+def decode(model: type[ModelT], raw: bytes | None, *, max_bytes: int) -> ModelT:
+    """Validate `raw` JSON as `model`; raise InvalidMessage with a readable reason.
+
+    >>> from schemas import InputEvent
+    >>> try:
+    ...     decode(InputEvent, b'{"event_id": "e1", "ts": 0, "model": "m"}', max_bytes=1000)
+    ... except InvalidMessage as err:
+    ...     print(err.reason)
+    invalid InputEvent v1: key: Field required; features: Field required. Fix the producer so \
+that it sends messages matching schemas/json/input_event.v1.json
+    """
+    name = model.__name__
+    if raw is None:
+        raise InvalidMessage(
+            ErrorType.INVALID_JSON, f"empty message (no value) where a {name} was expected"
+        )
+    if len(raw) > max_bytes:
+        raise InvalidMessage(
+            ErrorType.OVERSIZED,
+            f"message of {len(raw)} bytes is over the {max_bytes}-byte limit: send fewer or "
+            "shorter features, or raise RIVERRUN_MAX_EVENT_BYTES",
+        )
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        raise _invalid(name, err) from None
+
+
+def _invalid(name: str, err: ValidationError) -> InvalidMessage:
+    errors = err.errors(include_url=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return InvalidMessage(
+            ErrorType.INVALID_JSON,
+            f"not valid JSON ({errors[0]['msg']}); send one JSON object per message, "
+            "UTF-8 encoded, without NaN or Infinity",
+        )
+    parts = []
+    for error in errors[:MAX_ERRORS_IN_REASON]:
+        where = ".".join(str(part) for part in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    if len(errors) > MAX_ERRORS_IN_REASON:
+        parts.append(f"and {len(errors) - MAX_ERRORS_IN_REASON} more errors")
+    schema_file = _schema_file(name)
+    return InvalidMessage(
+        ErrorType.INVALID_EVENT,
+        f"invalid {name} v1: {'; '.join(parts)}. Fix the producer so that it sends messages "
+        f"matching schemas/json/{schema_file}",
+    )
+
+
+def _schema_file(name: str) -> str:
+    for file_name, model in SCHEMA_FILES.items():
+        if model.__name__ == name:
+            return file_name
+    return f"{name}.json"  # pragma: no cover - every topic model is in SCHEMA_FILES

@@ -1,0 +1,54 @@
+"""A rejected message, kept with the reason it was rejected."""
+
+import base64
+import binascii
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.types import EventTime
+
+
+class ErrorType(StrEnum):
+    """Why a message was rejected; one Prometheus label value each."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"
+    OVERSIZED = "oversized"
+    UNKNOWN_MODEL = "unknown_model"
+    INVALID_LABEL = "invalid_label"
+    LEARNING_ERROR = "learning_error"
+
+
+class DeadLetter(BaseModel):
+    """A message on the `dead-letters` topic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    payload: str = Field(description="The original message value, as text or base64.")
+    payload_encoding: Literal["utf-8", "base64"]
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_type: ErrorType
+    reason: str = Field(description="What was wrong and what to do about it.")
+    ts: EventTime = Field(description="When the message was rejected.")
+
+    @staticmethod
+    def encode_payload(raw: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
+        """The payload as UTF-8 text when it is, else as base64."""
+        try:
+            return raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii"), "base64"
+
+    def original_payload(self) -> bytes:
+        """The exact bytes that were rejected."""
+        if self.payload_encoding == "utf-8":
+            return self.payload.encode("utf-8")
+        try:
+            return base64.b64decode(self.payload, validate=True)
+        except binascii.Error as err:  # pragma: no cover - only for hand-made messages
+            raise ValueError(f"payload is not valid base64: {err}") from err

@@ -1,0 +1,30 @@
+"""Render the committed JSON Schema files (schemas/json/*.json) from the models."""
+
+import json
+
+from pydantic import BaseModel
+
+from schemas.activity import ActivityEvent
+from schemas.dead_letter import DeadLetter
+from schemas.input_event import InputEvent
+from schemas.prediction import Prediction
+
+#: File name (without directory) -> the model whose JSON Schema it holds.
+SCHEMA_FILES: dict[str, type[BaseModel]] = {
+    "input_event.v1.json": InputEvent,
+    "prediction.v1.json": Prediction,
+    "dead_letter.v1.json": DeadLetter,
+    "activity.v1.json": ActivityEvent,
+}
+
+
+def render(model: type[BaseModel]) -> str:
+    """The JSON Schema of `model`, as the exact text committed to the repository."""
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def render_all() -> dict[str, str]:
+    """Every committed schema file name and its expected text."""
+    return {name: render(model) for name, model in SCHEMA_FILES.items()}

@@ -1,0 +1,224 @@
+"""`riverrun`: the command line. Settings come from RIVERRUN_* variables (see README)."""
+
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from streams.settings import PROJECT_DIR, Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise click.ClickException(
+            f"invalid RIVERRUN_* setting: {err}. Fix the variable named above (see README, "
+            "Configuration)"
+        ) from None
+
+
+def local_kafka(settings: Settings):  # type: ignore[no-untyped-def]
+    from streams.local_kafka import LocalKafka
+
+    return LocalKafka(
+        deploy_dir=PROJECT_DIR / "deploy" / "kafka",
+        cache_dir=settings.kafka_cache_dir,
+        port=settings.kafka_port,
+    )
+
+
+def require_broker(settings: Settings, timeout: float = 15.0) -> None:
+    """Fail with one sentence when the configured cluster does not answer."""
+    from streams.local_kafka import LocalKafkaError, wait_until_ready
+
+    try:
+        wait_until_ready(settings.bootstrap_servers, timeout)
+    except LocalKafkaError as err:
+        hint = (
+            "start the local broker with `riverrun kafka up`"
+            if settings.uses_local_broker
+            else "check RIVERRUN_BROKER"
+        )
+        raise click.ClickException(f"{err} — {hint}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """riverrun: online machine learning on Kafka streams."""
+
+
+@main.command()
+def worker() -> None:
+    """Run a worker: consume events, predict, learn, publish predictions."""
+    import faust
+
+    from streams.app import Worker
+    from streams.topics import ensure_topics
+
+    settings = load_settings()
+    require_broker(settings)
+    ensure_topics(settings)
+    app = Worker(settings).app
+    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+
+
+@main.command()
+@click.option("--dataset", help="A bundled dataset: phishing, bananas, trump, clicks.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSONL or CSV file of feature records.",
+)
+@click.option("--model", help="Model name for the events (default: the dataset's).")
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--limit", type=int, help="Replay at most this many events.")
+@click.option("--rate", type=float, help="At most this many events per second.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--id-prefix", default="", help="Prefix of the deterministic event ids.")
+@click.option("--topic", help="Target topic (default: RIVERRUN_EVENTS_TOPIC).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def replay(dataset: str | None, path: Path | None, model: str | None, label_column: str,
+           limit: int | None, rate: float | None, seed: int, id_prefix: str,
+           topic: str | None, quiet: bool) -> None:  # fmt: skip
+    """Produce a dataset or a file as input events, in order, with deterministic ids."""
+    from streams.replay import build_events, dataset_events, encode, file_samples, produce
+
+    settings = load_settings()
+    if (dataset is None) == (path is None):
+        raise click.UsageError("give exactly one of --dataset NAME or --file PATH")
+    if path is not None:
+        if not model:
+            raise click.UsageError("--file needs --model NAME")
+        import itertools
+
+        samples = itertools.islice(file_samples(path, label_column), limit)
+        events = build_events(samples, model=model, source=path.stem, id_prefix=id_prefix)
+    else:
+        if dataset is None:  # pragma: no cover - excluded above, narrows the type
+            raise click.UsageError("give --dataset NAME")
+        from online_models.datasets import DATASETS
+
+        if dataset in DATASETS and DATASETS[dataset].size is None and limit is None:
+            limit = 10_000
+        try:
+            events = dataset_events(dataset, limit=limit, model=model, seed=seed,
+                                    id_prefix=id_prefix)  # fmt: skip
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    require_broker(settings)
+    target = topic or settings.events_topic
+    sent = produce(settings.bootstrap_servers, target, map(encode, events), rate=rate,
+                   total=limit, progress=not quiet)  # fmt: skip
+    click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Read the topic from its first message.")
+@click.option("--limit", type=int, help="Stop after this many messages.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
+def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
+    """Print a topic's messages as they arrive (key<TAB>value)."""
+    from kafka import KafkaConsumer
+
+    settings = load_settings()
+    require_broker(settings)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
+    )
+    try:
+        for count, message in enumerate(consumer, 1):
+            key = message.key.decode(errors="replace") if message.key else ""
+            value = message.value.decode(errors="replace") if message.value else ""
+            click.echo(f"{key}\t{value}")
+            if limit and count >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@main.group()
+def kafka() -> None:
+    """The local single-node Kafka broker (KRaft) for development, tests and the demo."""
+
+
+def _no_local_when_external(settings: Settings) -> None:
+    if not settings.uses_local_broker:
+        click.echo(f"RIVERRUN_BROKER is set ({settings.broker}): no local broker is managed")
+        sys.exit(0)
+
+
+@kafka.command("up")
+def kafka_up() -> None:
+    """Start the local broker in the background and wait until it answers."""
+    from streams.local_kafka import LocalKafkaError
+
+    settings = load_settings()
+    _no_local_when_external(settings)
+    try:
+        click.echo(local_kafka(settings).up())
+    except LocalKafkaError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@kafka.command("down")
+def kafka_down() -> None:
+    """Stop the local broker cleanly."""
+    settings = load_settings()
+    _no_local_when_external(settings)
+    click.echo(local_kafka(settings).down())
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker is running and answering (exit 1 when not)."""
+    settings = load_settings()
+    _no_local_when_external(settings)
+    running, message = local_kafka(settings).status()
+    click.echo(message)
+    sys.exit(0 if running else 1)
+
+
+@main.command()
+@click.option("--dataset", default="phishing", show_default=True)
+@click.option("--limit", type=int, help="Events to replay (default: the whole dataset).")
+@click.option("--timeout", type=float, default=180.0, show_default=True,
+              help="Give up when predictions stop arriving for this long.")  # fmt: skip
+def demo(dataset: str, limit: int | None, timeout: float) -> None:
+    """Run the whole system once, end to end, and print a summary."""
+    from streams.demo import run_demo
+
+    settings = load_settings()
+    ok = run_demo(settings, dataset=dataset, limit=limit, timeout=timeout, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def schemas() -> None:
+    """The committed JSON Schema files of every topic."""
+
+
+@schemas.command("export")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=PROJECT_DIR / "schemas" / "json", show_default=True)  # fmt: skip
+def schemas_export(directory: Path) -> None:
+    """(Re)write schemas/json/*.json from the pydantic models."""
+    from schemas.json_schema import render_all
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render_all().items():
+        (directory / name).write_text(text)
+        click.echo(f"wrote {directory / name}")
+
+
+if __name__ == "__main__":
+    main()

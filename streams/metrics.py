@@ -1,0 +1,65 @@
+"""Prometheus metrics of one worker, in a registry of their own."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Latency buckets (seconds) from 0.1 ms to 5 s: a batched worker sits in the low ms.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+
+class WorkerMetrics:
+    """Every metric a worker exports. A fresh `CollectorRegistry` unless one is given."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "riverrun_events_consumed_total",
+            "Messages consumed, valid or not.",
+            ["topic"],
+            registry=r,
+        )
+        self.predicted = Counter(
+            "riverrun_predictions_total", "Predictions produced.", ["model"], registry=r
+        )
+        self.learned = Counter(
+            "riverrun_events_learned_total", "Labelled events the model learnt from.", ["model"],
+            registry=r,
+        )  # fmt: skip
+        self.dead_lettered = Counter(
+            "riverrun_dead_letters_total",
+            "Messages sent to the dead-letter topic, by source topic and error type.",
+            ["topic", "error_type"],
+            registry=r,
+        )
+        self.activity = Counter(
+            "riverrun_activity_events_total", "Valid activity events, by activity type.", ["type"],
+            registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "riverrun_predict_latency_seconds",
+            "Time from a batch reaching the worker to each event's prediction being built "
+            "(decode, validate, predict, learn).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "riverrun_consumer_lag_messages",
+            "Messages in the partition after the last one processed "
+            "(high watermark - next offset).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.quality = Gauge(
+            "riverrun_model_quality",
+            "Rolling quality of each model over the last RIVERRUN_QUALITY_WINDOW labelled events "
+            "(logloss for classifiers, mae for regressors; lower is better).",
+            ["model", "metric"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,150 @@
+"""Predict-then-learn: order, labels, rejections, and River's estimator contract."""
+
+import itertools
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from river import base, checks, datasets
+
+from online_models import MODELS, Learner, Rejection
+from online_models.datasets import DATASETS, Sample, synthetic_clicks
+from online_models.registry import ModelSpec
+from schemas import ErrorType, InputEvent, Prediction
+from streams.replay import build_events
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+# River's `check_shuffle_features_no_impact` crashes inside River's own test helper
+# (`seed_params` indexes the one-element tuple parameter of `compose.SelectType`) before
+# it checks anything; test_feature_order_is_irrelevant asserts that property instead.
+RIVER_HELPER_BUG = {"check_shuffle_features_no_impact"}
+
+
+def event(model: str = "logreg", label: Any = None, **features: Any) -> InputEvent:
+    return InputEvent(event_id="e", ts=T0, model=model, key="k", features=features, label=label)
+
+
+def samples_for(name: str, n: int) -> list[Sample]:
+    if MODELS[name].task == "binary":
+        return list(itertools.islice(synthetic_clicks(seed=3), n))
+    return list(datasets.TrumpApproval().take(n))
+
+
+def predict(model: Any, binary: bool, x: dict[str, Any]) -> float:
+    return model.predict_proba_one(x).get(True, 0.0) if binary else model.predict_one(x)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_registered_models_pass_river_estimator_checks(name: str) -> None:
+    spec = MODELS[name]
+    ran = 0
+    for check in checks.yield_checks(spec.create()):
+        if check.__name__ in RIVER_HELPER_BUG:
+            continue
+        check(spec.create())
+        ran += 1
+    assert ran > 20  # the contract really ran
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_feature_order_is_irrelevant(name: str) -> None:
+    rng = random.Random(1)
+    binary = MODELS[name].task == "binary"
+    a, b = MODELS[name].create(), MODELS[name].create()
+    for x, y in samples_for(name, 300):
+        shuffled = dict(rng.sample(list(x.items()), len(x)))
+        assert predict(a, binary, x) == pytest.approx(predict(b, binary, shuffled), abs=1e-12)
+        a.learn_one(x, y)
+        b.learn_one(shuffled, y)
+
+
+@pytest.mark.parametrize("dataset", ["phishing", "trump", "clicks"])
+def test_predictions_equal_a_plain_river_predict_then_learn_loop(dataset: str) -> None:
+    """Each prediction is the model's output before it learns that event, in order."""
+    info = DATASETS[dataset]
+    events = list(build_events(info.samples(2000), model=info.model, source=dataset))
+    outputs = Learner([info.model]).process(events)
+
+    reference = MODELS[info.model].create()
+    binary = MODELS[info.model].task == "binary"
+    for i, (ev, out) in enumerate(zip(events, outputs, strict=True)):
+        assert isinstance(out, Prediction)
+        expected = predict(reference, binary, dict(ev.features))
+        assert out.prediction == expected, f"event {i}"
+        assert out.model_updates == i
+        reference.learn_one(dict(ev.features), ev.label)
+
+
+def test_unlabelled_events_are_predicted_but_not_learnt() -> None:
+    learner = Learner(["logreg"])
+    first, second = learner.process([event(device="mobile"), event(device="mobile", label=True)])
+    assert isinstance(first, Prediction) and isinstance(second, Prediction)
+    assert (first.learned, second.learned) == (False, True)
+    assert (first.model_updates, second.model_updates) == (0, 0)
+    third = learner.process([event(device="mobile")])[0]
+    assert isinstance(third, Prediction)
+    assert third.model_updates == 1
+    assert third.prediction > 0.5  # it learnt that mobile clicks
+
+
+def test_outputs_keep_event_order_and_reject_in_place() -> None:
+    learner = Learner(["logreg", "linreg"])
+    batch = [
+        event(label=True, x=1.0),
+        event(model="nope", x=1.0),
+        event(label=3, x=1.0),
+        event(model="linreg", label=2.5, x=1.0),
+    ]
+    out = learner.process(batch)
+    assert [type(o).__name__ for o in out] == ["Prediction", "Rejection", "Rejection", "Prediction"]
+    assert isinstance(out[1], Rejection) and out[1].error_type is ErrorType.UNKNOWN_MODEL
+    assert "RIVERRUN_MODELS" in out[1].reason
+    assert isinstance(out[2], Rejection) and out[2].error_type is ErrorType.INVALID_LABEL
+    assert "true/false or 0/1" in out[2].reason
+
+
+@pytest.mark.parametrize("label", [True, False, 0, 1, 0.0, 1.0])
+def test_binary_labels_accept_booleans_and_zero_one(label: Any) -> None:
+    out = Learner(["logreg"]).process([event(label=label, x=1.0)])[0]
+    assert isinstance(out, Prediction) and out.learned
+
+
+class Diverged(base.Regressor):
+    """A regressor whose weights blew up: it predicts NaN."""
+
+    def learn_one(self, x: dict[str, Any], y: float) -> None:
+        pass
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        return float("nan")
+
+
+def test_diverged_model_is_a_rejection_not_a_crash() -> None:
+    registry = {"bad": ModelSpec("bad", "regression", Diverged)}
+    out = Learner(["bad"], registry=registry).process([event(model="bad", label=1.0, x=1.0)])[0]
+    assert isinstance(out, Rejection)
+    assert out.error_type is ErrorType.LEARNING_ERROR
+    assert "diverged" in out.reason
+
+
+def test_unknown_model_name_in_settings_fails_fast() -> None:
+    with pytest.raises(ValueError, match="choose among"):
+        Learner(["no-such-model"])
+
+
+def test_model_version_names_factory_parameters() -> None:
+    spec = MODELS["logreg"]
+    assert spec.version == MODELS["logreg"].version
+    assert spec.version.startswith("logreg@")
+    assert spec.with_params(lr=0.5).version != spec.version
+
+
+def test_rolling_quality_is_reported_once_labels_arrive() -> None:
+    learner = Learner(["logreg"], quality_window=10)
+    assert learner.quality() == {}
+    learner.process([event(label=True, x=1.0)])
+    metric, value = learner.quality()["logreg"]
+    assert metric == "logloss"
+    assert value == pytest.approx(0.6931471805599453)  # -log(0.5): first prediction is 0.5

@@ -1,0 +1,117 @@
+"""Wire formats: committed JSON Schemas, strict validation, readable rejections."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from schemas import DeadLetter, ErrorType, InputEvent
+from schemas.codec import InvalidMessage, decode
+from schemas.json_schema import SCHEMA_FILES, render_all
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
+GOOD = {
+    "event_id": "e1",
+    "ts": "2026-01-01T12:00:00+02:00",
+    "model": "logreg",
+    "key": "visitor-7",
+    "features": {"device": "mobile", "price": 0.25, "position": 3, "returning": True},
+    "label": True,
+}
+
+
+def as_bytes(**changes: object) -> bytes:
+    return json.dumps({**GOOD, **changes}).encode()
+
+
+@pytest.mark.parametrize("file_name", sorted(SCHEMA_FILES))
+def test_committed_json_schema_is_up_to_date(file_name: str) -> None:
+    committed = SCHEMA_DIR / file_name
+    assert committed.exists(), f"{committed} missing: run `riverrun schemas export`"
+    assert committed.read_text() == render_all()[file_name], (
+        f"{committed} is stale: run `riverrun schemas export` and commit the result"
+    )
+
+
+def test_every_schema_has_a_version() -> None:
+    for model in SCHEMA_FILES.values():
+        assert model.model_fields["schema_version"].default == 1
+
+
+def test_valid_event_keeps_types_and_normalises_time_to_utc() -> None:
+    event = decode(InputEvent, as_bytes(), max_bytes=10_000)
+    assert event.features == GOOD["features"]
+    assert event.ts.isoformat() == "2026-01-01T10:00:00+00:00"  # 12:00 at +02:00
+    assert event.label is True
+
+
+def test_epoch_seconds_are_event_times() -> None:
+    event = decode(InputEvent, as_bytes(ts=86_400), max_bytes=10_000)
+    assert event.ts.isoformat() == "1970-01-02T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("raw", "error_type", "mentions"),
+    [
+        (b"not json", ErrorType.INVALID_JSON, "not valid JSON"),
+        (b"", ErrorType.INVALID_JSON, "not valid JSON"),
+        (as_bytes(features={"x": float("nan")}), ErrorType.INVALID_EVENT, "features.x"),
+        (as_bytes(features={"x": float("inf")}), ErrorType.INVALID_EVENT, "features.x"),
+        (b'{"event_id": "e", "ts": 0, "model": "m", "key": "k", "features": {"x": 1e999}}',
+         ErrorType.INVALID_EVENT, "features.x"),
+        (as_bytes(features={"x": [1, 2]}), ErrorType.INVALID_EVENT, "features.x"),
+        (as_bytes(features={"x": "1" * 2000}), ErrorType.INVALID_EVENT, "features.x"),
+        (as_bytes(label="yes"), ErrorType.INVALID_EVENT, "label"),
+        (as_bytes(ts="yesterday"), ErrorType.INVALID_EVENT, "ts"),
+        (as_bytes(event_id=""), ErrorType.INVALID_EVENT, "event_id"),
+        (as_bytes(lable=True), ErrorType.INVALID_EVENT, "lable"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "key"}).encode(),
+         ErrorType.INVALID_EVENT, "key: Field required"),
+        (as_bytes(features={"pad": "x" * 20_000}), ErrorType.OVERSIZED, "RIVERRUN_MAX_EVENT_BYTES"),
+        (b"[1, 2]", ErrorType.INVALID_EVENT, "InputEvent"),
+    ],
+)  # fmt: skip
+def test_invalid_messages_are_rejected_with_an_actionable_reason(
+    raw: bytes, error_type: ErrorType, mentions: str
+) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(InputEvent, raw, max_bytes=10_000)
+    assert caught.value.error_type is error_type
+    assert mentions in caught.value.reason
+    # Every reason tells the producer what to do, not only what went wrong.
+    assert any(word in caught.value.reason for word in ("Fix", "send", "raise")), caught.value.reason
+
+
+def test_strict_types_refuse_coercion() -> None:
+    # "0.5" as a string stays a (categorical) string feature, never a number.
+    event = decode(InputEvent, as_bytes(features={"price": "0.5"}), max_bytes=10_000)
+    assert event.features["price"] == "0.5"
+
+
+def test_missing_value_is_invalid_json() -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(InputEvent, None, max_bytes=1000)
+    assert caught.value.error_type is ErrorType.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding"), [("héllo".encode(), "utf-8"), (b"\xff\xfe\x00bin", "base64")]
+)
+def test_dead_letter_keeps_the_exact_payload(raw: bytes, encoding: str) -> None:
+    payload, used = DeadLetter.encode_payload(raw)
+    assert used == encoding
+    letter = DeadLetter(
+        payload=payload,
+        payload_encoding=used,
+        source_topic="events",
+        source_partition=0,
+        source_offset=7,
+        error_type=ErrorType.INVALID_JSON,
+        reason="r",
+        ts=0,
+    )
+    again = DeadLetter.model_validate_json(letter.model_dump_json())
+    assert again.original_payload() == raw
+    if encoding == "base64":
+        assert base64.b64decode(again.payload) == raw
