@@ -14,9 +14,8 @@ from schemas import ErrorType, InputEvent, Prediction
 
 @dataclass(frozen=True)
 class Rejection:
-    """An event the learner could not use, and why (becomes a dead letter)."""
+    """An event that could not be used, and why (it becomes a dead letter)."""
 
-    event: InputEvent
     error_type: ErrorType
     reason: str
 
@@ -119,7 +118,7 @@ class Learner:
             try:
                 outputs.append(self._predict_then_learn(event, received_at))
             except LearningError as err:
-                outputs.append(Rejection(event, err.error_type, err.reason))
+                outputs.append(Rejection(err.error_type, err.reason))
         return outputs
 
     def _predict_then_learn(self, event: InputEvent, received_at: float) -> Prediction:

@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from online_models import Learner, Rejection
-from schemas import ActivityEvent, DeadLetter, ErrorType, InputEvent, Prediction
+from schemas import ActivityEvent, DeadLetter, ErrorType, Prediction
 from schemas.codec import InvalidMessage, decode
 from streams.metrics import WorkerMetrics
+from streams.pipeline import EventPipeline
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Worker:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
         self.learner = Learner(settings.models, quality_window=settings.quality_window)
+        self.pipeline = EventPipeline(self.learner, settings.max_event_bytes)
         self.app = faust.App(
             settings.group_id,
             broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -74,22 +76,11 @@ class Worker:
     async def handle_events(self, batch: Sequence[EventT]) -> None:
         """Decode, predict-then-learn and publish one batch of input messages, in order."""
         received_at = time.perf_counter()
-        topic = self.settings.events_topic
-        self.metrics.consumed.labels(topic).inc(len(batch))
-        valid: list[InputEvent] = []
-        valid_messages = []
-        for event in batch:
-            try:
-                valid.append(
-                    decode(InputEvent, event.message.value, max_bytes=self.settings.max_event_bytes)
-                )
-                valid_messages.append(event.message)
-            except InvalidMessage as err:
-                await self.dead_letter(event, err.error_type, err.reason)
-        outputs = self.learner.process(valid, received_at)
-        for message, output in zip(valid_messages, outputs, strict=True):
+        self.metrics.consumed.labels(self.settings.events_topic).inc(len(batch))
+        outputs = self.pipeline.run([event.message.value for event in batch], received_at)
+        for event, output in zip(batch, outputs, strict=True):
             if isinstance(output, Rejection):
-                await self.dead_letter(message, output.error_type, output.reason)
+                await self.dead_letter(event.message, output.error_type, output.reason)
             else:
                 await self.publish(output)
         self._observe(batch)
@@ -112,14 +103,13 @@ class Worker:
                     ActivityEvent, event.message.value, max_bytes=self.settings.max_event_bytes
                 )
             except InvalidMessage as err:
-                await self.dead_letter(event, err.error_type, err.reason)
+                await self.dead_letter(event.message, err.error_type, err.reason)
             else:
                 self.metrics.activity.labels(activity.type).inc()
         self._observe(batch)
 
-    async def dead_letter(self, event: Any, error_type: ErrorType, reason: str) -> None:
+    async def dead_letter(self, message: Message, error_type: ErrorType, reason: str) -> None:
         """Send a rejected message to the dead-letter topic with its reason, and count it."""
-        message = getattr(event, "message", event)
         payload, encoding = DeadLetter.encode_payload(message.value or b"")
         letter = DeadLetter(
             payload=payload,

@@ -80,7 +80,9 @@ def test_invalid_messages_are_rejected_with_an_actionable_reason(
     assert caught.value.error_type is error_type
     assert mentions in caught.value.reason
     # Every reason tells the producer what to do, not only what went wrong.
-    assert any(word in caught.value.reason for word in ("Fix", "send", "raise")), caught.value.reason
+    assert any(word in caught.value.reason for word in ("Fix", "send", "raise")), (
+        caught.value.reason
+    )
 
 
 def test_strict_types_refuse_coercion() -> None:

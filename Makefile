@@ -1,0 +1,60 @@
+# riverrun — every target does its own set-up from a fresh clone.
+#   make demo   run the whole system end to end on a local Kafka broker
+#   make test   lint, then unit and integration tests (the integration tests start the broker)
+#   make bench  throughput of the learning core vs the worker through Kafka
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test unit integration lint bench lock schemas kafka-up kafka-down clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: riverrun needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/riverrun demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -p no:cacheprovider tests
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+integration: venv
+	$(BIN)/python -m pytest tests/integration
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# Re-pin every dependency after changing pyproject.toml (commit the result).
+lock: venv
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+schemas: venv
+	$(BIN)/riverrun schemas export
+
+kafka-up: venv
+	$(BIN)/riverrun kafka up
+
+kafka-down: venv
+	$(BIN)/riverrun kafka down
+
+clean:
+	-$(BIN)/riverrun kafka down
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,179 @@
+"""Integration fixtures: the real local Kafka broker, fresh topics, worker subprocesses.
+
+The broker is started once per session with the project's own `LocalKafka` (or the
+cluster in RIVERRUN_BROKER is used). If it cannot start, every test fails with the
+reason; nothing is skipped.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.local_kafka import LocalKafka, LocalKafkaError
+from streams.settings import PROJECT_DIR, Settings
+from streams.topics import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a running, answering broker."""
+    base = Settings()
+    if not base.uses_local_broker:
+        yield base.bootstrap_servers
+        return
+    kafka = LocalKafka(
+        deploy_dir=PROJECT_DIR / "deploy" / "kafka",
+        cache_dir=base.kafka_cache_dir,
+        port=base.kafka_port,
+    )
+    already_running = kafka.is_running()
+    try:
+        kafka.up(timeout=120)
+    except LocalKafkaError as err:
+        pytest.fail(f"the local Kafka broker could not start: {err}", pytrace=False)
+    yield kafka.bootstrap
+    if not already_running:
+        kafka.down()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Env:
+    """One test's own topics, consumer group and metrics port, as settings and env vars."""
+
+    settings: Settings
+    env: dict[str, str]
+    tmp: Path
+    workers: list["WorkerProcess"] = field(default_factory=list)
+
+    def produce(self, messages: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=5)
+        for key, value in messages:
+            producer.send(topic or self.settings.events_topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+
+    def read(self, topic: str, count: int, timeout: float = 60.0) -> list:  # type: ignore[type-arg]
+        """Exactly the first `count` messages of `topic` (fails if fewer arrive in time)."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
+        )
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        messages: list = []  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout
+        while len(messages) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                messages.extend(batch)
+            for worker in self.workers:
+                worker.assert_alive()
+        consumer.close()
+        assert len(messages) >= count, (
+            f"only {len(messages)} of {count} messages arrived on {topic} within {timeout} s"
+        )
+        return messages
+
+    def count(self, topic: str) -> int:
+        """Messages currently in `topic` (sum of end offsets)."""
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        total = sum(consumer.end_offsets(partitions).values())
+        consumer.close()
+        return total
+
+    def start_worker(self) -> "WorkerProcess":
+        worker = WorkerProcess(self.env, self.tmp / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+
+class WorkerProcess:
+    """`riverrun worker` in a subprocess, exactly as a user runs it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.stopped = False
+
+    def assert_alive(self) -> None:
+        """Fail at once (with its log) if the worker died without being asked to stop."""
+        code = self.process.poll()
+        if code is not None and not self.stopped:
+            pytest.fail(f"worker exited with {code}:\n{self.tail()}", pytrace=False)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.stopped = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
+    """Factory: a fresh set of random topics (created), group and port for one test."""
+    made: list[Env] = []
+
+    def make(**overrides: object) -> Env:
+        run = uuid.uuid4().hex[:10]
+        values: dict[str, object] = {
+            "events_topic": f"t-{run}-events",
+            "predictions_topic": f"t-{run}-predictions",
+            "dead_letters_topic": f"t-{run}-dead-letters",
+            "activity_topic": f"t-{run}-activity",
+            "group_id": f"g-{run}",
+            "metrics_port": free_port(),
+            "data_dir": tmp_path / f"data-{run}",
+            "session_timeout_seconds": 6.0,
+            "log_level": "info",
+            **overrides,
+        }
+        settings = Settings(broker=bootstrap, **values)  # type: ignore[arg-type]
+        ensure_topics(settings)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
+        for name in Settings.model_fields:
+            value = getattr(settings, name)
+            if value is None:
+                continue
+            if isinstance(value, list):
+                value = json.dumps(value)
+            env[f"RIVERRUN_{name.upper()}"] = str(value)
+        made.append(Env(settings, env, tmp_path))
+        return made[-1]
+
+    yield make
+    for env in made:
+        for worker in env.workers:
+            worker.stop()

@@ -1,0 +1,69 @@
+"""The commands a user types, run as subprocesses against the real broker."""
+
+import subprocess
+import sys
+
+from schemas import InputEvent
+
+
+def riverrun(env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_replay_is_deterministic_and_tail_prints_it(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    for _ in range(2):
+        done = riverrun(env, "replay", "--dataset", "clicks", "--limit", "100", "--quiet")
+        assert done.returncode == 0, done.stderr
+        assert "replayed 100 events" in done.stdout
+    messages = env.read(env.settings.events_topic, 200)
+    first = [m.value for m in messages[:100]]
+    assert first == [m.value for m in messages[100:]]  # same ids, features, labels, times
+    events = [InputEvent.model_validate_json(v) for v in first]
+    assert [e.event_id for e in events] == [f"clicks-{i:08d}" for i in range(100)]
+
+    tailed = riverrun(env, "tail", env.settings.events_topic, "--from-beginning", "--limit", "3")
+    assert tailed.returncode == 0, tailed.stderr
+    lines = tailed.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [f"clicks-{i:08d}" for i in range(3)]
+
+
+def test_replay_of_a_file_uses_its_label_column(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    path = tmp_path / "offers.csv"
+    path.write_text("device,price,clicked\nmobile,0.5,1\ndesktop,2,0\n")
+    done = riverrun(env, "replay", "--file", str(path), "--model", "linreg",
+                    "--label-column", "clicked", "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [
+        InputEvent.model_validate_json(m.value) for m in env.read(env.settings.events_topic, 2)
+    ]
+    assert [(e.features, e.label) for e in events] == [
+        ({"device": "mobile", "price": 0.5}, 1),
+        ({"device": "desktop", "price": 2}, 0),
+    ]
+
+
+def test_demo_accounts_for_every_event(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    done = riverrun(env, "demo", "--limit", "400", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "events in          406" in done.stdout  # 400 events + one of each 6 bad kinds
+    assert "predictions out    400" in done.stdout
+    assert "dead letters       6" in done.stdout
+    assert "OK: events in = predictions out + dead letters" in done.stdout
+
+
+def test_worker_without_a_broker_says_what_to_do(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.env["RIVERRUN_BROKER"] = "127.0.0.1:1"
+    done = riverrun(env, "worker", timeout=60)
+    assert done.returncode != 0
+    assert "check RIVERRUN_BROKER" in done.stderr
+    assert "Traceback" not in done.stderr

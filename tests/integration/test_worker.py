@@ -1,0 +1,126 @@
+"""The worker against the real broker: N in -> N out, dead letters, restarts, metrics."""
+
+import json
+import urllib.request
+
+from online_models import MODELS, Learner
+from schemas import DeadLetter, ErrorType, Prediction
+from streams.replay import dataset_events, encode
+
+
+def phishing(n: int, prefix: str = "") -> list:  # type: ignore[type-arg]
+    return list(dataset_events("phishing", limit=n, model=None, seed=42, id_prefix=prefix))
+
+
+def test_every_event_gets_its_prediction_keyed_by_event_id(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    events = phishing(400)
+    env.start_worker()
+    env.produce([encode(e) for e in events])
+
+    messages = env.read(env.settings.predictions_topic, len(events))
+    predictions = [Prediction.model_validate_json(m.value) for m in messages]
+
+    assert len(messages) == len(events)  # nothing missing, nothing extra
+    assert [m.key.decode() for m in messages] == [e.event_id for e in events]
+    assert {p.model_version for p in predictions} == {MODELS["logreg"].version}
+    # The stream's predictions are exactly those of the same learner run in process.
+    expected = Learner(["logreg"]).process(events)
+    assert [p.prediction for p in predictions] == [e.prediction for e in expected]  # type: ignore[union-attr]
+    assert all(p.learned for p in predictions)
+    assert [p.model_updates for p in predictions] == list(range(len(events)))
+
+
+def test_bad_messages_are_dead_lettered_and_good_ones_all_predicted(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(max_event_bytes=2000)
+    good = [encode(e) for e in phishing(100)]
+    bad = [
+        (b"b1", b"{not json"),
+        (b"b2", b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {"a": NaN}}'),
+        (b"b3", b'{"event_id": "x", "ts": 0, "model": "nope", "key": "k", "features": {}}'),
+        (b"b4", b'{"event_id": "x", "ts": 0, "model": "logreg", "features": {}}'),
+        (b"b5", b"\xff\xfe binary"),
+        (b"b6", b'{"pad": "' + b"x" * 3000 + b'"}'),
+        (b"b7", b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {}, "label": 7}'),
+    ]  # fmt: skip
+    expected_types = ["invalid_json", "invalid_event", "unknown_model", "invalid_event",
+                      "invalid_json", "oversized", "invalid_label"]  # fmt: skip
+    messages = good[:50] + bad + good[50:]
+    env.start_worker()
+    env.produce(messages)
+
+    predictions = env.read(env.settings.predictions_topic, len(good))
+    letters = [
+        DeadLetter.model_validate_json(m.value)
+        for m in env.read(env.settings.dead_letters_topic, len(bad))
+    ]
+    assert [p.key for p in predictions] == [key for key, _ in good]
+    assert [d.error_type.value for d in letters] == expected_types
+    assert [d.source_offset for d in letters] == list(range(50, 50 + len(bad)))
+    assert {d.source_topic for d in letters} == {env.settings.events_topic}
+    assert [d.original_payload() for d in letters] == [value for _, value in bad]
+    assert letters[4].payload_encoding == "base64"
+    assert all(len(d.reason) > 20 for d in letters)
+    assert env.count(env.settings.predictions_topic) == len(good)  # no extra output
+
+
+def test_restart_resumes_from_committed_offsets(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    events = phishing(600)
+    first, second = events[:300], events[300:]
+    worker = env.start_worker()
+    env.produce([encode(e) for e in first])
+    env.read(env.settings.predictions_topic, len(first))
+    assert worker.stop() == 0, worker.tail()
+
+    env.produce([encode(e) for e in second])
+    env.start_worker()
+    messages = env.read(env.settings.predictions_topic, len(events))
+    # A clean stop commits its offsets: the second worker starts after the last event
+    # the first one processed, so every event is predicted exactly once.
+    assert [m.key.decode() for m in messages] == [e.event_id for e in events]
+    assert env.count(env.settings.predictions_topic) == len(events)
+
+
+def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    activity = [
+        json.dumps(
+            {"visitor": f"v{i}", "ts": i, "type": "page_view" if i % 3 else "search"}
+        ).encode()
+        for i in range(30)
+    ]
+    env.start_worker()
+    env.produce([(b"v", a) for a in activity] + [(b"v", b'{"visitor": "v"}')],
+                topic=env.settings.activity_topic)  # fmt: skip
+    events = phishing(50)
+    env.produce([encode(e) for e in events])
+    env.read(env.settings.predictions_topic, len(events))
+    letters = env.read(env.settings.dead_letters_topic, 1)
+    assert DeadLetter.model_validate_json(letters[0].value).error_type is ErrorType.INVALID_EVENT
+
+    port = env.settings.metrics_port
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    s = env.settings
+    assert samples[f'riverrun_events_consumed_total{{topic="{s.events_topic}"}}'] == 50
+    assert samples[f'riverrun_events_consumed_total{{topic="{s.activity_topic}"}}'] == 31
+    assert samples['riverrun_activity_events_total{type="page_view"}'] == 20
+    assert samples['riverrun_activity_events_total{type="search"}'] == 10
+    assert samples['riverrun_predictions_total{model="logreg"}'] == 50
+    assert samples['riverrun_events_learned_total{model="logreg"}'] == 50
+    key = f'riverrun_dead_letters_total{{error_type="invalid_event",topic="{s.activity_topic}"}}'
+    assert samples[key] == 1
+    assert samples['riverrun_predict_latency_seconds_count{model="logreg"}'] == 50
+    assert samples[f'riverrun_consumer_lag_messages{{partition="0",topic="{s.events_topic}"}}'] == 0
+    # The rolling quality gauge equals the same rolling logloss computed offline.
+    offline = Learner(["logreg"], quality_window=s.quality_window)
+    offline.process(events)
+    assert (
+        samples['riverrun_model_quality{metric="logloss",model="logreg"}']
+        == offline.quality()["logreg"][1]
+    )
