@@ -25,6 +25,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 unit: venv

@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,12 @@ from streams.pipeline import EventPipeline
 from streams.replay import dataset_events, encode, produce
 from streams.settings import Settings
 from streams.topics import ensure_topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def bench_core(values: list[bytes], batch_size: int) -> float:
@@ -56,7 +63,7 @@ def bench_worker(settings: Settings, messages: list[tuple[bytes, bytes]], log: P
         RIVERRUN_ACTIVITY_TOPIC=f"bench-{run}-activity",
         RIVERRUN_GROUP_ID=f"bench-{run}",
         RIVERRUN_LOG_LEVEL="warn",
-        RIVERRUN_METRICS_PORT="0",
+        RIVERRUN_METRICS_PORT=str(free_port()),
     )
     topic_settings = Settings(
         broker=settings.bootstrap_servers,

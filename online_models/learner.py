@@ -40,7 +40,7 @@ class ServedModel:
         self.is_classifier = spec.task == "binary"
         metric = metrics.LogLoss if self.is_classifier else metrics.MAE
         self.quality_name = "logloss" if self.is_classifier else "mae"
-        self.quality = utils.Rolling(metric, window_size=quality_window)
+        self.quality: Any = utils.Rolling(metric, window_size=quality_window)
 
     def target(self, label: bool | float) -> bool | float:
         """The label as the estimator wants it; raises LearningError when it cannot be."""

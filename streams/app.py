@@ -18,8 +18,6 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
 
 class Worker:
     """A Faust app wired to one Learner and one metrics registry.
@@ -50,11 +48,18 @@ class Worker:
             producer_linger_ms=5,
             logging_config=None,
         )
-        self.events = self.app.topic(settings.events_topic, **RAW)
-        self.activity = self.app.topic(settings.activity_topic, **RAW)
-        self.predictions = self.app.topic(settings.predictions_topic, **RAW)
-        self.dead_letters = self.app.topic(settings.dead_letters_topic, **RAW)
+        self.events = self._raw_topic(settings.events_topic)
+        self.activity = self._raw_topic(settings.activity_topic)
+        self.predictions = self._raw_topic(settings.predictions_topic)
+        self.dead_letters = self._raw_topic(settings.dead_letters_topic)
         self._wire()
+
+    def _raw_topic(self, name: str) -> Any:
+        # Raw bytes in and out: decoding is ours, so a bad message becomes a dead letter
+        # instead of an exception inside Faust.
+        return self.app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
 
     def _wire(self) -> None:
         settings = self.settings
