@@ -124,7 +124,7 @@ def main() -> None:
             print(kafka.up())
             started_kafka = True
     try:
-        events = list(dataset_events("clicks", limit=n, model=None, seed=42))
+        events = list(dataset_events("clicks", limit=n, model="logreg", seed=42))
         messages = [encode(e) for e in events]
         values = [value for _, value in messages]
         cpu = platform.processor() or platform.machine()

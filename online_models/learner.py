@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from river import base, metrics, utils
+from river import base
 
+from online_models.evaluation import EvaluationConfig, Evaluator
 from online_models.registry import MODELS, ModelSpec
-from schemas import ErrorType, InputEvent, Prediction
+from schemas import ErrorType, InputEvent, MetricsReport, Prediction
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,13 @@ class LearningError(ValueError):
 class ServedModel:
     """One live model: the River estimator, how many events it learnt, its rolling quality."""
 
-    def __init__(self, spec: ModelSpec, quality_window: int) -> None:
+    def __init__(self, spec: ModelSpec, evaluation: EvaluationConfig) -> None:
         self.spec = spec
         self.version = spec.version
         self.estimator: Any = spec.create()
         self.updates = 0
         self.is_classifier = spec.task == "binary"
-        metric = metrics.LogLoss if self.is_classifier else metrics.MAE
-        self.quality_name = "logloss" if self.is_classifier else "mae"
-        self.quality: Any = utils.Rolling(metric, window_size=quality_window)
+        self.evaluator = Evaluator(spec.name, self.version, self.is_classifier, evaluation)
 
     def target(self, label: bool | float) -> bool | float:
         """The label as the estimator wants it; raises LearningError when it cannot be."""
@@ -55,10 +54,17 @@ class ServedModel:
         return float(label)
 
     def predict(self, features: dict[str, Any]) -> float:
-        if self.is_classifier:
-            y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
-        else:
-            y_pred = float(self.estimator.predict_one(features))
+        try:
+            if self.is_classifier:
+                y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
+            else:
+                y_pred = float(self.estimator.predict_one(features))
+        except (ArithmeticError, ValueError, TypeError) as err:
+            raise LearningError(
+                ErrorType.LEARNING_ERROR,
+                f"model {self.version} failed to predict ({err!r}): it may have diverged; "
+                "lower its learning rate or scale the features",
+            ) from err
         if not math.isfinite(y_pred):
             raise LearningError(
                 ErrorType.LEARNING_ERROR,
@@ -67,8 +73,7 @@ class ServedModel:
             )
         return y_pred
 
-    def learn(self, features: dict[str, Any], y: bool | float, y_pred: float) -> None:
-        self.quality.update(y, y_pred)
+    def learn(self, features: dict[str, Any], y: bool | float) -> None:
         self.estimator.learn_one(features, y)
         self.updates += 1
 
@@ -90,7 +95,7 @@ class Learner:
         *,
         registry: Mapping[str, ModelSpec] = MODELS,
         params: Mapping[str, Mapping[str, Any]] | None = None,
-        quality_window: int = 1000,
+        evaluation: EvaluationConfig | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         params = params or {}
@@ -100,8 +105,9 @@ class Learner:
                 known = ", ".join(sorted(registry))
                 raise ValueError(f"unknown model {name!r}: choose among {known}")
             spec = registry[name].with_params(**params.get(name, {}))
-            self.models[name] = ServedModel(spec, quality_window)
+            self.models[name] = ServedModel(spec, evaluation or EvaluationConfig())
         self.clock = clock
+        self.pending_reports: list[MetricsReport] = []
 
     def process(
         self, events: Sequence[InputEvent], received_at: float | None = None
@@ -136,13 +142,16 @@ class Learner:
         y_pred = model.predict(features)
         if y is not None:
             try:
-                model.learn(features, y, y_pred)
+                model.learn(features, y)
             except (ArithmeticError, ValueError, TypeError) as err:
                 raise LearningError(
                     ErrorType.LEARNING_ERROR,
                     f"model {model.version} failed to learn from this event ({err!r}); "
                     "check the feature values",
                 ) from err
+            self.pending_reports += model.evaluator.observe(
+                y, y_pred, features, event.key, event.ts
+            )
         return Prediction(
             event_id=event.event_id,
             key=event.key,
@@ -157,12 +166,17 @@ class Learner:
         )
 
     def quality(self) -> dict[str, tuple[str, float]]:
-        """Rolling quality per model that has learnt at least once: (metric name, value)."""
+        """Rolling quality per model that has scored at least once: (metric name, value)."""
         return {
-            name: (model.quality_name, model.quality.get())
+            name: headline
             for name, model in self.models.items()
-            if model.updates
+            if (headline := model.evaluator.headline()) is not None
         }
+
+    def drain_reports(self) -> list[MetricsReport]:
+        """Metrics reports that came due since the last call, in the order they did."""
+        reports, self.pending_reports = self.pending_reports, []
+        return reports
 
     def estimator(self, name: str) -> base.Estimator:
         """The live River estimator of a model (for inspection and tests)."""

@@ -8,12 +8,13 @@
 
 import hashlib
 import json
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from river import base, compose, linear_model, optim, preprocessing
+from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
 Task = Literal["binary", "regression"]
 
@@ -83,3 +84,90 @@ def logreg(lr: float, l2: float) -> base.Estimator:
 def linreg(lr: float, l2: float) -> base.Estimator:
     """Regression model: mixed-feature encoding + linear regression (SGD)."""
     return mixed_features() | linear_model.LinearRegression(optimizer=optim.SGD(lr), l2=l2)
+
+
+def hashed_features(n_features: int, seed: int) -> base.Transformer:
+    """Scale numeric features; hash string features into `n_features` buckets.
+
+    Memory is bounded whatever the number of distinct categories (merchants, offers...):
+    the model has at most `n_features` weights for them.
+    """
+    numeric = compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
+    categorical = compose.SelectType(str) | preprocessing.FeatureHasher(
+        n_features=n_features, seed=seed, alternate_sign=False
+    )
+    return numeric + categorical
+
+
+class LogFeatures(base.Transformer):
+    """`log1p` of the named numeric features (prices act multiplicatively); others unchanged.
+
+    Parameters
+    ----------
+    names
+        Features to transform. Values that are not numbers above -1 are left as they are.
+
+    >>> LogFeatures(names=("price",)).transform_one({"price": 0.0, "device": "mobile"})
+    {'price': 0.0, 'device': 'mobile'}
+    """
+
+    def __init__(self, names: tuple[str, ...] = ()) -> None:
+        self.names = tuple(names)
+
+    def transform_one(self, x: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: math.log1p(v)
+            if k in self.names and isinstance(v, int | float) and not isinstance(v, bool) and v > -1
+            else v
+            for k, v in x.items()
+        }
+
+
+@register("ctr", task="binary", alpha=0.05, beta=1.0, l1=0.0, l2=1.0, n_features=2**18, seed=0)
+def ctr(
+    alpha: float, beta: float, l1: float, l2: float, n_features: int, seed: int
+) -> base.Estimator:
+    """Click/propensity model: hashed categoricals + scaled numerics, logistic regression
+    trained by FTRL-Proximal (per-coordinate adaptive learning rates, optional L1)."""
+    optimizer = optim.FTRLProximal(alpha=alpha, beta=beta, l1=l1, l2=l2)
+    return hashed_features(n_features, seed) | linear_model.LogisticRegression(
+        optimizer=optimizer, intercept_lr=alpha
+    )
+
+
+# Day of month and month are dropped by default: as numbers they only encode the trend of
+# the few days seen so far, and their early z-scores are huge; the day of the week (a
+# string) carries the weekly seasonality.
+@register(
+    "clicks",
+    task="regression",
+    lr=0.3,
+    intercept_lr=0.05,
+    log=("price",),
+    drop=("date", "day_of_month", "month"),
+)
+def clicks(
+    lr: float, intercept_lr: float, log: tuple[str, ...], drop: tuple[str, ...]
+) -> base.Estimator:
+    """Click-count model: squared loss on `log1p(clicks)` (AdaGrad), predictions mapped back
+    with `expm1` — i.e. it predicts the median-like count MAE rewards. Prices enter as logs."""
+    encode = compose.Discard(*drop) | LogFeatures(names=tuple(log)) | mixed_features()
+    regressor = encode | linear_model.LinearRegression(
+        optimizer=optim.AdaGrad(lr), intercept_lr=intercept_lr
+    )
+    return compose.TargetTransformRegressor(regressor, func=math.log1p, inverse_func=math.expm1)
+
+
+@register("ctr_tree", task="binary", grace_period=200, max_depth=20)
+def ctr_tree(grace_period: int, max_depth: int) -> base.Estimator:
+    """Non-linear click model: a Hoeffding tree on the raw features (strings are nominal
+    splits). Fast (~40k events/s alone) but its state grows with the tree (~5 MB after
+    30k events) and its leaf probabilities are poorly calibrated."""
+    return tree.HoeffdingTreeClassifier(grace_period=grace_period, max_depth=max_depth)
+
+
+@register("ctr_forest", task="binary", n_models=5, seed=1)
+def ctr_forest(n_models: int, seed: int) -> base.Estimator:
+    """Non-linear click model: an adaptive random forest of Hoeffding trees. Slow (~2.4k
+    events/s alone) and large (~80 MB pickled after 30k events): for low-volume streams."""
+    return forest.ARFClassifier(n_models=n_models, seed=seed)

@@ -3,6 +3,7 @@
 from schemas.activity import ActivityEvent
 from schemas.dead_letter import DeadLetter, ErrorType
 from schemas.input_event import FeatureValue, InputEvent
+from schemas.metrics_report import MetricsReport
 from schemas.prediction import Prediction
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "ErrorType",
     "FeatureValue",
     "InputEvent",
+    "MetricsReport",
     "Prediction",
 ]

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from schemas.activity import ActivityEvent
 from schemas.dead_letter import DeadLetter
 from schemas.input_event import InputEvent
+from schemas.metrics_report import MetricsReport
 from schemas.prediction import Prediction
 
 #: File name (without directory) -> the model whose JSON Schema it holds.
@@ -15,6 +16,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "prediction.v1.json": Prediction,
     "dead_letter.v1.json": DeadLetter,
     "activity.v1.json": ActivityEvent,
+    "metrics_report.v1.json": MetricsReport,
 }
 
 

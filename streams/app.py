@@ -10,7 +10,7 @@ import faust
 from faust.types import EventT, Message
 
 from online_models import Learner, Rejection
-from schemas import ActivityEvent, DeadLetter, ErrorType, Prediction
+from schemas import ActivityEvent, DeadLetter, ErrorType, MetricsReport, Prediction
 from schemas.codec import InvalidMessage, decode
 from streams.metrics import WorkerMetrics
 from streams.pipeline import EventPipeline
@@ -29,7 +29,9 @@ class Worker:
     def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        self.learner = Learner(settings.models, quality_window=settings.quality_window)
+        self.learner = Learner(
+            settings.models, params=settings.model_params, evaluation=settings.evaluation()
+        )
         self.pipeline = EventPipeline(self.learner, settings.max_event_bytes)
         self.app = faust.App(
             settings.group_id,
@@ -52,6 +54,7 @@ class Worker:
         self.activity = self._raw_topic(settings.activity_topic)
         self.predictions = self._raw_topic(settings.predictions_topic)
         self.dead_letters = self._raw_topic(settings.dead_letters_topic)
+        self.metrics_topic = self._raw_topic(settings.metrics_topic)
         self._wire()
 
     def _raw_topic(self, name: str) -> Any:
@@ -88,6 +91,8 @@ class Worker:
                 await self.dead_letter(event.message, output.error_type, output.reason)
             else:
                 await self.publish(output)
+        for report in self.learner.drain_reports():
+            await self.publish_report(report)
         self._observe(batch)
 
     async def publish(self, prediction: Prediction) -> None:
@@ -98,6 +103,14 @@ class Worker:
         if prediction.learned:
             self.metrics.learned.labels(prediction.model).inc()
         self.metrics.latency.labels(prediction.model).observe(prediction.latency_seconds)
+
+    async def publish_report(self, report: MetricsReport) -> None:
+        await self.metrics_topic.send(
+            key=report.model.encode(), value=report.model_dump_json().encode()
+        )
+        for name, value in report.metrics.items():
+            if value is not None:
+                self.metrics.model_metric.labels(report.model, report.segment, name).set(value)
 
     async def handle_activity(self, batch: Sequence[EventT]) -> None:
         """Validate and count activity events (their features come in a later release)."""

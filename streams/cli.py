@@ -84,35 +84,100 @@ def replay(dataset: str | None, path: Path | None, model: str | None, label_colu
            limit: int | None, rate: float | None, seed: int, id_prefix: str,
            topic: str | None, quiet: bool) -> None:  # fmt: skip
     """Produce a dataset or a file as input events, in order, with deterministic ids."""
-    from streams.replay import build_events, dataset_events, encode, file_samples, produce
+    from streams.replay import encode, produce
 
     settings = load_settings()
-    if (dataset is None) == (path is None):
-        raise click.UsageError("give exactly one of --dataset NAME or --file PATH")
-    if path is not None:
-        if not model:
-            raise click.UsageError("--file needs --model NAME")
-        import itertools
-
-        samples = itertools.islice(file_samples(path, label_column), limit)
-        events = build_events(samples, model=model, source=path.stem, id_prefix=id_prefix)
-    else:
-        if dataset is None:  # pragma: no cover - excluded above, narrows the type
-            raise click.UsageError("give --dataset NAME")
-        from online_models.datasets import DATASETS
-
-        if dataset in DATASETS and DATASETS[dataset].size is None and limit is None:
-            limit = 10_000
-        try:
-            events = dataset_events(dataset, limit=limit, model=model, seed=seed,
-                                    id_prefix=id_prefix)  # fmt: skip
-        except ValueError as err:
-            raise click.UsageError(str(err)) from None
+    events = _events(dataset, path, model, label_column, limit, seed, id_prefix)
     require_broker(settings)
     target = topic or settings.events_topic
     sent = produce(settings.bootstrap_servers, target, map(encode, events), rate=rate,
                    total=limit, progress=not quiet)  # fmt: skip
     click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
+
+
+def _events(dataset: str | None, path: Path | None, model: str | None, label_column: str,
+            limit: int | None, seed: int, id_prefix: str = ""):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Input events from exactly one of a bundled dataset or a file (see `replay`)."""
+    import itertools
+
+    from online_models.datasets import DATASETS
+    from streams.replay import build_events, dataset_events, file_samples
+
+    if (dataset is None) == (path is None):
+        raise click.UsageError("give exactly one of --dataset NAME or --file PATH")
+    if path is not None:
+        if not model:
+            raise click.UsageError("--file needs --model NAME")
+        samples = itertools.islice(file_samples(path, label_column), limit)
+        return build_events(samples, model=model, source=path.stem, id_prefix=id_prefix)
+    assert dataset is not None
+    if dataset in DATASETS and DATASETS[dataset].size is None and limit is None:
+        limit = 10_000
+    try:
+        return dataset_events(dataset, limit=limit, model=model, seed=seed, id_prefix=id_prefix)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+@main.command()
+@click.option("--dataset", help="A bundled dataset: phishing, bananas, trump, clicks, offers.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSONL or CSV file of feature records.",
+)
+@click.option("--model", help="Model name (default: the dataset's).")
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--limit", type=int, help="Evaluate on at most this many events.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--compare-river/--no-compare-river",
+    default=True,
+    show_default=True,
+    help="Also run River's progressive_val_score on the same events.",
+)
+@click.option(
+    "--reports",
+    "reports_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every metrics report the stream would publish, as JSONL.",
+)
+def evaluate(dataset: str | None, path: Path | None, model: str | None, label_column: str,
+             limit: int | None, seed: int, compare_river: bool,
+             reports_path: Path | None) -> None:  # fmt: skip
+    """Run the stream's learning code offline over a dataset and print its metrics.
+
+    Uses the same settings as the worker (RIVERRUN_MODEL_PARAMS, RIVERRUN_METRICS_*,
+    RIVERRUN_SEGMENT_FEATURES), so its reports equal what the worker publishes for the
+    same events in the same order.
+    """
+    from online_models.offline import river_progressive, run_offline
+
+    settings = load_settings()
+    events = list(_events(dataset, path, model, label_column, limit, seed))
+    if not events:
+        raise click.UsageError("no events to evaluate")
+    name = events[0].model
+    params = settings.model_params.get(name, {})
+    result = run_offline(events, name, params=params, config=settings.evaluation())
+    reference = river_progressive(events, name, params) if compare_river else {}
+    click.echo(f"{len(events)} events, model {name}, {result.rejected} rejected, "
+               f"{len(result.reports)} reports")  # fmt: skip
+    for segment, values in result.final.items():
+        click.echo(f"\nsegment {segment}")
+        for metric, value in values.items():
+            line = f"  {metric:<28} {_fmt(value)}"
+            if metric in reference:
+                line += f"   river {_fmt(reference[metric])}"
+            click.echo(line)
+    if reports_path is not None:
+        reports_path.write_text("".join(r.model_dump_json() + "\n" for r in result.reports))
+        click.echo(f"\nwrote {len(result.reports)} reports to {reports_path}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
 
 
 @main.command()
@@ -189,16 +254,30 @@ def kafka_status() -> None:
 
 
 @main.command()
-@click.option("--dataset", default="phishing", show_default=True)
-@click.option("--limit", type=int, help="Events to replay (default: the whole dataset).")
+@click.option(
+    "--dataset",
+    "datasets",
+    default="phishing,offers",
+    show_default=True,
+    help="Comma-separated bundled datasets to replay, one after the other.",
+)
+@click.option(
+    "--limit",
+    type=int,
+    help="Events per dataset (default: all of a finite one; 30 days of offers).",
+)
 @click.option("--timeout", type=float, default=180.0, show_default=True,
               help="Give up when predictions stop arriving for this long.")  # fmt: skip
-def demo(dataset: str, limit: int | None, timeout: float) -> None:
+def demo(datasets: str, limit: int | None, timeout: float) -> None:
     """Run the whole system once, end to end, and print a summary."""
     from streams.demo import run_demo
 
     settings = load_settings()
-    ok = run_demo(settings, dataset=dataset, limit=limit, timeout=timeout, echo=click.echo)
+    try:
+        ok = run_demo(settings, datasets=datasets.split(","), limit=limit, timeout=timeout,
+                      echo=click.echo)  # fmt: skip
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
     sys.exit(0 if ok else 1)
 
 

@@ -13,15 +13,22 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from online_models.datasets import DATASETS
+from online_models.offline import run_offline
 from online_models.quality import summarize
 from online_models.registry import MODELS
-from schemas import DeadLetter, Prediction
+from schemas import DeadLetter, InputEvent, MetricsReport, Prediction
 from schemas.codec import decode
 from streams.replay import dataset_events, encode, produce
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 Echo = Callable[[str], None]
+
+#: Settings the demo gives its worker unless the user set them: frequent reports and
+#: per-device segments make a short run show the whole metric set.
+DEMO_SETTINGS = {"metrics_every_events": 250, "segment_features": ["device"]}
+#: Events per dataset when the dataset is endless: 30 days of 300 offers.
+DEFAULT_LIMITS = {"offers": 300 * 30, "clicks": 10_000}
 
 
 def bad_messages(id_prefix: str, model: str, max_bytes: int) -> list[tuple[str, bytes]]:
@@ -42,16 +49,18 @@ def bad_messages(id_prefix: str, model: str, max_bytes: int) -> list[tuple[str, 
 
 
 class Collector:
-    """Reads predictions and dead letters written after it was created."""
+    """Reads the predictions, dead letters and metrics written after it was created."""
 
     def __init__(self, settings: Settings) -> None:
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
         )
-        self.topics = (settings.predictions_topic, settings.dead_letters_topic)
+        self.predictions_topic = settings.predictions_topic
+        self.metrics_topic = settings.metrics_topic
+        topics = (settings.predictions_topic, settings.dead_letters_topic, settings.metrics_topic)
         partitions = [
             TopicPartition(topic, p)
-            for topic in self.topics
+            for topic in topics
             for p in sorted(self.consumer.partitions_for_topic(topic) or {0})
         ]
         self.consumer.assign(partitions)
@@ -59,34 +68,41 @@ class Collector:
             self.consumer.seek(tp, offset)
         self.predictions: dict[str, Prediction] = {}
         self.dead_letters: list[DeadLetter] = []
+        self.reports: list[MetricsReport] = []
         self.timestamps: list[int] = []
         self.started_ms = time.time() * 1000
 
     def poll(self, id_prefix: str) -> None:
         for tp, messages in self.consumer.poll(timeout_ms=500).items():
             for message in messages:
-                if tp.topic == self.topics[0]:
+                if tp.topic == self.predictions_topic:
                     prediction = decode(Prediction, message.value, max_bytes=1 << 20)
                     if prediction.event_id.startswith(id_prefix):
                         self.predictions[prediction.event_id] = prediction
                         self.timestamps.append(message.timestamp)
+                elif tp.topic == self.metrics_topic:
+                    self.reports.append(decode(MetricsReport, message.value, max_bytes=1 << 24))
                 else:
                     letter = decode(DeadLetter, message.value, max_bytes=1 << 24)
                     if letter.ts.timestamp() * 1000 >= self.started_ms:
                         self.dead_letters.append(letter)
 
+    @property
+    def outputs(self) -> int:
+        return len(self.predictions) + len(self.dead_letters)
+
     def close(self) -> None:
         self.consumer.close()
 
 
-def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=env,
             start_new_session=True,
         )
 
@@ -102,12 +118,29 @@ def stop_worker(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     return process.returncode
 
 
+def demo_settings(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """The user's settings with the demo's defaults where the user set nothing, and the
+    environment that gives the worker exactly those."""
+    chosen = {k: v for k, v in DEMO_SETTINGS.items() if k not in settings.model_fields_set}
+    env = os.environ.copy()
+    for name, value in chosen.items():
+        env[f"RIVERRUN_{name.upper()}"] = (
+            json.dumps(value) if isinstance(value, list) else str(value)
+        )
+    return settings.model_copy(update=chosen), env
+
+
 def run_demo(
-    settings: Settings, *, dataset: str, limit: int | None, timeout: float, echo: Echo
+    settings: Settings, *, datasets: list[str], limit: int | None, timeout: float, echo: Echo
 ) -> bool:
-    """Run everything once; True when every event has a prediction or a dead letter."""
+    """Run everything once; True when every event has a prediction or a dead letter and the
+    streamed metrics equal the offline evaluation."""
     from streams.cli import local_kafka
 
+    unknown = [name for name in datasets if name not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown[0]!r}: choose among {', '.join(DATASETS)}")
+    settings, env = demo_settings(settings)
     kafka = local_kafka(settings) if settings.uses_local_broker else None
     started_kafka = False
     if kafka is not None:
@@ -120,33 +153,41 @@ def run_demo(
     worker = None
     try:
         ensure_topics(settings)
-        info = DATASETS[dataset]
-        run_id = time.strftime("%Y%m%d%H%M%S")
-        id_prefix = f"demo-{run_id}-"
+        id_prefix = f"demo-{time.strftime('%Y%m%d%H%M%S')}-"
+        events: dict[str, list[InputEvent]] = {
+            name: list(
+                dataset_events(
+                    name,
+                    limit=limit or DATASETS[name].size or DEFAULT_LIMITS.get(name, 10_000),
+                    model=None,
+                    seed=42,
+                    id_prefix=id_prefix,
+                )
+            )
+            for name in datasets
+        }
         collector = Collector(settings)
         log_path = settings.kafka_cache_dir.parent / "demo" / "worker.log"
         echo(f"starting a worker (log: {log_path})")
-        worker = start_worker(log_path)
-        events = list(
-            dataset_events(
-                dataset,
-                limit=limit or info.size or 10_000,
-                model=None,
-                seed=42,
-                id_prefix=id_prefix,
-            )
-        )
-        messages = [encode(e) for e in events]
-        bad = bad_messages(id_prefix, info.model, settings.max_event_bytes)
+        worker = start_worker(log_path, env)
+        messages = [encode(e) for batch in events.values() for e in batch]
+        bad = bad_messages(id_prefix, DATASETS[datasets[0]].model, settings.max_event_bytes)
         middle = len(messages) // 2
         messages[middle:middle] = [(b"bad", value) for _, value in bad]
-        echo(f"replaying {len(events)} {dataset} events and {len(bad)} bad messages")
+        described = ", ".join(f"{len(v)} {k}" for k, v in events.items())
+        echo(f"replaying {described} events and {len(bad)} bad messages")
         produce(settings.bootstrap_servers, settings.events_topic, messages, progress=False)
-        expected = len(messages)
+        expected_reports = {
+            DATASETS[name].model: run_offline(
+                batch, DATASETS[name].model, config=settings.evaluation()
+            ).reports
+            for name, batch in events.items()
+        }
+        n_reports = sum(len(r) for r in expected_reports.values())
         last_progress, seen = time.monotonic(), 0
-        while len(collector.predictions) + len(collector.dead_letters) < expected:
+        while collector.outputs < len(messages) or len(collector.reports) < n_reports:
             collector.poll(id_prefix)
-            now_seen = len(collector.predictions) + len(collector.dead_letters)
+            now_seen = collector.outputs + len(collector.reports)
             if now_seen != seen:
                 seen, last_progress = now_seen, time.monotonic()
             if worker.poll() is not None:
@@ -156,7 +197,7 @@ def run_demo(
                 echo(f"no new output for {timeout:.0f} s; see {log_path}")
                 break
         collector.close()
-        return report(collector, expected, len(bad), MODELS[info.model].task == "binary", echo)
+        return summary(collector, events, expected_reports, len(messages), len(bad), echo)
     finally:
         if worker is not None:
             stop_worker(worker)
@@ -164,30 +205,83 @@ def run_demo(
             echo(kafka.down())
 
 
-def report(collector: Collector, expected: int, bad: int, binary: bool, echo: Echo) -> bool:
-    """Print the run's summary; True when every event came out exactly once."""
-    predictions = list(collector.predictions.values())
+#: What the summary shows of each model's last overall report.
+BINARY_SHOWN = ["logloss", "normalized_entropy", "auc", "auc_window", "accuracy", "precision",
+                "recall", "f1", "lift_5_window", "lift_20_window", "mean_predicted",
+                "observed_rate", "predicted_positives", "actual_positives"]  # fmt: skip
+REGRESSION_SHOWN = ["mae", "rmse", "r2", "mae_window", "baseline_mae", "baseline_mae_window",
+                    "predicted_total", "actual_total", "period_predicted_total",
+                    "period_actual_total"]  # fmt: skip
+
+
+def summary(
+    collector: Collector,
+    events: dict[str, list[InputEvent]],
+    expected_reports: dict[str, list[MetricsReport]],
+    expected: int,
+    bad: int,
+    echo: Echo,
+) -> bool:
+    """Print the run's summary; True when nothing is missing and metrics match offline."""
     letters = Counter(letter.error_type.value for letter in collector.dead_letters)
     n_letters = sum(letters.values())
-    quality = summarize(predictions, binary=binary)
-    labelled = int(quality.pop("labelled"))
-    span = (max(collector.timestamps) - min(collector.timestamps)) / 1000 if predictions else 0
-    ok = len(predictions) + n_letters == expected and n_letters == bad
+    span = (
+        (max(collector.timestamps) - min(collector.timestamps)) / 1000
+        if collector.timestamps
+        else 0
+    )
+    complete = len(collector.predictions) + n_letters == expected and n_letters == bad
     by_reason = ", ".join(f"{k}={v}" for k, v in sorted(letters.items()))
     lines = [
         "",
         "riverrun demo summary",
         f"  events in          {expected}",
-        f"  predictions out    {len(predictions)}  ({labelled} labelled, learnt from)",
+        f"  predictions out    {len(collector.predictions)}",
         f"  dead letters       {n_letters}  {by_reason}",
-        *(f"  {name:<18} {value:.4f}" for name, value in quality.items()),
     ]
     if span > 0:
+        rate = len(collector.predictions) / span
+        lines.append(f"  events/s           {rate:,.0f}  (first to last prediction)")
+    matching = 0
+    for dataset, batch in events.items():
+        model = DATASETS[dataset].model
+        binary = MODELS[model].task == "binary"
+        streamed = [r for r in collector.reports if r.model == model]
+        offline = expected_reports[model]
+        same = [r.model_dump_json() for r in streamed] == [r.model_dump_json() for r in offline]
+        matching += len(streamed) if same else 0
+        predictions = [
+            collector.predictions[e.event_id] for e in batch if e.event_id in collector.predictions
+        ]
+        labelled = int(summarize(predictions, binary=binary)["labelled"])
         lines.append(
-            f"  events/s           {len(predictions) / span:,.0f}  (first to last prediction)"
+            f"  model {model} on {dataset}: {len(predictions)} predictions, {labelled} labelled"
         )
-    verdict = "OK: events in = predictions out + dead letters" if ok else "MISSING OUTPUT"
+        overall = [r for r in streamed if r.segment == "all"]
+        if overall:
+            last = overall[-1]
+            lines.append(f"    last report ({last.trigger}, event time {last.ts:%Y-%m-%d %H:%M}):")
+            for name in BINARY_SHOWN if binary else REGRESSION_SHOWN:
+                value = last.metrics.get(name)
+                lines.append(f"      {name:<30} {_number(value)}")
+            key = "auc" if binary else "mae"
+            for report in [r for r in streamed if r.segment != "all" and r.ts == last.ts]:
+                label = f"{key} [{report.segment}]"
+                lines.append(f"      {label:<30} {_number(report.metrics.get(key))}")
+    total_reports = sum(len(r) for r in expected_reports.values())
+    lines.append(f"  metrics topic      {len(collector.reports)} reports; {matching} of "
+                 f"{total_reports} identical to the offline evaluation")  # fmt: skip
+    ok = complete and matching == total_reports == len(collector.reports)
+    verdict = (
+        "OK: events in = predictions out + dead letters; streamed metrics = offline"
+        if ok
+        else "MISSING OUTPUT OR MISMATCHED METRICS"
+    )
     lines.append(f"  result             {verdict}")
     for line in lines:
         echo(line)
     return ok
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.4f}"

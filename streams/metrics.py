@@ -54,9 +54,16 @@ class WorkerMetrics:
         )
         self.quality = Gauge(
             "riverrun_model_quality",
-            "Rolling quality of each model over the last RIVERRUN_QUALITY_WINDOW labelled events "
-            "(logloss for classifiers, mae for regressors; lower is better).",
+            "Rolling quality of each model over the last RIVERRUN_METRICS_WINDOW labelled "
+            "events, updated every batch (logloss for classifiers, mae for regressors).",
             ["model", "metric"],
+            registry=r,
+        )
+        self.model_metric = Gauge(
+            "riverrun_model_metric",
+            "Every streamed prequential metric, as of the last report on the metrics topic "
+            "(see README, Model quality).",
+            ["model", "segment", "metric"],
             registry=r,
         )
 

@@ -26,15 +26,19 @@ def build_events(
     id_prefix: str = "",
     start: datetime = DEFAULT_START,
     step: timedelta = timedelta(seconds=1),
+    key_feature: str | None = None,
 ) -> Iterator[InputEvent]:
-    """Input events with deterministic ids `<prefix><source>-<index>` and event times."""
+    """Input events with deterministic ids `<prefix><source>-<index>` and event times.
+
+    The key is the value of `key_feature` when given (e.g. the offer id), else the event id.
+    """
     for i, (features, label) in enumerate(samples):
         event_id = f"{id_prefix}{source}-{i:08d}"
         yield InputEvent(
             event_id=event_id,
             ts=start + i * step,
             model=model,
-            key=event_id,
+            key=str(features[key_feature]) if key_feature else event_id,
             features=features,
             label=label,
         )
@@ -84,7 +88,12 @@ def dataset_events(
             f"unknown dataset {name!r}: choose among {', '.join(sorted(DATASETS))}"
         ) from None
     return build_events(
-        dataset.samples(limit, seed), model=model or dataset.model, source=name, id_prefix=id_prefix
+        dataset.samples(limit, seed),
+        model=model or dataset.model,
+        source=name,
+        id_prefix=id_prefix,
+        step=timedelta(seconds=dataset.seconds_per_event),
+        key_feature=dataset.key_feature,
     )
 
 

@@ -1,10 +1,13 @@
 """All configuration, read once from the environment (prefix `RIVERRUN_`)."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from online_models.evaluation import EvaluationConfig
+from online_models.registry import MODELS
 
 #: The repository checkout this package runs from (deploy/, .cache/ live there).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -51,12 +54,43 @@ class Settings(BaseSettings):
 
     # --- models ------------------------------------------------------------------------
     models: list[str] = Field(
-        default=["logreg", "linreg"],
+        default_factory=lambda: list(MODELS),
         description="Model names this worker serves (JSON list); events for others are "
-        "dead-lettered.",
+        "dead-lettered. Default: every registered model.",
     )
-    quality_window: int = Field(
-        default=1000, gt=0, description="Events in the rolling quality gauge."
+    model_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Factory parameters per model (JSON), e.g. {"ctr": {"alpha": 0.1}}.',
+    )
+
+    # --- model quality -----------------------------------------------------------------
+    metrics_topic: str = "metrics"
+    metrics_window: int = Field(
+        default=10_000, gt=0, description="Labelled events in the rolling (`*_window`) metrics."
+    )
+    metrics_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Probability above which a binary prediction is positive.",
+    )
+    metrics_every_events: int = Field(
+        default=1_000, gt=0, description="Publish metrics every N labelled events per model."
+    )
+    metrics_period_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="...and at the end of every period of this much event time.",
+    )
+    segment_features: list[str] = Field(
+        default_factory=list,
+        description='Features whose values segment the metrics (JSON list), e.g. ["device"].',
+    )
+    max_segments: int = Field(
+        default=50, gt=0, description="Values per segment feature; the rest are '__other__'."
+    )
+    baseline_window: int = Field(
+        default=7, gt=0, description="Labels per key in the regressors' moving-average baseline."
     )
 
     # --- operations --------------------------------------------------------------------
@@ -77,3 +111,15 @@ class Settings(BaseSettings):
     @property
     def uses_local_broker(self) -> bool:
         return self.broker is None
+
+    def evaluation(self) -> EvaluationConfig:
+        """How the learner computes and schedules its metrics reports."""
+        return EvaluationConfig(
+            window=self.metrics_window,
+            threshold=self.metrics_threshold,
+            every_events=self.metrics_every_events,
+            period_seconds=self.metrics_period_seconds,
+            segment_features=tuple(self.segment_features),
+            max_segments=self.max_segments,
+            baseline_window=self.baseline_window,
+        )

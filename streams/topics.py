@@ -20,6 +20,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.predictions_topic,
         settings.dead_letters_topic,
         settings.activity_topic,
+        settings.metrics_topic,
     ]
 
 

@@ -50,14 +50,32 @@ def test_replay_of_a_file_uses_its_label_column(make_env, tmp_path) -> None:  # 
     ]
 
 
-def test_demo_accounts_for_every_event(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_demo_accounts_for_every_event_and_metric(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
-    done = riverrun(env, "demo", "--limit", "400", "--timeout", "60")
+    done = riverrun(env, "demo", "--limit", "600", "--timeout", "60")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "events in          406" in done.stdout  # 400 events + one of each 6 bad kinds
-    assert "predictions out    400" in done.stdout
+    # 600 phishing + 600 offers events, and one message of each of the 6 bad kinds.
+    assert "events in          1206" in done.stdout
+    assert "predictions out    1200" in done.stdout
     assert "dead letters       6" in done.stdout
-    assert "OK: events in = predictions out + dead letters" in done.stdout
+    for metric in (
+        "normalized_entropy",
+        "auc_window",
+        "lift_5_window",
+        "f1",
+        "baseline_mae_window",
+        "period_predicted_total",
+        "auc [device=__missing__]",
+        "mae [device=mobile]",
+    ):
+        assert metric in done.stdout
+    # With the demo's defaults (a report every 250 labelled events, segments by device):
+    # phishing: 600 // 250 = 2 reports x 2 segments (all, device=__missing__);
+    # offers: 2 days -> 2 count triggers + 1 day end, x 4 segments (all + 3 devices).
+    assert "metrics topic      16 reports; 16 of 16 identical to the offline evaluation" in done.stdout
+    assert (
+        "OK: events in = predictions out + dead letters; streamed metrics = offline" in done.stdout
+    )
 
 
 def test_worker_without_a_broker_says_what_to_do(make_env) -> None:  # type: ignore[no-untyped-def]

@@ -118,7 +118,7 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
     assert samples['riverrun_predict_latency_seconds_count{model="logreg"}'] == 50
     assert samples[f'riverrun_consumer_lag_messages{{partition="0",topic="{s.events_topic}"}}'] == 0
     # The rolling quality gauge equals the same rolling logloss computed offline.
-    offline = Learner(["logreg"], quality_window=s.quality_window)
+    offline = Learner(["logreg"], evaluation=s.evaluation())
     offline.process(events)
     assert (
         samples['riverrun_model_quality{metric="logloss",model="logreg"}']

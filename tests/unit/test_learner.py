@@ -10,6 +10,7 @@ from river import base, checks, datasets
 
 from online_models import MODELS, Learner, Rejection
 from online_models.datasets import DATASETS, Sample, synthetic_clicks
+from online_models.evaluation import EvaluationConfig
 from online_models.registry import ModelSpec
 from schemas import ErrorType, InputEvent, Prediction
 from streams.replay import build_events
@@ -20,6 +21,12 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 # (`seed_params` indexes the one-element tuple parameter of `compose.SelectType`) before
 # it checks anything; test_feature_order_is_irrelevant asserts that property instead.
 RIVER_HELPER_BUG = {"check_shuffle_features_no_impact"}
+# Two checks test River's `compose.TargetTransformRegressor` class itself rather than our
+# instance: it has no default parameters for River's tests and does not forward keyword
+# arguments. They fail for River's own class whatever it wraps.
+RIVER_CLASS_CHECKS = {
+    "clicks": {"check_init_has_default_params_for_tests", "check_wrapper_accepts_kwargs"}
+}
 
 
 def event(model: str = "logreg", label: Any = None, **features: Any) -> InputEvent:
@@ -41,7 +48,7 @@ def test_registered_models_pass_river_estimator_checks(name: str) -> None:
     spec = MODELS[name]
     ran = 0
     for check in checks.yield_checks(spec.create()):
-        if check.__name__ in RIVER_HELPER_BUG:
+        if check.__name__ in RIVER_HELPER_BUG | RIVER_CLASS_CHECKS.get(name, set()):
             continue
         check(spec.create())
         ran += 1
@@ -142,7 +149,7 @@ def test_model_version_names_factory_parameters() -> None:
 
 
 def test_rolling_quality_is_reported_once_labels_arrive() -> None:
-    learner = Learner(["logreg"], quality_window=10)
+    learner = Learner(["logreg"], evaluation=EvaluationConfig(window=10))
     assert learner.quality() == {}
     learner.process([event(label=True, x=1.0)])
     metric, value = learner.quality()["logreg"]

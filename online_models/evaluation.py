@@ -1,0 +1,354 @@
+"""Streamed prequential evaluation: each prediction is scored before the model learns.
+
+Metrics River has (LogLoss, Accuracy, Precision, Recall, F1, MAE, RMSE, R2) are River's
+own objects, fed exactly what `river.evaluate.progressive_val_score` feeds them, so the
+stream's numbers equal an offline evaluation. River's ROCAUC is a thresholded
+approximation, so `ExactAUC` counts concordant pairs exactly instead.
+"""
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from river import metrics, utils
+from sortedcontainers import SortedList
+
+from schemas import MetricsReport
+
+OTHER = "__other__"
+
+
+class ExactAUC:
+    """Exact ROC AUC: P(score of a random positive > score of a random negative), ties 1/2.
+
+    Incremental: each update or revert costs O(log n). With `window`, only the last
+    `window` observations count.
+
+    >>> auc = ExactAUC()
+    >>> for y, p in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.4)]:
+    ...     auc.update(y, p)
+    >>> auc.get()  # pairs: (0.9>0.1) (0.9>0.4) (0.4>0.1) (0.4=0.4 -> 1/2)
+    0.875
+    """
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+        self.positives: SortedList = SortedList()
+        self.negatives: SortedList = SortedList()
+        self.concordant = 0.0  # number of correctly ordered pairs, ties counting 1/2
+        self.recent: deque[tuple[bool, float]] = deque()
+
+    def _pairs(self, y: bool, p: float) -> float:
+        others = self.negatives if y else self.positives
+        lower = others.bisect_left(p)
+        upper = others.bisect_right(p)
+        ties = upper - lower
+        return (lower if y else len(others) - upper) + 0.5 * ties
+
+    def update(self, y: bool, p: float) -> None:
+        self.concordant += self._pairs(y, p)
+        (self.positives if y else self.negatives).add(p)
+        if self.window is not None:
+            self.recent.append((y, p))
+            if len(self.recent) > self.window:
+                self.revert(*self.recent.popleft())
+
+    def revert(self, y: bool, p: float) -> None:
+        (self.positives if y else self.negatives).remove(p)
+        self.concordant -= self._pairs(y, p)
+
+    def get(self) -> float | None:
+        """None until there is at least one positive and one negative."""
+        pairs = len(self.positives) * len(self.negatives)
+        return self.concordant / pairs if pairs else None
+
+
+def lift_at(scored: list[tuple[float, bool]], fraction: float) -> float | None:
+    """Positive rate among the top `fraction` by score, over the positive rate of all.
+
+    The top is the first ceil(fraction * n) after a stable sort by descending score, so
+    ties keep arrival order. None when there is no positive.
+    """
+    positives = sum(y for _, y in scored)
+    if not scored or positives == 0:
+        return None
+    top = math.ceil(fraction * len(scored))
+    ranked = sorted(scored, key=lambda item: -item[0])[:top]
+    return (sum(y for _, y in ranked) / top) / (positives / len(scored))
+
+
+def _entropy(rate: float) -> float:
+    if rate <= 0.0 or rate >= 1.0:
+        return 0.0
+    return -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
+
+
+class BinaryQuality:
+    """Every metric of one binary model, or of one segment of its traffic."""
+
+    def __init__(self, window: int, threshold: float) -> None:
+        self.threshold = threshold
+        self.logloss = metrics.LogLoss()
+        self.logloss_window: Any = utils.Rolling(metrics.LogLoss, window_size=window)
+        self.accuracy = metrics.Accuracy()
+        self.precision = metrics.Precision()
+        self.recall = metrics.Recall()
+        self.f1 = metrics.F1()
+        self.auc = ExactAUC()
+        self.auc_window = ExactAUC(window)
+        self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
+        self.n = self.positives = 0
+        self.predicted = 0.0
+        self.period_n = self.period_positives = 0
+        self.period_predicted = 0.0
+
+    def update(self, y: bool, p: float) -> None:
+        # River's predict_one for a binary classifier returns the class with the larger
+        # probability (False on a tie): that is `p > 0.5`, the default threshold.
+        label = p > self.threshold
+        self.logloss.update(y, p)
+        self.logloss_window.update(y, p)
+        for metric in (self.accuracy, self.precision, self.recall, self.f1):
+            metric.update(y, label)
+        self.auc.update(y, p)
+        self.auc_window.update(y, p)
+        self.recent.append((p, y))
+        self.n += 1
+        self.positives += y
+        self.predicted += p
+        self.period_n += 1
+        self.period_positives += y
+        self.period_predicted += p
+
+    def new_period(self) -> None:
+        self.period_n = self.period_positives = 0
+        self.period_predicted = 0.0
+
+    def values(self) -> dict[str, float | None]:
+        rate = self.positives / self.n if self.n else None
+        base_entropy = _entropy(rate) if rate is not None else 0.0
+        recent = list(self.recent)
+        return {
+            "n": float(self.n),
+            "logloss": self.logloss.get(),
+            "logloss_window": self.logloss_window.get(),
+            "normalized_entropy": self.logloss.get() / base_entropy if base_entropy else None,
+            "auc": self.auc.get(),
+            "auc_window": self.auc_window.get(),
+            "accuracy": self.accuracy.get(),
+            "precision": self.precision.get(),
+            "recall": self.recall.get(),
+            "f1": self.f1.get(),
+            "lift_5_window": lift_at(recent, 0.05),
+            "lift_20_window": lift_at(recent, 0.20),
+            "mean_predicted": self.predicted / self.n if self.n else None,
+            "observed_rate": rate,
+            "predicted_positives": self.predicted,
+            "actual_positives": float(self.positives),
+            "period_n": float(self.period_n),
+            "period_predicted_positives": self.period_predicted,
+            "period_actual_positives": float(self.period_positives),
+        }
+
+    def headline(self) -> tuple[str, float]:
+        """The rolling metric for the operators' quality gauge."""
+        return "logloss", self.logloss_window.get()
+
+
+class RegressionQuality:
+    """Every metric of one regression model, or of one segment of its traffic, with the
+    per-key moving-average baseline scored on the same events."""
+
+    def __init__(self, window: int) -> None:
+        self.mae = metrics.MAE()
+        self.rmse = metrics.RMSE()
+        self.r2 = metrics.R2()
+        self.mae_window: Any = utils.Rolling(metrics.MAE, window_size=window)
+        self.baseline_mae = metrics.MAE()
+        self.baseline_mae_window: Any = utils.Rolling(metrics.MAE, window_size=window)
+        self.n = self.period_n = 0
+        self.predicted = self.actual = 0.0
+        self.period_predicted = self.period_actual = 0.0
+
+    def update(self, y: float, p: float, baseline: float) -> None:
+        for metric in (self.mae, self.rmse, self.r2, self.mae_window):
+            metric.update(y, p)
+        self.baseline_mae.update(y, baseline)
+        self.baseline_mae_window.update(y, baseline)
+        self.n += 1
+        self.period_n += 1
+        self.predicted += p
+        self.actual += y
+        self.period_predicted += p
+        self.period_actual += y
+
+    def new_period(self) -> None:
+        self.period_n = 0
+        self.period_predicted = self.period_actual = 0.0
+
+    def values(self) -> dict[str, float | None]:
+        return {
+            "n": float(self.n),
+            "mae": self.mae.get(),
+            "rmse": self.rmse.get(),
+            "r2": self.r2.get(),
+            "mae_window": self.mae_window.get(),
+            "baseline_mae": self.baseline_mae.get(),
+            "baseline_mae_window": self.baseline_mae_window.get(),
+            "predicted_total": self.predicted,
+            "actual_total": self.actual,
+            "period_n": float(self.period_n),
+            "period_predicted_total": self.period_predicted,
+            "period_actual_total": self.period_actual,
+        }
+
+    def headline(self) -> tuple[str, float]:
+        return "mae", self.mae_window.get()
+
+
+class MovingAverageBaseline:
+    """Predicts a key's mean of its last `window` labels (the global mean for a new key).
+
+    What a team forecasting clicks per offer would do without a model. At most `max_keys`
+    keys are remembered; the least recently seen is forgotten first.
+    """
+
+    def __init__(self, window: int, max_keys: int) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self.history: dict[str, deque[float]] = {}
+        self.total = 0.0
+        self.count = 0
+
+    def predict(self, key: str) -> float:
+        past = self.history.get(key)
+        if past:
+            return sum(past) / len(past)
+        return self.total / self.count if self.count else 0.0
+
+    def learn(self, key: str, y: float) -> None:
+        past = self.history.pop(key, None)  # re-inserted last: dict order is recency
+        if past is None:
+            past = deque(maxlen=self.window)
+            if len(self.history) >= self.max_keys:
+                del self.history[next(iter(self.history))]
+        past.append(y)
+        self.history[key] = past
+        self.total += y
+        self.count += 1
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How metrics are computed and when they are reported."""
+
+    window: int = 10_000
+    threshold: float = 0.5
+    every_events: int = 1_000
+    period_seconds: float = 86_400.0
+    segment_features: tuple[str, ...] = ()
+    max_segments: int = 50
+    baseline_window: int = 7
+    baseline_max_keys: int = 100_000
+
+
+Quality = BinaryQuality | RegressionQuality
+
+
+@dataclass
+class Evaluator:
+    """Prequential metrics of one model, overall and per segment, and when to report them."""
+
+    model: str
+    model_version: str
+    binary: bool
+    config: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        self.segments: dict[str, Quality] = {"all": self._quality()}
+        self.values_seen: dict[str, set[str]] = {f: set() for f in self.config.segment_features}
+        self.baseline = MovingAverageBaseline(
+            self.config.baseline_window, self.config.baseline_max_keys
+        )
+        self.n = 0
+        self.period: int | None = None
+        self.last_ts: datetime | None = None
+
+    def _quality(self) -> Quality:
+        if self.binary:
+            return BinaryQuality(self.config.window, self.config.threshold)
+        return RegressionQuality(self.config.window)
+
+    def _segment_names(self, features: dict[str, Any]) -> Iterator[str]:
+        yield "all"
+        for feature in self.config.segment_features:
+            value = str(features.get(feature, "__missing__"))
+            seen = self.values_seen[feature]
+            if value not in seen:
+                if len(seen) >= self.config.max_segments:
+                    value = OTHER
+                else:
+                    seen.add(value)
+            yield f"{feature}={value}"
+
+    def observe(
+        self, y: bool | float, p: float, features: dict[str, Any], key: str, ts: datetime
+    ) -> list[MetricsReport]:
+        """Score one labelled prediction; return the reports it makes due, in order."""
+        reports: list[MetricsReport] = []
+        period = math.floor(ts.timestamp() / self.config.period_seconds)
+        if self.period is None:
+            self.period = period
+        elif period > self.period:  # a late event stays in the current period
+            reports += self.reports("period")
+            for quality in self.segments.values():
+                quality.new_period()
+            self.period = period
+        baseline = 0.0 if self.binary else self.baseline.predict(key)
+        for name in self._segment_names(features):
+            quality = self.segments.get(name)
+            if quality is None:
+                quality = self.segments[name] = self._quality()
+            if isinstance(quality, BinaryQuality):
+                quality.update(bool(y), p)
+            else:
+                quality.update(float(y), p, baseline)
+        if not self.binary:
+            self.baseline.learn(key, float(y))
+        self.n += 1
+        self.last_ts = ts
+        if self.n % self.config.every_events == 0:
+            reports += self.reports("events")
+        return reports
+
+    def reports(self, trigger: Literal["events", "period"]) -> list[MetricsReport]:
+        """One report per segment with the values as they are now."""
+        if self.last_ts is None or self.period is None:
+            return []
+        start = self.period * self.config.period_seconds
+        period_start = datetime.fromtimestamp(start, UTC)
+        period_end = datetime.fromtimestamp(start + self.config.period_seconds, UTC)
+        return [
+            MetricsReport(
+                model=self.model,
+                model_version=self.model_version,
+                segment=name,
+                trigger=trigger,
+                ts=self.last_ts,
+                period_start=period_start,
+                period_end=period_end,
+                metrics=quality.values(),
+            )
+            for name, quality in self.segments.items()
+        ]
+
+    def values(self) -> dict[str, dict[str, float | None]]:
+        """Every segment's metrics as they are now."""
+        return {name: quality.values() for name, quality in self.segments.items()}
+
+    def headline(self) -> tuple[str, float] | None:
+        """The overall rolling quality (logloss or MAE), once something was scored."""
+        return self.segments["all"].headline() if self.n else None

@@ -1,0 +1,73 @@
+"""Offline prequential evaluation: the stream's learning code over a finished dataset,
+and River's own `progressive_val_score` on the same events for comparison."""
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from river import evaluate, metrics
+
+from online_models.evaluation import EvaluationConfig
+from online_models.learner import Learner
+from online_models.registry import MODELS
+from schemas import InputEvent, MetricsReport
+
+#: River metric objects by the name riverrun reports them under.
+RIVER_METRICS = {
+    "binary": {
+        "logloss": metrics.LogLoss,
+        "accuracy": metrics.Accuracy,
+        "precision": metrics.Precision,
+        "recall": metrics.Recall,
+        "f1": metrics.F1,
+    },
+    "regression": {"mae": metrics.MAE, "rmse": metrics.RMSE, "r2": metrics.R2},
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the stream would have published, and the values after the last event."""
+
+    reports: list[MetricsReport]
+    final: dict[str, dict[str, float | None]]  # segment -> metric -> value
+    rejected: int
+
+
+def run_offline(
+    events: Iterable[InputEvent],
+    model: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    config: EvaluationConfig | None = None,
+    batch_size: int = 500,
+) -> Evaluation:
+    """Run the worker's learner over `events` in order, exactly as the stream does."""
+    learner = Learner([model], params={model: dict(params or {})}, evaluation=config)
+    reports: list[MetricsReport] = []
+    rejected = 0
+    iterator = iter(events)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        outputs = learner.process(batch)
+        rejected += sum(1 for output in outputs if not hasattr(output, "prediction"))
+        reports += learner.drain_reports()
+    evaluator = learner.models[model].evaluator
+    return Evaluation(reports, evaluator.values(), rejected)
+
+
+def river_progressive(
+    events: Iterable[InputEvent], model: str, params: Mapping[str, Any] | None = None
+) -> dict[str, float]:
+    """River's `evaluate.progressive_val_score` with the same factory on the same events."""
+    spec = MODELS[model].with_params(**(params or {}))
+    chosen = {name: cls() for name, cls in RIVER_METRICS[spec.task].items()}
+    union = metrics.base.Metrics(list(chosen.values()))
+    binary = spec.task == "binary"
+    dataset = (
+        (dict(e.features), bool(e.label) if binary else float(e.label))
+        for e in events
+        if e.label is not None
+    )
+    evaluate.progressive_val_score(dataset, spec.create(), union)
+    return {name: metric.get() for name, metric in chosen.items()}

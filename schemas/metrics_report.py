@@ -1,0 +1,34 @@
+"""Streamed prequential metrics of one model (or one segment of its traffic)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.types import EventTime, Identifier
+
+
+class MetricsReport(BaseModel):
+    """A message on the `metrics` topic, keyed by `model`.
+
+    Metric names and their exact definitions are in the README ("Model quality").
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    model: Identifier
+    model_version: str
+    segment: str = Field(
+        description="'all', or '<feature>=<value>' for a configured segment feature; values "
+        "beyond the cardinality cap are '<feature>=__other__'."
+    )
+    trigger: Literal["events", "period"] = Field(
+        description="'events': every RIVERRUN_METRICS_EVERY_EVENTS labelled events; 'period': "
+        "the first labelled event of a new event-time period closed the previous one."
+    )
+    ts: EventTime = Field(description="Event time of the last labelled event counted.")
+    period_start: EventTime = Field(description="Start of the event-time period reported.")
+    period_end: EventTime = Field(description="End (exclusive) of the event-time period.")
+    metrics: dict[str, float | None] = Field(
+        description="Metric name -> value; null where undefined (e.g. AUC without negatives)."
+    )

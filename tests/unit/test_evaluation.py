@@ -1,0 +1,164 @@
+"""Streamed metrics equal offline evaluation; exact AUC equals brute force."""
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from online_models.datasets import DATASETS
+from online_models.evaluation import (
+    OTHER,
+    EvaluationConfig,
+    Evaluator,
+    ExactAUC,
+    MovingAverageBaseline,
+    lift_at,
+)
+from online_models.offline import river_progressive, run_offline
+from streams.replay import dataset_events
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def brute_force_auc(pairs: list[tuple[bool, float]]) -> float | None:
+    """Every (positive, negative) pair: 1 if ordered right, 1/2 if tied."""
+    pos = [p for y, p in pairs if y]
+    neg = [p for y, p in pairs if not y]
+    if not pos or not neg:
+        return None
+    score = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+    return score / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exact_auc_equals_brute_force_with_ties(seed: int) -> None:
+    rng = random.Random(seed)
+    # Scores rounded to 2 decimals make many ties; positives are rare, as with clicks.
+    pairs = [(rng.random() < 0.1, round(rng.random(), 2)) for _ in range(600)]
+    auc = ExactAUC()
+    for i, (y, p) in enumerate(pairs, 1):
+        auc.update(y, p)
+        if i % 50 == 0:
+            assert auc.get() == pytest.approx(brute_force_auc(pairs[:i]), abs=1e-12)
+    assert auc.get() == pytest.approx(
+        roc_auc_score([y for y, _ in pairs], [p for _, p in pairs]), abs=1e-12
+    )
+
+
+def test_windowed_auc_equals_brute_force_on_the_last_window() -> None:
+    rng = random.Random(7)
+    pairs = [(rng.random() < 0.3, round(rng.random(), 1)) for _ in range(1000)]
+    auc = ExactAUC(window=100)
+    for i, (y, p) in enumerate(pairs, 1):
+        auc.update(y, p)
+        if i % 37 == 0:
+            assert auc.get() == pytest.approx(
+                brute_force_auc(pairs[max(0, i - 100) : i]), abs=1e-12
+            )
+
+
+def test_auc_is_undefined_without_both_classes() -> None:
+    auc = ExactAUC()
+    auc.update(True, 0.3)
+    assert auc.get() is None
+
+
+def test_lift_counts_the_top_fraction() -> None:
+    # 20 scored events, 4 positives (rate 0.2); the top 5% is 1 event, a positive: lift 5.
+    scored = [(1 - i / 20, i in (0, 5, 10, 15)) for i in range(20)]
+    assert lift_at(scored, 0.05) == pytest.approx(5.0)
+    # Top 20% = 4 events (i = 0..3), one positive: rate 0.25 / 0.2 = 1.25.
+    assert lift_at(scored, 0.20) == pytest.approx(1.25)
+    assert lift_at([(0.5, False)], 0.05) is None
+
+
+def test_normalized_entropy_is_logloss_over_base_rate_entropy() -> None:
+    ev = Evaluator("m", "m@1", binary=True)
+    data = [(True, 0.8), (False, 0.3), (False, 0.1), (False, 0.4)]
+    for y, p in data:
+        ev.observe(y, p, {}, "k", T0)
+    values = ev.values()["all"]
+    logloss = -sum(math.log(p if y else 1 - p) for y, p in data) / 4
+    base = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert values["normalized_entropy"] == pytest.approx(logloss / base, rel=1e-12)
+    assert values["predicted_positives"] == pytest.approx(1.6)
+    assert values["actual_positives"] == 1
+    assert values["mean_predicted"] == pytest.approx(0.4)
+    assert values["observed_rate"] == 0.25
+
+
+def test_reports_come_every_n_events_and_at_period_ends() -> None:
+    config = EvaluationConfig(every_events=3, period_seconds=10.0)
+    ev = Evaluator("m", "m@1", binary=False, config=config)
+    triggers = []
+    for i in range(8):  # event times 0, 4, 8, 12, ... s: periods [0,10) and [10,20) and [20,30)
+        for report in ev.observe(1.0, 1.0, {}, "k", T0 + timedelta(seconds=4 * i)):
+            triggers.append((i, report.trigger, report.metrics["n"], report.metrics["period_n"]))
+    assert triggers == [
+        (2, "events", 3.0, 3.0),  # third event
+        (3, "period", 3.0, 3.0),  # t=12 s closes [0, 10): reported before counting event 3
+        (5, "period", 5.0, 2.0),  # t=20 s closes [10, 20) (events 3, 4) before counting 5
+        (5, "events", 6.0, 1.0),  # then event 5 is the sixth, first of period [20, 30)
+    ]
+
+
+def test_segments_are_capped() -> None:
+    config = EvaluationConfig(segment_features=("device",), max_segments=2)
+    ev = Evaluator("m", "m@1", binary=True, config=config)
+    for device in ["mobile", "desktop", "tablet", "tv", "mobile"]:
+        ev.observe(True, 0.9, {"device": device}, "k", T0)
+    values = ev.values()
+    assert set(values) == {"all", "device=mobile", "device=desktop", f"device={OTHER}"}
+    assert values[f"device={OTHER}"]["n"] == 2  # tablet and tv
+    assert values["device=mobile"]["n"] == 2
+
+
+def test_moving_average_baseline_forgets_old_keys() -> None:
+    baseline = MovingAverageBaseline(window=2, max_keys=2)
+    assert baseline.predict("a") == 0.0
+    for key, y in [("a", 1.0), ("a", 3.0), ("a", 5.0), ("b", 10.0)]:
+        baseline.learn(key, y)
+    assert baseline.predict("a") == 4.0  # mean of the last two: 3 and 5
+    baseline.learn("c", 0.0)  # a third key: "a" was least recently seen
+    assert "a" not in baseline.history
+    assert baseline.predict("a") == pytest.approx(19 / 5)  # new key: the global mean
+
+
+@pytest.mark.parametrize(
+    ("dataset", "limit"),
+    [("phishing", None), ("bananas", None), ("trump", None), ("clicks", 5000), ("offers", 6000)],
+)
+def test_streamed_metrics_equal_river_progressive_val_score(
+    dataset: str, limit: int | None
+) -> None:
+    """The stream's learner and River's progressive_val_score, same factory, same events."""
+    events = list(dataset_events(dataset, limit=limit, model=None, seed=42))
+    model = DATASETS[dataset].model
+    streamed = run_offline(events, model).final["all"]
+    reference = river_progressive(events, model)
+    assert reference  # River has metrics for every task
+    for name, value in reference.items():
+        assert streamed[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_offline_reports_are_deterministic_and_batch_size_free() -> None:
+    events = list(dataset_events("bananas", limit=None, model=None, seed=42))
+    config = EvaluationConfig(every_events=500, segment_features=("1",), max_segments=3)
+    a = run_offline(events, "logreg", config=config, batch_size=500).reports
+    b = run_offline(events, "logreg", config=config, batch_size=37).reports
+    # 5300 // 500 = 10 count triggers (5,300 s of event time stay in one day: no period
+    # trigger), each reporting 5 segments: all, three values of feature "1", __other__.
+    assert len(a) == 10 * 5
+    assert [r.model_dump_json() for r in a] == [r.model_dump_json() for r in b]
+
+
+def test_clicks_model_beats_the_per_offer_moving_average_after_warm_up() -> None:
+    # 120 days of 300 offers; the window metrics cover the last 10,000 events (~33 days),
+    # well after the first month of warm-up.
+    events = list(dataset_events("offers", limit=300 * 120, model=None, seed=42))
+    final = run_offline(events, "clicks").final["all"]
+    assert final["mae_window"] < 0.8 * final["baseline_mae_window"]
+    # Calibration of totals: predicted clicks within 10% of actual clicks over the window run.
+    assert abs(final["predicted_total"] / final["actual_total"] - 1) < 0.1
