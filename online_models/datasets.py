@@ -93,6 +93,15 @@ OFFER_DEVICE_EFFECT = {"desktop": 0.0, "mobile": 0.35, "tablet": -0.6}
 WEEKLY_SEASON = (0.8, 0.75, 0.8, 0.9, 1.1, 1.4, 1.5)
 
 
+@dataclass(frozen=True)
+class _Offer:
+    offer: str
+    device: str
+    category: int
+    merchant: int
+    base_price: float
+
+
 def synthetic_offers(
     seed: int = 42, n_offers: int = OFFERS, start: date = date(2026, 1, 1)
 ) -> Iterator[Sample]:
@@ -107,38 +116,35 @@ def synthetic_offers(
     rng = random.Random(seed)
     category_effect = [rng.gauss(0, 0.5) for _ in range(N_CATEGORIES)]
     merchant_effect = [rng.gauss(0, 0.5) for _ in range(N_MERCHANTS)]
-    offers = []
-    for offer in range(n_offers):
-        device = rng.choices(OFFER_DEVICES, weights=(0.45, 0.45, 0.10))[0]
-        offers.append(
-            {
-                "offer": f"o{offer}",
-                "category": rng.randrange(N_CATEGORIES),
-                "merchant": rng.randrange(N_MERCHANTS),
-                "device": device,
-                "base_price": rng.lognormvariate(3.0, 0.8),
-                "price": 0.0,
-            }
+    offers = [
+        _Offer(
+            offer=f"o{offer}",
+            device=rng.choices(OFFER_DEVICES, weights=(0.45, 0.45, 0.10))[0],
+            category=rng.randrange(N_CATEGORIES),
+            merchant=rng.randrange(N_MERCHANTS),
+            base_price=rng.lognormvariate(3.0, 0.8),
         )
+        for offer in range(n_offers)
+    ]
     for day in itertools.count():
         today = start + timedelta(days=day)
         season = WEEKLY_SEASON[today.weekday()]
         for o in offers:
-            o["price"] = o["base_price"] * math.exp(rng.gauss(0, 0.25))
+            price = o.base_price * math.exp(rng.gauss(0, 0.25))
             log_rate = (
                 2.5
-                + category_effect[o["category"]]
-                + merchant_effect[o["merchant"]]
-                + OFFER_DEVICE_EFFECT[o["device"]]
-                - 1.0 * math.log(o["price"] / o["base_price"])
+                + category_effect[o.category]
+                + merchant_effect[o.merchant]
+                + OFFER_DEVICE_EFFECT[o.device]
+                - 1.0 * math.log(price / o.base_price)
             )
             rate = math.exp(log_rate) * season * rng.gammavariate(20.0, 1 / 20.0)
             features = {
-                "offer": o["offer"],
-                "category": f"c{o['category']}",
-                "merchant": f"m{o['merchant']}",
-                "device": o["device"],
-                "price": round(o["price"], 2),
+                "offer": o.offer,
+                "category": f"c{o.category}",
+                "merchant": f"m{o.merchant}",
+                "device": o.device,
+                "price": round(price, 2),
                 "day_of_week": today.strftime("%a"),
                 "day_of_month": today.day,
                 "month": today.month,

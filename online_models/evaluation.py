@@ -309,9 +309,9 @@ class Evaluator:
             self.period = period
         baseline = 0.0 if self.binary else self.baseline.predict(key)
         for name in self._segment_names(features):
-            quality = self.segments.get(name)
-            if quality is None:
-                quality = self.segments[name] = self._quality()
+            if name not in self.segments:
+                self.segments[name] = self._quality()
+            quality = self.segments[name]
             if isinstance(quality, BinaryQuality):
                 quality.update(bool(y), p)
             else:

@@ -14,7 +14,7 @@ from online_models.registry import MODELS
 from schemas import InputEvent, MetricsReport
 
 #: River metric objects by the name riverrun reports them under.
-RIVER_METRICS = {
+RIVER_METRICS: dict[str, dict[str, type[metrics.base.Metric]]] = {
     "binary": {
         "logloss": metrics.LogLoss,
         "accuracy": metrics.Accuracy,
@@ -64,10 +64,10 @@ def river_progressive(
     chosen = {name: cls() for name, cls in RIVER_METRICS[spec.task].items()}
     union = metrics.base.Metrics(list(chosen.values()))
     binary = spec.task == "binary"
-    dataset = (
+    dataset: list[tuple[dict[Any, Any], Any]] = [
         (dict(e.features), bool(e.label) if binary else float(e.label))
         for e in events
         if e.label is not None
-    )
+    ]
     evaluate.progressive_val_score(dataset, spec.create(), union)
     return {name: metric.get() for name, metric in chosen.items()}

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -114,7 +114,7 @@ class LogFeatures(base.Transformer):
     def __init__(self, names: tuple[str, ...] = ()) -> None:
         self.names = tuple(names)
 
-    def transform_one(self, x: dict[str, Any]) -> dict[str, Any]:
+    def transform_one(self, x: dict[Hashable, Any]) -> dict[Hashable, Any]:
         return {
             k: math.log1p(v)
             if k in self.names and isinstance(v, int | float) and not isinstance(v, bool) and v > -1
@@ -152,7 +152,7 @@ def clicks(
     """Click-count model: squared loss on `log1p(clicks)` (AdaGrad), predictions mapped back
     with `expm1` — i.e. it predicts the median-like count MAE rewards. Prices enter as logs."""
     encode = compose.Discard(*drop) | LogFeatures(names=tuple(log)) | mixed_features()
-    regressor = encode | linear_model.LinearRegression(
+    regressor: Any = encode | linear_model.LinearRegression(
         optimizer=optim.AdaGrad(lr), intercept_lr=intercept_lr
     )
     return compose.TargetTransformRegressor(regressor, func=math.log1p, inverse_func=math.expm1)

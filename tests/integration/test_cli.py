@@ -72,7 +72,9 @@ def test_demo_accounts_for_every_event_and_metric(make_env) -> None:  # type: ig
     # With the demo's defaults (a report every 250 labelled events, segments by device):
     # phishing: 600 // 250 = 2 reports x 2 segments (all, device=__missing__);
     # offers: 2 days -> 2 count triggers + 1 day end, x 4 segments (all + 3 devices).
-    assert "metrics topic      16 reports; 16 of 16 identical to the offline evaluation" in done.stdout
+    assert (
+        "metrics topic      16 reports; 16 of 16 identical to the offline evaluation" in done.stdout
+    )
     assert (
         "OK: events in = predictions out + dead letters; streamed metrics = offline" in done.stdout
     )
