@@ -9,6 +9,7 @@ approximation, so `ExactAUC` counts concordant pairs exactly instead.
 import math
 from collections import deque
 from collections.abc import Iterator
+from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -66,18 +67,23 @@ class ExactAUC:
         return self.concordant / pairs if pairs else None
 
 
-def lift_at(scored: list[tuple[float, bool]], fraction: float) -> float | None:
-    """Positive rate among the top `fraction` by score, over the positive rate of all.
+def lift_at(scored: list[tuple[float, bool]], *fractions: float) -> list[float | None]:
+    """Positive rate among the top `fraction` by score, over the positive rate of all, for
+    each fraction.
 
     The top is the first ceil(fraction * n) after a stable sort by descending score, so
     ties keep arrival order. None when there is no positive.
     """
-    positives = sum(y for _, y in scored)
+    positives = sum(map(itemgetter(1), scored))
     if not scored or positives == 0:
-        return None
-    top = math.ceil(fraction * len(scored))
-    ranked = sorted(scored, key=lambda item: -item[0])[:top]
-    return (sum(y for _, y in ranked) / top) / (positives / len(scored))
+        return [None for _ in fractions]
+    rate = positives / len(scored)
+    ranked = [y for _, y in sorted(scored, key=itemgetter(0), reverse=True)]  # stable
+    lifts: list[float | None] = []
+    for fraction in fractions:
+        top = math.ceil(fraction * len(scored))
+        lifts.append(sum(ranked[:top]) / top / rate)
+    return lifts
 
 
 def _entropy(rate: float) -> float:
@@ -93,10 +99,13 @@ class BinaryQuality:
         self.threshold = threshold
         self.logloss = metrics.LogLoss()
         self.logloss_window: Any = utils.Rolling(metrics.LogLoss, window_size=window)
-        self.accuracy = metrics.Accuracy()
-        self.precision = metrics.Precision()
-        self.recall = metrics.Recall()
-        self.f1 = metrics.F1()
+        # One confusion matrix, updated once per event, read by all four metrics (River's
+        # `cm=` sharing): the same values as four separate ones, at a quarter of the cost.
+        self.confusion = metrics.ConfusionMatrix()
+        self.accuracy = metrics.Accuracy(cm=self.confusion)
+        self.precision = metrics.Precision(cm=self.confusion)
+        self.recall = metrics.Recall(cm=self.confusion)
+        self.f1 = metrics.F1(cm=self.confusion)
         self.auc = ExactAUC()
         self.auc_window = ExactAUC(window)
         self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
@@ -111,8 +120,7 @@ class BinaryQuality:
         label = p > self.threshold
         self.logloss.update(y, p)
         self.logloss_window.update(y, p)
-        for metric in (self.accuracy, self.precision, self.recall, self.f1):
-            metric.update(y, label)
+        self.confusion.update(y, label)
         self.auc.update(y, p)
         self.auc_window.update(y, p)
         self.recent.append((p, y))
@@ -130,7 +138,7 @@ class BinaryQuality:
     def values(self) -> dict[str, float | None]:
         rate = self.positives / self.n if self.n else None
         base_entropy = _entropy(rate) if rate is not None else 0.0
-        recent = list(self.recent)
+        lift_5, lift_20 = lift_at(list(self.recent), 0.05, 0.20)
         return {
             "n": float(self.n),
             "logloss": self.logloss.get(),
@@ -142,8 +150,8 @@ class BinaryQuality:
             "precision": self.precision.get(),
             "recall": self.recall.get(),
             "f1": self.f1.get(),
-            "lift_5_window": lift_at(recent, 0.05),
-            "lift_20_window": lift_at(recent, 0.20),
+            "lift_5_window": lift_5,
+            "lift_20_window": lift_20,
             "mean_predicted": self.predicted / self.n if self.n else None,
             "observed_rate": rate,
             "predicted_positives": self.predicted,

@@ -152,7 +152,9 @@ class Learner:
             self.pending_reports += model.evaluator.observe(
                 y, y_pred, features, event.key, event.ts
             )
-        return Prediction(
+        # Every field comes from a validated event or from checks above (a finite
+        # prediction): building without re-validation saves ~4 µs per event.
+        return Prediction.model_construct(
             event_id=event.event_id,
             key=event.key,
             model=event.model,

@@ -5,6 +5,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letter import ErrorType
+from schemas.input_event import EXPECTED_FEATURE, EXPECTED_LABEL
 from schemas.json_schema import SCHEMA_FILES
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -58,18 +59,38 @@ def _invalid(name: str, err: ValidationError) -> InvalidMessage:
             f"not valid JSON ({errors[0]['msg']}); send one JSON object per message, "
             "UTF-8 encoded, without NaN or Infinity",
         )
-    parts = []
-    for error in errors[:MAX_ERRORS_IN_REASON]:
-        where = ".".join(str(part) for part in error["loc"]) or "message"
-        parts.append(f"{where}: {error['msg']}")
-    if len(errors) > MAX_ERRORS_IN_REASON:
-        parts.append(f"and {len(errors) - MAX_ERRORS_IN_REASON} more errors")
+    parts: dict[str, str] = {}  # location -> message, first error per location
+    for error in errors:
+        loc, union = _union_location(error["loc"])
+        where = ".".join(str(part) for part in loc) or "message"
+        if union is not None:
+            parts.setdefault(where, f"expected {union}, got {_shown(error['input'])}")
+        else:
+            parts.setdefault(where, error["msg"])
+    shown = [f"{where}: {msg}" for where, msg in list(parts.items())[:MAX_ERRORS_IN_REASON]]
+    if len(parts) > MAX_ERRORS_IN_REASON:
+        shown.append(f"and {len(parts) - MAX_ERRORS_IN_REASON} more errors")
     schema_file = _schema_file(name)
     return InvalidMessage(
         ErrorType.INVALID_EVENT,
-        f"invalid {name} v1: {'; '.join(parts)}. Fix the producer so that it sends messages "
+        f"invalid {name} v1: {'; '.join(shown)}. Fix the producer so that it sends messages "
         f"matching schemas/json/{schema_file}",
     )
+
+
+def _union_location(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], str | None]:
+    """A failed feature or label union reports one error per member, each at the field's
+    location plus the member's tag: fold them back onto the field."""
+    if len(loc) == 3 and loc[0] == "features":
+        return loc[:2], EXPECTED_FEATURE
+    if len(loc) == 2 and loc[0] == "label":
+        return loc[:1], EXPECTED_LABEL
+    return loc, None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _schema_file(name: str) -> str:

@@ -1,7 +1,6 @@
 """The input event: one observation for one named model, optionally labelled."""
 
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -11,10 +10,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationError,
-    WrapValidator,
 )
-from pydantic_core import PydanticCustomError
 
 from schemas.types import EventTime, Identifier
 
@@ -23,36 +19,23 @@ MAX_FEATURE_NAME = 128
 MAX_STRING_FEATURE = 1_024
 
 
-def _one_message(expected: str) -> WrapValidator:
-    """Report a failed union as one sentence instead of one error per member."""
+#: What a feature value or a label may be, as said in rejection reasons.
+EXPECTED_FEATURE = (
+    f"a finite number, a boolean or a string of at most {MAX_STRING_FEATURE} characters"
+)
+EXPECTED_LABEL = "true/false or a finite number"
 
-    def validate(value: Any, handler: Callable[[Any], Any]) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            raise PydanticCustomError(
-                "invalid_value",
-                "expected {expected}, got {got}",
-                {"expected": expected, "got": repr(value)[:80]},
-            ) from None
-
-    return WrapValidator(validate)
-
-
-FeatureValue = Annotated[
+# Plain strict unions, validated in pydantic-core without a Python call per value (a
+# wrap validator per feature cost ~3 µs per event); schemas.codec turns a failed union's
+# one-error-per-member into one sentence.
+FeatureValue = (
     StrictBool
     | StrictInt
     | Annotated[StrictFloat, Field(allow_inf_nan=False)]
-    | Annotated[StrictStr, Field(max_length=MAX_STRING_FEATURE)],
-    _one_message(
-        f"a finite number, a boolean or a string of at most {MAX_STRING_FEATURE} characters"
-    ),
-]
+    | Annotated[StrictStr, Field(max_length=MAX_STRING_FEATURE)]
+)
 FeatureName = Annotated[str, Field(min_length=1, max_length=MAX_FEATURE_NAME)]
-Label = Annotated[
-    StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)],
-    _one_message("true/false or a finite number"),
-]
+Label = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class InputEvent(BaseModel):

@@ -68,10 +68,15 @@ def test_auc_is_undefined_without_both_classes() -> None:
 def test_lift_counts_the_top_fraction() -> None:
     # 20 scored events, 4 positives (rate 0.2); the top 5% is 1 event, a positive: lift 5.
     scored = [(1 - i / 20, i in (0, 5, 10, 15)) for i in range(20)]
-    assert lift_at(scored, 0.05) == pytest.approx(5.0)
     # Top 20% = 4 events (i = 0..3), one positive: rate 0.25 / 0.2 = 1.25.
-    assert lift_at(scored, 0.20) == pytest.approx(1.25)
-    assert lift_at([(0.5, False)], 0.05) is None
+    assert lift_at(scored, 0.05, 0.20) == [pytest.approx(5.0), pytest.approx(1.25)]
+    assert lift_at([(0.5, False)], 0.05) == [None]
+
+
+def test_lift_ties_keep_arrival_order() -> None:
+    # All scores tie: the top 25% (1 of 4) is the first to arrive, a positive, so lift is
+    # 1 / 0.5 = 2; had the tie been broken the other way it would be 0.
+    assert lift_at([(0.5, True), (0.5, False), (0.5, False), (0.5, True)], 0.25) == [2.0]
 
 
 def test_normalized_entropy_is_logloss_over_base_rate_entropy() -> None:
