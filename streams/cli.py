@@ -52,16 +52,14 @@ def main() -> None:
 @main.command()
 def worker() -> None:
     """Run a worker: consume events, predict, learn, publish predictions."""
-    import faust
-
-    from streams.app import Worker
+    from streams.app import FaustWorker, Worker
     from streams.topics import ensure_topics
 
     settings = load_settings()
     require_broker(settings)
     ensure_topics(settings)
     app = Worker(settings).app
-    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    FaustWorker(app, loglevel=settings.log_level).execute_from_commandline()
 
 
 @main.command()

@@ -49,8 +49,25 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=100_000, gt=0, description="Larger input messages are dead-lettered as oversized."
     )
-    batch_size: int = Field(default=500, gt=0, description="Events taken per batch by the agent.")
-    batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
+    batch_size: int = Field(default=1000, gt=0, description="Most events fetched per batch.")
+    batch_seconds: float = Field(
+        default=0.05, gt=0, description="Longest wait for a batch when no event is available."
+    )
+    fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        description="Longest the broker holds a fetch waiting for data: the floor of latency "
+        "at low rates (Faust hard-codes 1500 ms; riverrun's events path does not use it).",
+    )
+    producer_linger_ms: int = Field(
+        default=5, ge=0, description="How long the producer waits to fill a batch of outputs."
+    )
+    producer_batch_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Largest producer batch per partition."
+    )
+    producer_compression: Literal["gzip"] | None = Field(
+        default=None, description="Compression of produced batches: unset (none) or gzip."
+    )
 
     # --- models ------------------------------------------------------------------------
     models: list[str] = Field(
