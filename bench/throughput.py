@@ -1,38 +1,67 @@
-"""Throughput of the learning core in process vs the riverrun worker through Kafka.
+"""riverrun against every alternative a user could pick, on one seeded click stream.
 
-Both run on the same seeded synthetic click stream (`online_models.datasets.synthetic_clicks`,
-~4% clicks, 6 mixed features) with the default `logreg` model:
+One invocation (`make bench`, or `python -m bench.throughput [--quick] [--events N]`):
 
-(a) core   — `streams.pipeline.EventPipeline.run`, the very code the worker runs per batch
-             (decode + validate + predict + learn + build the prediction) plus the JSON
-             encoding of each output, over the encoded messages held in memory;
-(b) worker — `riverrun worker` as a subprocess, consuming the same messages pre-filled into a
-             fresh topic of the local broker and producing predictions to a fresh topic.
-             Rate = predictions / (last - first prediction's Kafka timestamp), so the
-             worker's start-up and group join are not counted; wall time with them is shown.
+1. a seeded synthetic click stream (`online_models.datasets.synthetic_clicks`, ~4 % clicks,
+   every event labelled, model `logreg`) is pre-filled once into a 1-partition topic
+   (and once into a 2-partition topic for the scaling run) of the local broker;
+2. each contender consumes it from the beginning with its own group and writes one
+   output per event to its own topic:
+   (a) core    `streams.pipeline.EventPipeline` in process — the code the worker runs per
+               batch (decode, validate, predict, learn, evaluate, build the prediction) —
+               plus the JSON encoding of each output, over the messages held in memory;
+   (b) aiokafka a hand-written aiokafka consumer -> River -> producer loop;
+   (c) faust   a naive per-event Faust agent (on at most --faust-events events: ~1.5k/s);
+   (d) riverrun `riverrun worker`;
+   (e) bytewax Bytewax + River;   (f) quix   Quix Streams + River
+   (b, c, e, f live in bench/contenders/ and use the same River model factory);
+3. rates are outputs / (last - first output's Kafka timestamp), so start-up and group
+   joins are not counted (wall times with them are printed too);
+4. then (d)'s event -> prediction latency at half its measured rate, its peak RSS, and
+   two workers on two partitions against one.
 
-Run with `make bench` (`BENCH_ARGS=--quick` for a smaller stream).
+Nothing here is asserted; targets are printed beside the measured ratios.
 """
 
 import argparse
+import json
 import os
 import platform
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
 
 from online_models import Learner
 from streams.cli import local_kafka
 from streams.pipeline import EventPipeline
 from streams.replay import dataset_events, encode, produce
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.settings import PROJECT_DIR, Settings
+
+LOG_DIR = PROJECT_DIR / ".cache" / "bench"
+CONTENDERS = {
+    "b": ("aiokafka loop", "bench.contenders.aiokafka_loop"),
+    "c": ("naive Faust agent", "bench.contenders.faust_agent"),
+    "e": ("Bytewax + River", "bench.contenders.bytewax_flow"),
+    "f": ("Quix Streams + River", "bench.contenders.quix_app"),
+}
+
+
+@dataclass
+class Result:
+    name: str
+    events_per_s: float | None
+    wall_s: float | None = None
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -41,69 +70,212 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_core(values: list[bytes], batch_size: int) -> float:
-    """Events/s of the worker's batch path with no Kafka around it."""
+def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riverrun-bench")
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+    return name
+
+
+def output_rate(bootstrap: str, topic: str, expected: int, process: subprocess.Popen[bytes],
+                timeout: float) -> tuple[float, int]:  # fmt: skip
+    """(events/s from first to last output timestamp, outputs seen), reading until
+    `expected` outputs arrived, the process died, or `timeout` passed without progress."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = [
+        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    seen, first, last = 0, None, None
+    progress = time.monotonic()
+    while seen < expected and time.monotonic() - progress < timeout:
+        batches = consumer.poll(timeout_ms=500)
+        for batch in batches.values():
+            for message in batch:
+                first = message.timestamp if first is None else min(first, message.timestamp)
+                last = message.timestamp if last is None else max(last, message.timestamp)
+            seen += len(batch)
+            progress = time.monotonic()
+        if not batches and process.poll() not in (None, 0):
+            break
+    consumer.close()
+    if first is None or last is None or seen < 2:
+        return 0.0, seen
+    return (seen - 1) / max((last - first) / 1000, 1e-3), seen
+
+
+def worker_env(bootstrap: str, events_topic: str, run: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
+    env.update(
+        RIVERRUN_BROKER=bootstrap,
+        RIVERRUN_EVENTS_TOPIC=events_topic,
+        RIVERRUN_PREDICTIONS_TOPIC=f"{run}-predictions",
+        RIVERRUN_DEAD_LETTERS_TOPIC=f"{run}-dead-letters",
+        RIVERRUN_ACTIVITY_TOPIC=f"{run}-activity",
+        RIVERRUN_METRICS_TOPIC=f"{run}-metrics",
+        RIVERRUN_GROUP_ID=run,
+        RIVERRUN_LOG_LEVEL="warn",
+        RIVERRUN_METRICS_PORT=str(free_port()),
+        RIVERRUN_DATA_DIR=str(LOG_DIR / run),
+    )
+    return env
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class PeakRSS:
+    """Samples a process's resident memory (VmHWM: the peak) while it runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/status")
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                for line in self.path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError):
+                return
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+
+def bench_core(values: list[bytes], batch_size: int) -> Result:
     pipeline = EventPipeline(Learner(["logreg"]), max_event_bytes=100_000)
     started = time.perf_counter()
     for i in range(0, len(values), batch_size):
         for output in pipeline.run(values[i : i + batch_size]):
             output.model_dump_json().encode()  # type: ignore[union-attr]
-    return len(values) / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    return Result("(a) learning core in process", len(values) / wall, wall)
 
 
-def bench_worker(settings: Settings, messages: list[tuple[bytes, bytes]], log: Path) -> dict:  # type: ignore[type-arg]
-    """Events/s of `riverrun worker` over messages pre-filled into a fresh topic."""
-    run = uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
-    env.update(
-        RIVERRUN_BROKER=settings.bootstrap_servers,
-        RIVERRUN_EVENTS_TOPIC=f"bench-{run}-events",
-        RIVERRUN_PREDICTIONS_TOPIC=f"bench-{run}-predictions",
-        RIVERRUN_DEAD_LETTERS_TOPIC=f"bench-{run}-dead-letters",
-        RIVERRUN_ACTIVITY_TOPIC=f"bench-{run}-activity",
-        RIVERRUN_GROUP_ID=f"bench-{run}",
-        RIVERRUN_LOG_LEVEL="warn",
-        RIVERRUN_METRICS_PORT=str(free_port()),
-    )
-    topic_settings = Settings(
-        broker=settings.bootstrap_servers,
-        events_topic=env["RIVERRUN_EVENTS_TOPIC"],
-        predictions_topic=env["RIVERRUN_PREDICTIONS_TOPIC"],
-        dead_letters_topic=env["RIVERRUN_DEAD_LETTERS_TOPIC"],
-        activity_topic=env["RIVERRUN_ACTIVITY_TOPIC"],
-    )
-    ensure_topics(topic_settings)
-    produce(settings.bootstrap_servers, topic_settings.events_topic, messages, progress=False)
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    tp = TopicPartition(topic_settings.predictions_topic, 0)
-    consumer.assign([tp])
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    seen, first_ts, last_ts = 0, None, None
+def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result:
+    label, module = CONTENDERS[key]
+    name = f"({key}) {label}"
     try:
-        while seen < len(messages):
-            for batch in consumer.poll(timeout_ms=500).values():
-                for message in batch:
-                    first_ts = first_ts or message.timestamp
-                    last_ts = message.timestamp
-                seen += sum(1 for _ in batch)
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {worker.returncode}; see {log}")
-        wall = time.perf_counter() - started
+        __import__(module)
+    except ImportError as err:
+        return Result(name, None, note=f"not run: {err} (pip install -e '.[bench]')")
+    run = f"bench-{uuid.uuid4().hex[:8]}-{key}"
+    output = create_topic(bootstrap, f"{run}-out")
+    command = [sys.executable, "-m", module, "--bootstrap", bootstrap, "--input", topic,
+               "--output", output, "--group", run, "--events", str(events)]  # fmt: skip
+    started = time.perf_counter()
+    process = start(command, os.environ.copy(), LOG_DIR / f"{key}.log")
+    try:
+        rate, seen = output_rate(bootstrap, output, events, process, timeout=120)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop(process)
+    note = "" if seen >= events else f"only {seen} of {events} outputs; see {LOG_DIR / key}.log"
+    return Result(name, rate, time.perf_counter() - started, note)
+
+
+def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> Result:
+    run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
+    env = worker_env(bootstrap, topic, run)
+    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers)
+    started = time.perf_counter()
+    processes = [
+        start(
+            [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / f"worker-{run}-{i}.log"
+        )
+        for i in range(workers)
+    ]
+    memory = [PeakRSS(p.pid) for p in processes]
+    try:
+        rate, seen = output_rate(
+            bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], events, processes[0], 120
+        )
+    finally:
+        for process in processes:
+            stop(process)
+    rss = max(m.stop() for m in memory)
+    name = (
+        "(d) riverrun worker"
+        if workers == 1
+        else f"(d) riverrun, {workers} workers, {workers} partitions"
+    )
+    note = "" if seen >= events else f"only {seen} of {events} outputs"
+    return Result(name, rate, time.perf_counter() - started, note, {"rss_mb": rss})
+
+
+def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
+    """Event -> prediction latency of one worker fed at `rate` events/s (Kafka timestamps:
+    the replay producer's create time to the worker producer's create time)."""
+    run = f"bench-{uuid.uuid4().hex[:8]}-lat"
+    topic = create_topic(bootstrap, f"{run}-events")
+    env = worker_env(bootstrap, topic, run)
+    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"])
+    worker = start(
+        [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / "latency-worker.log"
+    )
+    count = int(rate * seconds)
+    messages = [encode(e) for e in dataset_events("clicks", limit=count, model="logreg", seed=7,
+                                                   id_prefix="lat-")]  # fmt: skip
+    try:
+        time.sleep(6)  # let the worker join its group before the clock starts
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+        started = time.perf_counter()
+        sent_at: dict[bytes, int] = {}
+        for i, (key, value) in enumerate(messages):
+            future = producer.send(topic, key=key, value=value)
+            sent_at[key] = future  # type: ignore[assignment]
+            ahead = (i + 1) / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.flush()
+        input_ts = {k: f.get().timestamp for k, f in sent_at.items()}  # type: ignore[attr-defined]
+        producer.close()
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        tp = TopicPartition(env["RIVERRUN_PREDICTIONS_TOPIC"], 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        latencies: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(latencies) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                latencies += [m.timestamp - input_ts[m.key] for m in batch if m.key in input_ts]
         consumer.close()
-    assert first_ts is not None and last_ts is not None
-    return {
-        "events_per_s": (seen - 1) / max((last_ts - first_ts) / 1000, 1e-3),
-        "wall_s": wall,
-    }
+    finally:
+        stop(worker)
+    latencies.sort()
+    if not latencies:
+        return Result("(d) latency", None, note="no predictions arrived")
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return Result(
+        "(d) latency", rate, note=f"{len(latencies)} events", extra={"p50_ms": p50, "p99_ms": p99}
+    )
+
+
+def fmt(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:,.0f}"
 
 
 def main() -> None:
@@ -111,36 +283,99 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--quick", action="store_true", help="20,000 events")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="20,000 events, shorter latency run")
+    parser.add_argument(
+        "--faust-events",
+        type=int,
+        default=30_000,
+        help="events for the naive Faust agent (it runs at ~1.5k/s)",
+    )
+    parser.add_argument("--only", default="abcdef", help="contenders to run, e.g. 'ad'")
     args = parser.parse_args()
     n = 20_000 if args.quick else args.events
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
 
     settings = Settings()
-    started_kafka = False
-    if settings.uses_local_broker:
-        kafka = local_kafka(settings)
-        if not kafka.is_running():
-            print(kafka.up())
-            started_kafka = True
+    kafka = local_kafka(settings) if settings.uses_local_broker else None
+    started_kafka = kafka is not None and not kafka.is_running()
+    if kafka is not None and started_kafka:
+        print(kafka.up())
+    bootstrap = settings.bootstrap_servers
     try:
-        events = list(dataset_events("clicks", limit=n, model="logreg", seed=42))
-        messages = [encode(e) for e in events]
-        values = [value for _, value in messages]
         cpu = platform.processor() or platform.machine()
-        print(f"{n:,} seeded click events, model logreg, {cpu}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}")  # fmt: skip
-        core = bench_core(values, args.batch_size)
-        print(f"(a) learning core in process     {core:>10,.0f} events/s")
-        log = settings.kafka_cache_dir.parent / "bench" / "worker.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        worker = bench_worker(settings, messages, log)
-        print(f"(b) riverrun worker through Kafka {worker['events_per_s']:>10,.0f} events/s"
-              f"  (wall {worker['wall_s']:.1f} s with start-up)")  # fmt: skip
-        print(f"ratio (b)/(a)                     {worker['events_per_s'] / core:>10.3f}")
+        print(f"{n:,} seeded click events, model logreg; {cpu}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}; broker {bootstrap}")  # fmt: skip
+        messages = [encode(e) for e in dataset_events("clicks", limit=n, model="logreg", seed=42)]
+        run = f"bench-{uuid.uuid4().hex[:8]}"
+        topic = create_topic(bootstrap, f"{run}-events-1p")
+        produce(bootstrap, topic, messages, progress=False)
+        results: dict[str, Result] = {}
+        if "a" in args.only:
+            results["a"] = bench_core([v for _, v in messages], 1000)
+            print(f"  {results['a'].name:<44} {fmt(results['a'].events_per_s):>8} events/s")
+        for key in "bcdef":
+            if key not in args.only:
+                continue
+            if key == "d":
+                results[key] = bench_worker(bootstrap, topic, n)
+            else:
+                events = min(n, args.faust_events) if key == "c" else n
+                results[key] = bench_contender(key, bootstrap, topic, events)
+            r = results[key]
+            wall = f"wall {r.wall_s or 0:.1f} s"
+            print(f"  {r.name:<44} {fmt(r.events_per_s):>8} events/s  {wall} {r.note}")
+        report(results, bootstrap, topic, messages, n, args.quick)
     finally:
-        if started_kafka:
-            print(local_kafka(settings).down())
+        if kafka is not None and started_kafka:
+            print(kafka.down())
+
+
+def report(results: dict[str, Result], bootstrap: str, topic: str,
+           messages: list[tuple[bytes, bytes]], n: int, quick: bool) -> None:  # fmt: skip
+    d = results.get("d")
+    if d is None or not d.events_per_s:
+        return
+    rate = d.events_per_s
+    print("\nratios of (d) riverrun worker to each contender (targets in brackets):")
+    best_alt = (
+        max((results[k].events_per_s or 0) for k in "bef" if k in results)
+        if any(k in results for k in "bef")
+        else None
+    )
+    for key, target in [("a", 0.5), ("b", None), ("c", 10.0), ("e", None), ("f", None)]:
+        other = results.get(key)
+        if other is None or not other.events_per_s:
+            continue
+        print(
+            f"  (d) / {other.name:<40} {rate / other.events_per_s:6.2f}x"
+            + (f"  [>= {target}x]" if target else "")
+        )
+    if best_alt:
+        print(f"  (d) / best of (b), (e), (f){'':<16} {rate / best_alt:6.2f}x  [>= 1.0x]")
+    print(
+        f"  worker peak RSS                                {d.extra['rss_mb']:6.0f} MB  [<= 300 MB]"
+    )
+
+    # Two workers on a 2-partition copy of the stream against one.
+    two_topic = create_topic(bootstrap, f"{topic}-2p", partitions=2)
+    produce(bootstrap, two_topic, messages, progress=False)
+    two = bench_worker(bootstrap, two_topic, n, workers=2)
+    scale = (two.events_per_s or 0) / rate
+    print(
+        f"  {two.name:<44} {fmt(two.events_per_s):>8} events/s = {scale:.2f}x one worker  [>= 1.8x]"
+    )
+
+    latency = bench_latency(bootstrap, rate / 2, 10 if quick else 20)
+    p50, p99 = latency.extra.get("p50_ms"), latency.extra.get("p99_ms")
+    print(f"  event -> prediction latency at {rate / 2:,.0f} events/s (half the max): "
+          f"p50 {p50} ms, p99 {p99} ms  [p99 <= 50 ms]  ({latency.note})")  # fmt: skip
+    summary = {
+        k: {"name": r.name, "events_per_s": r.events_per_s, **r.extra} for k, r in results.items()
+    }
+    summary["d2"] = {"name": two.name, "events_per_s": two.events_per_s, **two.extra}
+    summary["latency"] = {"rate": rate / 2, **latency.extra}
+    (LOG_DIR / "results.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nresults: {LOG_DIR / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,16 @@ worker's `EventPipeline` over each partition's messages in offset order, sends e
 output without awaiting each delivery, waits for the batch's deliveries, then commits the
 batch's offsets. A message's offset is thus committed only after its prediction (or dead
 letter) is acknowledged by the broker: at-least-once.
+
+Waiting for acknowledgements and the commit happens off the fetch loop, in a chain of
+commit tasks (in batch order, at most `MAX_BATCHES_IN_FLIGHT` pending), so the next batch
+is fetched and predicted while the previous one is being acknowledged.
 """
 
 import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +31,9 @@ from streams.pipeline import EventPipeline
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Batches whose outputs may await acknowledgement while later ones are processed.
+MAX_BATCHES_IN_FLIGHT = 4
 
 
 def dead_letter(
@@ -85,31 +91,27 @@ class Outbox:
         topic, partition = where
         self.deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
 
-    async def delivered(self) -> None:
-        """Send what is queued and wait until the broker has acknowledged all of it."""
+    async def flush(self) -> list[asyncio.Future[Any]]:
+        """Send what is queued; return the futures of every delivery of this outbox."""
         for where, builder in self.builders.items():
             await self._send(where, builder)
         self.builders.clear()
-        await asyncio.gather(*self.deliveries)
+        return self.deliveries
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Let the batch in flight finish (and commit) before partitions move elsewhere."""
+    """Let the batch in flight finish, and every processed batch commit, before
+    partitions move elsewhere: the next owner starts exactly after the last output."""
 
-    def __init__(
-        self,
-        batch_lock: asyncio.Lock,
-        on_assigned: Callable[[set[TopicPartition]], Awaitable[None]],
-    ) -> None:
-        self.batch_lock = batch_lock
-        self.on_assigned = on_assigned
+    def __init__(self, service: "BatchedEvents") -> None:
+        self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.batch_lock:
-            pass
+        async with self.service.batch_lock:
+            await self.service.drain()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.on_assigned(assigned)
+        log.info("events partitions assigned: %s", sorted(tp.partition for tp in assigned))
 
 
 class BatchedEvents(Service):
@@ -132,6 +134,8 @@ class BatchedEvents(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.partitions: dict[str, int] = {}  # partition count of each output topic
+        self.commits: asyncio.Future[None] | None = None  # the last of the chained commits
+        self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
     async def on_start(self) -> None:
         s = self.settings
@@ -154,19 +158,15 @@ class BatchedEvents(Service):
             session_timeout_ms=int(s.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
         )
-        self.consumer.subscribe(
-            [s.events_topic], listener=_CommitOnRevoke(self.batch_lock, self._on_assigned)
-        )
+        self.consumer.subscribe([s.events_topic], listener=_CommitOnRevoke(self))
         await self.producer.start()
         for topic in (s.predictions_topic, s.dead_letters_topic, s.metrics_topic):
             self.partitions[topic] = len(await self.producer.partitions_for(topic))
         await self.consumer.start()
 
-    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("events partitions assigned: %s", sorted(tp.partition for tp in assigned))
-
     async def on_stop(self) -> None:
         async with self.batch_lock:  # the batch in flight is sent and committed first
+            await self.drain()
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.producer is not None:
@@ -177,6 +177,8 @@ class BatchedEvents(Service):
         assert self.consumer is not None
         poll_ms = max(1, int(self.settings.batch_seconds * 1000))
         while not self.should_stop:
+            if self.commits is not None and self.commits.done() and self.commits.exception():
+                raise self.commits.exception()  # type: ignore[misc]  # stops the worker
             records = await self.consumer.getmany(
                 timeout_ms=poll_ms, max_records=self.settings.batch_size
             )
@@ -211,8 +213,9 @@ class BatchedEvents(Service):
             offsets[tp] = messages[-1].offset + 1
         for report in self.learner.drain_reports():
             await self._report(outbox, report)
-        await outbox.delivered()
-        await self.consumer.commit(offsets)
+        deliveries = await outbox.flush()
+        await self.in_flight.acquire()
+        self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
         for model, count in predicted.items():
             self.metrics.predicted.labels(model).inc(count)
             self.metrics.learned.labels(model).inc(learned[model])
@@ -221,6 +224,34 @@ class BatchedEvents(Service):
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
         for model, (metric, value) in self.learner.quality().items():
             self.metrics.quality.labels(model, metric).set(value)
+
+    async def _commit(
+        self,
+        previous: asyncio.Future[None] | None,
+        deliveries: list[asyncio.Future[Any]],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        """Commit `offsets` once every output is acknowledged and earlier batches are
+        committed; a failure fails every later commit too, and stops the worker."""
+        assert self.consumer is not None
+        try:
+            if previous is not None:
+                await previous
+            await asyncio.gather(*deliveries)
+            await self.consumer.commit(offsets)
+        except Exception:
+            log.exception(
+                "outputs could not be delivered or offsets committed: stopping so that a "
+                "restart re-processes from the last committed offset (check the broker)"
+            )
+            raise
+        finally:
+            self.in_flight.release()
+
+    async def drain(self) -> None:
+        """Wait until every batch processed so far is acknowledged and committed."""
+        if self.commits is not None:
+            await self.commits
 
     async def _dead_letter(
         self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
