@@ -39,7 +39,15 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: venv
+BENCH_VENV := .cache/bench-venv
+
+$(BENCH_VENV)/.installed: bench/requirements-frameworks.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements-frameworks.txt
+	@touch $@
+
+bench: venv $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 # Re-pin every dependency after changing pyproject.toml (commit the result).

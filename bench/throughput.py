@@ -47,11 +47,13 @@ from streams.replay import dataset_events, encode, produce
 from streams.settings import PROJECT_DIR, Settings
 
 LOG_DIR = PROJECT_DIR / ".cache" / "bench"
-CONTENDERS = {
-    "b": ("aiokafka loop", "bench.contenders.aiokafka_loop"),
-    "c": ("naive Faust agent", "bench.contenders.faust_agent"),
-    "e": ("Bytewax + River", "bench.contenders.bytewax_flow"),
-    "f": ("Quix Streams + River", "bench.contenders.quix_app"),
+#: Bytewax and Quix Streams live in their own environment (see Makefile, `make bench`).
+FRAMEWORKS_PYTHON = PROJECT_DIR / ".cache" / "bench-venv" / "bin" / "python"
+CONTENDERS = {  # key: (label, module, python)
+    "b": ("aiokafka loop", "bench.contenders.aiokafka_loop", Path(sys.executable)),
+    "c": ("naive Faust agent", "bench.contenders.faust_agent", Path(sys.executable)),
+    "e": ("Bytewax + River", "bench.contenders.bytewax_flow", FRAMEWORKS_PYTHON),
+    "f": ("Quix Streams + River", "bench.contenders.quix_app", FRAMEWORKS_PYTHON),
 }
 
 
@@ -176,18 +178,17 @@ def bench_core(values: list[bytes], batch_size: int) -> Result:
 
 
 def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result:
-    label, module = CONTENDERS[key]
+    label, module, python = CONTENDERS[key]
     name = f"({key}) {label}"
-    try:
-        __import__(module)
-    except ImportError as err:
-        return Result(name, None, note=f"not run: {err} (pip install -e '.[bench]')")
+    if not python.exists():
+        return Result(name, None, note=f"not run: no {python} (`make bench` creates it)")
     run = f"bench-{uuid.uuid4().hex[:8]}-{key}"
     output = create_topic(bootstrap, f"{run}-out")
-    command = [sys.executable, "-m", module, "--bootstrap", bootstrap, "--input", topic,
+    command = [str(python), "-m", module, "--bootstrap", bootstrap, "--input", topic,
                "--output", output, "--group", run, "--events", str(events)]  # fmt: skip
     started = time.perf_counter()
-    process = start(command, os.environ.copy(), LOG_DIR / f"{key}.log")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    process = start(command, env, LOG_DIR / f"{key}.log")
     try:
         rate, seen = output_rate(bootstrap, output, events, process, timeout=120)
     finally:

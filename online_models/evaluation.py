@@ -6,12 +6,13 @@ stream's numbers equal an offline evaluation. River's ROCAUC is a thresholded
 approximation, so `ExactAUC` counts concordant pairs exactly instead.
 """
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterator
-from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Literal
 
 from river import metrics, utils
@@ -25,8 +26,7 @@ OTHER = "__other__"
 class ExactAUC:
     """Exact ROC AUC: P(score of a random positive > score of a random negative), ties 1/2.
 
-    Incremental: each update or revert costs O(log n). With `window`, only the last
-    `window` observations count.
+    Incremental, for all events so far: each update costs O(log n), memory O(n).
 
     >>> auc = ExactAUC()
     >>> for y, p in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.4)]:
@@ -35,31 +35,17 @@ class ExactAUC:
     0.875
     """
 
-    def __init__(self, window: int | None = None) -> None:
-        self.window = window
+    def __init__(self) -> None:
         self.positives: SortedList = SortedList()
         self.negatives: SortedList = SortedList()
         self.concordant = 0.0  # number of correctly ordered pairs, ties counting 1/2
-        self.recent: deque[tuple[bool, float]] = deque()
 
-    def _pairs(self, y: bool, p: float) -> float:
+    def update(self, y: bool, p: float) -> None:
         others = self.negatives if y else self.positives
         lower = others.bisect_left(p)
         upper = others.bisect_right(p)
-        ties = upper - lower
-        return (lower if y else len(others) - upper) + 0.5 * ties
-
-    def update(self, y: bool, p: float) -> None:
-        self.concordant += self._pairs(y, p)
+        self.concordant += (lower if y else len(others) - upper) + 0.5 * (upper - lower)
         (self.positives if y else self.negatives).add(p)
-        if self.window is not None:
-            self.recent.append((y, p))
-            if len(self.recent) > self.window:
-                self.revert(*self.recent.popleft())
-
-    def revert(self, y: bool, p: float) -> None:
-        (self.positives if y else self.negatives).remove(p)
-        self.concordant -= self._pairs(y, p)
 
     def get(self) -> float | None:
         """None until there is at least one positive and one negative."""
@@ -67,23 +53,46 @@ class ExactAUC:
         return self.concordant / pairs if pairs else None
 
 
-def lift_at(scored: list[tuple[float, bool]], *fractions: float) -> list[float | None]:
-    """Positive rate among the top `fraction` by score, over the positive rate of all, for
-    each fraction.
+def ranking(
+    scored: list[tuple[float, bool]], *fractions: float
+) -> tuple[float | None, list[float | None]]:
+    """Exact AUC and lift at each fraction of a window of (score, label), from one sort.
 
-    The top is the first ceil(fraction * n) after a stable sort by descending score, so
-    ties keep arrival order. None when there is no positive.
+    Computed when a report is made rather than per event: a window of 10,000 costs one
+    sort per report instead of sorted-list updates on every event.
+
+    Lift at k: the positive rate among the top ceil(k * n) after a stable sort by
+    descending score (ties keep arrival order), over the positive rate of all; None
+    without positives. AUC: as `ExactAUC`; None without both classes.
+
+    >>> ranking([(0.9, True), (0.1, False), (0.4, True), (0.4, False)], 0.25)
+    (0.875, [2.0])
     """
+    n = len(scored)
     positives = sum(map(itemgetter(1), scored))
-    if not scored or positives == 0:
-        return [None for _ in fractions]
-    rate = positives / len(scored)
-    ranked = [y for _, y in sorted(scored, key=itemgetter(0), reverse=True)]  # stable
-    lifts: list[float | None] = []
-    for fraction in fractions:
-        top = math.ceil(fraction * len(scored))
-        lifts.append(sum(ranked[:top]) / top / rate)
-    return lifts
+    ranked = sorted(scored, key=itemgetter(0), reverse=True)  # stable: ties keep order
+    lifts: list[float | None] = [None for _ in fractions]
+    if positives:
+        labels = [y for _, y in ranked]
+        rate = positives / n
+        for i, fraction in enumerate(fractions):
+            top = math.ceil(fraction * n)
+            lifts[i] = sum(labels[:top]) / top / rate
+    negatives = n - positives
+    if not positives or not negatives:
+        return None, lifts
+    concordant = 0.0
+    negatives_below = 0
+    for _, group in itertools.groupby(reversed(ranked), key=itemgetter(0)):  # ascending
+        group_positives = group_negatives = 0
+        for _, y in group:
+            if y:
+                group_positives += 1
+            else:
+                group_negatives += 1
+        concordant += group_positives * (negatives_below + 0.5 * group_negatives)
+        negatives_below += group_negatives
+    return concordant / (positives * negatives), lifts
 
 
 def _entropy(rate: float) -> float:
@@ -107,7 +116,6 @@ class BinaryQuality:
         self.recall = metrics.Recall(cm=self.confusion)
         self.f1 = metrics.F1(cm=self.confusion)
         self.auc = ExactAUC()
-        self.auc_window = ExactAUC(window)
         self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
         self.n = self.positives = 0
         self.predicted = 0.0
@@ -122,7 +130,6 @@ class BinaryQuality:
         self.logloss_window.update(y, p)
         self.confusion.update(y, label)
         self.auc.update(y, p)
-        self.auc_window.update(y, p)
         self.recent.append((p, y))
         self.n += 1
         self.positives += y
@@ -138,14 +145,14 @@ class BinaryQuality:
     def values(self) -> dict[str, float | None]:
         rate = self.positives / self.n if self.n else None
         base_entropy = _entropy(rate) if rate is not None else 0.0
-        lift_5, lift_20 = lift_at(list(self.recent), 0.05, 0.20)
+        auc_window, (lift_5, lift_20) = ranking(list(self.recent), 0.05, 0.20)
         return {
             "n": float(self.n),
             "logloss": self.logloss.get(),
             "logloss_window": self.logloss_window.get(),
             "normalized_entropy": self.logloss.get() / base_entropy if base_entropy else None,
             "auc": self.auc.get(),
-            "auc_window": self.auc_window.get(),
+            "auc_window": auc_window,
             "accuracy": self.accuracy.get(),
             "precision": self.precision.get(),
             "recall": self.recall.get(),

@@ -14,7 +14,7 @@ from online_models.evaluation import (
     Evaluator,
     ExactAUC,
     MovingAverageBaseline,
-    lift_at,
+    ranking,
 )
 from online_models.offline import river_progressive, run_offline
 from streams.replay import dataset_events
@@ -47,16 +47,23 @@ def test_exact_auc_equals_brute_force_with_ties(seed: int) -> None:
     )
 
 
-def test_windowed_auc_equals_brute_force_on_the_last_window() -> None:
-    rng = random.Random(7)
-    pairs = [(rng.random() < 0.3, round(rng.random(), 1)) for _ in range(1000)]
-    auc = ExactAUC(window=100)
-    for i, (y, p) in enumerate(pairs, 1):
-        auc.update(y, p)
-        if i % 37 == 0:
-            assert auc.get() == pytest.approx(
-                brute_force_auc(pairs[max(0, i - 100) : i]), abs=1e-12
-            )
+@pytest.mark.parametrize("seed", range(5))
+def test_window_auc_equals_brute_force_with_ties(seed: int) -> None:
+    rng = random.Random(seed)
+    pairs = [(rng.random() < 0.3, round(rng.random(), 1)) for _ in range(300)]
+    auc, _ = ranking([(p, y) for y, p in pairs])
+    assert auc == pytest.approx(brute_force_auc(pairs), abs=1e-12)
+
+
+def test_window_auc_in_reports_covers_only_the_window() -> None:
+    rng = random.Random(3)
+    pairs = [(rng.random() < 0.3, round(rng.random(), 2)) for _ in range(700)]
+    ev = Evaluator("m", "m@1", binary=True, config=EvaluationConfig(window=250))
+    for y, p in pairs:
+        ev.observe(y, p, {}, "k", T0)
+    values = ev.values()["all"]
+    assert values["auc_window"] == pytest.approx(brute_force_auc(pairs[-250:]), abs=1e-12)
+    assert values["auc"] == pytest.approx(brute_force_auc(pairs), abs=1e-12)
 
 
 def test_auc_is_undefined_without_both_classes() -> None:
@@ -69,14 +76,14 @@ def test_lift_counts_the_top_fraction() -> None:
     # 20 scored events, 4 positives (rate 0.2); the top 5% is 1 event, a positive: lift 5.
     scored = [(1 - i / 20, i in (0, 5, 10, 15)) for i in range(20)]
     # Top 20% = 4 events (i = 0..3), one positive: rate 0.25 / 0.2 = 1.25.
-    assert lift_at(scored, 0.05, 0.20) == [pytest.approx(5.0), pytest.approx(1.25)]
-    assert lift_at([(0.5, False)], 0.05) == [None]
+    assert ranking(scored, 0.05, 0.20)[1] == [pytest.approx(5.0), pytest.approx(1.25)]
+    assert ranking([(0.5, False)], 0.05) == (None, [None])
 
 
 def test_lift_ties_keep_arrival_order() -> None:
     # All scores tie: the top 25% (1 of 4) is the first to arrive, a positive, so lift is
     # 1 / 0.5 = 2; had the tie been broken the other way it would be 0.
-    assert lift_at([(0.5, True), (0.5, False), (0.5, False), (0.5, True)], 0.25) == [2.0]
+    assert ranking([(0.5, True), (0.5, False), (0.5, False), (0.5, True)], 0.25)[1] == [2.0]
 
 
 def test_normalized_entropy_is_logloss_over_base_rate_entropy() -> None:

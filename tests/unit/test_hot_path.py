@@ -17,7 +17,9 @@ JAVA_MURMUR2 = {
 
 
 @pytest.mark.parametrize(("key", "java_hash"), JAVA_MURMUR2.items())
-def test_keyed_outputs_go_where_kafkas_default_partitioner_puts_them(key: bytes, java_hash: int) -> None:
+def test_keyed_outputs_go_where_kafkas_default_partitioner_puts_them(
+    key: bytes, java_hash: int
+) -> None:
     outbox = Outbox(producer=None, partitions={"predictions": 7, "single": 1})  # type: ignore[arg-type]
     assert outbox.partition("predictions", key, 0) == (java_hash & 0x7FFFFFFF) % 7
     assert outbox.partition("single", key, 0) == 0
