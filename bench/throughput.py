@@ -81,32 +81,80 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
     return name
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local Kafka broker's pid, if it runs here."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (entry / "cmdline").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+class CPUMeter:
+    """CPU seconds used by some processes between `start()` and `stop()`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.started_at = time.monotonic()
+
+    def stop(self) -> None:
+        if self.started:
+            self.seconds = time.monotonic() - self.started_at
+            self.used = {n: cpu_seconds(p) - self.started[n] for n, p in self.pids.items()}
+
+
 def output_rate(bootstrap: str, topic: str, expected: int, process: subprocess.Popen[bytes],
-                timeout: float) -> tuple[float, int]:  # fmt: skip
-    """(events/s from first to last output timestamp, outputs seen), reading until
-    `expected` outputs arrived, the process died, or `timeout` passed without progress."""
+                timeout: float, cpu: CPUMeter | None = None) -> tuple[float, int]:  # fmt: skip
+    """(events/s, outputs seen), reading until `expected` outputs arrived, the process
+    died, or `timeout` passed without progress.
+
+    The rate counts outputs between the first and the last output timestamp. With several
+    output partitions it counts only while every partition is being written (from the
+    latest first output to the earliest last one): workers that join a group seconds
+    apart would otherwise be measured partly alone.
+    """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     partitions = [
         TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})
     ]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
-    seen, first, last = 0, None, None
+    stamps: dict[int, list[int]] = {tp.partition: [] for tp in partitions}
+    seen = 0
     progress = time.monotonic()
     while seen < expected and time.monotonic() - progress < timeout:
         batches = consumer.poll(timeout_ms=500)
-        for batch in batches.values():
-            for message in batch:
-                first = message.timestamp if first is None else min(first, message.timestamp)
-                last = message.timestamp if last is None else max(last, message.timestamp)
+        for tp, batch in batches.items():
+            if seen == 0 and cpu is not None:
+                cpu.start()
+            stamps[tp.partition] += [message.timestamp for message in batch]
             seen += len(batch)
             progress = time.monotonic()
         if not batches and process.poll() not in (None, 0):
             break
+    if cpu is not None:
+        cpu.stop()
     consumer.close()
-    if first is None or last is None or seen < 2:
+    if any(len(ts) < 2 for ts in stamps.values()):
         return 0.0, seen
-    return (seen - 1) / max((last - first) / 1000, 1e-3), seen
+    start = max(min(ts) for ts in stamps.values())
+    end = min(max(ts) for ts in stamps.values())
+    inside = sum(1 for ts in stamps.values() for t in ts if start <= t <= end)
+    return (inside - 1) / max((end - start) / 1000, 1e-3), seen
 
 
 def worker_env(bootstrap: str, events_topic: str, run: str) -> dict[str, str]:
@@ -209,9 +257,15 @@ def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> R
         for i in range(workers)
     ]
     memory = [PeakRSS(p.pid) for p in processes]
+    pids = {f"worker {i}": p.pid for i, p in enumerate(processes)}
+    broker = broker_pid()
+    if broker is not None:
+        pids["broker"] = broker
+    pids["bench reader"] = os.getpid()  # it shares the cores too
+    cpu = CPUMeter(pids)
     try:
         rate, seen = output_rate(
-            bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], events, processes[0], 120
+            bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], events, processes[0], 120, cpu
         )
     finally:
         for process in processes:
@@ -223,7 +277,10 @@ def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> R
         else f"(d) riverrun, {workers} workers, {workers} partitions"
     )
     note = "" if seen >= events else f"only {seen} of {events} outputs"
-    return Result(name, rate, time.perf_counter() - started, note, {"rss_mb": rss})
+    extra = {"rss_mb": rss}
+    if cpu.used:
+        extra.update({f"cores {k}": v / cpu.seconds for k, v in cpu.used.items()})
+    return Result(name, rate, time.perf_counter() - started, note, extra)
 
 
 def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
@@ -272,6 +329,14 @@ def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return Result(
         "(d) latency", rate, note=f"{len(latencies)} events", extra={"p50_ms": p50, "p99_ms": p99}
+    )
+
+
+def cores_used(result: Result) -> str:
+    return ", ".join(
+        f"{name[6:]} {value:.2f}"
+        for name, value in result.extra.items()
+        if name.startswith("cores ")
     )
 
 
@@ -356,6 +421,7 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
     print(
         f"  worker peak RSS                                {d.extra['rss_mb']:6.0f} MB  [<= 300 MB]"
     )
+    print(f"  CPU while (d) ran, in cores (of {os.cpu_count()}): {cores_used(d)}")
 
     # Two workers on a 2-partition copy of the stream against one.
     two_topic = create_topic(bootstrap, f"{topic}-2p", partitions=2)
@@ -365,6 +431,7 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
     print(
         f"  {two.name:<44} {fmt(two.events_per_s):>8} events/s = {scale:.2f}x one worker  [>= 1.8x]"
     )
+    print(f"  CPU while 2 workers ran, in cores (of {os.cpu_count()}): {cores_used(two)}")
 
     latency = bench_latency(bootstrap, rate / 2, 10 if quick else 20)
     p50, p99 = latency.extra.get("p50_ms"), latency.extra.get("p99_ms")
