@@ -252,7 +252,9 @@ def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> R
     started = time.perf_counter()
     processes = [
         start(
-            [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / f"worker-{run}-{i}.log"
+            [sys.executable, "-m", "streams.cli", "worker"],
+            {**env, "RIVERRUN_METRICS_PORT": str(free_port())},  # one web server each
+            LOG_DIR / f"worker-{run}-{i}.log",
         )
         for i in range(workers)
     ]
