@@ -6,8 +6,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from river import base
-
 from online_models.evaluation import EvaluationConfig, Evaluator
 from online_models.registry import MODELS, ModelSpec
 from schemas import ErrorType, InputEvent, MetricsReport, Prediction
@@ -74,7 +72,14 @@ class ServedModel:
         return y_pred
 
     def learn(self, features: dict[str, Any], y: bool | float) -> None:
-        self.estimator.learn_one(features, y)
+        try:
+            self.estimator.learn_one(features, y)
+        except (ArithmeticError, ValueError, TypeError) as err:
+            raise LearningError(
+                ErrorType.LEARNING_ERROR,
+                f"model {self.version} failed to learn from this event ({err!r}); "
+                "check the feature values",
+            ) from err
         self.updates += 1
 
 
@@ -141,14 +146,7 @@ class Learner:
         updates = model.updates
         y_pred = model.predict(features)
         if y is not None:
-            try:
-                model.learn(features, y)
-            except (ArithmeticError, ValueError, TypeError) as err:
-                raise LearningError(
-                    ErrorType.LEARNING_ERROR,
-                    f"model {model.version} failed to learn from this event ({err!r}); "
-                    "check the feature values",
-                ) from err
+            model.learn(features, y)
             self.pending_reports += model.evaluator.observe(
                 y, y_pred, features, event.key, event.ts
             )
@@ -179,7 +177,3 @@ class Learner:
         """Metrics reports that came due since the last call, in the order they did."""
         reports, self.pending_reports = self.pending_reports, []
         return reports
-
-    def estimator(self, name: str) -> base.Estimator:
-        """The live River estimator of a model (for inspection and tests)."""
-        return self.models[name].estimator

@@ -1,12 +1,17 @@
 """`riverrun`: the command line. Settings come from RIVERRUN_* variables (see README)."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from online_models.datasets import DATASETS
 from streams.settings import PROJECT_DIR, Settings
+
+Command = Callable[..., Any]
 
 
 def load_settings() -> Settings:
@@ -44,6 +49,30 @@ def require_broker(settings: Settings, timeout: float = 15.0) -> None:
         raise click.ClickException(f"{err} — {hint}") from None
 
 
+def event_source(limit_help: str) -> Callable[[Command], Command]:
+    """The options naming a stream of events: a bundled dataset or a file, and its model."""
+    options = [
+        click.option("--dataset", help="A bundled dataset: " + ", ".join(DATASETS) + "."),
+        click.option(
+            "--file",
+            "path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A JSONL or CSV file of feature records.",
+        ),
+        click.option("--model", help="Model name for the events (default: the dataset's)."),
+        click.option("--label-column", default="label", show_default=True),
+        click.option("--limit", type=int, help=limit_help),
+        click.option("--seed", type=int, default=42, show_default=True),
+    ]
+
+    def decorate(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """riverrun: online machine learning on Kafka streams."""
@@ -63,18 +92,8 @@ def worker() -> None:
 
 
 @main.command()
-@click.option("--dataset", help="A bundled dataset: phishing, bananas, trump, clicks.")
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A JSONL or CSV file of feature records.",
-)
-@click.option("--model", help="Model name for the events (default: the dataset's).")
-@click.option("--label-column", default="label", show_default=True)
-@click.option("--limit", type=int, help="Replay at most this many events.")
+@event_source("Replay at most this many events.")
 @click.option("--rate", type=float, help="At most this many events per second.")
-@click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--id-prefix", default="", help="Prefix of the deterministic event ids.")
 @click.option("--topic", help="Target topic (default: RIVERRUN_EVENTS_TOPIC).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -98,7 +117,6 @@ def _events(dataset: str | None, path: Path | None, model: str | None, label_col
     """Input events from exactly one of a bundled dataset or a file (see `replay`)."""
     import itertools
 
-    from online_models.datasets import DATASETS
     from streams.replay import build_events, dataset_events, file_samples
 
     if (dataset is None) == (path is None):
@@ -118,17 +136,7 @@ def _events(dataset: str | None, path: Path | None, model: str | None, label_col
 
 
 @main.command()
-@click.option("--dataset", help="A bundled dataset: phishing, bananas, trump, clicks, offers.")
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A JSONL or CSV file of feature records.",
-)
-@click.option("--model", help="Model name (default: the dataset's).")
-@click.option("--label-column", default="label", show_default=True)
-@click.option("--limit", type=int, help="Evaluate on at most this many events.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@event_source("Evaluate on at most this many events.")
 @click.option(
     "--compare-river/--no-compare-river",
     default=True,

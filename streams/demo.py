@@ -14,7 +14,6 @@ from kafka import KafkaConsumer, TopicPartition
 
 from online_models.datasets import DATASETS
 from online_models.offline import run_offline
-from online_models.quality import summarize
 from online_models.registry import MODELS
 from schemas import DeadLetter, InputEvent, MetricsReport, Prediction
 from schemas.codec import decode
@@ -253,7 +252,7 @@ def summary(
         predictions = [
             collector.predictions[e.event_id] for e in batch if e.event_id in collector.predictions
         ]
-        labelled = int(summarize(predictions, binary=binary)["labelled"])
+        labelled = sum(1 for p in predictions if p.label is not None)
         lines.append(
             f"  model {model} on {dataset}: {len(predictions)} predictions, {labelled} labelled"
         )
