@@ -12,13 +12,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import PROJECT_DIR, Settings
@@ -98,8 +99,33 @@ class Env:
         consumer.close()
         return total
 
+    def wait_for_group_members(self, count: int, timeout: float = 60.0) -> None:
+        """Until the events consumer group has `count` members, each with partitions."""
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                group = admin.describe_groups([self.settings.group_id])[self.settings.group_id]
+                assignments = [m["member_assignment"] for m in group["members"]]
+                # While the group rebalances an assignment is still empty (not a dict).
+                assigned = [
+                    a for a in assignments if isinstance(a, dict) and a["assigned_partitions"]
+                ]
+                if group["group_state"] == "Stable" and len(assigned) == count:
+                    return
+                for worker in self.workers:
+                    worker.assert_alive()
+                time.sleep(0.2)
+        finally:
+            admin.close()
+        pytest.fail(f"the group never had {count} members with partitions", pytrace=False)
+
     def start_worker(self) -> "WorkerProcess":
-        worker = WorkerProcess(self.env, self.tmp / f"worker-{len(self.workers)}.log")
+        """Start `riverrun worker`; the first one serves /metrics on the settings' port,
+        later ones each on a free port (`WorkerProcess.metrics_port`)."""
+        port = self.settings.metrics_port if not self.workers else free_port()
+        env = {**self.env, "RIVERRUN_METRICS_PORT": str(port)}
+        worker = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log", port)
         self.workers.append(worker)
         return worker
 
@@ -107,7 +133,8 @@ class Env:
 class WorkerProcess:
     """`riverrun worker` in a subprocess, exactly as a user runs it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, metrics_port: int) -> None:
+        self.metrics_port = metrics_port
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -124,6 +151,16 @@ class WorkerProcess:
         code = self.process.poll()
         if code is not None and not self.stopped:
             pytest.fail(f"worker exited with {code}:\n{self.tail()}", pytrace=False)
+
+    def scrape(self) -> dict[str, float]:
+        """This worker's /metrics, as {sample name with labels: value}."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,7 +1,6 @@
 """The worker against the real broker: N in -> N out, dead letters, restarts, metrics."""
 
 import json
-import urllib.request
 
 from online_models import MODELS, Learner
 from schemas import DeadLetter, ErrorType, Prediction
@@ -90,7 +89,7 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
         ).encode()
         for i in range(30)
     ]
-    env.start_worker()
+    worker = env.start_worker()
     env.produce([(b"v", a) for a in activity] + [(b"v", b'{"visitor": "v"}')],
                 topic=env.settings.activity_topic)  # fmt: skip
     events = phishing(50)
@@ -99,13 +98,7 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
     letters = env.read(env.settings.dead_letters_topic, 1)
     assert DeadLetter.model_validate_json(letters[0].value).error_type is ErrorType.INVALID_EVENT
 
-    port = env.settings.metrics_port
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+    samples = worker.scrape()
     s = env.settings
     assert samples[f'riverrun_events_consumed_total{{topic="{s.events_topic}"}}'] == 50
     assert samples[f'riverrun_events_consumed_total{{topic="{s.activity_topic}"}}'] == 31
@@ -124,3 +117,32 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
         samples['riverrun_model_quality{metric="logloss",model="logreg"}']
         == offline.quality()["logreg"][1]
     )
+
+
+def test_rebalance_to_a_second_worker_loses_and_repeats_nothing(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(topic_partitions=2)
+    events = list(dataset_events("clicks", limit=6000, model="logreg", seed=3))
+    first = env.start_worker()
+    env.produce([encode(e) for e in events[:3000]])
+    env.read(env.settings.predictions_topic, 1000)  # the first worker is busy
+    second = env.start_worker()  # joins: partitions are revoked, drained, committed, reassigned
+    env.wait_for_group_members(2)
+
+    env.produce([encode(e) for e in events[3000:]])
+    messages = env.read(env.settings.predictions_topic, len(events), timeout=120)
+
+    # A graceful rebalance commits every processed batch first: each event exactly once.
+    assert sorted(m.key.decode() for m in messages) == sorted(e.event_id for e in events)
+    assert env.count(env.settings.predictions_topic) == len(events)
+    # Inputs and predictions are keyed by event id with Kafka's default partitioner, so
+    # input partition p maps to output partition p; within it, predictions come out in
+    # the input's offset order.
+    inputs = env.read(env.settings.events_topic, len(events))
+    for partition in (0, 1):
+        expected = [m.key for m in inputs if m.partition == partition]
+        assert expected, "both partitions hold events"
+        assert [m.key for m in messages if m.partition == partition] == expected
+    # Both workers took part: each predicted some of the second half.
+    for worker in (first, second):
+        worker.assert_alive()
+        assert worker.scrape()['riverrun_predictions_total{model="logreg"}'] > 0
