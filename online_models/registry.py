@@ -80,7 +80,7 @@ class MixedFeatures(base.Transformer):
 
     def __init__(self) -> None:
         self.scaler = preprocessing.StandardScaler()
-        self.encoder = preprocessing.OneHotEncoder(drop_zeros=True)
+        self.encoder: base.Transformer = preprocessing.OneHotEncoder(drop_zeros=True)
 
     @staticmethod
     def _split(x: dict[Hashable, Any]) -> tuple[dict[Hashable, Any], dict[Hashable, Any]]:
@@ -121,17 +121,29 @@ def linreg(lr: float, l2: float) -> base.Estimator:
     return mixed_features() | linear_model.LinearRegression(optimizer=optim.SGD(lr), l2=l2)
 
 
-def hashed_features(n_features: int, seed: int) -> base.Transformer:
-    """Scale numeric features; hash string features into `n_features` buckets.
+class HashedFeatures(MixedFeatures):
+    """Scale numeric (and boolean) features; hash string features into `n_features`
+    buckets, in one pass.
 
     Memory is bounded whatever the number of distinct categories (merchants, offers...):
-    the model has at most `n_features` weights for them.
+    the model has at most `n_features` weights for them. The same output as
+    `(SelectType(Number) | StandardScaler()) + (SelectType(str) | FeatureHasher(...))`.
+
+    Parameters
+    ----------
+    n_features
+        Buckets for the string features.
+    seed
+        Seed of the hash: the same seed puts the same category in the same bucket.
     """
-    numeric = compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
-    categorical = compose.SelectType(str) | preprocessing.FeatureHasher(
-        n_features=n_features, seed=seed, alternate_sign=False
-    )
-    return numeric + categorical
+
+    def __init__(self, n_features: int = 2**18, seed: int = 0) -> None:
+        self.n_features = n_features
+        self.seed = seed
+        self.scaler = preprocessing.StandardScaler()
+        self.encoder = preprocessing.FeatureHasher(
+            n_features=n_features, seed=seed, alternate_sign=False
+        )
 
 
 class LogFeatures(base.Transformer):
@@ -165,7 +177,7 @@ def ctr(
     """Click/propensity model: hashed categoricals + scaled numerics, logistic regression
     trained by FTRL-Proximal (per-coordinate adaptive learning rates, optional L1)."""
     optimizer = optim.FTRLProximal(alpha=alpha, beta=beta, l1=l1, l2=l2)
-    return hashed_features(n_features, seed) | linear_model.LogisticRegression(
+    return HashedFeatures(n_features, seed) | linear_model.LogisticRegression(
         optimizer=optimizer, intercept_lr=alpha
     )
 
