@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -27,14 +28,55 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = 1
-    payload: str = Field(description="The original message value, as text or base64.")
+    payload: str = Field(
+        description="The original message value, as text or base64; only its first "
+        "RIVERRUN_MAX_EVENT_BYTES bytes when it was longer (see payload_truncated)."
+    )
     payload_encoding: Literal["utf-8", "base64"]
+    payload_bytes: int = Field(ge=0, description="Size of the original value in bytes.")
+    payload_truncated: bool = Field(
+        default=False, description="Whether `payload` holds only the start of the value."
+    )
     source_topic: str
     source_partition: int
     source_offset: int
     error_type: ErrorType
     reason: str = Field(description="What was wrong and what to do about it.")
     ts: EventTime = Field(description="When the message was rejected.")
+
+    @classmethod
+    def for_message(
+        cls,
+        *,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        error_type: ErrorType,
+        reason: str,
+        ts: datetime,
+        max_payload_bytes: int,
+    ) -> "DeadLetter":
+        """The dead letter of one rejected message.
+
+        A value longer than `max_payload_bytes` keeps only its start, so that a dead letter
+        always fits in a Kafka message whatever the producer sent.
+        """
+        raw = value or b""
+        kept = raw[:max_payload_bytes]
+        payload, encoding = cls.encode_payload(kept)
+        return cls(
+            payload=payload,
+            payload_encoding=encoding,
+            payload_bytes=len(raw),
+            payload_truncated=len(kept) < len(raw),
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            error_type=error_type,
+            reason=reason,
+            ts=ts,
+        )
 
     @staticmethod
     def encode_payload(raw: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
@@ -45,7 +87,7 @@ class DeadLetter(BaseModel):
             return base64.b64encode(raw).decode("ascii"), "base64"
 
     def original_payload(self) -> bytes:
-        """The exact bytes that were rejected."""
+        """The exact bytes that were rejected (their start, when `payload_truncated`)."""
         if self.payload_encoding == "utf-8":
             return self.payload.encode("utf-8")
         try:

@@ -3,15 +3,16 @@ with the high-volume event path as a batched service inside it."""
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.types import EventT
 
 from online_models import Learner
-from schemas import ActivityEvent
+from schemas import ActivityEvent, DeadLetter
 from schemas.codec import InvalidMessage, decode
-from streams.hot_path import BatchedEvents, dead_letter
+from streams.hot_path import BatchedEvents
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -86,10 +87,16 @@ class Worker:
                     ActivityEvent, message.value, max_bytes=self.settings.max_event_bytes
                 )
             except InvalidMessage as err:
-                letter = dead_letter(
-                    message.topic, message.partition, message.offset, message.value,
-                    err.error_type, err.reason,
-                )  # fmt: skip
+                letter = DeadLetter.for_message(
+                    value=message.value,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    error_type=err.error_type,
+                    reason=err.reason,
+                    ts=datetime.now(UTC),
+                    max_payload_bytes=self.settings.max_event_bytes,
+                )
                 await self.dead_letters.send(
                     key=message.key, value=letter.model_dump_json().encode()
                 )

@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from mode import Service
 
 from online_models import Learner, Rejection
-from schemas import DeadLetter, ErrorType, MetricsReport, Prediction
+from schemas import DeadLetter, MetricsReport, Prediction
 from streams.metrics import WorkerMetrics
 from streams.pipeline import EventPipeline
 from streams.settings import Settings
@@ -34,23 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Batches whose outputs may await acknowledgement while later ones are processed.
 MAX_BATCHES_IN_FLIGHT = 4
-
-
-def dead_letter(
-    topic: str, partition: int, offset: int, value: bytes | None, error_type: ErrorType, reason: str
-) -> DeadLetter:
-    """The dead letter for one rejected message."""
-    payload, encoding = DeadLetter.encode_payload(value or b"")
-    return DeadLetter(
-        payload=payload,
-        payload_encoding=encoding,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        error_type=error_type,
-        reason=reason,
-        ts=datetime.now(UTC),
-    )
 
 
 class Outbox:
@@ -256,10 +239,16 @@ class BatchedEvents(Service):
     async def _dead_letter(
         self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
     ) -> None:
-        letter = dead_letter(
-            message.topic, message.partition, message.offset, message.value,
-            rejection.error_type, rejection.reason,
-        )  # fmt: skip
+        letter = DeadLetter.for_message(
+            value=message.value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error_type=rejection.error_type,
+            reason=rejection.reason,
+            ts=datetime.now(UTC),
+            max_payload_bytes=self.settings.max_event_bytes,
+        )
         self.metrics.dead_lettered.labels(message.topic, rejection.error_type.value).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s",

@@ -2,6 +2,8 @@
 
 import json
 
+from kafka import KafkaProducer
+
 from online_models import MODELS, Learner
 from schemas import DeadLetter, ErrorType, Prediction
 from streams.replay import dataset_events, encode
@@ -146,3 +148,28 @@ def test_rebalance_to_a_second_worker_loses_and_repeats_nothing(make_env) -> Non
     for worker in (first, second):
         worker.assert_alive()
         assert worker.scrape()['riverrun_predictions_total{model="logreg"}'] > 0
+
+
+def test_a_message_larger_than_a_kafka_message_is_dead_lettered_not_fatal(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    huge = b'{"pad": "' + b"x" * 3_000_000 + b'"}'  # the local broker accepts up to 8 MiB
+    producer = KafkaProducer(
+        bootstrap_servers=env.settings.bootstrap_servers, max_request_size=8 << 20
+    )
+    good = [encode(e) for e in phishing(20)]
+    for key, value in [*good[:10], (b"huge", huge), *good[10:]]:
+        producer.send(env.settings.events_topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    worker = env.start_worker()
+
+    predictions = env.read(env.settings.predictions_topic, len(good))
+    (letter,) = [
+        DeadLetter.model_validate_json(m.value)
+        for m in env.read(env.settings.dead_letters_topic, 1)
+    ]
+    assert [m.key for m in predictions] == [key for key, _ in good]
+    assert letter.error_type is ErrorType.OVERSIZED
+    assert (letter.payload_bytes, letter.payload_truncated) == (len(huge), True)
+    assert letter.original_payload() == huge[: env.settings.max_event_bytes]
+    worker.assert_alive()

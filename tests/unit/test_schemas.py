@@ -2,6 +2,7 @@
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -101,19 +102,31 @@ def test_missing_value_is_invalid_json() -> None:
     ("raw", "encoding"), [("héllo".encode(), "utf-8"), (b"\xff\xfe\x00bin", "base64")]
 )
 def test_dead_letter_keeps_the_exact_payload(raw: bytes, encoding: str) -> None:
-    payload, used = DeadLetter.encode_payload(raw)
-    assert used == encoding
-    letter = DeadLetter(
-        payload=payload,
-        payload_encoding=used,
-        source_topic="events",
-        source_partition=0,
-        source_offset=7,
-        error_type=ErrorType.INVALID_JSON,
-        reason="r",
-        ts=0,
-    )
+    letter = dead_letter(raw, max_payload_bytes=1000)
+    assert letter.payload_encoding == encoding
     again = DeadLetter.model_validate_json(letter.model_dump_json())
     assert again.original_payload() == raw
+    assert (again.payload_bytes, again.payload_truncated) == (len(raw), False)
     if encoding == "base64":
         assert base64.b64decode(again.payload) == raw
+
+
+def test_dead_letter_of_a_huge_message_keeps_its_start() -> None:
+    raw = b'{"pad": "' + b"x" * 5_000_000 + b'"}'
+    letter = dead_letter(raw, max_payload_bytes=100)
+    assert letter.original_payload() == raw[:100]
+    assert (letter.payload_bytes, letter.payload_truncated) == (len(raw), True)
+    assert len(letter.model_dump_json()) < 2000  # fits in any Kafka message
+
+
+def dead_letter(raw: bytes, max_payload_bytes: int) -> DeadLetter:
+    return DeadLetter.for_message(
+        value=raw,
+        topic="events",
+        partition=0,
+        offset=7,
+        error_type=ErrorType.INVALID_JSON,
+        reason="r",
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        max_payload_bytes=max_payload_bytes,
+    )
