@@ -219,15 +219,16 @@ class BatchedEvents(Service):
         assert self.consumer is not None
         try:
             if previous is not None:
-                await previous
-            await asyncio.gather(*deliveries)
-            await self.consumer.commit(offsets)
-        except Exception:
-            log.exception(
-                "outputs could not be delivered or offsets committed: stopping so that a "
-                "restart re-processes from the last committed offset (check the broker)"
-            )
-            raise
+                await previous  # raises again what an earlier batch raised (logged there)
+            try:
+                await asyncio.gather(*deliveries)
+                await self.consumer.commit(offsets)
+            except Exception:
+                log.exception(
+                    "outputs could not be delivered or offsets committed: stopping so that "
+                    "a restart re-processes from the last committed offset (check the broker)"
+                )
+                raise
         finally:
             self.in_flight.release()
 
