@@ -3,16 +3,15 @@ with the high-volume event path as a batched service inside it."""
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.types import EventT
 
-from online_models import Learner
-from schemas import ActivityEvent, DeadLetter
+from online_models import Learner, Rejection
+from schemas import ActivityEvent
 from schemas.codec import InvalidMessage, decode
-from streams.hot_path import BatchedEvents
+from streams.hot_path import BatchedEvents, reject
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -87,22 +86,9 @@ class Worker:
                     ActivityEvent, message.value, max_bytes=self.settings.max_event_bytes
                 )
             except InvalidMessage as err:
-                letter = DeadLetter.for_message(
-                    value=message.value,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    error_type=err.error_type,
-                    reason=err.reason,
-                    ts=datetime.now(UTC),
-                    max_payload_bytes=self.settings.max_event_bytes,
-                )
-                await self.dead_letters.send(
-                    key=message.key, value=letter.model_dump_json().encode()
-                )
-                self.metrics.dead_lettered.labels(message.topic, err.error_type.value).inc()
-                log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                            message.offset, err.reason)  # fmt: skip
+                rejection = Rejection(err.error_type, err.reason)
+                letter = reject(message, rejection, self.metrics, self.settings.max_event_bytes)
+                await self.dead_letters.send(key=message.key, value=letter)
             else:
                 self.metrics.activity.labels(activity.type).inc()
 

@@ -36,6 +36,30 @@ log = logging.getLogger(__name__)
 MAX_BATCHES_IN_FLIGHT = 4
 
 
+def reject(message: Any, rejection: Rejection, metrics: WorkerMetrics, max_bytes: int) -> bytes:
+    """Count and log a rejected message; return its dead letter, encoded.
+
+    `message` is an aiokafka ConsumerRecord or a Faust Message: anything with `topic`,
+    `partition`, `offset` and `value`.
+    """
+    letter = DeadLetter.for_message(
+        value=message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        error_type=rejection.error_type,
+        reason=rejection.reason,
+        ts=datetime.now(UTC),
+        max_payload_bytes=max_bytes,
+    )
+    metrics.dead_lettered.labels(message.topic, rejection.error_type.value).inc()
+    log.warning(
+        "dead-lettered %s[%d]@%d: %s",
+        message.topic, message.partition, message.offset, rejection.reason,
+    )  # fmt: skip
+    return letter.model_dump_json().encode()
+
+
 class Outbox:
     """The outputs of one input batch, appended to one producer batch per (topic,
     partition) and sent with `send_batch`: no per-message future, partitioner call or
@@ -240,26 +264,9 @@ class BatchedEvents(Service):
     async def _dead_letter(
         self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
     ) -> None:
-        letter = DeadLetter.for_message(
-            value=message.value,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            error_type=rejection.error_type,
-            reason=rejection.reason,
-            ts=datetime.now(UTC),
-            max_payload_bytes=self.settings.max_event_bytes,
-        )
-        self.metrics.dead_lettered.labels(message.topic, rejection.error_type.value).inc()
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s",
-            message.topic, message.partition, message.offset, rejection.reason,
-        )  # fmt: skip
+        letter = reject(message, rejection, self.metrics, self.settings.max_event_bytes)
         await outbox.add(
-            self.settings.dead_letters_topic,
-            message.key,
-            letter.model_dump_json().encode(),
-            fallback=message.partition,
+            self.settings.dead_letters_topic, message.key, letter, fallback=message.partition
         )
 
     async def _report(self, outbox: Outbox, report: MetricsReport) -> None:
