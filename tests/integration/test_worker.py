@@ -59,7 +59,10 @@ def test_bad_messages_are_dead_lettered_and_good_ones_all_predicted(make_env) ->
     assert [d.error_type.value for d in letters] == expected_types
     assert [d.source_offset for d in letters] == list(range(50, 50 + len(bad)))
     assert {d.source_topic for d in letters} == {env.settings.events_topic}
-    assert [d.original_payload() for d in letters] == [value for _, value in bad]
+    # Payloads are kept byte for byte, the oversized one (b6) up to max_event_bytes.
+    assert [d.original_payload() for d in letters] == [value[:2000] for _, value in bad]
+    assert [d.payload_truncated for d in letters] == [False] * 5 + [True, False]
+    assert letters[5].payload_bytes == len(bad[5][1])
     assert letters[4].payload_encoding == "base64"
     assert all(len(d.reason) > 20 for d in letters)
     assert env.count(env.settings.predictions_topic) == len(good)  # no extra output
