@@ -434,6 +434,9 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
         f"  {two.name:<44} {fmt(two.events_per_s):>8} events/s = {scale:.2f}x one worker  [>= 1.8x]"
     )
     print(f"  CPU while 2 workers ran, in cores (of {os.cpu_count()}): {cores_used(two)}")
+    if any(v < 0.2 for k, v in two.extra.items() if k.startswith("cores worker")):
+        print("  (one worker hardly worked: the stream ended before both had joined the group,")
+        print("   so this scaling figure means nothing; use a longer stream, e.g. the default)")
 
     latency = bench_latency(bootstrap, rate / 2, 10 if quick else 20)
     p50, p99 = latency.extra.get("p50_ms"), latency.extra.get("p99_ms")
