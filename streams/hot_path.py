@@ -13,6 +13,7 @@ is fetched and predicted while the previous one is being acknowledged.
 """
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -170,6 +171,10 @@ class BatchedEvents(Service):
         for topic in (s.predictions_topic, s.dead_letters_topic, s.metrics_topic):
             self.partitions[topic] = len(await self.producer.partitions_for(topic))
         await self.consumer.start()
+        # Everything imported and built at start-up (~150k objects: Faust, aiokafka, River,
+        # pydantic) never becomes garbage; moved out of the collector's sight, it no longer
+        # makes every full collection ~40 ms longer (a tail-latency spike).
+        gc.freeze()
 
     async def on_stop(self) -> None:
         async with self.batch_lock:  # the batch in flight is sent and committed first
