@@ -1,6 +1,6 @@
 """The worker's per-batch path from message values to outputs, without any Kafka I/O.
 
-The agent and the benchmark both run exactly this code.
+The worker's batched events service and the benchmark both run exactly this code.
 """
 
 import time
