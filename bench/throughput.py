@@ -72,10 +72,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
+def create_topic(bootstrap: str, name: str, partitions: int = 1, output: bool = False) -> str:
+    """Create a topic. An output topic is stamped by the broker on arrival (LogAppendTime):
+    every contender is then timed the same way, whatever timestamp its client sets (Quix
+    Streams, for one, copies the input message's timestamp onto its output)."""
+    configs = {"message.timestamp.type": "LogAppendTime"} if output else {}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riverrun-bench")
     try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
+        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
     finally:
         admin.close()
     return name
@@ -231,7 +235,7 @@ def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result
     if not python.exists():
         return Result(name, None, note=f"not run: no {python} (`make bench` creates it)")
     run = f"bench-{uuid.uuid4().hex[:8]}-{key}"
-    output = create_topic(bootstrap, f"{run}-out")
+    output = create_topic(bootstrap, f"{run}-out", output=True)
     command = [str(python), "-m", module, "--bootstrap", bootstrap, "--input", topic,
                "--output", output, "--group", run, "--events", str(events)]  # fmt: skip
     started = time.perf_counter()
@@ -248,7 +252,7 @@ def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result
 def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> Result:
     run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
     env = worker_env(bootstrap, topic, run)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers)
+    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers, output=True)
     started = time.perf_counter()
     processes = [
         start(
@@ -287,11 +291,11 @@ def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> R
 
 def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
     """Event -> prediction latency of one worker fed at `rate` events/s (Kafka timestamps:
-    the replay producer's create time to the worker producer's create time)."""
+    the replay producer's create time to the prediction's arrival at the broker)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-lat"
     topic = create_topic(bootstrap, f"{run}-events")
     env = worker_env(bootstrap, topic, run)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"])
+    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
     worker = start(
         [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / "latency-worker.log"
     )

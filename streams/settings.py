@@ -60,7 +60,10 @@ class Settings(BaseSettings):
         "at low rates (Faust hard-codes 1500 ms; riverrun's events path does not use it).",
     )
     producer_linger_ms: int = Field(
-        default=5, ge=0, description="How long the producer waits to fill a batch of outputs."
+        default=0,
+        ge=0,
+        description="How long the producer holds a batch before sending it. The events path "
+        "already sends one batch per partition per fetch, so waiting only adds latency.",
     )
     producer_batch_bytes: int = Field(
         default=256 * 1024, gt=0, description="Largest producer batch per partition."
