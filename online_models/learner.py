@@ -38,6 +38,24 @@ class ServedModel:
         self.updates = 0
         self.is_classifier = spec.task == "binary"
         self.evaluator = Evaluator(spec.name, self.version, self.is_classifier, evaluation)
+        #: Input offsets below this one were learnt before a restore: predicted again
+        #: (outputs may be needed), never learnt or scored twice.
+        self.resume_offset = 0
+
+    def state(self) -> tuple[Any, int, Evaluator]:
+        """Everything learnt, for a checkpoint."""
+        return self.estimator, self.updates, self.evaluator
+
+    @classmethod
+    def from_state(
+        cls, spec: ModelSpec, state: tuple[Any, int, Evaluator], resume_offset: int
+    ) -> "ServedModel":
+        """A model restored from `state()`, resuming at input offset `resume_offset`."""
+        estimator, updates, evaluator = state
+        served = cls(spec, evaluator.config)
+        served.estimator, served.updates, served.evaluator = estimator, updates, evaluator
+        served.resume_offset = resume_offset
+        return served
 
     def target(self, label: bool | float) -> bool | float:
         """The label as the estimator wants it; raises LearningError when it cannot be."""
@@ -115,24 +133,31 @@ class Learner:
         self.pending_reports: list[MetricsReport] = []
 
     def process(
-        self, events: Sequence[InputEvent], received_at: float | None = None
+        self,
+        events: Sequence[InputEvent],
+        received_at: float | None = None,
+        offsets: Sequence[int] | None = None,
     ) -> list[Prediction | Rejection]:
         """Predict-then-learn each event in order; one output per event, in the same order.
 
         `received_at` (a `clock()` reading) is when the batch reached the worker; each
-        prediction's latency is measured from it.
+        prediction's latency is measured from it. `offsets`, the events' input offsets,
+        let a restored model skip learning what its checkpoint already holds.
         """
         if received_at is None:
             received_at = self.clock()
         outputs: list[Prediction | Rejection] = []
-        for event in events:
+        for i, event in enumerate(events):
             try:
-                outputs.append(self._predict_then_learn(event, received_at))
+                offset = offsets[i] if offsets is not None else None
+                outputs.append(self._predict_then_learn(event, received_at, offset))
             except LearningError as err:
                 outputs.append(Rejection(err.error_type, err.reason))
         return outputs
 
-    def _predict_then_learn(self, event: InputEvent, received_at: float) -> Prediction:
+    def _predict_then_learn(
+        self, event: InputEvent, received_at: float, offset: int | None = None
+    ) -> Prediction:
         model = self.models.get(event.model)
         if model is None:
             raise LearningError(
@@ -143,6 +168,8 @@ class Learner:
             )
         features = dict(event.features)
         y = None if event.label is None else model.target(event.label)
+        if offset is not None and offset < model.resume_offset:
+            y = None  # learnt before the checkpoint this model was restored from
         updates = model.updates
         y_pred = model.predict(features)
         if y is not None:

@@ -5,6 +5,7 @@ import json
 from pydantic import BaseModel
 
 from schemas.activity import ActivityEvent
+from schemas.checkpoint import CheckpointHeader
 from schemas.dead_letter import DeadLetter
 from schemas.input_event import InputEvent
 from schemas.metrics_report import MetricsReport
@@ -17,6 +18,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "dead_letter.v1.json": DeadLetter,
     "activity.v1.json": ActivityEvent,
     "metrics_report.v1.json": MetricsReport,
+    "checkpoint_header.v1.json": CheckpointHeader,
 }
 
 

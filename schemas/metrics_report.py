@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from schemas.types import EventTime, Identifier
 
@@ -18,6 +18,11 @@ class MetricsReport(BaseModel):
     schema_version: Literal[1] = 1
     model: Identifier
     model_version: str
+    partition: NonNegativeInt | None = Field(
+        default=None,
+        description="Input partition of the model replica reported (each partition has its "
+        "own); null from `riverrun evaluate`, which runs one replica over the whole dataset.",
+    )
     segment: str = Field(
         description="'all', or '<feature>=<value>' for a configured segment feature; values "
         "beyond the cardinality cap are '<feature>=__other__'."

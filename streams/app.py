@@ -8,7 +8,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from online_models import Learner, Rejection
+from online_models import Rejection
 from schemas import ActivityEvent
 from schemas.codec import InvalidMessage, decode
 from streams.hot_path import BatchedEvents, reject
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    """A Faust app wired to one Learner and one metrics registry.
+    """A Faust app wired to one metrics registry.
 
     `Worker(settings).app` is what `riverrun worker` runs: the `events` topic is consumed by
     the batched `BatchedEvents` service (consumer group RIVERRUN_GROUP_ID); the `activity`
@@ -29,9 +29,6 @@ class Worker:
     def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        self.learner = Learner(
-            settings.models, params=settings.model_params, evaluation=settings.evaluation()
-        )
         self.app = faust.App(
             f"{settings.group_id}-app",
             broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -52,7 +49,7 @@ class Worker:
         self.activity = self._raw_topic(settings.activity_topic)
         self.dead_letters = self._raw_topic(settings.dead_letters_topic)
         self.events = BatchedEvents(
-            settings, self.learner, self.metrics, loop=self.app.loop, beacon=self.app.beacon
+            settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
         )
         self.app.service(self.events)  # type: ignore[arg-type]  # an instance is accepted too
         self._wire()

@@ -7,6 +7,10 @@ output without awaiting each delivery, waits for the batch's deliveries, then co
 batch's offsets. A message's offset is thus committed only after its prediction (or dead
 letter) is acknowledged by the broker: at-least-once.
 
+Model state is owned per input partition (one replica of each model per partition) and
+checkpointed to the checkpoints topic once the offsets it covers are committed; a newly
+assigned partition resumes from its newest valid checkpoint (see `streams.checkpoints`).
+
 Waiting for acknowledgements and the commit happens off the fetch loop, in a chain of
 commit tasks (in batch order, at most `MAX_BATCHES_IN_FLIGHT` pending), so the next batch
 is fetched and predicted while the previous one is being acknowledged.
@@ -27,6 +31,7 @@ from mode import Service
 
 from online_models import Learner, Rejection
 from schemas import DeadLetter, MetricsReport, Prediction
+from streams.checkpoints import CheckpointStore, PartitionState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import EventPipeline
 from streams.settings import Settings
@@ -107,19 +112,22 @@ class Outbox:
         return self.deliveries
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Let the batch in flight finish, and every processed batch commit, before
-    partitions move elsewhere: the next owner starts exactly after the last output."""
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move elsewhere, let the batch in flight finish, every processed
+    batch commit and their models checkpoint: the next owner starts exactly after the
+    last output, with the model as it was. Restore the models of assigned partitions."""
 
     def __init__(self, service: "BatchedEvents") -> None:
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.service.batch_lock:
-            await self.service.drain()
+            await self.service.release(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("events partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        async with self.service.batch_lock:
+            await self.service.acquire(assigned)
 
 
 class BatchedEvents(Service):
@@ -129,15 +137,14 @@ class BatchedEvents(Service):
     def __init__(
         self,
         settings: Settings,
-        learner: Learner,
         metrics: WorkerMetrics,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.learner = learner
-        self.pipeline = EventPipeline(learner, settings.max_event_bytes)
         self.metrics = metrics
+        self.owned: dict[TopicPartition, PartitionState] = {}
+        self.checkpoints: CheckpointStore | None = None
         self.batch_lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -166,23 +173,80 @@ class BatchedEvents(Service):
             session_timeout_ms=int(s.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
         )
-        self.consumer.subscribe([s.events_topic], listener=_CommitOnRevoke(self))
+        self.consumer.subscribe([s.events_topic], listener=_HandOver(self))
         await self.producer.start()
         for topic in (s.predictions_topic, s.dead_letters_topic, s.metrics_topic):
             self.partitions[topic] = len(await self.producer.partitions_for(topic))
+        self.checkpoints = CheckpointStore(s, self.producer, self.metrics, self.new_learner)
+        await self.checkpoints.start()
         await self.consumer.start()
         # Everything imported and built at start-up (~150k objects: Faust, aiokafka, River,
         # pydantic) never becomes garbage; moved out of the collector's sight, it no longer
         # makes every full collection ~40 ms longer (a tail-latency spike).
         gc.freeze()
 
+    def new_learner(self) -> Learner:
+        """Fresh replicas of the served models, for one input partition."""
+        s = self.settings
+        return Learner(s.models, params=s.model_params, evaluation=s.evaluation())
+
     async def on_stop(self) -> None:
         async with self.batch_lock:  # the batch in flight is sent and committed first
-            await self.drain()
+            if self.checkpoints is not None:  # started
+                await self.release(set(self.owned))
+                await self.checkpoints.stop()
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.producer is not None:
                 await self.producer.stop()
+
+    async def acquire(self, assigned: set[TopicPartition]) -> None:
+        """Restore the models of newly assigned partitions and seek to where they resume:
+        the lowest offset a model has not learnt, or the committed offset."""
+        assert self.consumer is not None and self.checkpoints is not None
+        for tp in sorted(assigned - set(self.owned)):
+            committed = await self.consumer.committed(tp)
+            state = await self.checkpoints.load(tp, committed)
+            self.owned[tp] = state
+            state.position = committed
+            if state.restored:
+                resume = min(state.restored.values())
+                start = min(resume, committed) if committed is not None else resume
+                if start != committed:
+                    self.consumer.seek(tp, start)
+                state.position = start
+                log.info(
+                    "%s[%d]: resuming at offset %d (committed: %s); outputs below %d were "
+                    "delivered before and are not sent again",
+                    tp.topic, tp.partition, start, committed, state.replay_until,
+                )  # fmt: skip
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Commit and checkpoint partitions this worker gives up (or stops serving)."""
+        assert self.checkpoints is not None
+        await self.drain()
+        for tp in sorted(revoked):
+            state = self.owned.pop(tp, None)
+            if state is not None and state.since_checkpoint:
+                await self.checkpoints.write(state)
+
+    async def checkpoint_due(self) -> None:
+        """Checkpoint partitions that processed RIVERRUN_CHECKPOINT_EVERY_EVENTS events,
+        or any event RIVERRUN_CHECKPOINT_EVERY_SECONDS ago, since their last one."""
+        assert self.checkpoints is not None
+        s = self.settings
+        oldest = time.monotonic() - s.checkpoint_every_seconds
+        due = [
+            state
+            for state in self.owned.values()
+            if state.since_checkpoint >= s.checkpoint_every_events
+            or (state.since_checkpoint and state.checkpointed_at <= oldest)
+        ]
+        if due:
+            await self.drain()  # a checkpoint covers committed offsets only
+            for state in due:
+                await self.checkpoints.write(state)
+        self.checkpoints.update_ages(self.owned.values())
 
     @Service.task
     async def _consume(self) -> None:
@@ -194,26 +258,42 @@ class BatchedEvents(Service):
             records = await self.consumer.getmany(
                 timeout_ms=poll_ms, max_records=self.settings.batch_size
             )
-            if records:
-                async with self.batch_lock:
+            async with self.batch_lock:
+                if records:
                     await self.process(records)
+                await self.checkpoint_due()
 
     async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Predict-then-learn every message in offset order; commit once all is delivered."""
         assert self.consumer is not None and self.producer is not None
         received_at = time.perf_counter()
-        s = self.settings
         outbox = Outbox(self.producer, self.partitions)
         predicted: Counter[str] = Counter()
         learned: Counter[str] = Counter()
         offsets: dict[TopicPartition, int] = {}
         for tp, messages in records.items():
+            state = self.owned.get(tp)
+            if state is None:  # fetched before the partition was revoked: not ours now
+                continue
+            if state.position is not None and messages[0].offset < state.position:
+                # A fetch that was in flight when the partition was assigned and sought
+                # can return records again: each offset is processed once.
+                messages = [m for m in messages if m.offset >= state.position]
+                if not messages:
+                    continue
             self.metrics.consumed.labels(tp.topic).inc(len(messages))
-            outputs = self.pipeline.run([m.value for m in messages], received_at)
+            pipeline = EventPipeline(state.learner, self.settings.max_event_bytes)
+            replayed = [m for m in messages if m.offset < state.replay_until]
+            if replayed:  # rebuilding the model: outputs were delivered by the last owner
+                pipeline.run([m.value for m in replayed], received_at, [m.offset for m in replayed])
+                state.learner.drain_reports()
+                messages = messages[len(replayed) :]
+            values = [m.value for m in messages]
+            outputs = pipeline.run(values, received_at, [m.offset for m in messages])
             for message, output in zip(messages, outputs, strict=True):
                 if isinstance(output, Prediction):
                     await outbox.add(
-                        s.predictions_topic,
+                        self.settings.predictions_topic,
                         output.event_id.encode(),
                         output.model_dump_json().encode(),
                     )
@@ -222,9 +302,11 @@ class BatchedEvents(Service):
                     self.metrics.latency.labels(output.model).observe(output.latency_seconds)
                 else:
                     await self._dead_letter(outbox, message, output)
-            offsets[tp] = messages[-1].offset + 1
-        for report in self.learner.drain_reports():
-            await self._report(outbox, report)
+            for report in state.learner.drain_reports():
+                await self._report(outbox, report, tp.partition)
+            last = (messages or replayed)[-1].offset + 1
+            offsets[tp] = state.position = last
+            state.since_checkpoint += len(replayed) + len(messages)
         deliveries = await outbox.flush()
         await self.in_flight.acquire()
         self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
@@ -234,8 +316,8 @@ class BatchedEvents(Service):
         for tp, next_offset in offsets.items():
             lag = (self.consumer.highwater(tp) or next_offset) - next_offset
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
-        for model, (metric, value) in self.learner.quality().items():
-            self.metrics.quality.labels(model, metric).set(value)
+            for model, (metric, value) in self.owned[tp].learner.quality().items():
+                self.metrics.quality.labels(model, str(tp.partition), metric).set(value)
 
     async def _commit(
         self,
@@ -274,10 +356,12 @@ class BatchedEvents(Service):
             self.settings.dead_letters_topic, message.key, letter, fallback=message.partition
         )
 
-    async def _report(self, outbox: Outbox, report: MetricsReport) -> None:
+    async def _report(self, outbox: Outbox, report: MetricsReport, partition: int) -> None:
+        report = report.model_copy(update={"partition": partition})
         for name, value in report.metrics.items():
             if value is not None:
-                self.metrics.model_metric.labels(report.model, report.segment, name).set(value)
+                labels = (report.model, str(partition), report.segment, name)
+                self.metrics.model_metric.labels(*labels).set(value)
         await outbox.add(
             self.settings.metrics_topic, report.model.encode(), report.model_dump_json().encode()
         )

@@ -7,6 +7,9 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 
+#: Checkpoint and restore durations (seconds): from a small linear model to a large tree.
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
 
 class WorkerMetrics:
     """Every metric a worker exports. A fresh `CollectorRegistry` unless one is given."""
@@ -55,15 +58,60 @@ class WorkerMetrics:
         self.quality = Gauge(
             "riverrun_model_quality",
             "Rolling quality of each model over the last RIVERRUN_METRICS_WINDOW labelled "
-            "events, updated every batch (logloss for classifiers, mae for regressors).",
-            ["model", "metric"],
+            "events, updated every batch (logloss for classifiers, mae for regressors), per "
+            "input partition (each partition has its own replica of the model).",
+            ["model", "partition", "metric"],
             registry=r,
         )
         self.model_metric = Gauge(
             "riverrun_model_metric",
             "Every streamed prequential metric, as of the last report on the metrics topic "
             "(see README, Model quality).",
-            ["model", "segment", "metric"],
+            ["model", "partition", "segment", "metric"],
+            registry=r,
+        )
+        replica = ["model", "partition"]
+        self.checkpoints = Counter(
+            "riverrun_checkpoints_total", "Checkpoints written and acknowledged.", replica,
+            registry=r,
+        )  # fmt: skip
+        self.checkpoint_age = Gauge(
+            "riverrun_checkpoint_age_seconds",
+            "Seconds since the replica's last acknowledged checkpoint (or since its restore).",
+            replica,
+            registry=r,
+        )
+        self.checkpoint_bytes = Gauge(
+            "riverrun_checkpoint_bytes",
+            "Size of the replica's last checkpoint (compressed, all chunks).",
+            replica,
+            registry=r,
+        )
+        self.checkpoint_duration = Histogram(
+            "riverrun_checkpoint_duration_seconds",
+            "Time to serialize, compress, sign and write one checkpoint until acknowledged.",
+            ["model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.checkpoint_refused = Counter(
+            "riverrun_checkpoints_refused_total",
+            "Checkpoints not restored, by reason: malformed, incomplete, unauthenticated "
+            "(tampered or another key), foreign, incompatible, unreadable.",
+            ["model", "partition", "reason"],
+            registry=r,
+        )
+        self.restore_duration = Histogram(
+            "riverrun_restore_duration_seconds",
+            "Time to read and restore the checkpoints of one assigned partition.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.restored_offset = Gauge(
+            "riverrun_restored_offset",
+            "Input offset the replica resumed learning at after its last restore "
+            "(-1: no checkpoint, the model started afresh).",
+            replica,
             registry=r,
         )
 

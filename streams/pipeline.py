@@ -19,9 +19,15 @@ class EventPipeline:
         self.max_event_bytes = max_event_bytes
 
     def run(
-        self, values: Sequence[bytes | None], received_at: float | None = None
+        self,
+        values: Sequence[bytes | None],
+        received_at: float | None = None,
+        offsets: Sequence[int] | None = None,
     ) -> list[Prediction | Rejection]:
-        """Outputs for `values` (raw Kafka message values), position for position."""
+        """Outputs for `values` (raw Kafka message values), position for position.
+
+        `offsets` (the messages' offsets) let restored models skip learning again what
+        their checkpoint holds."""
         if received_at is None:
             received_at = time.perf_counter()
         outputs: list[Prediction | Rejection | None] = [None] * len(values)
@@ -33,6 +39,8 @@ class EventPipeline:
                 positions.append(i)
             except InvalidMessage as err:
                 outputs[i] = Rejection(err.error_type, err.reason)
-        for i, output in zip(positions, self.learner.process(events, received_at), strict=True):
+        event_offsets = [offsets[i] for i in positions] if offsets is not None else None
+        processed = self.learner.process(events, received_at, event_offsets)
+        for i, output in zip(positions, processed, strict=True):
             outputs[i] = output
         return outputs  # type: ignore[return-value]  # every position is filled above

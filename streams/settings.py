@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.evaluation import EvaluationConfig
@@ -111,6 +111,37 @@ class Settings(BaseSettings):
     )
     baseline_window: int = Field(
         default=7, gt=0, description="Labels per key in the regressors' moving-average baseline."
+    )
+
+    # --- durability --------------------------------------------------------------------
+    checkpoints_topic: str = Field(
+        default="checkpoints",
+        description="Compacted topic of model checkpoints (created with the input topic's "
+        "partition count; a replica's chunks go to its input partition number).",
+    )
+    checkpoint_every_events: int = Field(
+        default=10_000, gt=0, description="Checkpoint a partition's models after this many events."
+    )
+    checkpoint_every_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="...and at least this often while its events keep coming.",
+    )
+    checkpoint_chunk_bytes: int = Field(
+        default=512 * 1024,
+        gt=0,
+        description="Largest checkpoint chunk (one message); keep it below the broker's "
+        "message.max.bytes (1 MB by default) and the producer's 1 MB request limit.",
+    )
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key signing checkpoints; the same on every worker of a group. "
+        "Unset: a random key kept in DATA_DIR/checkpoint.key (one machine only).",
+    )
+    checkpoint_fallback: Literal["previous", "fresh"] = Field(
+        default="previous",
+        description="When the newest checkpoint is refused: restore the newest valid older "
+        "one ('previous') or start the model afresh from the committed offset ('fresh').",
     )
 
     # --- operations --------------------------------------------------------------------

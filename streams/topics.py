@@ -21,7 +21,22 @@ def topic_names(settings: Settings) -> list[str]:
         settings.dead_letters_topic,
         settings.activity_topic,
         settings.metrics_topic,
+        settings.checkpoints_topic,
     ]
+
+
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """Broker configuration of a topic riverrun creates."""
+    if name == settings.checkpoints_topic:
+        # Compacted: the newest two checkpoints of each replica stay (their keys
+        # alternate between two slots); segments roll every 10 minutes so that the old
+        # ones become cleanable and a restore reads little more than what it needs.
+        return {
+            "cleanup.policy": "compact",
+            "segment.ms": str(10 * 60 * 1000),
+            "min.cleanable.dirty.ratio": "0.1",
+        }
+    return {}
 
 
 def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
@@ -35,7 +50,12 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         if not missing:
             return []
         new = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication)
+            NewTopic(
+                name,
+                settings.topic_partitions,
+                settings.topic_replication,
+                topic_configs=topic_configs(settings, name),
+            )
             for name in missing
         ]
         with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster

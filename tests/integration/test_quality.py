@@ -29,10 +29,13 @@ def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # ty
     streamed = [MetricsReport.model_validate_json(m.value) for m in messages]
 
     assert len(messages) == total
+    # One partition: one replica of each model, so the stream's reports are the offline
+    # run's, with the partition named.
+    assert {r.partition for r in streamed} == {0}
     for model, reports in expected.items():
         # Byte for byte: same triggers, same event times, same metric values.
-        assert [r.model_dump_json() for r in streamed if r.model == model] == [
-            r.model_dump_json() for r in reports
+        assert [r.model_dump_json(exclude={"partition"}) for r in streamed if r.model == model] == [
+            r.model_dump_json(exclude={"partition"}) for r in reports
         ]
     # The River metrics in the last Phishing report (after all 1250 events) equal River's
     # own progressive_val_score on the same events.
@@ -45,6 +48,6 @@ def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # ty
         .read()
         .decode()
     )
-    gauge = 'riverrun_model_metric{metric="auc",model="logreg",segment="all"}'
+    gauge = 'riverrun_model_metric{metric="auc",model="logreg",partition="0",segment="all"}'
     line = next(line for line in text.splitlines() if line.startswith(gauge))
     assert float(line.split(" ")[1]) == last["auc"]

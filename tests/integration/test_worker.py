@@ -119,7 +119,7 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
     offline = Learner(["logreg"], evaluation=s.evaluation())
     offline.process(events)
     assert (
-        samples['riverrun_model_quality{metric="logloss",model="logreg"}']
+        samples['riverrun_model_quality{metric="logloss",model="logreg",partition="0"}']
         == offline.quality()["logreg"][1]
     )
 

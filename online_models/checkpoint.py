@@ -1,0 +1,268 @@
+"""Checkpoints of model replicas as signed, compressed, chunked bytes. No I/O.
+
+A replica is one model learning from one input partition. Its checkpoint is the pickled
+state (estimator, update count, evaluator), zlib-compressed, signed with HMAC-SHA256 and
+cut into chunks small enough for Kafka's default message limit. Restoring checks, in
+order: the layout, the signature, that the checkpoint belongs to this replica, that the
+model's factory, parameters and River version are the ones running, and only then
+unpickles. Bytes that fail the signature are never unpickled (unpickling runs code).
+
+>>> from online_models.learner import Learner
+>>> learner = Learner(["logreg"])
+>>> replica = Replica("group", "events", 0, "logreg")
+>>> records = encode_checkpoint(learner.models["logreg"], replica, key=b"secret",
+...                             next_offset=10, sequence=0)
+>>> checkpoint = gather([value for _, value in records])[0][0]
+>>> restore(checkpoint, replica, learner.models["logreg"].spec, key=b"secret").resume_offset
+10
+>>> restore(checkpoint, replica, learner.models["logreg"].spec, key=b"other")
+Traceback (most recent call last):
+...
+online_models.checkpoint.CheckpointRefused: unauthenticated: ...
+"""
+
+import hashlib
+import hmac
+import json
+import pickle
+import struct
+import sys
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import river
+from pydantic import ValidationError
+
+from online_models.evaluation import EvaluationConfig, Evaluator
+from online_models.learner import ServedModel
+from online_models.registry import ModelSpec
+from schemas.checkpoint import MAGIC, CheckpointHeader
+
+#: The layout this code writes and reads (header fields, pickle of a 3-tuple, zlib).
+FORMAT_VERSION = 1
+
+#: Default largest chunk: half of Kafka's default 1 MB message limit leaves room for
+#: the header and the record batch.
+DEFAULT_CHUNK_BYTES = 512 * 1024
+
+_LENGTH = struct.Struct(">I")
+
+
+class Refusal(StrEnum):
+    """Why a checkpoint was not used (the `reason` label of the refusal metric)."""
+
+    MALFORMED = "malformed"  # not a checkpoint chunk, or chunks that disagree
+    INCOMPLETE = "incomplete"  # a chunk is missing: the writer stopped half-way
+    UNAUTHENTICATED = "unauthenticated"  # signature wrong: tampered, or another key
+    FOREIGN = "foreign"  # another group, topic, partition or model
+    INCOMPATIBLE = "incompatible"  # other format, factory, parameters or River version
+    UNREADABLE = "unreadable"  # authentic, yet does not decompress or unpickle
+
+
+class CheckpointRefused(Exception):
+    """A checkpoint that must not be used; `str()` says why and what to do."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Replica:
+    """Who owns a model state: a consumer group's model on one input partition."""
+
+    group_id: str
+    topic: str
+    partition: int
+    model: str
+
+    @property
+    def prefix(self) -> bytes:
+        """Start of the Kafka key of every chunk of this replica's checkpoints."""
+        return f"{self.group_id}|{self.topic}|{self.partition}|{self.model}|".encode()
+
+    def key(self, sequence: int, chunk: int) -> bytes:
+        """Kafka key of one chunk. Keys alternate between two slots, so that compaction
+        always keeps the newest checkpoint and the one before it (the fallback)."""
+        return self.prefix + f"{sequence % 2}|{chunk}".encode()
+
+
+@dataclass
+class Checkpoint:
+    """The chunks of one checkpoint found on the topic (maybe not all of them)."""
+
+    header: CheckpointHeader
+    chunks: dict[int, bytes] = field(default_factory=dict)
+
+
+def _signature(key: bytes, header: CheckpointHeader, payload: bytes) -> str:
+    signed = header.model_dump(mode="json", exclude={"chunk", "hmac"})
+    canonical = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    mac = hmac.new(key, _LENGTH.pack(len(canonical)) + canonical, hashlib.sha256)
+    mac.update(payload)
+    return mac.hexdigest()
+
+
+def _params(spec: ModelSpec) -> dict[str, Any]:
+    # As JSON would carry them (tuples become lists), so a restored header compares equal.
+    return dict(json.loads(json.dumps(dict(spec.params), sort_keys=True, default=repr)))
+
+
+def _factory(spec: ModelSpec) -> str:
+    return f"{spec.factory.__module__}.{spec.factory.__qualname__}"
+
+
+def encode_checkpoint(
+    served: ServedModel,
+    replica: Replica,
+    *,
+    key: bytes,
+    next_offset: int,
+    sequence: int,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    created_at: datetime | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """The (Kafka key, value) messages of a checkpoint of `served` covering every offset
+    of the replica's partition below `next_offset`."""
+    state = pickle.dumps(served.state(), protocol=pickle.HIGHEST_PROTOCOL)
+    payload = zlib.compress(state, 1)
+    pieces = [payload[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [b""]
+    unsigned = CheckpointHeader(
+        format_version=FORMAT_VERSION,
+        checkpoint_id=uuid.uuid4().hex,
+        sequence=sequence,
+        group_id=replica.group_id,
+        topic=replica.topic,
+        partition=replica.partition,
+        model=replica.model,
+        model_version=served.version,
+        factory=_factory(served.spec),
+        params=_params(served.spec),
+        river_version=river.__version__,
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
+        next_offset=next_offset,
+        updates=served.updates,
+        created_at=created_at or datetime.now(UTC),
+        compression="zlib",
+        state_bytes=len(state),
+        payload_bytes=len(payload),
+        chunks=len(pieces),
+        chunk=0,
+        hmac="",
+    )
+    header = unsigned.model_copy(update={"hmac": _signature(key, unsigned, payload)})
+    records = []
+    for index, piece in enumerate(pieces):
+        text = header.model_copy(update={"chunk": index}).model_dump_json().encode()
+        value = MAGIC + _LENGTH.pack(len(text)) + text + piece
+        records.append((replica.key(sequence, index), value))
+    return records
+
+
+def parse_chunk(value: bytes | None) -> tuple[CheckpointHeader, bytes]:
+    """Header and bytes of one chunk message; raises CheckpointRefused (malformed)."""
+    if not value or not value.startswith(MAGIC) or len(value) < len(MAGIC) + _LENGTH.size:
+        raise CheckpointRefused(
+            Refusal.MALFORMED,
+            "a message on the checkpoints topic is not a riverrun checkpoint chunk; only "
+            "workers should write there",
+        )
+    start = len(MAGIC) + _LENGTH.size
+    (length,) = _LENGTH.unpack_from(value, len(MAGIC))
+    try:
+        header = CheckpointHeader.model_validate_json(value[start : start + length])
+    except ValidationError as err:
+        raise CheckpointRefused(
+            Refusal.MALFORMED, f"a checkpoint chunk's header is invalid ({err.errors()[0]['msg']})"
+        ) from err
+    return header, value[start + length :]
+
+
+def gather(values: Iterable[bytes | None]) -> tuple[list[Checkpoint], list[CheckpointRefused]]:
+    """Group the chunk messages of one replica (in topic order) by checkpoint, newest
+    sequence first; malformed messages are returned as refusals."""
+    found: dict[str, Checkpoint] = {}
+    refused: list[CheckpointRefused] = []
+    for value in values:
+        try:
+            header, data = parse_chunk(value)
+        except CheckpointRefused as err:
+            refused.append(err)
+            continue
+        checkpoint = found.setdefault(header.checkpoint_id, Checkpoint(header))
+        if header.model_copy(update={"chunk": 0}) != checkpoint.header.model_copy(
+            update={"chunk": 0}
+        ):
+            reason = f"chunks of checkpoint {header.checkpoint_id} disagree on what it holds"
+            refused.append(CheckpointRefused(Refusal.MALFORMED, reason))
+            continue
+        checkpoint.chunks[header.chunk] = data
+    newest_first = sorted(found.values(), key=lambda c: c.header.sequence, reverse=True)
+    return newest_first, refused
+
+
+def restore(
+    checkpoint: Checkpoint,
+    replica: Replica,
+    spec: ModelSpec,
+    *,
+    key: bytes,
+    evaluation: EvaluationConfig | None = None,
+    river_version: str = river.__version__,
+) -> ServedModel:
+    """The model replica in `checkpoint`, resuming at its `next_offset`; raises
+    CheckpointRefused when it must not be used.
+
+    With `evaluation` given and different from the checkpoint's (the metrics settings
+    changed), the model keeps what it learnt and its metrics start afresh.
+    """
+    h = checkpoint.header
+    name = f"checkpoint {h.sequence} of {replica.model} on {replica.topic}[{replica.partition}]"
+    if h.format_version != FORMAT_VERSION:
+        raise CheckpointRefused(
+            Refusal.INCOMPATIBLE,
+            f"{name} has format {h.format_version}; this worker reads format "
+            f"{FORMAT_VERSION}: run the riverrun version that wrote it",
+        )
+    missing = sorted(set(range(h.chunks)) - set(checkpoint.chunks))
+    if missing:
+        raise CheckpointRefused(
+            Refusal.INCOMPLETE,
+            f"{name} lacks chunks {missing} of {h.chunks}: its writer stopped while writing it",
+        )
+    payload = b"".join(checkpoint.chunks[i] for i in range(h.chunks))
+    if not hmac.compare_digest(_signature(key, h, payload), h.hmac):
+        raise CheckpointRefused(
+            Refusal.UNAUTHENTICATED,
+            f"{name} fails its signature: it was altered, or written with another "
+            "RIVERRUN_CHECKPOINT_KEY; give every worker of the group the same key",
+        )
+    theirs = (h.group_id, h.topic, h.partition, h.model)
+    ours = (replica.group_id, replica.topic, replica.partition, replica.model)
+    if theirs != ours:
+        raise CheckpointRefused(Refusal.FOREIGN, f"{name} belongs to {theirs}, not {ours}")
+    expected = (_factory(spec), _params(spec), spec.version, river_version)
+    if (h.factory, h.params, h.model_version, h.river_version) != expected:
+        raise CheckpointRefused(
+            Refusal.INCOMPATIBLE,
+            f"{name} was made by {h.factory} {h.params} on River {h.river_version}; this "
+            f"worker runs {expected[0]} {expected[1]} on River {river_version}: the model "
+            "checkpoint is usable again with the old parameters or River version",
+        )
+    try:
+        state = zlib.decompress(payload)
+        if len(state) != h.state_bytes:
+            raise ValueError(f"{len(state)} bytes, not {h.state_bytes}")
+        served = ServedModel.from_state(spec, pickle.loads(state), resume_offset=h.next_offset)
+    except Exception as err:  # authentic bytes this code cannot read: refuse, never crash
+        raise CheckpointRefused(
+            Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"
+        ) from err
+    if evaluation is not None and served.evaluator.config != evaluation:
+        served.evaluator = Evaluator(spec.name, served.version, served.is_classifier, evaluation)
+    return served

@@ -1,0 +1,234 @@
+"""Reading and writing model checkpoints on the compacted checkpoints topic.
+
+The bytes (signature, compression, chunks) are `online_models.checkpoint`'s; this module
+only moves them to and from Kafka and counts what happened.
+"""
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from online_models import Learner
+from online_models.checkpoint import (
+    CheckpointRefused,
+    Replica,
+    encode_checkpoint,
+    gather,
+    restore,
+)
+from online_models.learner import ServedModel
+from streams.metrics import WorkerMetrics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_key(settings: Settings) -> bytes:
+    """RIVERRUN_CHECKPOINT_KEY, else a random key created once in DATA_DIR."""
+    if settings.checkpoint_key is not None:
+        return settings.checkpoint_key.get_secret_value().encode()
+    path = Path(settings.data_dir) / "checkpoint.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32))
+        log.warning(
+            "RIVERRUN_CHECKPOINT_KEY is not set: checkpoints are signed with a random key "
+            "kept in %s; workers on other machines will refuse them. Set the same "
+            "RIVERRUN_CHECKPOINT_KEY on every worker of the group.",
+            path,
+        )
+    for _ in range(50):  # another worker sharing DATA_DIR may be writing it right now
+        key = path.read_text().strip()
+        if key:
+            return key.encode()
+        time.sleep(0.01)
+    raise RuntimeError(f"{path} is empty: delete it or set RIVERRUN_CHECKPOINT_KEY")
+
+
+class PartitionState:
+    """What a worker holds for one input partition it owns: the model replicas, where it
+    is, and what the last checkpoint covered."""
+
+    def __init__(self, tp: TopicPartition, learner: Learner, replay_until: int) -> None:
+        self.tp = tp
+        self.learner = learner
+        #: Outputs of offsets below this one were delivered before this worker got the
+        #: partition: the events are re-run to rebuild the model, their outputs dropped.
+        self.replay_until = replay_until
+        self.position: int | None = None  # next offset to process
+        self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
+        self.restored: dict[str, int] = {}  # model -> offset it resumed at, if restored
+        self.since_checkpoint = 0  # events processed since the last checkpoint
+        self.checkpointed_at = time.monotonic()
+
+
+class CheckpointStore:
+    """Restores partition states from the checkpoints topic and writes them there."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        metrics: WorkerMetrics,
+        new_learner: Any,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.metrics = metrics
+        self.new_learner = new_learner  # () -> Learner with fresh models
+        self.key = checkpoint_key(settings)
+        self.partitions = 1  # of the checkpoints topic, read at start
+        self.reader: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.partitions = len(await self.producer.partitions_for(s.checkpoints_topic))
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-checkpoints",
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=max(1 << 20, 2 * s.checkpoint_chunk_bytes),
+        )
+        await self.reader.start()
+
+    async def stop(self) -> None:
+        if self.reader is not None:
+            await self.reader.stop()
+
+    def replica(self, tp: TopicPartition, model: str) -> Replica:
+        return Replica(self.settings.group_id, tp.topic, tp.partition, model)
+
+    def _where(self, tp: TopicPartition) -> TopicPartition:
+        return TopicPartition(self.settings.checkpoints_topic, tp.partition % self.partitions)
+
+    async def _read(self, tp: TopicPartition) -> dict[str, list[bytes | None]]:
+        """Every chunk message of this partition's replicas on the topic, by model, in order."""
+        assert self.reader is not None
+        where = self._where(tp)
+        self.reader.assign([where])
+        await self.reader.seek_to_beginning(where)
+        end = (await self.reader.end_offsets([where]))[where]
+        prefixes = {self.replica(tp, name).prefix: name for name in self.settings.models}
+        found: dict[str, list[bytes | None]] = defaultdict(list)
+        while await self.reader.position(where) < end:
+            batch = await self.reader.getmany(where, timeout_ms=1000)
+            for message in batch.get(where, []):
+                key = message.key or b""
+                for prefix, name in prefixes.items():
+                    if key.startswith(prefix):
+                        found[name].append(message.value)
+        return found
+
+    async def load(self, tp: TopicPartition, committed: int | None) -> PartitionState:
+        """The state of a newly assigned partition: each model from its newest valid
+        checkpoint (or fresh), and where to resume consuming."""
+        started = time.perf_counter()
+        learner: Learner = self.new_learner()
+        found = await self._read(tp)
+        state = PartitionState(tp, learner, replay_until=committed or 0)
+        evaluation = self.settings.evaluation()
+        for name, served in list(learner.models.items()):
+            replica = self.replica(tp, name)
+            restored, state.sequences[name] = self._restore(
+                replica, served, found.get(name, []), evaluation
+            )
+            label = (name, str(tp.partition))
+            if restored is None:
+                served.resume_offset = committed or 0  # fresh: learns from here on
+                self.metrics.restored_offset.labels(*label).set(-1)
+                continue
+            learner.models[name] = served = restored
+            state.restored[name] = served.resume_offset
+            self.metrics.restored_offset.labels(*label).set(served.resume_offset)
+            log.info(
+                "restored %s on %s[%d] at offset %d (%d updates)",
+                served.version, tp.topic, tp.partition, served.resume_offset, served.updates,
+            )  # fmt: skip
+        self.metrics.restore_duration.observe(time.perf_counter() - started)
+        return state
+
+    def _restore(
+        self, replica: Replica, fresh: ServedModel, values: list[bytes | None], evaluation: Any
+    ) -> tuple[ServedModel | None, int]:
+        """The newest valid checkpoint's model (None: none usable) and the sequence the
+        next checkpoint takes (above every one on the topic, so it is the newest)."""
+        checkpoints, refusals = gather(values)
+        restored, restored_sequence = None, -1
+        for checkpoint in checkpoints:  # newest first
+            try:
+                served = restore(
+                    checkpoint, replica, fresh.spec, key=self.key, evaluation=evaluation
+                )
+            except CheckpointRefused as err:
+                refusals.append(err)
+                if self.settings.checkpoint_fallback == "fresh":
+                    break
+            else:
+                restored, restored_sequence = served, checkpoint.header.sequence
+                break
+        for refusal in refusals:
+            self._refused(replica, refusal)
+        following = checkpoints[0].header.sequence + 1 if checkpoints else 0
+        if following % 2 == restored_sequence % 2:
+            following += 1  # never overwrite the slot of the checkpoint in use
+        return restored, following
+
+    def _refused(self, replica: Replica, refusal: CheckpointRefused) -> None:
+        labels = (replica.model, str(replica.partition), refusal.reason.value)
+        self.metrics.checkpoint_refused.labels(*labels).inc()
+        log.error("checkpoint refused for %s[%d] model %s: %s",
+                  replica.topic, replica.partition, replica.model, refusal)  # fmt: skip
+
+    async def write(self, state: PartitionState) -> None:
+        """Checkpoint every model of `state` at `state.position`, until acknowledged.
+
+        Called with every output below `state.position` acknowledged and its offset
+        committed, so a restore never resumes after an output that was not delivered.
+        """
+        assert state.position is not None
+        where = self._where(state.tp)
+        for name, served in state.learner.models.items():
+            started = time.perf_counter()
+            records = encode_checkpoint(
+                served,
+                self.replica(state.tp, name),
+                key=self.key,
+                next_offset=state.position,
+                sequence=state.sequences[name],
+                chunk_bytes=self.settings.checkpoint_chunk_bytes,
+            )
+            sends = [
+                await self.producer.send(
+                    self.settings.checkpoints_topic, value, key=key, partition=where.partition
+                )
+                for key, value in records
+            ]
+            await asyncio.gather(*sends)
+            state.sequences[name] += 1
+            labels = (name, str(state.tp.partition))
+            self.metrics.checkpoints.labels(*labels).inc()
+            self.metrics.checkpoint_bytes.labels(*labels).set(sum(len(v) for _, v in records))
+            self.metrics.checkpoint_duration.labels(name).observe(time.perf_counter() - started)
+        state.since_checkpoint = 0
+        state.checkpointed_at = time.monotonic()
+
+    def update_ages(self, states: Any) -> None:
+        """Refresh the checkpoint age gauges of the owned partitions."""
+        now = time.monotonic()
+        for state in states:
+            for name in state.learner.models:
+                labels = (name, str(state.tp.partition))
+                self.metrics.checkpoint_age.labels(*labels).set(now - state.checkpointed_at)
