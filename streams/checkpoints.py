@@ -68,8 +68,9 @@ class PartitionState:
         #: partition: the events are re-run to rebuild the model, their outputs dropped.
         self.replay_until = replay_until
         self.position: int | None = None  # next offset to process
+        self.check_start = False  # the next batch must start at `position`
         self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
-        self.restored: dict[str, int] = {}  # model -> offset it resumed at, if restored
+        self.resume: dict[str, int] = {}  # model -> first offset it has not learnt
         self.since_checkpoint = 0  # events processed since the last checkpoint
         self.checkpointed_at = time.monotonic()
 
@@ -91,6 +92,7 @@ class CheckpointStore:
         self.key = checkpoint_key(settings)
         self.partitions = 1  # of the checkpoints topic, read at start
         self.reader: AIOKafkaConsumer | None = None
+        self._refusals: dict[str, int] = {}  # model -> refusals in the current load
 
     async def start(self) -> None:
         s = self.settings
@@ -147,11 +149,17 @@ class CheckpointStore:
             )
             label = (name, str(tp.partition))
             if restored is None:
-                served.resume_offset = committed or 0  # fresh: learns from here on
+                # No usable checkpoint: learn every event still in the partition (what
+                # the last owner learnt before its first checkpoint), unless refusals
+                # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on.
+                refused = self._refusals.pop(name, 0)
+                fresh = refused and self.settings.checkpoint_fallback == "fresh"
+                served.resume_offset = (committed or 0) if fresh else 0
+                state.resume[name] = served.resume_offset
                 self.metrics.restored_offset.labels(*label).set(-1)
                 continue
             learner.models[name] = served = restored
-            state.restored[name] = served.resume_offset
+            state.resume[name] = served.resume_offset
             self.metrics.restored_offset.labels(*label).set(served.resume_offset)
             log.info(
                 "restored %s on %s[%d] at offset %d (%d updates)",
@@ -181,6 +189,7 @@ class CheckpointStore:
                 break
         for refusal in refusals:
             self._refused(replica, refusal)
+        self._refusals[replica.model] = len(refusals)
         following = checkpoints[0].header.sequence + 1 if checkpoints else 0
         if following % 2 == restored_sequence % 2:
             following += 1  # never overwrite the slot of the checkpoint in use

@@ -208,13 +208,17 @@ class BatchedEvents(Service):
             committed = await self.consumer.committed(tp)
             state = await self.checkpoints.load(tp, committed)
             self.owned[tp] = state
-            state.position = committed
-            if state.restored:
-                resume = min(state.restored.values())
-                start = min(resume, committed) if committed is not None else resume
-                if start != committed:
-                    self.consumer.seek(tp, start)
-                state.position = start
+            # Resume at the first offset some model has not learnt (never before the log
+            # start: retention may have deleted older events), or where outputs stop.
+            log_start = (await self.consumer.beginning_offsets([tp]))[tp]
+            start = max(min(state.resume.values()), log_start)
+            if committed is not None:
+                start = min(start, committed)
+            if start != committed:
+                self.consumer.seek(tp, start)
+            state.position = start
+            state.check_start = True
+            if start != committed:
                 log.info(
                     "%s[%d]: resuming at offset %d (committed: %s); outputs below %d were "
                     "delivered before and are not sent again",
@@ -275,12 +279,22 @@ class BatchedEvents(Service):
             state = self.owned.get(tp)
             if state is None:  # fetched before the partition was revoked: not ours now
                 continue
-            if state.position is not None and messages[0].offset < state.position:
-                # A fetch that was in flight when the partition was assigned and sought
-                # can return records again: each offset is processed once.
+            if state.position is not None and messages[0].offset != state.position:
+                if state.check_start and messages[0].offset > state.position:
+                    # Fetched from the committed offset before the assignment's seek to
+                    # an earlier checkpoint took effect: fetch again from there.
+                    first = messages[0].offset
+                    log.info("%s[%d]: dropping a batch at %d fetched before seeking to %d",
+                             tp.topic, tp.partition, first, state.position)  # fmt: skip
+                    self.consumer.seek(tp, state.position)
+                    state.check_start = False
+                    continue
+                # A fetch in flight when the partition was sought can return records
+                # twice: each offset is processed once.
                 messages = [m for m in messages if m.offset >= state.position]
                 if not messages:
                     continue
+            state.check_start = False
             self.metrics.consumed.labels(tp.topic).inc(len(messages))
             pipeline = EventPipeline(state.learner, self.settings.max_event_bytes)
             replayed = [m for m in messages if m.offset < state.replay_until]
@@ -304,10 +318,14 @@ class BatchedEvents(Service):
                     await self._dead_letter(outbox, message, output)
             for report in state.learner.drain_reports():
                 await self._report(outbox, report, tp.partition)
-            last = (messages or replayed)[-1].offset + 1
-            offsets[tp] = state.position = last
+            state.position = (messages or replayed)[-1].offset + 1
+            # The committed offset says which outputs were delivered: never move it back
+            # while re-running events whose outputs the last owner delivered.
+            offsets[tp] = max(state.position, state.replay_until)
             state.since_checkpoint += len(replayed) + len(messages)
         deliveries = await outbox.flush()
+        if not offsets:  # every batch was dropped
+            return
         await self.in_flight.acquire()
         self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
         for model, count in predicted.items():

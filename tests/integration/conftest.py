@@ -5,6 +5,7 @@ cluster in RIVERRUN_BROKER is used). If it cannot start, every test fails with t
 reason; nothing is skipped.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import SecretStr
 
 from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import PROJECT_DIR, Settings
@@ -27,11 +29,11 @@ from streams.topics import ensure_topics, topic_names
 
 
 @pytest.fixture(scope="session")
-def bootstrap() -> Iterator[str]:
-    """Bootstrap servers of a running, answering broker."""
+def local_kafka() -> Iterator[LocalKafka | None]:
+    """The project's local broker, started (None when RIVERRUN_BROKER names a cluster)."""
     base = Settings()
     if not base.uses_local_broker:
-        yield base.bootstrap_servers
+        yield None
         return
     kafka = LocalKafka(
         deploy_dir=PROJECT_DIR / "deploy" / "kafka",
@@ -43,9 +45,15 @@ def bootstrap() -> Iterator[str]:
         kafka.up(timeout=120)
     except LocalKafkaError as err:
         pytest.fail(f"the local Kafka broker could not start: {err}", pytrace=False)
-    yield kafka.bootstrap
+    yield kafka
     if not already_running:
         kafka.down()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(local_kafka: LocalKafka | None) -> str:
+    """Bootstrap servers of a running, answering broker."""
+    return local_kafka.bootstrap if local_kafka is not None else Settings().bootstrap_servers
 
 
 def free_port() -> int:
@@ -89,6 +97,35 @@ class Env:
         assert len(messages) >= count, (
             f"only {len(messages)} of {count} messages arrived on {topic} within {timeout} s"
         )
+        return messages
+
+    def read_until(
+        self,
+        topic: str,
+        done: Callable[[list], bool],
+        timeout: float = 120.0,  # type: ignore[type-arg]
+    ) -> list:  # type: ignore[type-arg]
+        """Messages of `topic` from the beginning until `done(messages)` (fails on timeout)."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
+        )
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        messages: list = []  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout
+        try:
+            while not done(messages):
+                if time.monotonic() > deadline:
+                    tails = "\n".join(w.tail(15) for w in self.workers if not w.stopped)
+                    pytest.fail(f"{topic}: still incomplete after {timeout} s with "
+                                f"{len(messages)} messages\n{tails}", pytrace=False)  # fmt: skip
+                for batch in consumer.poll(timeout_ms=200).values():
+                    messages.extend(batch)
+                for worker in self.workers:
+                    worker.assert_alive()
+        finally:
+            consumer.close()
         return messages
 
     def count(self, topic: str) -> int:
@@ -165,6 +202,14 @@ class WorkerProcess:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def kill(self) -> None:
+        """SIGKILL: no drain, no commit, no checkpoint, as a crash or an OOM kill."""
+        self.stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+
     def stop(self, timeout: float = 30.0) -> int:
         self.stopped = True
         if self.process.poll() is None:
@@ -208,6 +253,8 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
             value = getattr(settings, name)
             if isinstance(value, list | dict):
                 value = json.dumps(value)
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"RIVERRUN_{name.upper()}"] = str(value)
         made.append(Env(settings, env, tmp_path))
         return made[-1]

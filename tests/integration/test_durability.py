@@ -1,0 +1,276 @@
+"""Fault tests against the real broker: kill -9, a worker lost from a group, a broker
+restart and a corrupted checkpoint lose no event, and the models end exactly as an
+uninterrupted run's (README, "Guarantees")."""
+
+import re
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from online_models import Learner
+from online_models.checkpoint import Replica, gather, parse_chunk, restore
+from online_models.registry import MODELS
+from schemas import InputEvent, Prediction
+from schemas.checkpoint import MAGIC
+from streams.hot_path import MAX_BATCHES_IN_FLIGHT
+from streams.replay import dataset_events, encode
+from tests.fingerprint import fingerprint
+
+
+class Feeder(threading.Thread):
+    """Produces events at `rate` per second, event i to partition i % partitions."""
+
+    def __init__(self, env: Any, events: list[InputEvent], partitions: int, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.env, self.events, self.partitions, self.rate = env, events, partitions, rate
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(
+                bootstrap_servers=self.env.settings.bootstrap_servers, linger_ms=5
+            )
+            started = time.monotonic()
+            for i, event in enumerate(self.events):
+                key, value = encode(event)
+                topic = self.env.settings.events_topic
+                producer.send(topic, key=key, value=value, partition=i % self.partitions)
+                if i % 100 == 99:
+                    time.sleep(max(0.0, started + (i + 1) / self.rate - time.monotonic()))
+            producer.flush()
+            producer.close()
+        except BaseException as err:  # reported by finish()
+            self.error = err
+
+    def finish(self) -> None:
+        self.join(timeout=180)
+        assert not self.is_alive(), "the test's producer did not finish"
+        assert self.error is None, f"the test's producer failed: {self.error!r}"
+
+
+def uninterrupted(
+    settings: Any, events: list[InputEvent], partitions: int
+) -> tuple[dict[str, Prediction], dict[int, Learner]]:
+    """Each partition's replica run over its events without interruption: the prediction
+    of every event, and the learners at the end."""
+    expected: dict[str, Prediction] = {}
+    learners: dict[int, Learner] = {}
+    for p in range(partitions):
+        learners[p] = Learner(
+            settings.models, params=settings.model_params, evaluation=settings.evaluation()
+        )
+        for output in learners[p].process(events[p::partitions]):
+            assert isinstance(output, Prediction)
+            expected[output.event_id] = output
+    return expected, learners
+
+
+def all_predictions(env: Any, events: list[InputEvent], timeout: float = 180) -> list[Prediction]:
+    """Every prediction on the topic once each event has at least one."""
+    wanted = {e.event_id for e in events}
+    seen: set[str] = set()
+
+    def complete(messages: list[Any]) -> bool:
+        seen.update(m.key.decode() for m in messages[len(seen_messages) :])
+        seen_messages[:] = messages
+        return wanted <= seen
+
+    seen_messages: list[Any] = []
+    messages = env.read_until(env.settings.predictions_topic, complete, timeout)
+    return [Prediction.model_validate_json(m.value) for m in messages]
+
+
+def check_predictions(
+    predictions: list[Prediction], expected: dict[str, Prediction], max_duplicates: int
+) -> int:
+    """Every event predicted, each prediction (duplicates too) exactly the uninterrupted
+    run's; returns the number of duplicates."""
+    assert {p.event_id for p in predictions} == set(expected)
+    for p in predictions:
+        want = expected[p.event_id]
+        got = (p.prediction, p.model_updates, p.model_version, p.learned)
+        assert got == (want.prediction, want.model_updates, want.model_version, want.learned), (
+            p.event_id
+        )
+    duplicates = len(predictions) - len(expected)
+    assert 0 <= duplicates <= max_duplicates
+    return duplicates
+
+
+def checkpoints(env: Any) -> dict[bytes, list[tuple[bytes, bytes]]]:
+    """The checkpoints topic: (key, value) of every message, by key prefix (replica)."""
+    s = env.settings
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False)
+    tps = [
+        TopicPartition(s.checkpoints_topic, p)
+        for p in consumer.partitions_for_topic(s.checkpoints_topic)
+    ]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    end = consumer.end_offsets(tps)
+    found: dict[bytes, list[tuple[bytes, bytes]]] = defaultdict(list)
+    while any(consumer.position(tp) < end[tp] for tp in tps):
+        for batch in consumer.poll(timeout_ms=500).values():
+            for m in batch:
+                found[m.key.rsplit(b"|", 2)[0] + b"|"].append((m.key, m.value))
+    consumer.close()
+    return found
+
+
+def final_models(env: Any, partitions: int) -> dict[tuple[int, str], Any]:
+    """The newest checkpoint of every replica, restored with the workers' key."""
+    s = env.settings
+    key = s.checkpoint_key.get_secret_value().encode()
+    found = checkpoints(env)
+    models = {}
+    for p in range(partitions):
+        for name in s.models:
+            replica = Replica(s.group_id, s.events_topic, p, name)
+            newest = gather(v for _, v in found[replica.prefix])[0][0]
+            models[p, name] = restore(newest, replica, MODELS[name], key=key)
+    return models
+
+
+def check_final_models(env: Any, learners: dict[int, Learner], events_per_partition: int) -> None:
+    for (p, name), served in final_models(env, len(learners)).items():
+        assert served.resume_offset == events_per_partition
+        want = learners[p].models[name]
+        assert fingerprint(served.state()) == fingerprint(want.state()), (p, name)
+
+
+def test_kill_9_repeatedly_loses_nothing_and_ends_with_the_uninterrupted_model(make_env) -> None:  # type: ignore[no-untyped-def]
+    partitions, batch = 2, 500
+    env = make_env(
+        models=["logreg"], topic_partitions=partitions, batch_size=batch,
+        checkpoint_every_events=2_000,
+    )  # fmt: skip
+    events = list(dataset_events("clicks", limit=30_000, model="logreg", seed=11))
+    expected, learners = uninterrupted(env.settings, events, partitions)
+
+    feeder = Feeder(env, events, partitions, rate=3_000)
+    worker = env.start_worker()
+    feeder.start()
+    kills = 0
+    for threshold in (5_000, 12_000, 20_000):
+        while env.count(env.settings.predictions_topic) < threshold:
+            worker.assert_alive()
+            time.sleep(0.05)
+        assert env.count(env.settings.predictions_topic) < len(events)  # mid-stream
+        worker.kill()
+        kills += 1
+        worker = env.start_worker()
+    feeder.finish()
+    predictions = all_predictions(env, events)
+    assert worker.stop() == 0, worker.tail()
+
+    # Duplicates come only from the batches whose outputs were acknowledged but whose
+    # offsets were not yet committed at each kill.
+    duplicates = check_predictions(predictions, expected, kills * MAX_BATCHES_IN_FLIGHT * batch)
+    print(f"{kills} kills, {len(events)} events: {duplicates} duplicate predictions")
+    check_final_models(env, learners, len(events) // partitions)
+
+
+def test_a_killed_worker_s_partitions_finish_on_the_other_worker(make_env) -> None:  # type: ignore[no-untyped-def]
+    partitions, batch = 4, 500
+    env = make_env(
+        models=["logreg"], topic_partitions=partitions, batch_size=batch,
+        checkpoint_every_events=1_000,
+    )  # fmt: skip
+    events = list(dataset_events("clicks", limit=20_000, model="logreg", seed=12))
+    expected, learners = uninterrupted(env.settings, events, partitions)
+    doomed, survivor = env.start_worker(), env.start_worker()
+    env.wait_for_group_members(2)
+
+    feeder = Feeder(env, events, partitions, rate=4_000)
+    feeder.start()
+    while env.count(env.settings.predictions_topic) < 6_000:
+        time.sleep(0.05)
+    doomed.kill()
+    feeder.finish()
+    predictions = all_predictions(env, events)
+    assert survivor.stop() == 0, survivor.tail()
+
+    duplicates = check_predictions(predictions, expected, MAX_BATCHES_IN_FLIGHT * batch)
+    print(f"one of two workers killed, {len(events)} events: {duplicates} duplicates")
+    check_final_models(env, learners, len(events) // partitions)
+
+
+def test_the_worker_rides_out_a_broker_restart(make_env, local_kafka) -> None:  # type: ignore[no-untyped-def]
+    assert local_kafka is not None, (
+        "this test stops and restarts the broker: run it on the local broker (unset "
+        "RIVERRUN_BROKER)"
+    )
+    env = make_env(models=["logreg"], checkpoint_every_events=2_000)
+    events = list(dataset_events("clicks", limit=12_000, model="logreg", seed=13))
+    expected, learners = uninterrupted(env.settings, events, 1)
+    worker = env.start_worker()
+    feeder = Feeder(env, events, 1, rate=1_500)
+    feeder.start()
+    while env.count(env.settings.predictions_topic) < 3_000:
+        time.sleep(0.05)
+    local_kafka.down()
+    time.sleep(3)  # the worker sees the broker gone
+    local_kafka.up(timeout=120)
+    feeder.finish()
+    predictions = all_predictions(env, events)
+    assert worker.process.poll() is None  # the same process: it recovered by itself
+    assert worker.stop() == 0, worker.tail()
+
+    check_predictions(predictions, expected, MAX_BATCHES_IN_FLIGHT * env.settings.batch_size)
+    check_final_models(env, learners, len(events))
+
+
+def test_a_corrupted_checkpoint_is_refused_and_the_previous_one_used(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(models=["ctr_tree"], checkpoint_every_events=4_000, batch_size=1_000)
+    events = list(dataset_events("clicks", limit=15_000, model="ctr_tree", seed=14))
+    first, second = events[:12_000], events[12_000:]
+    expected, learners = uninterrupted(env.settings, events, 1)
+
+    worker = env.start_worker()
+    env.produce([encode(e) for e in first])
+    env.read(env.settings.predictions_topic, len(first))
+    assert worker.stop() == 0, worker.tail()
+
+    # Flip one bit in the newest checkpoint (the one at offset 12,000) and write its
+    # chunks again: it is now the newest version of each of its keys.
+    (replica,) = checkpoints(env).values()
+    found, _ = gather(v for _, v in replica)
+    newest, previous = found[0], found[1]
+    # Every 4,000 events, at batch ends (so not exactly at 8,000), and at the stop.
+    assert newest.header.next_offset == 12_000 and 8_000 <= previous.header.next_offset < 12_000
+    assert previous.header.payload_bytes > 1_000_000 and previous.header.chunks > 2
+    keyed = [
+        (k, v) for k, v in replica if parse_chunk(v)[0].checkpoint_id == newest.header.checkpoint_id
+    ]
+    key, value = keyed[-1]
+    corrupted = value[:-100] + bytes([value[-100] ^ 0x10]) + value[-99:]
+    assert corrupted.startswith(MAGIC)
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers)
+    for k, v in [*keyed[:-1], (key, corrupted)]:
+        producer.send(env.settings.checkpoints_topic, key=k, value=v, partition=0)
+    producer.flush()
+    producer.close()
+
+    worker = env.start_worker()
+    env.produce([encode(e) for e in second])
+    messages = env.read(env.settings.predictions_topic, len(events))
+    samples = worker.scrape()
+    assert worker.stop() == 0, worker.tail()
+
+    refused = 'riverrun_checkpoints_refused_total{model="ctr_tree",partition="0",reason="unauthenticated"}'
+    assert samples[refused] == 1.0
+    restored = samples['riverrun_restored_offset{model="ctr_tree",partition="0"}']
+    assert restored == previous.header.next_offset
+    assert 'riverrun_checkpoint_age_seconds{model="ctr_tree",partition="0"}' in samples
+    assert samples["riverrun_restore_duration_seconds_count"] == 1
+    log = worker.log_path.read_text()
+    assert re.search(r"checkpoint refused for .*ctr_tree.*unauthenticated", log)
+    # Restored from the previous checkpoint, the events after it re-learnt without
+    # sending their outputs again: the second worker's predictions are exactly the uninterrupted run's.
+    assert env.count(env.settings.predictions_topic) == len(events)
+    predictions = [Prediction.model_validate_json(m.value) for m in messages]
+    check_predictions(predictions, expected, 0)
+    check_final_models(env, learners, len(events))
