@@ -249,9 +249,13 @@ def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result
     return Result(name, rate, time.perf_counter() - started, note)
 
 
-def bench_worker(bootstrap: str, topic: str, events: int, workers: int = 1) -> Result:
+def bench_worker(
+    bootstrap: str, topic: str, events: int, workers: int = 1, **settings: str
+) -> Result:
+    """`riverrun worker` processes (`settings`: extra RIVERRUN_* variables, by name)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
     env = worker_env(bootstrap, topic, run)
+    env.update({f"RIVERRUN_{name.upper()}": value for name, value in settings.items()})
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers, output=True)
     started = time.perf_counter()
     processes = [
@@ -362,7 +366,7 @@ def main() -> None:
         default=30_000,
         help="events for the naive Faust agent (it runs at ~1.5k/s)",
     )
-    parser.add_argument("--only", default="abcdef", help="contenders to run, e.g. 'ad'")
+    parser.add_argument("--only", default="abcdefg", help="contenders to run, e.g. 'ad'")
     args = parser.parse_args()
     n = 20_000 if args.quick else args.events
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -385,11 +389,16 @@ def main() -> None:
         if "a" in args.only:
             results["a"] = bench_core([v for _, v in messages], 1000)
             print(f"  {results['a'].name:<44} {fmt(results['a'].events_per_s):>8} events/s")
-        for key in "bcdef":
+        for key in "bcdefg":
             if key not in args.only:
                 continue
             if key == "d":
                 results[key] = bench_worker(bootstrap, topic, n)
+            elif key == "g":
+                results[key] = bench_worker(
+                    bootstrap, topic, n, processing_guarantee="exactly_once"
+                )
+                results[key].name = "(g) riverrun worker, exactly_once"
             else:
                 events = min(n, args.faust_events) if key == "c" else n
                 results[key] = bench_contender(key, bootstrap, topic, events)
@@ -414,7 +423,14 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
         if any(k in results for k in "bef")
         else None
     )
-    for key, target in [("a", 0.5), ("b", None), ("c", 10.0), ("e", None), ("f", None)]:
+    for key, target in [
+        ("a", 0.5),
+        ("b", None),
+        ("c", 10.0),
+        ("e", None),
+        ("f", None),
+        ("g", None),
+    ]:
         other = results.get(key)
         if other is None or not other.events_per_s:
             continue

@@ -102,6 +102,7 @@ class CheckpointStore:
             client_id=f"{s.group_id}-checkpoints",
             group_id=None,
             enable_auto_commit=False,
+            isolation_level="read_committed",  # never a checkpoint of an aborted transaction
             max_partition_fetch_bytes=max(1 << 20, 2 * s.checkpoint_chunk_bytes),
         )
         await self.reader.start()
@@ -219,13 +220,11 @@ class CheckpointStore:
                 sequence=state.sequences[name],
                 chunk_bytes=self.settings.checkpoint_chunk_bytes,
             )
-            sends = [
-                await self.producer.send(
-                    self.settings.checkpoints_topic, value, key=key, partition=where.partition
-                )
-                for key, value in records
-            ]
-            await asyncio.gather(*sends)
+            if self.settings.exactly_once:  # a transactional producer sends in transactions
+                async with self.producer.transaction():
+                    await self._send(records, where.partition)
+            else:
+                await asyncio.gather(*await self._send(records, where.partition))
             state.sequences[name] += 1
             labels = (name, str(state.tp.partition))
             self.metrics.checkpoints.labels(*labels).inc()
@@ -233,6 +232,13 @@ class CheckpointStore:
             self.metrics.checkpoint_duration.labels(name).observe(time.perf_counter() - started)
         state.since_checkpoint = 0
         state.checkpointed_at = time.monotonic()
+
+    async def _send(self, records: list[tuple[bytes, bytes]], partition: int) -> list[Any]:
+        topic = self.settings.checkpoints_topic
+        return [
+            await self.producer.send(topic, value, key=key, partition=partition)
+            for key, value in records
+        ]
 
     def update_ages(self, states: Any) -> None:
         """Refresh the checkpoint age gauges of the owned partitions."""

@@ -17,6 +17,7 @@ is fetched and predicted while the previous one is being acknowledged.
 """
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -154,10 +155,17 @@ class BatchedEvents(Service):
 
     async def on_start(self) -> None:
         s = self.settings
+        transactions: dict[str, Any] = {}
+        if s.exactly_once:
+            transactions = {
+                "transactional_id": s.worker_transactional_id(),
+                "transaction_timeout_ms": int(s.transaction_timeout_seconds * 1000),
+            }
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{s.group_id}-producer",
             acks="all",
+            **transactions,
             linger_ms=s.producer_linger_ms,
             max_batch_size=s.producer_batch_bytes,
             compression_type=s.producer_compression,
@@ -168,6 +176,7 @@ class BatchedEvents(Service):
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed" if s.exactly_once else "read_uncommitted",
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             max_poll_records=s.batch_size,
             session_timeout_ms=int(s.session_timeout_seconds * 1000),
@@ -268,7 +277,26 @@ class BatchedEvents(Service):
                 await self.checkpoint_due()
 
     async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Predict-then-learn every message in offset order; commit once all is delivered."""
+        """Predict-then-learn every message in offset order; commit once all is delivered
+        (exactly_once: outputs and offsets in one transaction)."""
+        assert self.producer is not None
+        if not self.settings.exactly_once:
+            await self._process(records)
+            return
+        await self.producer.begin_transaction()
+        try:
+            await self._process(records)
+            await self.producer.commit_transaction()
+        except BaseException:
+            log.exception(
+                "a transaction failed: aborting it and stopping; a restart resumes after "
+                "the last committed transaction (check the broker)"
+            )
+            with contextlib.suppress(Exception):
+                await self.producer.abort_transaction()
+            raise
+
+    async def _process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         assert self.consumer is not None and self.producer is not None
         received_at = time.perf_counter()
         outbox = Outbox(self.producer, self.partitions)
@@ -326,8 +354,11 @@ class BatchedEvents(Service):
         deliveries = await outbox.flush()
         if not offsets:  # every batch was dropped
             return
-        await self.in_flight.acquire()
-        self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
+        if self.settings.exactly_once:  # committed with the outputs, by process()
+            await self.producer.send_offsets_to_transaction(offsets, self.settings.group_id)
+        else:
+            await self.in_flight.acquire()
+            self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
         for model, count in predicted.items():
             self.metrics.predicted.labels(model).inc(count)
             self.metrics.learned.labels(model).inc(learned[model])

@@ -1,6 +1,7 @@
 """All configuration, read once from the environment (prefix `RIVERRUN_`)."""
 
 from pathlib import Path
+from socket import gethostname
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -113,6 +114,27 @@ class Settings(BaseSettings):
         default=7, gt=0, description="Labels per key in the regressors' moving-average baseline."
     )
 
+    # --- delivery ----------------------------------------------------------------------
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="at_least_once: outputs acknowledged, then offsets committed (batches "
+        "pipelined); a crash can repeat the outputs of the batches in flight. "
+        "exactly_once: each batch's outputs and offsets in one Kafka transaction; "
+        "consumers reading with isolation.level=read_committed see each output once.",
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        description="exactly_once: this worker's stable identity (e.g. a StatefulSet pod "
+        "name); a restarted worker with the same id aborts its predecessor's open "
+        "transaction at once. Unset: <group>-<host name>-<metrics port>.",
+    )
+    transaction_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="exactly_once: how long the open transaction of a worker that died "
+        "without a successor of the same id holds back read_committed consumers.",
+    )
+
     # --- durability --------------------------------------------------------------------
     checkpoints_topic: str = Field(
         default="checkpoints",
@@ -158,6 +180,14 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """The cluster to use: RIVERRUN_BROKER, else the local broker."""
         return self.broker or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly_once"
+
+    def worker_transactional_id(self) -> str:
+        """The producer's transactional id under exactly_once."""
+        return self.transactional_id or f"{self.group_id}-{gethostname()}-{self.metrics_port}"
 
     @property
     def uses_local_broker(self) -> bool:

@@ -102,12 +102,15 @@ class Env:
     def read_until(
         self,
         topic: str,
-        done: Callable[[list], bool],
-        timeout: float = 120.0,  # type: ignore[type-arg]
+        done: Callable[[list], bool],  # type: ignore[type-arg]
+        timeout: float = 120.0,
+        isolation_level: str = "read_uncommitted",
     ) -> list:  # type: ignore[type-arg]
         """Messages of `topic` from the beginning until `done(messages)` (fails on timeout)."""
         consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            isolation_level=isolation_level,
         )
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
         consumer.assign(partitions)

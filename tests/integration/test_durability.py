@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from online_models import Learner
@@ -68,8 +69,11 @@ def uninterrupted(
     return expected, learners
 
 
-def all_predictions(env: Any, events: list[InputEvent], timeout: float = 180) -> list[Prediction]:
-    """Every prediction on the topic once each event has at least one."""
+def all_predictions(
+    env: Any, events: list[InputEvent], timeout: float = 180, committed: bool = False
+) -> list[Prediction]:
+    """Every prediction on the topic once each event has at least one (`committed`: as a
+    read_committed consumer sees them)."""
     wanted = {e.event_id for e in events}
     seen: set[str] = set()
 
@@ -79,7 +83,8 @@ def all_predictions(env: Any, events: list[InputEvent], timeout: float = 180) ->
         return wanted <= seen
 
     seen_messages: list[Any] = []
-    messages = env.read_until(env.settings.predictions_topic, complete, timeout)
+    isolation = "read_committed" if committed else "read_uncommitted"
+    messages = env.read_until(env.settings.predictions_topic, complete, timeout, isolation)
     return [Prediction.model_validate_json(m.value) for m in messages]
 
 
@@ -141,12 +146,17 @@ def check_final_models(env: Any, learners: dict[int, Learner], events_per_partit
         assert fingerprint(served.state()) == fingerprint(want.state()), (p, name)
 
 
-def test_kill_9_repeatedly_loses_nothing_and_ends_with_the_uninterrupted_model(make_env) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_kill_9_repeatedly_loses_nothing_and_ends_with_the_uninterrupted_model(
+    make_env, guarantee: str
+) -> None:  # type: ignore[no-untyped-def]
     partitions, batch = 2, 500
     env = make_env(
         models=["logreg"], topic_partitions=partitions, batch_size=batch,
-        checkpoint_every_events=2_000,
+        checkpoint_every_events=2_000, processing_guarantee=guarantee,
+        transactional_id="worker-a",  # every incarnation: each fences the one before
     )  # fmt: skip
+    exactly_once = guarantee == "exactly_once"
     events = list(dataset_events("clicks", limit=30_000, model="logreg", seed=11))
     expected, learners = uninterrupted(env.settings, events, partitions)
 
@@ -163,13 +173,16 @@ def test_kill_9_repeatedly_loses_nothing_and_ends_with_the_uninterrupted_model(m
         kills += 1
         worker = env.start_worker()
     feeder.finish()
-    predictions = all_predictions(env, events)
+    predictions = all_predictions(env, events, committed=exactly_once)
     assert worker.stop() == 0, worker.tail()
 
-    # Duplicates come only from the batches whose outputs were acknowledged but whose
-    # offsets were not yet committed at each kill.
-    duplicates = check_predictions(predictions, expected, kills * MAX_BATCHES_IN_FLIGHT * batch)
-    print(f"{kills} kills, {len(events)} events: {duplicates} duplicate predictions")
+    # at_least_once: duplicates come only from the batches whose outputs were acknowledged
+    # but whose offsets were not yet committed at each kill. exactly_once: a
+    # read_committed consumer sees none (the killed worker's open transaction is aborted
+    # by its successor, which has the same transactional id).
+    bound = 0 if exactly_once else kills * MAX_BATCHES_IN_FLIGHT * batch
+    duplicates = check_predictions(predictions, expected, bound)
+    print(f"{guarantee}: {kills} kills, {len(events)} events: {duplicates} duplicates")
     check_final_models(env, learners, len(events) // partitions)
 
 
