@@ -123,12 +123,24 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.service.batch_lock:
-            await self.service.release(revoked)
+            try:
+                await self.service.release(revoked)
+            except Exception:  # aiokafka would log it and go on: say what it means
+                log.exception(
+                    "could not commit or checkpoint revoked partitions: their next owner "
+                    "resumes from the last committed offset and checkpoint"
+                )
+                raise
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("events partitions assigned: %s", sorted(tp.partition for tp in assigned))
         async with self.service.batch_lock:
-            await self.service.acquire(assigned)
+            try:
+                await self.service.acquire(assigned)
+            except Exception:
+                log.exception(
+                    "could not restore assigned partitions: retrying at their first batch"
+                )
 
 
 class BatchedEvents(Service):
@@ -201,13 +213,21 @@ class BatchedEvents(Service):
 
     async def on_stop(self) -> None:
         async with self.batch_lock:  # the batch in flight is sent and committed first
-            if self.checkpoints is not None:  # started
-                await self.release(set(self.owned))
-                await self.checkpoints.stop()
-            if self.consumer is not None:
-                await self.consumer.stop()
-            if self.producer is not None:
-                await self.producer.stop()
+            try:
+                if self.checkpoints is not None:  # started
+                    await self.release(set(self.owned))
+            except Exception:
+                log.exception(
+                    "could not commit or checkpoint on stop: a restart resumes from the last "
+                    "committed offset and checkpoint"
+                )
+            finally:
+                if self.checkpoints is not None:
+                    await self.checkpoints.stop()
+                if self.consumer is not None:
+                    await self.consumer.stop()
+                if self.producer is not None:
+                    await self.producer.stop()
 
     async def acquire(self, assigned: set[TopicPartition]) -> None:
         """Restore the models of newly assigned partitions and seek to where they resume:
@@ -305,8 +325,11 @@ class BatchedEvents(Service):
         offsets: dict[TopicPartition, int] = {}
         for tp, messages in records.items():
             state = self.owned.get(tp)
-            if state is None:  # fetched before the partition was revoked: not ours now
-                continue
+            if state is None:
+                if tp not in self.consumer.assignment():  # fetched before a revoke
+                    continue
+                await self.acquire({tp})  # its restore failed at assignment: again
+                state = self.owned[tp]
             if state.position is not None and messages[0].offset != state.position:
                 if state.check_start and messages[0].offset > state.position:
                     # Fetched from the committed offset before the assignment's seek to
