@@ -1,0 +1,76 @@
+"""Delayed feedback: impressions to score, the clicks and conversions that label them
+later, and the labelled outcomes riverrun publishes once a label is known.
+
+Every topic of the join is keyed by visitor (clicks by the visitor of their impression),
+so that one visitor's impressions, clicks, conversions and activity share a partition.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+
+from schemas.input_event import FeatureName, FeatureValue, MAX_FEATURES
+from schemas.types import EventTime, FiniteFloat, Identifier
+
+
+class Impression(BaseModel):
+    """A message on the `impressions` topic: an item shown to a visitor, to be scored now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    impression_id: Identifier
+    ts: EventTime
+    visitor: Identifier = Field(description="The visitor; the Kafka message key.")
+    item: Identifier = Field(description="The item or product shown.")
+    features: dict[FeatureName, FeatureValue] = Field(default_factory=dict, max_length=MAX_FEATURES)
+
+
+class Click(BaseModel):
+    """A message on the `clicks` topic, keyed by the visitor of its impression."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    click_id: Identifier
+    impression_id: Identifier
+    ts: EventTime
+
+
+class Conversion(BaseModel):
+    """A message on the `conversions` topic, keyed by visitor: a purchase of a product."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    visitor: Identifier
+    product: Identifier
+    ts: EventTime
+    value: FiniteFloat | None = None
+
+
+class Outcome(BaseModel):
+    """A message on the `outcomes` topic, keyed by impression id: the label an impression
+    got for one model, and what the model had predicted for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    schema_version: Literal[1] = 1
+    impression_id: Identifier
+    visitor: Identifier
+    model: Identifier = Field(description="'ctr', or 'propensity_<product>'.")
+    model_version: str
+    label_type: Literal["click", "conversion"]
+    label: bool
+    prediction: FiniteFloat = Field(description="The (recalibrated) prediction made at impression.")
+    ts: EventTime = Field(description="The impression's event time.")
+    resolved_ts: EventTime = Field(
+        description="Event time of the click or conversion (positive), or the end of the "
+        "window (negative)."
+    )
+    delay_seconds: NonNegativeFloat | None = Field(
+        default=None, description="Positive: time from impression to click or conversion."
+    )
+    learned: bool = Field(
+        description="Whether the model learnt from it (negatives may be down-sampled)."
+    )
