@@ -117,6 +117,19 @@ def _factory(spec: ModelSpec) -> str:
     return f"{spec.factory.__module__}.{spec.factory.__qualname__}"
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What made a state: a checkpoint is refused when the running code differs."""
+
+    factory: str
+    params: dict[str, Any]
+    version: str
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> "Identity":
+        return cls(_factory(spec), _params(spec), spec.version)
+
+
 def encode_checkpoint(
     served: ServedModel,
     replica: Replica,
@@ -129,7 +142,27 @@ def encode_checkpoint(
 ) -> list[tuple[bytes, bytes]]:
     """The (Kafka key, value) messages of a checkpoint of `served` covering every offset
     of the replica's partition below `next_offset`."""
-    state = pickle.dumps(served.state(), protocol=pickle.HIGHEST_PROTOCOL)
+    return encode_state(
+        served.state(), replica, Identity.of(served.spec), key=key, next_offset=next_offset,
+        sequence=sequence, updates=served.updates, chunk_bytes=chunk_bytes, created_at=created_at,
+    )  # fmt: skip
+
+
+def encode_state(
+    state_object: Any,
+    replica: Replica,
+    identity: Identity,
+    *,
+    key: bytes,
+    next_offset: int,
+    sequence: int,
+    updates: int = 0,
+    offsets: dict[str, int] | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    created_at: datetime | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """The messages of a checkpoint of any picklable state (see `encode_checkpoint`)."""
+    state = pickle.dumps(state_object, protocol=pickle.HIGHEST_PROTOCOL)
     payload = zlib.compress(state, 1)
     pieces = [payload[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [b""]
     unsigned = CheckpointHeader(
@@ -140,13 +173,14 @@ def encode_checkpoint(
         topic=replica.topic,
         partition=replica.partition,
         model=replica.model,
-        model_version=served.version,
-        factory=_factory(served.spec),
-        params=_params(served.spec),
+        model_version=identity.version,
+        factory=identity.factory,
+        params=identity.params,
         river_version=river.__version__,
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         next_offset=next_offset,
-        updates=served.updates,
+        offsets=offsets,
+        updates=updates,
         created_at=created_at or datetime.now(UTC),
         compression="zlib",
         state_bytes=len(state),
@@ -221,6 +255,30 @@ def restore(
     With `evaluation` given and different from the checkpoint's (the metrics settings
     changed), the model keeps what it learnt and its metrics start afresh.
     """
+    state = restore_state(
+        checkpoint, replica, Identity.of(spec), key=key, river_version=river_version
+    )
+    name = f"checkpoint {checkpoint.header.sequence} of {replica.model}"
+    try:
+        served = ServedModel.from_state(spec, state, resume_offset=checkpoint.header.next_offset)
+    except Exception as err:  # authentic bytes this code cannot read: refuse, never crash
+        raise CheckpointRefused(
+            Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"
+        ) from err
+    if evaluation is not None and served.evaluator.config != evaluation:
+        served.evaluator = Evaluator(spec.name, served.version, served.is_classifier, evaluation)
+    return served
+
+
+def restore_state(
+    checkpoint: Checkpoint,
+    replica: Replica,
+    identity: Identity,
+    *,
+    key: bytes,
+    river_version: str = river.__version__,
+) -> Any:
+    """The unpickled state in `checkpoint` once every check passed (see `restore`)."""
     h = checkpoint.header
     name = f"checkpoint {h.sequence} of {replica.model} on {replica.topic}[{replica.partition}]"
     if h.format_version != FORMAT_VERSION:
@@ -246,7 +304,7 @@ def restore(
     ours = (replica.group_id, replica.topic, replica.partition, replica.model)
     if theirs != ours:
         raise CheckpointRefused(Refusal.FOREIGN, f"{name} belongs to {theirs}, not {ours}")
-    expected = (_factory(spec), _params(spec), spec.version, river_version)
+    expected = (identity.factory, identity.params, identity.version, river_version)
     if (h.factory, h.params, h.model_version, h.river_version) != expected:
         raise CheckpointRefused(
             Refusal.INCOMPATIBLE,
@@ -258,11 +316,8 @@ def restore(
         state = zlib.decompress(payload)
         if len(state) != h.state_bytes:
             raise ValueError(f"{len(state)} bytes, not {h.state_bytes}")
-        served = ServedModel.from_state(spec, pickle.loads(state), resume_offset=h.next_offset)
+        return pickle.loads(state)
     except Exception as err:  # authentic bytes this code cannot read: refuse, never crash
         raise CheckpointRefused(
             Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"
         ) from err
-    if evaluation is not None and served.evaluator.config != evaluation:
-        served.evaluator = Evaluator(spec.name, served.version, served.is_classifier, evaluation)
-    return served

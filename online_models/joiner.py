@@ -158,7 +158,7 @@ class JoinStats:
     negatives_learnt: int = 0
     negatives_skipped: int = 0
     predicted_sum: float = 0.0  # click model predictions of resolved impressions
-    delays: list[float] = field(default_factory=list)  # since the last drain (seconds)
+    delays: list[tuple[str, float]] = field(default_factory=list)  # (label type, s) to drain
 
     def values(self, pending: int) -> dict[str, float | None]:
         clicks = self.click_positives + self.late_clicks
@@ -252,7 +252,7 @@ class FeedbackJoiner:
         reports, self.reports = self.reports, []
         return reports
 
-    def drain_delays(self) -> list[float]:
+    def drain_delays(self) -> list[tuple[str, float]]:
         delays, self.stats.delays = self.stats.delays, []
         return delays
 
@@ -396,7 +396,7 @@ class FeedbackJoiner:
         if label_type == "click":
             self._resolved(q, resolved)
         if delay is not None:
-            self.stats.delays.append(max(delay, 0.0))
+            self.stats.delays.append((label_type, max(delay, 0.0)))
         return Outcome(
             impression_id=pending.impression_id, visitor=pending.visitor, model=name,
             model_version=version, label_type=label_type, label=label,  # type: ignore[arg-type]

@@ -41,6 +41,11 @@ class CheckpointHeader(BaseModel):
     next_offset: NonNegativeInt = Field(
         description="Offsets below this one are learnt into the state; it resumes here."
     )
+    offsets: dict[str, NonNegativeInt] | None = Field(
+        default=None,
+        description="State fed by several input topics (the delayed-feedback join): the next "
+        "offset of each topic's partition `partition`.",
+    )
     updates: NonNegativeInt = Field(description="Events the model had learnt from.")
     created_at: EventTime
     compression: Literal["zlib"]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
-from schemas.input_event import FeatureName, FeatureValue, MAX_FEATURES
+from schemas.input_event import MAX_FEATURES, FeatureName, FeatureValue
 from schemas.types import EventTime, FiniteFloat, Identifier
 
 

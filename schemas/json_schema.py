@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from schemas.activity import ActivityEvent
 from schemas.checkpoint import CheckpointHeader
 from schemas.dead_letter import DeadLetter
+from schemas.feedback import Click, Conversion, Impression, Outcome
 from schemas.input_event import InputEvent
 from schemas.metrics_report import MetricsReport
 from schemas.prediction import Prediction
@@ -19,6 +20,10 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "activity.v1.json": ActivityEvent,
     "metrics_report.v1.json": MetricsReport,
     "checkpoint_header.v1.json": CheckpointHeader,
+    "impression.v1.json": Impression,
+    "click.v1.json": Click,
+    "conversion.v1.json": Conversion,
+    "outcome.v1.json": Outcome,
 }
 
 

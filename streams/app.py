@@ -11,6 +11,7 @@ from faust.types import EventT
 from online_models import Rejection
 from schemas import ActivityEvent
 from schemas.codec import InvalidMessage, decode
+from streams.feedback import FeedbackJoin
 from streams.hot_path import BatchedEvents, reject
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
@@ -52,6 +53,12 @@ class Worker:
             settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
         )
         self.app.service(self.events)  # type: ignore[arg-type]  # an instance is accepted too
+        self.join: FeedbackJoin | None = None
+        if settings.join_enabled:  # it consumes activity itself, as features
+            self.join = FeedbackJoin(
+                settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
+            )
+            self.app.service(self.join)  # type: ignore[arg-type]
         self._wire()
 
     def _raw_topic(self, name: str) -> Any:
@@ -64,10 +71,12 @@ class Worker:
     def _wire(self) -> None:
         settings = self.settings
 
-        @self.app.agent(self.activity, name="count_activity")
-        async def count_activity(stream: Any) -> None:
-            async for batch in stream.take_events(settings.batch_size, settings.batch_seconds):
-                await self.handle_activity(batch)
+        if not settings.join_enabled:
+
+            @self.app.agent(self.activity, name="count_activity")
+            async def count_activity(stream: Any) -> None:
+                async for batch in stream.take_events(settings.batch_size, settings.batch_seconds):
+                    await self.handle_activity(batch)
 
         @self.app.page("/metrics")
         async def metrics_page(web: Any, request: Any) -> Any:

@@ -57,6 +57,37 @@ def checkpoint_key(settings: Settings) -> bytes:
     raise RuntimeError(f"{path} is empty: delete it or set RIVERRUN_CHECKPOINT_KEY")
 
 
+async def read_chunks(
+    reader: AIOKafkaConsumer, where: TopicPartition, prefixes: dict[bytes, str]
+) -> dict[str, list[bytes | None]]:
+    """The values of every message of checkpoints partition `where` whose key starts with
+    one of `prefixes`, by the prefix's name, in topic order."""
+    reader.assign([where])
+    await reader.seek_to_beginning(where)
+    end = (await reader.end_offsets([where]))[where]
+    found: dict[str, list[bytes | None]] = defaultdict(list)
+    while await reader.position(where) < end:
+        batch = await reader.getmany(where, timeout_ms=1000)
+        for message in batch.get(where, []):
+            key = message.key or b""
+            for prefix, name in prefixes.items():
+                if key.startswith(prefix):
+                    found[name].append(message.value)
+    return found
+
+
+def checkpoint_reader(settings: Settings, name: str) -> AIOKafkaConsumer:
+    """A consumer without group for reading the checkpoints topic (committed data only)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.group_id}-{name}",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # never a checkpoint of an aborted transaction
+        max_partition_fetch_bytes=max(1 << 20, 2 * settings.checkpoint_chunk_bytes),
+    )
+
+
 class PartitionState:
     """What a worker holds for one input partition it owns: the model replicas, where it
     is, and what the last checkpoint covered."""
@@ -97,14 +128,7 @@ class CheckpointStore:
     async def start(self) -> None:
         s = self.settings
         self.partitions = len(await self.producer.partitions_for(s.checkpoints_topic))
-        self.reader = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.group_id}-checkpoints",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",  # never a checkpoint of an aborted transaction
-            max_partition_fetch_bytes=max(1 << 20, 2 * s.checkpoint_chunk_bytes),
-        )
+        self.reader = checkpoint_reader(s, "checkpoints")
         await self.reader.start()
 
     async def stop(self) -> None:
@@ -120,20 +144,8 @@ class CheckpointStore:
     async def _read(self, tp: TopicPartition) -> dict[str, list[bytes | None]]:
         """Every chunk message of this partition's replicas on the topic, by model, in order."""
         assert self.reader is not None
-        where = self._where(tp)
-        self.reader.assign([where])
-        await self.reader.seek_to_beginning(where)
-        end = (await self.reader.end_offsets([where]))[where]
         prefixes = {self.replica(tp, name).prefix: name for name in self.settings.models}
-        found: dict[str, list[bytes | None]] = defaultdict(list)
-        while await self.reader.position(where) < end:
-            batch = await self.reader.getmany(where, timeout_ms=1000)
-            for message in batch.get(where, []):
-                key = message.key or b""
-                for prefix, name in prefixes.items():
-                    if key.startswith(prefix):
-                        found[name].append(message.value)
-        return found
+        return await read_chunks(self.reader, self._where(tp), prefixes)
 
     async def load(self, tp: TopicPartition, committed: int | None) -> PartitionState:
         """The state of a newly assigned partition: each model from its newest valid

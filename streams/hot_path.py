@@ -429,11 +429,17 @@ class BatchedEvents(Service):
         )
 
     async def _report(self, outbox: Outbox, report: MetricsReport, partition: int) -> None:
-        report = report.model_copy(update={"partition": partition})
-        for name, value in report.metrics.items():
-            if value is not None:
-                labels = (report.model, str(partition), report.segment, name)
-                self.metrics.model_metric.labels(*labels).set(value)
-        await outbox.add(
-            self.settings.metrics_topic, report.model.encode(), report.model_dump_json().encode()
-        )
+        await publish_report(outbox, report, partition, self.metrics, self.settings.metrics_topic)
+
+
+async def publish_report(
+    outbox: Outbox, report: MetricsReport, partition: int, metrics: WorkerMetrics, topic: str
+) -> None:
+    """Queue a metrics report of a partition's replica and mirror it in the gauges."""
+    report = report.model_copy(update={"partition": partition})
+    for name, value in report.metrics.items():
+        if value is not None:
+            metrics.model_metric.labels(report.model, str(partition), report.segment, name).set(
+                value
+            )
+    await outbox.add(topic, report.model.encode(), report.model_dump_json().encode())

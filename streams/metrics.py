@@ -10,6 +10,9 @@ LATENCY_BUCKETS = (
 #: Checkpoint and restore durations (seconds): from a small linear model to a large tree.
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+#: Join delays (seconds): from a second to a week.
+JOIN_DELAY_BUCKETS = (1, 10, 60, 300, 900, 1800, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400)
+
 
 class WorkerMetrics:
     """Every metric a worker exports. A fresh `CollectorRegistry` unless one is given."""
@@ -112,6 +115,36 @@ class WorkerMetrics:
             "Input offset the replica resumed learning at after its last restore "
             "(-1: no checkpoint, the model started afresh).",
             replica,
+            registry=r,
+        )
+
+        # --- delayed-feedback join ---
+        self.join_counts = Counter(
+            "riverrun_join_events_total",
+            "Join counters by kind: impressions, click_positives, late_positives (clicks "
+            "for unknown, expired or out-of-window impressions), duplicate_clicks, "
+            "conversions, conversions_joined, negatives_learnt, negatives_skipped "
+            "(down-sampled), features_missing and features_stale (activity defaults used).",
+            ["kind"],
+            registry=r,
+        )
+        self.join_delay = Histogram(
+            "riverrun_join_delay_seconds",
+            "Event time from impression to the click or conversion that labelled it.",
+            ["label_type"],
+            buckets=JOIN_DELAY_BUCKETS,
+            registry=r,
+        )
+        self.join_pending = Gauge(
+            "riverrun_join_pending_impressions",
+            "Impressions waiting for a label (the join's state size), per partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.join_coverage = Gauge(
+            "riverrun_join_label_coverage",
+            "Share of impressions whose click label is known, per partition.",
+            ["partition"],
             registry=r,
         )
 

@@ -12,7 +12,9 @@ from kafka import KafkaProducer
 from tqdm import tqdm
 
 from online_models.datasets import DATASETS, Sample
-from schemas import InputEvent
+from schemas import ActivityEvent, InputEvent
+from schemas.feedback import Click, Conversion, Impression
+from streams.settings import Settings
 
 #: Event time of the first replayed event; each next one is one second later.
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -134,3 +136,40 @@ def produce(
 def encode(event: InputEvent) -> tuple[bytes, bytes]:
     """An input event as a Kafka (key, value) pair."""
     return event.key.encode(), event.model_dump_json().encode()
+
+
+def feedback_messages(
+    events: Iterable[Impression | Click | Conversion | ActivityEvent], settings: Settings
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of each event of a delayed-feedback stream, in the given
+    order, keyed by visitor (a click by the visitor of its impression)."""
+    visitor_of: dict[str, str] = {}
+    topics = {
+        Impression: settings.impressions_topic,
+        Click: settings.clicks_topic,
+        Conversion: settings.conversions_topic,
+        ActivityEvent: settings.activity_topic,
+    }
+    for event in events:
+        if isinstance(event, Impression):
+            visitor_of[event.impression_id] = event.visitor
+        if isinstance(event, Click):
+            visitor = visitor_of.get(event.impression_id, event.impression_id)
+        else:
+            visitor = event.visitor
+        yield topics[type(event)], visitor.encode(), event.model_dump_json().encode()
+
+
+def produce_to_topics(bootstrap: str, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
+    """Send (topic, key, value) messages in order. Returns the count."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                             client_id="riverrun-replay")  # fmt: skip
+    sent = 0
+    try:
+        for topic, key, value in messages:
+            producer.send(topic, key=key, value=value)
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return sent

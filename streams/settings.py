@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.evaluation import EvaluationConfig
+from online_models.joiner import JoinConfig
 from online_models.registry import MODELS
 
 #: The repository checkout this package runs from (deploy/, .cache/ live there).
@@ -114,6 +115,50 @@ class Settings(BaseSettings):
         default=7, gt=0, description="Labels per key in the regressors' moving-average baseline."
     )
 
+    # --- delayed feedback --------------------------------------------------------------
+    join_enabled: bool = Field(
+        default=False,
+        description="Run the delayed-feedback join: score impressions, label them with "
+        "clicks and conversions, add activity features (it then consumes `activity`).",
+    )
+    impressions_topic: str = "impressions"
+    clicks_topic: str = "clicks"
+    conversions_topic: str = "conversions"
+    outcomes_topic: str = "outcomes"
+    click_window_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A click up to this long after its impression is a positive.",
+    )
+    conversion_window_seconds: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="A conversion up to this long after an impression labels it for that product.",
+    )
+    join_lateness_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Allowed disorder: windows close when the latest event time seen in the "
+        "partition is this much past their end.",
+    )
+    ctr_model: str = Field(default="ctr", description="Registered model scoring clicks.")
+    products: list[str] = Field(
+        default_factory=list,
+        description='Products with a propensity model each (JSON list), e.g. ["shoes", "bags"].',
+    )
+    propensity_model: str = Field(
+        default="ctr", description="Registered model each product's propensity model is made of."
+    )
+    negative_sampling_rate: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of negatives learnt; predictions are recalibrated for it.",
+    )
+    join_report_every: int = Field(
+        default=1000, gt=0, description="Publish the join's figures every N resolved impressions."
+    )
+
     # --- delivery ----------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
@@ -192,6 +237,19 @@ class Settings(BaseSettings):
     @property
     def uses_local_broker(self) -> bool:
         return self.broker is None
+
+    def join(self) -> JoinConfig:
+        """How the delayed-feedback join labels impressions."""
+        return JoinConfig(
+            click_window_seconds=self.click_window_seconds,
+            conversion_window_seconds=self.conversion_window_seconds,
+            lateness_seconds=self.join_lateness_seconds,
+            ctr_model=self.ctr_model,
+            products=tuple(self.products),
+            propensity_model=self.propensity_model,
+            negative_rate=self.negative_sampling_rate,
+            report_every=self.join_report_every,
+        )
 
     def evaluation(self) -> EvaluationConfig:
         """How the learner computes and schedules its metrics reports."""

@@ -22,6 +22,16 @@ def topic_names(settings: Settings) -> list[str]:
         settings.activity_topic,
         settings.metrics_topic,
         settings.checkpoints_topic,
+    ] + (join_topics(settings) if settings.join_enabled else [])
+
+
+def join_topics(settings: Settings) -> list[str]:
+    """The topics of the delayed-feedback join (besides activity and the outputs)."""
+    return [
+        settings.impressions_topic,
+        settings.clicks_topic,
+        settings.conversions_topic,
+        settings.outcomes_topic,
     ]
 
 
