@@ -24,8 +24,25 @@ from streams.topics import ensure_topics
 Echo = Callable[[str], None]
 
 #: Settings the demo gives its worker unless the user set them: frequent reports and
-#: per-device segments make a short run show the whole metric set.
-DEMO_SETTINGS = {"metrics_every_events": 250, "segment_features": ["device"]}
+#: per-device segments make a short run show the whole metric set; the delayed-feedback
+#: join runs with a click window short enough (2 minutes, clicks come after 1 minute on
+#: average) that some clicks arrive too late.
+DEMO_SETTINGS: dict[str, object] = {
+    "metrics_every_events": 250,
+    "segment_features": ["device"],
+    "join_enabled": True,
+    "products": ["shoes", "bags"],
+    "click_window_seconds": 120.0,
+    "conversion_window_seconds": 86_400.0,
+    "join_report_every": 500,
+}
+#: Fields named after the run unless the user set them: each demo starts from nothing
+#: (no committed offsets, no checkpoint of an earlier run) and deletes them at the end.
+RUN_FIELDS = ("group_id", "events_topic", "predictions_topic", "dead_letters_topic",
+              "activity_topic", "metrics_topic", "checkpoints_topic", "impressions_topic",
+              "clicks_topic", "conversions_topic", "outcomes_topic")  # fmt: skip
+#: Impressions of the delayed-feedback scenario.
+FEEDBACK_IMPRESSIONS = 6_000
 #: Events per dataset when the dataset is endless: 30 days of 300 offers.
 DEFAULT_LIMITS = {"offers": 300 * 30, "clicks": 10_000}
 
@@ -55,6 +72,7 @@ class Collector:
             bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
         )
         self.predictions_topic = settings.predictions_topic
+        self.models = {DATASETS[name].model for name in DATASETS}
         self.metrics_topic = settings.metrics_topic
         topics = (settings.predictions_topic, settings.dead_letters_topic, settings.metrics_topic)
         partitions = [
@@ -80,7 +98,9 @@ class Collector:
                         self.predictions[prediction.event_id] = prediction
                         self.timestamps.append(message.timestamp)
                 elif tp.topic == self.metrics_topic:
-                    self.reports.append(decode(MetricsReport, message.value, max_bytes=1 << 24))
+                    report = decode(MetricsReport, message.value, max_bytes=1 << 24)
+                    if report.model in self.models:  # not the join's reports
+                        self.reports.append(report)
                 else:
                     letter = decode(DeadLetter, message.value, max_bytes=1 << 24)
                     if letter.ts.timestamp() * 1000 >= self.started_ms:
@@ -117,14 +137,22 @@ def stop_worker(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     return process.returncode
 
 
-def demo_settings(settings: Settings) -> tuple[Settings, dict[str, str]]:
-    """The user's settings with the demo's defaults where the user set nothing, and the
-    environment that gives the worker exactly those."""
+def demo_settings(settings: Settings, run: str = "") -> tuple[Settings, dict[str, str]]:
+    """The user's settings with the demo's defaults where the user set nothing (topics
+    and group named `demo-<run>-...`), and the environment that gives the worker those."""
     chosen = {k: v for k, v in DEMO_SETTINGS.items() if k not in settings.model_fields_set}
+    if run:
+        for name in RUN_FIELDS:
+            if name not in settings.model_fields_set:
+                chosen[name] = f"demo-{run}-{getattr(settings, name)}"
     env = os.environ.copy()
     for name, value in chosen.items():
         env[f"RIVERRUN_{name.upper()}"] = (
-            json.dumps(value) if isinstance(value, list) else str(value)
+            json.dumps(value)
+            if isinstance(value, list)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
         )
     return settings.model_copy(update=chosen), env
 
@@ -139,7 +167,8 @@ def run_demo(
     unknown = [name for name in datasets if name not in DATASETS]
     if unknown:
         raise ValueError(f"unknown dataset {unknown[0]!r}: choose among {', '.join(DATASETS)}")
-    settings, env = demo_settings(settings)
+    run = time.strftime("%Y%m%d%H%M%S")
+    settings, env = demo_settings(settings, run)
     kafka = local_kafka(settings) if settings.uses_local_broker else None
     started_kafka = False
     if kafka is not None:
@@ -152,7 +181,7 @@ def run_demo(
     worker = None
     try:
         ensure_topics(settings)
-        id_prefix = f"demo-{time.strftime('%Y%m%d%H%M%S')}-"
+        id_prefix = f"demo-{run}-"
         events: dict[str, list[InputEvent]] = {
             name: list(
                 dataset_events(
@@ -196,10 +225,14 @@ def run_demo(
                 echo(f"no new output for {timeout:.0f} s; see {log_path}")
                 break
         collector.close()
-        return summary(collector, events, expected_reports, len(messages), len(bad), echo)
+        ok = summary(collector, events, expected_reports, len(messages), len(bad), echo)
+        if settings.join_enabled and worker.poll() is None:
+            ok = feedback_scenario(settings, timeout, echo) and ok
+        return ok
     finally:
         if worker is not None:
             stop_worker(worker)
+        delete_run_topics(settings, run, echo)
         if started_kafka and kafka is not None:
             echo(kafka.down())
 
@@ -287,3 +320,89 @@ def summary(
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.4f}"
+
+
+def feedback_scenario(settings: Settings, timeout: float, echo: Echo) -> bool:
+    """Replay a seeded click and conversion scenario with delayed labels through the
+    join; print coverage, late positives and calibration. True when the streamed labels
+    are the offline join's."""
+    from online_models.feedback_data import delayed_feedback
+    from online_models.joiner import FeedbackJoiner
+    from schemas.feedback import Outcome
+    from streams.replay import feedback_messages, produce_to_topics
+
+    stream = delayed_feedback(FEEDBACK_IMPRESSIONS, seed=42, visitors=400,
+                              products=tuple(settings.products))  # fmt: skip
+    offline = FeedbackJoiner(settings.join(), settings.evaluation(), params=settings.model_params)
+    expected = [o for out in offline.process(stream.events) for o in out if isinstance(o, Outcome)]
+    echo(f"\nreplaying a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, their "
+         f"clicks and conversions of {', '.join(settings.products)}, visitor activity "
+         f"({len(stream.events)} events)")  # fmt: skip
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             enable_auto_commit=False)  # fmt: skip
+    topics = [settings.outcomes_topic, settings.metrics_topic]
+    partitions = [TopicPartition(t, p) for t in topics
+                  for p in sorted(consumer.partitions_for_topic(t) or {0})]  # fmt: skip
+    consumer.assign(partitions)
+    for tp, offset in consumer.end_offsets(partitions).items():  # only what this run writes
+        consumer.seek(tp, offset)
+    streamed: list[Outcome] = []
+    join_reports: list[MetricsReport] = []
+    produce_to_topics(settings.bootstrap_servers, feedback_messages(stream.events, settings))
+    last = time.monotonic()
+    while len(streamed) < len(expected) and time.monotonic() - last < timeout:
+        for tp, messages in consumer.poll(timeout_ms=500).items():
+            last = time.monotonic()
+            for m in messages:
+                if tp.topic == settings.outcomes_topic:
+                    streamed.append(decode(Outcome, m.value, max_bytes=1 << 20))
+                else:
+                    report = decode(MetricsReport, m.value, max_bytes=1 << 24)
+                    if report.model == "join":
+                        join_reports.append(report)
+    consumer.close()
+    clicks = [o for o in streamed if o.label_type == "click"]
+    late = clicks[len(clicks) // 2 :]
+    same = sorted((o.impression_id, o.model, o.label) for o in streamed) == sorted(
+        (o.impression_id, o.model, o.label) for o in expected
+    )
+    figures = join_reports[-1].metrics if join_reports else {}
+    lines = [
+        "",
+        "delayed feedback summary",
+        f"  impressions          {FEEDBACK_IMPRESSIONS}",
+        f"  outcomes             {len(streamed)} (offline join: {len(expected)})",
+        f"  label coverage       {_number(figures.get('label_coverage'))}"
+        f"  (click labels known; the rest wait for windows still open)",
+        f"  late positives       {figures.get('late_positives') or 0:.0f} clicks after a "
+        f"{settings.click_window_seconds:.0f} s window (rate "
+        f"{_number(figures.get('late_positive_rate'))})",
+        f"  conversions joined   {_number(figures.get('conversion_join_rate'))} of conversions "
+        f"inside a {settings.conversion_window_seconds / 3600:.0f} h window",
+        f"  calibration          {sum(o.prediction for o in late):,.1f} predicted clicks vs "
+        f"{sum(o.label for o in late)} actual (last {len(late)} click labels)",
+        "  result               "
+        + ("OK: labels identical to the offline join" if same else "LABELS DIFFER FROM OFFLINE"),
+    ]
+    for line in lines:
+        echo(line)
+    return same
+
+
+def delete_run_topics(settings: Settings, run: str, echo: Echo) -> None:
+    """Delete the topics the demo named after its run (see RUN_FIELDS)."""
+    from kafka import KafkaAdminClient
+
+    names = [getattr(settings, f) for f in RUN_FIELDS if f.endswith("_topic")]
+    names = [n for n in names if n.startswith(f"demo-{run}-")]
+    if not names:
+        return
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        try:
+            existing = set(admin.list_topics())
+            admin.delete_topics([n for n in names if n in existing])
+        finally:
+            admin.close()
+    except Exception as err:  # the demo's verdict stands; say what is left behind
+        echo(f"could not delete the demo's topics ({err}); delete demo-{run}-* yourself")

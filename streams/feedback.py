@@ -174,8 +174,9 @@ class FeedbackJoin(Service):
                 timeout_ms=poll_ms, max_records=self.settings.batch_size
             )
             async with self.batch_lock:
-                if records:
-                    await self.process(records)
+                # Also without new records: buffered ones may be waiting for a topic that
+                # has since caught up, or waited long enough.
+                await self.process(records)
                 await self.checkpoint_due()
 
     # --- ownership ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import PROJECT_DIR, Settings
-from streams.topics import ensure_topics, topic_names
+from streams.topics import ensure_topics, join_topics, topic_names
 
 
 @pytest.fixture(scope="session")
@@ -271,7 +271,7 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
         for worker in env.workers:
             worker.stop()
     # Every partition left on the broker makes each of its later starts slower.
-    names = [name for env in made for name in topic_names(env.settings)]
+    names = [n for env in made for n in topic_names(env.settings) + join_topics(env.settings)]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.delete_topics([n for n in names if n in set(admin.list_topics())])
