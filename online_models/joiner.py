@@ -24,6 +24,7 @@ import bisect
 import heapq
 import math
 import zlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,20 @@ from schemas import ActivityEvent, ErrorType, MetricsReport, Prediction
 from schemas.feedback import Click, Conversion, Impression, Outcome
 
 HOUR = 3600.0
+LABEL_TYPES = ("click", "conversion")
+#: Closed impressions remembered, so that their late clicks are not held as early ones.
+CLOSED_KEPT = 100_000
+#: Join delays kept per label type for the report's quantiles.
+DELAY_SAMPLE = 10_000
+
+
+def _quantile(values: deque[float], q: float) -> float | None:
+    """The q-quantile (nearest rank) of `values`; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
 
 #: What each input of the join may be.
 FeedbackInput = Impression | Click | Conversion | ActivityEvent
@@ -159,6 +174,10 @@ class JoinStats:
     negatives_skipped: int = 0
     predicted_sum: float = 0.0  # click model predictions of resolved impressions
     delays: list[tuple[str, float]] = field(default_factory=list)  # (label type, s) to drain
+    #: The latest join delays per label type, for the quantiles in the join report.
+    recent_delays: dict[str, deque[float]] = field(
+        default_factory=lambda: {kind: deque(maxlen=DELAY_SAMPLE) for kind in LABEL_TYPES}
+    )
 
     def values(self, pending: int) -> dict[str, float | None]:
         clicks = self.click_positives + self.late_clicks
@@ -181,6 +200,11 @@ class JoinStats:
             "features_stale_rate": (
                 self.features_stale / self.impressions if self.impressions else None
             ),
+            **{
+                f"{kind}_delay_p{q}_seconds": _quantile(self.recent_delays[kind], q / 100)
+                for kind in LABEL_TYPES
+                for q in (50, 90)
+            },
         }
 
 
@@ -214,8 +238,15 @@ class FeedbackJoiner:
         self.expiries: list[tuple[float, int, str, str]] = []  # (deadline, seq, kind, id)
         self.sequence = 0
         self.activity: dict[str, VisitorActivity] = {}
+        # Labels that arrived before their impression, held until the watermark passes
+        # their event time (the impression, earlier in event time, may still arrive).
+        self.early_clicks: dict[str, tuple[Click, float]] = {}
+        self.early_conversions: dict[str, list[list[Any]]] = {}  # visitor -> [ts, product, joined]
         self.max_ts = -math.inf
         self.stats = JoinStats()
+        #: Impressions whose click window closed lately (oldest first): a click for one
+        #: is late at once.
+        self.closed: dict[str, None] = {}
         self.reports: list[MetricsReport] = []
         self.since_report = 0
 
@@ -307,12 +338,39 @@ class FeedbackJoiner:
             self.by_visitor.setdefault(imp.visitor, []).append(imp.impression_id)
             self._expire_at(ts + self.config.conversion_window_seconds, "conversion",
                             imp.impression_id)  # fmt: skip
+        early = self.early_clicks.pop(imp.impression_id, None)
+        if early is not None:
+            outputs += self.click(*early)
+        outputs += self._early_conversions(self.pending[imp.impression_id])
+        return outputs
+
+    def _early_conversions(self, pending: Pending) -> list[Prediction | Outcome | Rejection]:
+        """Labels from held conversions of the visitor that fall in this impression's window."""
+        outputs: list[Prediction | Outcome | Rejection] = []
+        for held in self.early_conversions.get(pending.visitor, []):
+            ts, product, joined = held
+            delay = ts - pending.ts
+            if product in pending.converted or not (
+                0 <= delay <= self.config.conversion_window_seconds
+            ):
+                continue
+            pending.converted.add(product)
+            when = datetime.fromtimestamp(ts, UTC)
+            name = f"propensity_{product}"
+            outputs.append(self._label(pending, name, "conversion", True, when, delay))
+            if not joined:
+                held[2] = True
+                self.stats.conversions_joined += 1
         return outputs
 
     def click(self, click: Click, ts: float) -> list[Prediction | Outcome | Rejection]:
         pending = self.pending.get(click.impression_id)
         if pending is not None and pending.clicked:
             self.stats.duplicate_clicks += 1
+            return []
+        if pending is None and ts >= self.watermark and click.impression_id not in self.closed:
+            self.early_clicks[click.impression_id] = (click, ts)  # its impression may follow
+            self._expire_at(ts, "early_click", click.impression_id)
             return []
         delay = ts - pending.ts if pending is not None else math.inf
         if pending is None or delay > self.config.click_window_seconds:
@@ -338,6 +396,10 @@ class FeedbackJoiner:
             pending.converted.add(conv.product)
             outputs.append(self._label(pending, name, "conversion", True, conv.ts, delay))
         self.stats.conversions_joined += bool(outputs)
+        if ts >= self.watermark:  # impressions before it may still arrive
+            held = [ts, conv.product, bool(outputs)]
+            self.early_conversions.setdefault(conv.visitor, []).append(held)
+            self._expire_at(ts, "early_conversion", conv.visitor)
         return outputs
 
     # --- windows -------------------------------------------------------------------------
@@ -351,11 +413,24 @@ class FeedbackJoiner:
         watermark = self.watermark
         while self.expiries and self.expiries[0][0] < watermark:
             deadline, _, kind, impression_id = heapq.heappop(self.expiries)
+            if kind == "early_click":
+                if self.early_clicks.pop(impression_id, None) is not None:
+                    self.stats.late_clicks += 1  # its impression never came
+                continue
+            if kind == "early_conversion":  # `impression_id` is the visitor here
+                held = self.early_conversions[impression_id]
+                held.pop(next(i for i, h in enumerate(held) if h[0] == deadline))
+                if not held:
+                    del self.early_conversions[impression_id]
+                continue
             pending = self.pending[impression_id]
             end = datetime.fromtimestamp(deadline, UTC)
             if kind == "click":
                 if not pending.clicked:
                     outputs.append(self._label(pending, self.config.ctr_model, "click", False, end))
+                self.closed[impression_id] = None
+                if len(self.closed) > CLOSED_KEPT:
+                    del self.closed[next(iter(self.closed))]
                 if not self.config.products:
                     del self.pending[impression_id]
                 continue
@@ -397,6 +472,7 @@ class FeedbackJoiner:
             self._resolved(q, resolved)
         if delay is not None:
             self.stats.delays.append((label_type, max(delay, 0.0)))
+            self.stats.recent_delays[label_type].append(max(delay, 0.0))
         return Outcome(
             impression_id=pending.impression_id, visitor=pending.visitor, model=name,
             model_version=version, label_type=label_type, label=label,  # type: ignore[arg-type]

@@ -271,7 +271,7 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
         for worker in env.workers:
             worker.stop()
     # Every partition left on the broker makes each of its later starts slower.
-    names = [n for env in made for n in topic_names(env.settings) + join_topics(env.settings)]
+    names = {n for env in made for n in topic_names(env.settings) + join_topics(env.settings)}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.delete_topics([n for n in names if n in set(admin.list_topics())])

@@ -25,8 +25,11 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     first_impressions = sum(isinstance(e, Impression) for e in first)
     assert first_impressions == 2_400
 
-    worker = env.start_worker()
+    # Each part is in the topics before a worker reads it, so that the worker merges the
+    # four topics exactly in event-time order and its predictions can be compared bit
+    # for bit (produced while it runs, the labels are still the same: see the demo).
     produce_to_topics(s.bootstrap_servers, feedback_messages(first, s))
+    worker = env.start_worker()
     # Two predictions (click model, shoes propensity) per impression.
     env.read(s.predictions_topic, 2 * first_impressions, timeout=120)
     samples = worker.scrape()
@@ -35,8 +38,8 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     assert worker.stop() == 0, worker.tail()
     before = env.count(s.outcomes_topic)
 
-    worker = env.start_worker()
     produce_to_topics(s.bootstrap_servers, feedback_messages(second, s))
+    worker = env.start_worker()
     messages = env.read(s.outcomes_topic, len(expected), timeout=120)
     predictions = env.read(s.predictions_topic, 2 * len(impressions), timeout=60)
     samples = worker.scrape()

@@ -187,3 +187,21 @@ def test_a_conversion_labels_the_product_model_of_every_impression_in_its_window
         ("i1", "propensity_bags", False)
     ]
     assert "i1" not in joiner.pending and "i2" in joiner.pending
+
+
+def test_labels_that_arrive_before_their_impression_wait_for_it_within_the_lateness() -> None:
+    config = JoinConfig(products=("shoes",), conversion_window_seconds=3600, ctr_model="logreg",
+                        lateness_seconds=60)  # fmt: skip
+    joiner = FeedbackJoiner(config)
+    joiner.handle(ActivityEvent(visitor="v1", ts=at(100), type="search"))  # watermark 40
+    assert joiner.handle(Click(click_id="c1", impression_id="i1", ts=at(90))) == []
+    assert joiner.handle(Conversion(visitor="v1", product="shoes", ts=at(95))) == []
+    result = outcomes([joiner.handle(impression(1, 80))])  # arrives late, within lateness
+    assert sorted((o.model, o.label) for o in result) == [
+        ("logreg", True), ("propensity_shoes", True)
+    ]  # fmt: skip
+    # A click whose impression never comes is a late positive once the watermark passes it.
+    joiner.handle(Click(click_id="c2", impression_id="ghost", ts=at(110)))
+    assert joiner.stats.late_clicks == 0
+    joiner.handle(ActivityEvent(visitor="v2", ts=at(171), type="search"))  # watermark 111
+    assert joiner.stats.late_clicks == 1 and not joiner.early_clicks
