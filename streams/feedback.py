@@ -42,7 +42,7 @@ from schemas import ActivityEvent, Prediction
 from schemas.codec import InvalidMessage, decode
 from schemas.feedback import Click, Conversion, Impression, Outcome
 from streams.checkpoints import checkpoint_key, checkpoint_reader, read_chunks
-from streams.hot_path import Outbox, publish_report, reject
+from streams.hot_path import Outbox, dead_letter, publish_report
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -408,10 +408,7 @@ class FeedbackJoin(Service):
     async def _dead_letter(
         self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
     ) -> None:
-        letter = reject(message, rejection, self.metrics, self.settings.max_event_bytes)
-        await outbox.add(
-            self.settings.dead_letters_topic, message.key, letter, fallback=message.partition
-        )
+        await dead_letter(outbox, message, rejection, self.metrics, self.settings)
 
     def _export(self, state: JoinPartition) -> None:
         """Mirror the joiner's counters, delays, pending size and coverage in Prometheus."""

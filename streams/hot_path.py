@@ -423,13 +423,22 @@ class BatchedEvents(Service):
     async def _dead_letter(
         self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
     ) -> None:
-        letter = reject(message, rejection, self.metrics, self.settings.max_event_bytes)
-        await outbox.add(
-            self.settings.dead_letters_topic, message.key, letter, fallback=message.partition
-        )
+        await dead_letter(outbox, message, rejection, self.metrics, self.settings)
 
     async def _report(self, outbox: Outbox, report: MetricsReport, partition: int) -> None:
         await publish_report(outbox, report, partition, self.metrics, self.settings.metrics_topic)
+
+
+async def dead_letter(
+    outbox: Outbox,
+    message: ConsumerRecord,
+    rejection: Rejection,
+    metrics: WorkerMetrics,
+    settings: Settings,
+) -> None:
+    """Count, log and queue the dead letter of a rejected message (keyed as it was)."""
+    letter = reject(message, rejection, metrics, settings.max_event_bytes)
+    await outbox.add(settings.dead_letters_topic, message.key, letter, fallback=message.partition)
 
 
 async def publish_report(
