@@ -6,9 +6,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from online_models.drift import DriftConfig, DriftMonitor
 from online_models.evaluation import EvaluationConfig, Evaluator
 from online_models.registry import MODELS, ModelSpec
 from schemas import ErrorType, InputEvent, MetricsReport, Prediction
+from schemas.drift import DriftReport
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,18 @@ class LearningError(ValueError):
 class ServedModel:
     """One live model: the River estimator, how many events it learnt, its rolling quality."""
 
-    def __init__(self, spec: ModelSpec, evaluation: EvaluationConfig) -> None:
+    def __init__(
+        self, spec: ModelSpec, evaluation: EvaluationConfig, drift: DriftConfig | None = None
+    ) -> None:
         self.spec = spec
         self.version = spec.version
         self.estimator: Any = spec.create()
         self.updates = 0
         self.is_classifier = spec.task == "binary"
         self.evaluator = Evaluator(spec.name, self.version, self.is_classifier, evaluation)
+        self.drift = (
+            DriftMonitor(spec.name, self.version, self.is_classifier, drift) if drift else None
+        )
         #: Input offsets below this one were learnt before a restore: predicted again
         #: (outputs may be needed), never learnt or scored twice.
         self.resume_offset = 0
@@ -119,6 +126,7 @@ class Learner:
         registry: Mapping[str, ModelSpec] = MODELS,
         params: Mapping[str, Mapping[str, Any]] | None = None,
         evaluation: EvaluationConfig | None = None,
+        drift: DriftConfig | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         params = params or {}
@@ -128,9 +136,10 @@ class Learner:
                 known = ", ".join(sorted(registry))
                 raise ValueError(f"unknown model {name!r}: choose among {known}")
             spec = registry[name].with_params(**params.get(name, {}))
-            self.models[name] = ServedModel(spec, evaluation or EvaluationConfig())
+            self.models[name] = ServedModel(spec, evaluation or EvaluationConfig(), drift)
         self.clock = clock
         self.pending_reports: list[MetricsReport] = []
+        self.pending_drift: list[DriftReport] = []
 
     def process(
         self,
@@ -177,6 +186,8 @@ class Learner:
             self.pending_reports += model.evaluator.observe(
                 y, y_pred, features, event.key, event.ts
             )
+            if model.drift is not None:
+                self.pending_drift += model.drift.observe(features, y, y_pred, event.ts, offset)
         # Every field comes from a validated event or from checks above (a finite
         # prediction): building without re-validation saves ~4 µs per event.
         return Prediction.model_construct(
@@ -199,6 +210,11 @@ class Learner:
             for name, model in self.models.items()
             if (headline := model.evaluator.headline()) is not None
         }
+
+    def drain_drift(self) -> list[DriftReport]:
+        """Drift reports that came due since the last call, in order."""
+        reports, self.pending_drift = self.pending_drift, []
+        return reports
 
     def drain_reports(self) -> list[MetricsReport]:
         """Metrics reports that came due since the last call, in the order they did."""

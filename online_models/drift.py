@@ -1,0 +1,255 @@
+"""Drift of one model replica, from the labelled events it learns from.
+
+Concept drift: ADWIN and Page-Hinkley on the per-event loss (log loss, or absolute error
+for regressors), alarming on increases only (a model that improves is not drifting).
+Label, prediction and calibration drift: ADWIN on the label, the prediction and
+prediction - label, both directions. Feature drift: every `window` labelled events, the
+window is compared with the reference window (the first `reference` labelled events):
+population stability index for numeric features (bins fixed on the reference window),
+Jensen-Shannon divergence for categorical ones. Per event the cost is a handful of ADWIN
+and Page-Hinkley updates and one bin lookup per feature; comparisons run once a window.
+"""
+
+import bisect
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from river import drift
+
+from schemas.drift import DriftReport
+
+OTHER = "__other__"
+EPSILON = 1e-4  # smoothing of empty bins in PSI and JS
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Detector parameters and windows."""
+
+    reference: int = 1000
+    window: int = 1000
+    adwin_delta: float = 0.002
+    ph_threshold: float = 50.0
+    psi_threshold: float = 0.2
+    js_threshold: float = 0.1
+    bins: int = 10
+    max_categories: int = 50
+
+
+def psi(reference: list[float], current: list[float]) -> float:
+    """Population stability index of two distributions over the same bins.
+
+    >>> round(psi([0.5, 0.5], [0.5, 0.5]), 6)
+    0.0
+    """
+    total = 0.0
+    for r, c in zip(reference, current, strict=True):
+        r, c = max(r, EPSILON), max(c, EPSILON)
+        total += (c - r) * math.log(c / r)
+    return total
+
+
+def jensen_shannon(reference: dict[str, float], current: dict[str, float]) -> float:
+    """Jensen-Shannon divergence (base 2: 0 equal, 1 disjoint) of two distributions.
+
+    >>> jensen_shannon({"a": 1.0}, {"b": 1.0})
+    1.0
+    """
+    keys = set(reference) | set(current)
+    total = 0.0
+    for key in keys:
+        p, q = reference.get(key, 0.0), current.get(key, 0.0)
+        m = (p + q) / 2
+        if p > 0:
+            total += 0.5 * p * math.log2(p / m)
+        if q > 0:
+            total += 0.5 * q * math.log2(q / m)
+    return total
+
+
+def _proportions(counts: Counter[Any], n: int) -> dict[Any, float]:
+    return {k: v / n for k, v in counts.items()} if n else {}
+
+
+class DriftMonitor:
+    """Drift detectors of one model replica; `observe` returns the reports due."""
+
+    def __init__(self, model: str, version: str, binary: bool, config: DriftConfig) -> None:
+        self.model, self.version, self.binary, self.config = model, version, binary, config
+        self.detectors: dict[tuple[str, str], Any] = {
+            ("adwin", "loss"): drift.ADWIN(delta=config.adwin_delta),
+            ("page_hinkley", "loss"): drift.PageHinkley(threshold=config.ph_threshold, mode="up"),
+            ("adwin", "label"): drift.ADWIN(delta=config.adwin_delta),
+            ("adwin", "prediction"): drift.ADWIN(delta=config.adwin_delta),
+            ("adwin", "calibration"): drift.ADWIN(delta=config.adwin_delta),
+        }
+        self.sums: dict[str, float] = dict.fromkeys(
+            ("loss", "label", "prediction", "calibration"), 0.0
+        )
+        self.alarms: set[tuple[str, str]] = set()  # detectors that fired in the window
+        self.n = 0
+        # Reference window: raw values, then bin edges and proportions.
+        self.reference_numeric: dict[str, list[float]] = {}
+        self.reference_categorical: dict[str, Counter[str]] = {}
+        self.edges: dict[str, list[float]] | None = None
+        self.expected_numeric: dict[str, list[float]] = {}
+        self.expected_categorical: dict[str, dict[str, float]] = {}
+        self.window_numeric: dict[str, Counter[int]] = {}
+        self.window_categorical: dict[str, Counter[str]] = {}
+        self.window_n = 0
+        self.start: tuple[datetime, int | None] | None = None
+
+    def observe(
+        self, x: dict[str, Any], y: bool | float, p: float, ts: datetime, offset: int | None
+    ) -> list[DriftReport]:
+        """Update every detector with one labelled event, scored `p` before learning."""
+        if self.start is None:
+            self.start = (ts, offset)
+        self.n += 1
+        if self.binary:
+            q = min(max(p, 1e-15), 1 - 1e-15)
+            loss = -math.log(q if y else 1 - q)
+        else:
+            loss = abs(p - float(y))
+        signals = {"loss": loss, "label": float(y), "prediction": p, "calibration": p - float(y)}
+        reports: list[DriftReport] = []
+        for key, state in self.detectors.items():
+            detector, signal = key
+            if key == ("adwin", "loss"):  # alarm on increases only
+                before = state.estimation
+                state.update(loss)
+                fired = state.drift_detected and state.estimation > before
+            else:
+                state.update(signals[signal])
+                fired = state.drift_detected
+            if fired:
+                self.alarms.add((detector, signal))
+                threshold = (
+                    self.config.adwin_delta if detector == "adwin" else self.config.ph_threshold
+                )
+                mean = self.sums[signal] / max(self.window_n, 1)
+                reports.append(
+                    self._report(detector, signal, "alarm", mean, threshold, True, ts, offset)
+                )
+        for signal, value in signals.items():
+            self.sums[signal] += value
+        self._features(x)
+        self.window_n += 1
+        if self.edges is not None and self.window_n >= self.config.window:
+            reports += self._window(ts, offset)
+        elif self.edges is None and self.n >= self.config.reference:
+            self._fix_reference()
+            self._reset(ts, offset)
+        return reports
+
+    # --- features ----------------------------------------------------------------------
+    def _features(self, x: dict[str, Any]) -> None:
+        if self.edges is None:  # still the reference window
+            for name, value in x.items():
+                if type(value) is str or type(value) is bool:
+                    self.reference_categorical.setdefault(name, Counter())[str(value)] += 1
+                elif isinstance(value, int | float):
+                    self.reference_numeric.setdefault(name, []).append(float(value))
+            return
+        edges, numeric, categorical = self.edges, self.window_numeric, self.window_categorical
+        for name, value in x.items():
+            if name in edges:
+                if type(value) is not str and type(value) is not bool:
+                    numeric[name][bisect.bisect_right(edges[name], value)] += 1
+            else:
+                known = self.expected_categorical.get(name)
+                if known is not None:
+                    category = value if type(value) is str else str(value)
+                    categorical[name][category if category in known else OTHER] += 1
+
+    def _fix_reference(self) -> None:
+        """Bin edges (reference quantiles) and proportions of the reference window."""
+        self.edges = {}
+        for name, values in self.reference_numeric.items():
+            ordered = sorted(values)
+            qs = [
+                ordered[int(len(ordered) * i / self.config.bins)]
+                for i in range(1, self.config.bins)
+            ]
+            edges = sorted(set(qs))
+            self.edges[name] = edges
+            counts = Counter(bisect.bisect_right(edges, v) for v in values)
+            self.expected_numeric[name] = [counts[i] / len(values) for i in range(len(edges) + 1)]
+        for name, categories in self.reference_categorical.items():
+            top = dict(categories.most_common(self.config.max_categories))
+            other = sum(categories.values()) - sum(top.values())
+            if other:
+                top[OTHER] = other
+            self.expected_categorical[name] = _proportions(Counter(top), sum(categories.values()))
+        self.reference_numeric.clear()
+        self.reference_categorical.clear()
+        self.window_numeric = {name: Counter() for name in self.edges}
+        self.window_categorical = {name: Counter() for name in self.expected_categorical}
+
+    def _window(self, ts: datetime, offset: int | None) -> list[DriftReport]:
+        """The window's statistics against the reference, then a new window."""
+        c = self.config
+        reports = []
+        for (detector, signal), _ in self.detectors.items():
+            threshold = c.adwin_delta if detector == "adwin" else c.ph_threshold
+            mean = self.sums[signal] / self.window_n
+            fired = (detector, signal) in self.alarms
+            reports.append(
+                self._report(detector, signal, "window", mean, threshold, fired, ts, offset)
+            )
+        assert self.edges is not None
+        for name, expected in self.expected_numeric.items():
+            counts = self.window_numeric.get(name, Counter())
+            n = sum(counts.values())
+            if not n:
+                continue
+            current = [counts[i] / n for i in range(len(expected))]
+            value = psi(expected, current)
+            flag = value > c.psi_threshold
+            report = self._report("psi", f"feature:{name}", "window", value, c.psi_threshold, flag,
+                                  ts, offset)  # fmt: skip
+            reports.append(report)
+        for name, expected_dist in self.expected_categorical.items():
+            seen = self.window_categorical.get(name, Counter())
+            total = sum(seen.values())
+            if not total:
+                continue
+            value = jensen_shannon(expected_dist, _proportions(seen, total))
+            flag = value > c.js_threshold
+            report = self._report("jensen_shannon", f"feature:{name}", "window", value,
+                                  c.js_threshold, flag, ts, offset)  # fmt: skip
+            reports.append(report)
+        self._reset(ts, offset)
+        return reports
+
+    def _reset(self, ts: datetime, offset: int | None) -> None:
+        self.sums = dict.fromkeys(self.sums, 0.0)
+        self.alarms.clear()
+        for bins in self.window_numeric.values():
+            bins.clear()
+        for categories in self.window_categorical.values():
+            categories.clear()
+        self.window_n = 0
+        self.start = None
+
+    def _report(
+        self,
+        detector: str,
+        signal: str,
+        trigger: str,
+        statistic: float,
+        threshold: float,
+        flag: bool,
+        ts: datetime,
+        offset: int | None,
+    ) -> DriftReport:
+        start_ts, start_offset = self.start or (ts, offset)
+        return DriftReport.model_construct(
+            model=self.model, model_version=self.version, partition=None, detector=detector,
+            signal=signal, trigger=trigger, statistic=statistic, threshold=threshold,
+            drift=flag, window_start=start_ts, window_end=ts,
+            window_start_offset=start_offset, window_end_offset=offset, schema_version=1,
+        )  # fmt: skip
