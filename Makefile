@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test unit integration lint bench lock schemas kafka-up kafka-down clean
+.PHONY: venv demo test unit integration lint bench lock schemas kafka-up kafka-down clean prometheus
 
 venv: $(STAMP)
 
@@ -22,7 +22,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: venv
 	$(BIN)/riverrun demo
 
-test: venv
+# Debian's Prometheus package (prometheus, promtool), unpacked without root: the
+# monitoring tests check the rules and scrape a worker with them.
+PROMETHEUS := .cache/prometheus/usr/bin/prometheus
+
+$(PROMETHEUS): deploy/prometheus/install.sh
+	deploy/prometheus/install.sh .cache/prometheus
+
+prometheus: $(PROMETHEUS)
+
+test: venv $(PROMETHEUS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -31,7 +40,7 @@ test: venv
 unit: venv
 	$(BIN)/python -m pytest tests/unit
 
-integration: venv
+integration: venv $(PROMETHEUS)
 	$(BIN)/python -m pytest tests/integration
 
 lint: venv

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from schemas.activity import ActivityEvent
 from schemas.checkpoint import CheckpointHeader
 from schemas.dead_letter import DeadLetter
+from schemas.drift import DriftReport
 from schemas.feedback import Click, Conversion, Impression, Outcome
 from schemas.input_event import InputEvent
 from schemas.metrics_report import MetricsReport
@@ -24,6 +25,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "click.v1.json": Click,
     "conversion.v1.json": Conversion,
     "outcome.v1.json": Outcome,
+    "drift_report.v1.json": DriftReport,
 }
 
 

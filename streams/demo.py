@@ -38,9 +38,11 @@ DEMO_SETTINGS: dict[str, object] = {
 }
 #: Fields named after the run unless the user set them: each demo starts from nothing
 #: (no committed offsets, no checkpoint of an earlier run) and deletes them at the end.
-RUN_FIELDS = ("group_id", "events_topic", "predictions_topic", "dead_letters_topic",
-              "activity_topic", "metrics_topic", "checkpoints_topic", "impressions_topic",
-              "clicks_topic", "conversions_topic", "outcomes_topic")  # fmt: skip
+RUN_FIELDS = (
+    "group_id", "events_topic", "predictions_topic", "dead_letters_topic", "activity_topic",
+    "metrics_topic", "checkpoints_topic", "drift_topic", "impressions_topic", "clicks_topic",
+    "conversions_topic", "outcomes_topic",
+)  # fmt: skip
 #: Impressions of the delayed-feedback scenario.
 FEEDBACK_IMPRESSIONS = 6_000
 #: Events per dataset when the dataset is endless: 30 days of 300 offers.

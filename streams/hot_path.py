@@ -32,6 +32,7 @@ from mode import Service
 
 from online_models import Learner, Rejection
 from schemas import DeadLetter, MetricsReport, Prediction
+from schemas.drift import DriftReport
 from streams.checkpoints import CheckpointStore, PartitionState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import EventPipeline
@@ -196,7 +197,7 @@ class BatchedEvents(Service):
         )
         self.consumer.subscribe([s.events_topic], listener=_HandOver(self))
         await self.producer.start()
-        for topic in (s.predictions_topic, s.dead_letters_topic, s.metrics_topic):
+        for topic in (s.predictions_topic, s.dead_letters_topic, s.metrics_topic, s.drift_topic):
             self.partitions[topic] = len(await self.producer.partitions_for(topic))
         self.checkpoints = CheckpointStore(s, self.producer, self.metrics, self.new_learner)
         await self.checkpoints.start()
@@ -209,7 +210,7 @@ class BatchedEvents(Service):
     def new_learner(self) -> Learner:
         """Fresh replicas of the served models, for one input partition."""
         s = self.settings
-        return Learner(s.models, params=s.model_params, evaluation=s.evaluation())
+        return Learner(s.models, params=s.model_params, evaluation=s.evaluation(), drift=s.drift())
 
     async def on_stop(self) -> None:
         async with self.batch_lock:  # the batch in flight is sent and committed first
@@ -352,6 +353,7 @@ class BatchedEvents(Service):
             if replayed:  # rebuilding the model: outputs were delivered by the last owner
                 pipeline.run([m.value for m in replayed], received_at, [m.offset for m in replayed])
                 state.learner.drain_reports()
+                state.learner.drain_drift()
                 messages = messages[len(replayed) :]
             values = [m.value for m in messages]
             outputs = pipeline.run(values, received_at, [m.offset for m in messages])
@@ -369,6 +371,8 @@ class BatchedEvents(Service):
                     await self._dead_letter(outbox, message, output)
             for report in state.learner.drain_reports():
                 await self._report(outbox, report, tp.partition)
+            for drift in state.learner.drain_drift():
+                await self._drift(outbox, drift, tp.partition)
             state.position = (messages or replayed)[-1].offset + 1
             # The committed offset says which outputs were delivered: never move it back
             # while re-running events whose outputs the last owner delivered.
@@ -424,6 +428,17 @@ class BatchedEvents(Service):
         self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
     ) -> None:
         await dead_letter(outbox, message, rejection, self.metrics, self.settings)
+
+    async def _drift(self, outbox: Outbox, report: DriftReport, partition: int) -> None:
+        report = report.model_copy(update={"partition": partition})
+        labels = (report.model, str(partition), report.detector, report.signal)
+        if report.drift:
+            self.metrics.drift.labels(*labels).inc()
+        if report.trigger == "window":
+            self.metrics.drift_statistic.labels(*labels).set(report.statistic)
+        await outbox.add(
+            self.settings.drift_topic, report.model.encode(), report.model_dump_json().encode()
+        )
 
     async def _report(self, outbox: Outbox, report: MetricsReport, partition: int) -> None:
         await publish_report(outbox, report, partition, self.metrics, self.settings.metrics_topic)

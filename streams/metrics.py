@@ -118,6 +118,20 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self.drift = Counter(
+            "riverrun_drift_detected_total",
+            "Drift found: a detector's alarm (adwin, page_hinkley) or a window over its "
+            "threshold (psi, jensen_shannon), by signal (loss, label, prediction, "
+            "calibration, feature:<name>).",
+            ["model", "partition", "detector", "signal"],
+            registry=r,
+        )
+        self.drift_statistic = Gauge(
+            "riverrun_drift_statistic",
+            "The last window's drift statistic (see the drift topic's schema).",
+            ["model", "partition", "detector", "signal"],
+            registry=r,
+        )
         # --- delayed-feedback join ---
         self.join_counts = Counter(
             "riverrun_join_events_total",

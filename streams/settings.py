@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig
 from online_models.joiner import JoinConfig
 from online_models.registry import MODELS
@@ -113,6 +114,25 @@ class Settings(BaseSettings):
     )
     baseline_window: int = Field(
         default=7, gt=0, description="Labels per key in the regressors' moving-average baseline."
+    )
+
+    # --- drift -------------------------------------------------------------------------
+    drift_enabled: bool = Field(default=True, description="Run the drift detectors.")
+    drift_topic: str = "drift"
+    drift_reference: int = Field(
+        default=1000, gt=0, description="Labelled events of the reference window (feature bins)."
+    )
+    drift_window: int = Field(
+        default=1000, gt=0, description="Labelled events per window compared with the reference."
+    )
+    drift_psi_threshold: float = Field(
+        default=0.2, gt=0, description="PSI above which a numeric feature drifted."
+    )
+    drift_js_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon divergence above which a categorical feature drifted.",
     )
 
     # --- delayed feedback --------------------------------------------------------------
@@ -249,6 +269,17 @@ class Settings(BaseSettings):
             propensity_model=self.propensity_model,
             negative_rate=self.negative_sampling_rate,
             report_every=self.join_report_every,
+        )
+
+    def drift(self) -> DriftConfig | None:
+        """The drift detectors' parameters (None: disabled)."""
+        if not self.drift_enabled:
+            return None
+        return DriftConfig(
+            reference=self.drift_reference,
+            window=self.drift_window,
+            psi_threshold=self.drift_psi_threshold,
+            js_threshold=self.drift_js_threshold,
         )
 
     def evaluation(self) -> EvaluationConfig:

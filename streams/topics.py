@@ -22,6 +22,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.activity_topic,
         settings.metrics_topic,
         settings.checkpoints_topic,
+        settings.drift_topic,
     ] + (join_topics(settings) if settings.join_enabled else [])
 
 

@@ -240,6 +240,7 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
             "activity_topic": f"t-{run}-activity",
             "metrics_topic": f"t-{run}-metrics",
             "checkpoints_topic": f"t-{run}-checkpoints",
+            "drift_topic": f"t-{run}-drift",
             "impressions_topic": f"t-{run}-impressions",
             "clicks_topic": f"t-{run}-clicks",
             "conversions_topic": f"t-{run}-conversions",

@@ -4,6 +4,7 @@ import urllib.request
 
 from online_models.offline import river_progressive, run_offline
 from schemas import MetricsReport
+from schemas.drift import DriftReport
 from streams.replay import dataset_events, encode
 
 
@@ -42,6 +43,14 @@ def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # ty
     last = expected["logreg"][-1].metrics
     for name, value in river_progressive(phishing, "logreg").items():
         assert abs(last[name] - value) <= 1e-9, name  # type: ignore[operator]
+
+    # Offers' 3,000 labelled events: a reference window of 1,000, then two windows of
+    # 1,000, each with one report per detector signal and per feature.
+    drift = [
+        DriftReport.model_validate_json(m.value) for m in env.read(env.settings.drift_topic, 10)
+    ]
+    assert {r.model for r in drift if r.trigger == "window"} == {"clicks"}
+    assert {"adwin", "page_hinkley", "psi", "jensen_shannon"} <= {r.detector for r in drift}
 
     text = (
         urllib.request.urlopen(f"http://127.0.0.1:{env.settings.metrics_port}/metrics", timeout=5)
