@@ -91,6 +91,7 @@ class DriftMonitor:
         )
         self.alarms: set[tuple[str, str]] = set()  # detectors that fired in the window
         self.n = 0
+        self.label_scale = 0.0  # regressors: running mean of |label|
         # Reference window: raw values, then bin edges and proportions.
         self.reference_numeric: dict[str, list[float]] = {}
         self.reference_categorical: dict[str, Counter[str]] = {}
@@ -113,7 +114,10 @@ class DriftMonitor:
             q = min(max(p, 1e-15), 1 - 1e-15)
             loss = -math.log(q if y else 1 - q)
         else:
-            loss = abs(p - float(y))
+            # Relative to the mean |label| so far, so that the loss detectors' thresholds
+            # mean the same for counts in the tens and values in the thousands.
+            self.label_scale += (abs(float(y)) - self.label_scale) / self.n
+            loss = abs(p - float(y)) / max(self.label_scale, 1e-9)
         signals = {"loss": loss, "label": float(y), "prediction": p, "calibration": p - float(y)}
         reports: list[DriftReport] = []
         for key, state in self.detectors.items():

@@ -2,6 +2,7 @@
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,34 @@ def demo(datasets: str, limit: int | None, timeout: float) -> None:
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=PROJECT_DIR / ".cache" / "report" / "riverrun-report.html",
+              show_default=True, help="The HTML file to write.")  # fmt: skip
+@click.option("--since", help="Only events from this event time (ISO-8601; no zone = UTC).")
+@click.option("--until", help="Only events before this event time.")
+def report(out: Path, since: str | None, until: str | None) -> None:
+    """Write one self-contained HTML report (PNG charts) of the metrics, drift,
+    predictions and dead-letters topics."""
+    from streams.report import write_report
+
+    settings = load_settings()
+    require_broker(settings)
+    bounds = []
+    for name, value in (("--since", since), ("--until", until)):
+        try:
+            when = datetime.fromisoformat(value) if value else None
+        except ValueError:
+            raise click.UsageError(f"{name} {value!r} is not an ISO-8601 time") from None
+        bounds.append(when.replace(tzinfo=when.tzinfo or UTC) if when else None)
+    data = write_report(settings, out, bounds[0], bounds[1])
+    counts = (
+        f"{len(data.predictions)} predictions, {len(data.metrics)} metrics reports, "
+        f"{len(data.drift)} drift reports, {len(data.dead_letters)} dead letters"
+    )
+    click.echo(f"wrote {out}: {counts}")
 
 
 @main.group()

@@ -230,6 +230,12 @@ def run_demo(
         ok = summary(collector, events, expected_reports, len(messages), len(bad), echo)
         if settings.join_enabled and worker.poll() is None:
             ok = feedback_scenario(settings, timeout, echo) and ok
+        from streams.report import write_report
+
+        report = settings.kafka_cache_dir.parent / "demo" / "riverrun-report.html"
+        write_report(settings, report)
+        echo(f"\nreport (quality with drift alarms, predicted vs actual, dead letters, "
+             f"throughput): {report}")  # fmt: skip
         return ok
     finally:
         if worker is not None:

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from schemas import InputEvent
 
@@ -78,6 +79,11 @@ def test_demo_accounts_for_every_event_and_metric(make_env) -> None:  # type: ig
     assert (
         "OK: events in = predictions out + dead letters; streamed metrics = offline" in done.stdout
     )
+    # The delayed-feedback scenario and the report (self-contained: charts inline).
+    assert "OK: labels identical to the offline join" in done.stdout
+    report = Path(done.stdout.split("throughput): ")[1].split()[0])
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 6 and "src='http" not in page
 
 
 def test_worker_without_a_broker_says_what_to_do(make_env) -> None:  # type: ignore[no-untyped-def]
