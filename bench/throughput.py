@@ -220,7 +220,9 @@ class PeakRSS:
 
 
 def bench_core(values: list[bytes], batch_size: int) -> Result:
-    pipeline = EventPipeline(Learner(["logreg"]), max_event_bytes=100_000)
+    settings = Settings()  # the worker's defaults: the same evaluation and drift work
+    learner = Learner(["logreg"], evaluation=settings.evaluation(), drift=settings.drift())
+    pipeline = EventPipeline(learner, max_event_bytes=settings.max_event_bytes)
     started = time.perf_counter()
     for i in range(0, len(values), batch_size):
         for output in pipeline.run(values[i : i + batch_size]):
