@@ -194,11 +194,12 @@ class FeedbackJoin(Service):
         )
         found = await read_chunks(self.reader, where, {replica.prefix: JOIN})
         checkpoints, refusals = gather(found.get(JOIN, []))
-        joiner, offsets = None, None
+        joiner, offsets, restored_sequence = None, None, -1
         for checkpoint in checkpoints:
             try:
                 joiner = restore_state(checkpoint, replica, self.identity, key=self.key)
                 offsets = checkpoint.header.offsets or {}
+                restored_sequence = checkpoint.header.sequence
                 break
             except CheckpointRefused as err:
                 refusals.append(err)
@@ -207,7 +208,13 @@ class FeedbackJoin(Service):
         for refusal in refusals:
             self.metrics.checkpoint_refused.labels(JOIN, str(partition), refusal.reason.value).inc()
             log.error("join checkpoint refused for partition %d: %s", partition, refusal)
-        sequence = checkpoints[0].header.sequence + 2 if checkpoints else 0
+        sequence = checkpoints[0].header.sequence + 1 if checkpoints else 0
+        if sequence % 2 == restored_sequence % 2:
+            sequence += 1  # never overwrite the slot of the checkpoint in use
+        # Without a usable checkpoint: re-run the topics from the log start (outputs below
+        # the committed offsets not sent again), unless RIVERRUN_CHECKPOINT_FALLBACK=fresh
+        # after a refusal says to start afresh at the committed offsets.
+        fresh = joiner is None and bool(refusals) and s.checkpoint_fallback == "fresh"
         state = JoinPartition(partition, joiner or self.new_joiner(), sequence)
         assigned = self.consumer.assignment()
         for topic in self.types:
@@ -218,7 +225,7 @@ class FeedbackJoin(Service):
             log_start = (await self.consumer.beginning_offsets([tp]))[tp]
             start = max(offsets.get(topic, 0) if offsets is not None else 0, log_start)
             if committed is not None:
-                start = min(start, committed)
+                start = committed if fresh else min(start, committed)
             if start != committed:
                 self.consumer.seek(tp, start)
             state.positions[tp] = state.fetched[tp] = start
@@ -355,6 +362,7 @@ class FeedbackJoin(Service):
         highwater = self.consumer.highwater(tp)
         fetched = state.fetched.get(tp)
         if highwater is not None and fetched is not None and fetched >= highwater:
+            state.waiting_since.pop(tp, None)
             return True
         since = state.waiting_since.setdefault(tp, time.monotonic())
         return time.monotonic() - since > MAX_ALIGNMENT_WAIT
