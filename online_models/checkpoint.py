@@ -29,11 +29,11 @@ import struct
 import sys
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import river
 from pydantic import ValidationError
@@ -51,6 +51,7 @@ FORMAT_VERSION = 1
 DEFAULT_CHUNK_BYTES = 512 * 1024
 
 _LENGTH = struct.Struct(">I")
+T = TypeVar("T")
 
 
 class Refusal(StrEnum):
@@ -238,6 +239,42 @@ def gather(values: Iterable[bytes | None]) -> tuple[list[Checkpoint], list[Check
         checkpoint.chunks[header.chunk] = data
     newest_first = sorted(found.values(), key=lambda c: c.header.sequence, reverse=True)
     return newest_first, refused
+
+
+@dataclass
+class Choice(Generic[T]):
+    """What `choose` found on the topic for one replica."""
+
+    restored: T | None  # None: no usable checkpoint
+    refusals: list[CheckpointRefused]
+    next_sequence: int  # of the next checkpoint: the newest, never in the slot in use
+
+
+def choose(
+    values: Iterable[bytes | None],
+    load: Callable[[Checkpoint], T],
+    *,
+    fresh_on_refusal: bool = False,
+) -> Choice[T]:
+    """The newest checkpoint among a replica's chunk messages that `load` accepts (it
+    raises CheckpointRefused for the others). With `fresh_on_refusal`, the first refusal
+    ends the search: no older checkpoint is trusted."""
+    checkpoints, refusals = gather(values)
+    restored, restored_sequence = None, -1
+    for checkpoint in checkpoints:  # newest first
+        try:
+            restored = load(checkpoint)
+        except CheckpointRefused as err:
+            refusals.append(err)
+            if fresh_on_refusal:
+                break
+        else:
+            restored_sequence = checkpoint.header.sequence
+            break
+    following = checkpoints[0].header.sequence + 1 if checkpoints else 0
+    if following % 2 == restored_sequence % 2:
+        following += 1  # never overwrite the slot of the checkpoint in use
+    return Choice(restored, refusals, following)
 
 
 def restore(

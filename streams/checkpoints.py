@@ -17,10 +17,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from online_models import Learner
 from online_models.checkpoint import (
-    CheckpointRefused,
+    Checkpoint,
+    Choice,
     Replica,
+    choose,
     encode_checkpoint,
-    gather,
     restore,
 )
 from online_models.learner import ServedModel
@@ -88,6 +89,48 @@ def checkpoint_reader(settings: Settings, name: str) -> AIOKafkaConsumer:
     )
 
 
+def count_refusals(metrics: WorkerMetrics, replica: Replica, choice: Choice[Any]) -> None:
+    """Log and count every checkpoint `choose` refused for `replica`."""
+    for refusal in choice.refusals:
+        labels = (replica.model, str(replica.partition), refusal.reason.value)
+        metrics.checkpoint_refused.labels(*labels).inc()
+        log.error("checkpoint refused for %s[%d] model %s: %s",
+                  replica.topic, replica.partition, replica.model, refusal)  # fmt: skip
+
+
+async def write_checkpoint(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    metrics: WorkerMetrics,
+    records: list[tuple[bytes, bytes]],
+    *,
+    name: str,
+    partition: int,
+    started: float,
+    transactional: bool = False,
+) -> None:
+    """Send a checkpoint's chunk messages to the checkpoints topic (partition `partition`
+    mod its partition count), wait for their acknowledgement and count it. A
+    `transactional` producer (exactly_once) sends them as one transaction."""
+    topic = settings.checkpoints_topic
+    where = partition % len(await producer.partitions_for(topic))
+
+    async def send() -> list[Any]:
+        return [
+            await producer.send(topic, value, key=key, partition=where) for key, value in records
+        ]
+
+    if transactional:
+        async with producer.transaction():
+            await send()
+    else:
+        await asyncio.gather(*await send())
+    labels = (name, str(partition))
+    metrics.checkpoints.labels(*labels).inc()
+    metrics.checkpoint_bytes.labels(*labels).set(sum(len(v) for _, v in records))
+    metrics.checkpoint_duration.labels(name).observe(time.perf_counter() - started)
+
+
 class PartitionState:
     """What a worker holds for one input partition it owns: the model replicas, where it
     is, and what the last checkpoint covered."""
@@ -123,7 +166,6 @@ class CheckpointStore:
         self.key = checkpoint_key(settings)
         self.partitions = 1  # of the checkpoints topic, read at start
         self.reader: AIOKafkaConsumer | None = None
-        self._refusals: dict[str, int] = {}  # model -> refusals in the current load
 
     async def start(self) -> None:
         s = self.settings
@@ -157,21 +199,20 @@ class CheckpointStore:
         evaluation = self.settings.evaluation()
         for name, served in list(learner.models.items()):
             replica = self.replica(tp, name)
-            restored, state.sequences[name] = self._restore(
-                replica, served, found.get(name, []), evaluation
-            )
+            choice = self._choose(replica, served, found.get(name, []), evaluation)
+            count_refusals(self.metrics, replica, choice)
+            state.sequences[name] = choice.next_sequence
             label = (name, str(tp.partition))
-            if restored is None:
+            if choice.restored is None:
                 # No usable checkpoint: learn every event still in the partition (what
                 # the last owner learnt before its first checkpoint), unless refusals
                 # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on.
-                refused = self._refusals.pop(name, 0)
-                fresh = refused and self.settings.checkpoint_fallback == "fresh"
+                fresh = choice.refusals and self.settings.checkpoint_fallback == "fresh"
                 served.resume_offset = (committed or 0) if fresh else 0
                 state.resume[name] = served.resume_offset
                 self.metrics.restored_offset.labels(*label).set(-1)
                 continue
-            learner.models[name] = served = restored
+            learner.models[name] = served = choice.restored
             state.resume[name] = served.resume_offset
             self.metrics.restored_offset.labels(*label).set(served.resume_offset)
             log.info(
@@ -181,38 +222,16 @@ class CheckpointStore:
         self.metrics.restore_duration.observe(time.perf_counter() - started)
         return state
 
-    def _restore(
+    def _choose(
         self, replica: Replica, fresh: ServedModel, values: list[bytes | None], evaluation: Any
-    ) -> tuple[ServedModel | None, int]:
-        """The newest valid checkpoint's model (None: none usable) and the sequence the
-        next checkpoint takes (above every one on the topic, so it is the newest)."""
-        checkpoints, refusals = gather(values)
-        restored, restored_sequence = None, -1
-        for checkpoint in checkpoints:  # newest first
-            try:
-                served = restore(
-                    checkpoint, replica, fresh.spec, key=self.key, evaluation=evaluation
-                )
-            except CheckpointRefused as err:
-                refusals.append(err)
-                if self.settings.checkpoint_fallback == "fresh":
-                    break
-            else:
-                restored, restored_sequence = served, checkpoint.header.sequence
-                break
-        for refusal in refusals:
-            self._refused(replica, refusal)
-        self._refusals[replica.model] = len(refusals)
-        following = checkpoints[0].header.sequence + 1 if checkpoints else 0
-        if following % 2 == restored_sequence % 2:
-            following += 1  # never overwrite the slot of the checkpoint in use
-        return restored, following
+    ) -> Choice[ServedModel]:
+        """The newest valid checkpoint's model, the refusals, the next sequence."""
 
-    def _refused(self, replica: Replica, refusal: CheckpointRefused) -> None:
-        labels = (replica.model, str(replica.partition), refusal.reason.value)
-        self.metrics.checkpoint_refused.labels(*labels).inc()
-        log.error("checkpoint refused for %s[%d] model %s: %s",
-                  replica.topic, replica.partition, replica.model, refusal)  # fmt: skip
+        def load(checkpoint: Checkpoint) -> ServedModel:
+            return restore(checkpoint, replica, fresh.spec, key=self.key, evaluation=evaluation)
+
+        fresh_on_refusal = self.settings.checkpoint_fallback == "fresh"
+        return choose(values, load, fresh_on_refusal=fresh_on_refusal)
 
     async def write(self, state: PartitionState) -> None:
         """Checkpoint every model of `state` at `state.position`, until acknowledged.
@@ -221,7 +240,6 @@ class CheckpointStore:
         committed, so a restore never resumes after an output that was not delivered.
         """
         assert state.position is not None
-        where = self._where(state.tp)
         for name, served in state.learner.models.items():
             started = time.perf_counter()
             records = encode_checkpoint(
@@ -232,25 +250,15 @@ class CheckpointStore:
                 sequence=state.sequences[name],
                 chunk_bytes=self.settings.checkpoint_chunk_bytes,
             )
-            if self.settings.exactly_once:  # a transactional producer sends in transactions
-                async with self.producer.transaction():
-                    await self._send(records, where.partition)
-            else:
-                await asyncio.gather(*await self._send(records, where.partition))
+            where = state.tp.partition
+            await write_checkpoint(
+                self.producer, self.settings, self.metrics, records,
+                name=name, partition=where, started=started,
+                transactional=self.settings.exactly_once,
+            )  # fmt: skip
             state.sequences[name] += 1
-            labels = (name, str(state.tp.partition))
-            self.metrics.checkpoints.labels(*labels).inc()
-            self.metrics.checkpoint_bytes.labels(*labels).set(sum(len(v) for _, v in records))
-            self.metrics.checkpoint_duration.labels(name).observe(time.perf_counter() - started)
         state.since_checkpoint = 0
         state.checkpointed_at = time.monotonic()
-
-    async def _send(self, records: list[tuple[bytes, bytes]], partition: int) -> list[Any]:
-        topic = self.settings.checkpoints_topic
-        return [
-            await self.producer.send(topic, value, key=key, partition=partition)
-            for key, value in records
-        ]
 
     def update_ages(self, states: Any) -> None:
         """Refresh the checkpoint age gauges of the owned partitions."""

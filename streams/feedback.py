@@ -29,20 +29,19 @@ from mode import Service
 from pydantic import BaseModel
 
 from online_models import Rejection
-from online_models.checkpoint import (
-    CheckpointRefused,
-    Identity,
-    Replica,
-    encode_state,
-    gather,
-    restore_state,
-)
+from online_models.checkpoint import Identity, Replica, choose, encode_state, restore_state
 from online_models.joiner import FeedbackJoiner
 from schemas import ActivityEvent, Prediction
 from schemas.codec import InvalidMessage, decode
 from schemas.feedback import Click, Conversion, Impression, Outcome
-from streams.checkpoints import checkpoint_key, checkpoint_reader, read_chunks
-from streams.hot_path import Outbox, dead_letter, publish_report
+from streams.checkpoints import (
+    checkpoint_key,
+    checkpoint_reader,
+    count_refusals,
+    read_chunks,
+    write_checkpoint,
+)
+from streams.hot_path import Outbox, accept, dead_letter, publish_report, resume_at
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -193,41 +192,33 @@ class FeedbackJoin(Service):
             s.checkpoints_topic, partition % self.partitions[s.checkpoints_topic]
         )
         found = await read_chunks(self.reader, where, {replica.prefix: JOIN})
-        checkpoints, refusals = gather(found.get(JOIN, []))
-        joiner, offsets, restored_sequence = None, None, -1
-        for checkpoint in checkpoints:
-            try:
-                joiner = restore_state(checkpoint, replica, self.identity, key=self.key)
-                offsets = checkpoint.header.offsets or {}
-                restored_sequence = checkpoint.header.sequence
-                break
-            except CheckpointRefused as err:
-                refusals.append(err)
-                if s.checkpoint_fallback == "fresh":
-                    break
-        for refusal in refusals:
-            self.metrics.checkpoint_refused.labels(JOIN, str(partition), refusal.reason.value).inc()
-            log.error("join checkpoint refused for partition %d: %s", partition, refusal)
-        sequence = checkpoints[0].header.sequence + 1 if checkpoints else 0
-        if sequence % 2 == restored_sequence % 2:
-            sequence += 1  # never overwrite the slot of the checkpoint in use
+        fallback_fresh = s.checkpoint_fallback == "fresh"
+        choice = choose(
+            found.get(JOIN, []),
+            lambda checkpoint: (
+                restore_state(checkpoint, replica, self.identity, key=self.key),
+                checkpoint.header.offsets or {},
+            ),
+            fresh_on_refusal=fallback_fresh,
+        )
+        count_refusals(self.metrics, replica, choice)
+        joiner, offsets = choice.restored or (None, None)
         # Without a usable checkpoint: re-run the topics from the log start (outputs below
         # the committed offsets not sent again), unless RIVERRUN_CHECKPOINT_FALLBACK=fresh
         # after a refusal says to start afresh at the committed offsets.
-        fresh = joiner is None and bool(refusals) and s.checkpoint_fallback == "fresh"
-        state = JoinPartition(partition, joiner or self.new_joiner(), sequence)
+        fresh = joiner is None and bool(choice.refusals) and fallback_fresh
+        state = JoinPartition(partition, joiner or self.new_joiner(), choice.next_sequence)
         assigned = self.consumer.assignment()
         for topic in self.types:
             tp = TopicPartition(topic, partition)
             if tp not in assigned:
                 continue
             committed = await self.consumer.committed(tp)
-            log_start = (await self.consumer.beginning_offsets([tp]))[tp]
-            start = max(offsets.get(topic, 0) if offsets is not None else 0, log_start)
-            if committed is not None:
-                start = committed if fresh else min(start, committed)
-            if start != committed:
-                self.consumer.seek(tp, start)
+            if fresh:
+                wanted = committed or 0
+            else:
+                wanted = offsets.get(topic, 0) if offsets is not None else 0
+            start = await resume_at(self.consumer, tp, wanted, committed)
             state.positions[tp] = state.fetched[tp] = start
             state.replay_until[tp] = committed or 0
             state.check_start.add(tp)
@@ -265,19 +256,11 @@ class FeedbackJoin(Service):
             next_offset=0, sequence=state.sequence, offsets=offsets,
             chunk_bytes=s.checkpoint_chunk_bytes,
         )  # fmt: skip
-        partition = state.partition % self.partitions[s.checkpoints_topic]
-        sends = [
-            await self.producer.send(s.checkpoints_topic, value, key=key, partition=partition)
-            for key, value in records
-        ]
-        await asyncio.gather(*sends)
+        await write_checkpoint(self.producer, s, self.metrics, records, name=JOIN,
+                               partition=state.partition, started=started)  # fmt: skip
         state.sequence += 1
         state.since_checkpoint = 0
         state.checkpointed_at = time.monotonic()
-        labels = (JOIN, str(state.partition))
-        self.metrics.checkpoints.labels(*labels).inc()
-        self.metrics.checkpoint_bytes.labels(*labels).set(sum(len(v) for _, v in records))
-        self.metrics.checkpoint_duration.labels(JOIN).observe(time.perf_counter() - started)
 
     # --- the batch path ----------------------------------------------------------------
     async def _accepted(
@@ -290,15 +273,11 @@ class FeedbackJoin(Service):
             if tp not in self.consumer.assignment():
                 return None, []
             state = await self.acquire(tp.partition)
-        position = state.fetched.get(tp)
-        if position is not None and messages[0].offset != position:
-            if tp in state.check_start and messages[0].offset > position:
-                self.consumer.seek(tp, position)  # fetched before the restore's seek
-                state.check_start.discard(tp)
-                return state, []
-            messages = [m for m in messages if m.offset >= position]
+        accepted = accept(
+            self.consumer, tp, messages, state.fetched.get(tp), tp in state.check_start
+        )
         state.check_start.discard(tp)
-        return state, messages
+        return state, accepted or []
 
     async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Buffer what was fetched, then handle each partition's buffered messages of all

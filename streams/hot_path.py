@@ -68,6 +68,47 @@ def reject(message: Any, rejection: Rejection, metrics: WorkerMetrics, max_bytes
     return letter.model_dump_json().encode()
 
 
+def accept(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    messages: list[ConsumerRecord],
+    position: int | None,
+    check_start: bool,
+) -> list[ConsumerRecord] | None:
+    """The messages of a fetched batch to process, `position` being the next offset the
+    partition expects; None when the batch was dropped and `tp` sought again.
+
+    With `check_start` (the first batch after an assignment), a batch beyond `position`
+    was fetched from the committed offset before the assignment's seek to an earlier
+    checkpoint took effect: it is dropped and fetched again from `position`. A fetch in
+    flight when the partition was sought can return records twice: each offset is
+    processed once.
+    """
+    if position is None or messages[0].offset == position:
+        return messages
+    if check_start and messages[0].offset > position:
+        log.info("%s[%d]: dropping a batch at %d fetched before seeking to %d",
+                 tp.topic, tp.partition, messages[0].offset, position)  # fmt: skip
+        consumer.seek(tp, position)
+        return None
+    return [m for m in messages if m.offset >= position]
+
+
+async def resume_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, wanted: int, committed: int | None
+) -> int:
+    """Seek `tp` to `wanted`, but never before the log start (retention may have deleted
+    older events) nor after the committed offset (where delivered outputs stop); return
+    where it resumes. No seek when that is the committed offset: the consumer starts there."""
+    log_start = (await consumer.beginning_offsets([tp]))[tp]
+    start = max(wanted, log_start)
+    if committed is not None:
+        start = min(start, committed)
+    if start != committed:
+        consumer.seek(tp, start)
+    return start
+
+
 class Outbox:
     """The outputs of one input batch, appended to one producer batch per (topic,
     partition) and sent with `send_batch`: no per-message future, partitioner call or
@@ -238,14 +279,8 @@ class BatchedEvents(Service):
             committed = await self.consumer.committed(tp)
             state = await self.checkpoints.load(tp, committed)
             self.owned[tp] = state
-            # Resume at the first offset some model has not learnt (never before the log
-            # start: retention may have deleted older events), or where outputs stop.
-            log_start = (await self.consumer.beginning_offsets([tp]))[tp]
-            start = max(min(state.resume.values()), log_start)
-            if committed is not None:
-                start = min(start, committed)
-            if start != committed:
-                self.consumer.seek(tp, start)
+            # Resume at the first offset some model has not learnt, or where outputs stop.
+            start = await resume_at(self.consumer, tp, min(state.resume.values()), committed)
             state.position = start
             state.check_start = True
             if start != committed:
@@ -331,21 +366,13 @@ class BatchedEvents(Service):
                     continue
                 await self.acquire({tp})  # its restore failed at assignment: again
                 state = self.owned[tp]
-            if state.position is not None and messages[0].offset != state.position:
-                if state.check_start and messages[0].offset > state.position:
-                    # Fetched from the committed offset before the assignment's seek to
-                    # an earlier checkpoint took effect: fetch again from there.
-                    first = messages[0].offset
-                    log.info("%s[%d]: dropping a batch at %d fetched before seeking to %d",
-                             tp.topic, tp.partition, first, state.position)  # fmt: skip
-                    self.consumer.seek(tp, state.position)
-                    state.check_start = False
-                    continue
-                # A fetch in flight when the partition was sought can return records
-                # twice: each offset is processed once.
-                messages = [m for m in messages if m.offset >= state.position]
-                if not messages:
-                    continue
+            accepted = accept(self.consumer, tp, messages, state.position, state.check_start)
+            if accepted is None:
+                state.check_start = False
+                continue
+            if not accepted:
+                continue
+            messages = accepted
             state.check_start = False
             self.metrics.consumed.labels(tp.topic).inc(len(messages))
             pipeline = EventPipeline(state.learner, self.settings.max_event_bytes)
