@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 import river
 from pydantic import ValidationError
 
+from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig, Evaluator
 from online_models.learner import ServedModel
 from online_models.registry import ModelSpec
@@ -284,6 +285,7 @@ def restore(
     *,
     key: bytes,
     evaluation: EvaluationConfig | None = None,
+    drift: DriftConfig | None = None,
     river_version: str = river.__version__,
 ) -> ServedModel:
     """The model replica in `checkpoint`, resuming at its `next_offset`; raises
@@ -297,7 +299,8 @@ def restore(
     )
     name = f"checkpoint {checkpoint.header.sequence} of {replica.model}"
     try:
-        served = ServedModel.from_state(spec, state, resume_offset=checkpoint.header.next_offset)
+        next_offset = checkpoint.header.next_offset
+        served = ServedModel.from_state(spec, state, resume_offset=next_offset, drift=drift)
     except Exception as err:  # authentic bytes this code cannot read: refuse, never crash
         raise CheckpointRefused(
             Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"

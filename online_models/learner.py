@@ -34,11 +34,15 @@ class ServedModel:
     """One live model: the River estimator, how many events it learnt, its rolling quality."""
 
     def __init__(
-        self, spec: ModelSpec, evaluation: EvaluationConfig, drift: DriftConfig | None = None
+        self,
+        spec: ModelSpec,
+        evaluation: EvaluationConfig,
+        drift: DriftConfig | None = None,
+        estimator: Any = None,
     ) -> None:
         self.spec = spec
         self.version = spec.version
-        self.estimator: Any = spec.create()
+        self.estimator: Any = spec.create() if estimator is None else estimator
         self.updates = 0
         self.is_classifier = spec.task == "binary"
         self.evaluator = Evaluator(spec.name, self.version, self.is_classifier, evaluation)
@@ -55,12 +59,17 @@ class ServedModel:
 
     @classmethod
     def from_state(
-        cls, spec: ModelSpec, state: tuple[Any, int, Evaluator], resume_offset: int
+        cls,
+        spec: ModelSpec,
+        state: tuple[Any, int, Evaluator],
+        resume_offset: int,
+        drift: DriftConfig | None = None,
     ) -> "ServedModel":
-        """A model restored from `state()`, resuming at input offset `resume_offset`."""
+        """A model restored from `state()`, resuming at input offset `resume_offset`
+        (drift detectors, not part of the state, start afresh)."""
         estimator, updates, evaluator = state
-        served = cls(spec, evaluator.config)
-        served.estimator, served.updates, served.evaluator = estimator, updates, evaluator
+        served = cls(spec, evaluator.config, drift, estimator)
+        served.updates, served.evaluator = updates, evaluator
         served.resume_offset = resume_offset
         return served
 

@@ -228,7 +228,10 @@ class CheckpointStore:
         """The newest valid checkpoint's model, the refusals, the next sequence."""
 
         def load(checkpoint: Checkpoint) -> ServedModel:
-            return restore(checkpoint, replica, fresh.spec, key=self.key, evaluation=evaluation)
+            return restore(
+                checkpoint, replica, fresh.spec, key=self.key, evaluation=evaluation,
+                drift=self.settings.drift(),
+            )  # fmt: skip
 
         fresh_on_refusal = self.settings.checkpoint_fallback == "fresh"
         return choose(values, load, fresh_on_refusal=fresh_on_refusal)

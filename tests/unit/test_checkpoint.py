@@ -17,6 +17,7 @@ from online_models.checkpoint import (
     parse_chunk,
     restore,
 )
+from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig
 from schemas import InputEvent
 from schemas.checkpoint import MAGIC
@@ -180,3 +181,12 @@ def test_a_corrupt_signed_payload_is_refused_as_unreadable() -> None:
     served.state = lambda: ("only", "two")  # type: ignore[method-assign, assignment, return-value]
     checkpoint = only(checkpoint_of(learner, "ctr_tree"))
     assert refusal(checkpoint) == Refusal.UNREADABLE
+
+
+def test_a_restored_model_keeps_drift_detection_when_the_worker_has_it() -> None:
+    learner = trained("ctr_tree", clicks("ctr_tree", 100))
+    checkpoint = only(checkpoint_of(learner, "ctr_tree"))
+    served = restore(checkpoint, REPLICA, MODELS["ctr_tree"], key=KEY, drift=DriftConfig())
+    assert served.drift is not None and served.drift.n == 0  # detectors start afresh
+    assert served.estimator is not learner.models["ctr_tree"].estimator  # the unpickled one
+    assert restore(checkpoint, REPLICA, MODELS["ctr_tree"], key=KEY).drift is None
