@@ -199,6 +199,7 @@ def run_demo(
         collector = Collector(settings)
         log_path = settings.kafka_cache_dir.parent / "demo" / "worker.log"
         echo(f"starting a worker (log: {log_path})")
+        scenario = FeedbackScenario(settings, echo) if settings.join_enabled else None
         worker = start_worker(log_path, env)
         messages = [encode(e) for batch in events.values() for e in batch]
         bad = bad_messages(id_prefix, DATASETS[datasets[0]].model, settings.max_event_bytes)
@@ -228,8 +229,8 @@ def run_demo(
                 break
         collector.close()
         ok = summary(collector, events, expected_reports, len(messages), len(bad), echo)
-        if settings.join_enabled and worker.poll() is None:
-            ok = feedback_scenario(settings, timeout, echo) and ok
+        if scenario is not None and worker.poll() is None:
+            ok = scenario.summary(timeout, echo) and ok
         from streams.report import write_report
 
         report = settings.kafka_cache_dir.parent / "demo" / "riverrun-report.html"
@@ -330,71 +331,88 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.4f}"
 
 
-def feedback_scenario(settings: Settings, timeout: float, echo: Echo) -> bool:
-    """Replay a seeded click and conversion scenario with delayed labels through the
-    join; print coverage, late positives and calibration. True when the streamed labels
-    are the offline join's."""
-    from online_models.feedback_data import delayed_feedback
-    from online_models.joiner import FeedbackJoiner
-    from schemas.feedback import Outcome
-    from streams.replay import feedback_messages, produce_to_topics
+class FeedbackScenario:
+    """A seeded click and conversion scenario with delayed labels, produced to the join's
+    topics before the worker starts, so that its four topics are read in event-time order
+    (produced while a worker reads them, a topic can lag the others by more than the
+    join's lateness: see README, Delayed feedback)."""
 
-    stream = delayed_feedback(FEEDBACK_IMPRESSIONS, seed=42, visitors=400,
-                              products=tuple(settings.products))  # fmt: skip
-    offline = FeedbackJoiner(settings.join(), settings.evaluation(), params=settings.model_params)
-    expected = [o for out in offline.process(stream.events) for o in out if isinstance(o, Outcome)]
-    echo(f"\nreplaying a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, their "
-         f"clicks and conversions of {', '.join(settings.products)}, visitor activity "
-         f"({len(stream.events)} events)")  # fmt: skip
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                             enable_auto_commit=False)  # fmt: skip
-    topics = [settings.outcomes_topic, settings.metrics_topic]
-    partitions = [TopicPartition(t, p) for t in topics
-                  for p in sorted(consumer.partitions_for_topic(t) or {0})]  # fmt: skip
-    consumer.assign(partitions)
-    for tp, offset in consumer.end_offsets(partitions).items():  # only what this run writes
-        consumer.seek(tp, offset)
-    streamed: list[Outcome] = []
-    join_reports: list[MetricsReport] = []
-    produce_to_topics(settings.bootstrap_servers, feedback_messages(stream.events, settings))
-    last = time.monotonic()
-    while len(streamed) < len(expected) and time.monotonic() - last < timeout:
-        for tp, messages in consumer.poll(timeout_ms=500).items():
-            last = time.monotonic()
-            for m in messages:
-                if tp.topic == settings.outcomes_topic:
-                    streamed.append(decode(Outcome, m.value, max_bytes=1 << 20))
-                else:
-                    report = decode(MetricsReport, m.value, max_bytes=1 << 24)
-                    if report.model == "join":
-                        join_reports.append(report)
-    consumer.close()
-    clicks = [o for o in streamed if o.label_type == "click"]
-    late = clicks[len(clicks) // 2 :]
-    same = sorted((o.impression_id, o.model, o.label) for o in streamed) == sorted(
-        (o.impression_id, o.model, o.label) for o in expected
-    )
-    figures = join_reports[-1].metrics if join_reports else {}
-    lines = [
-        "",
-        "delayed feedback summary",
-        f"  impressions          {FEEDBACK_IMPRESSIONS}",
-        f"  outcomes             {len(streamed)} (offline join: {len(expected)})",
-        f"  label coverage       {_number(figures.get('label_coverage'))}"
-        f"  (click labels known; the rest wait for windows still open)",
-        f"  late positives       {figures.get('late_positives') or 0:.0f} clicks after a "
-        f"{settings.click_window_seconds:.0f} s window (rate "
-        f"{_number(figures.get('late_positive_rate'))})",
-        f"  conversions joined   {_number(figures.get('conversion_join_rate'))} of conversions "
-        f"inside a {settings.conversion_window_seconds / 3600:.0f} h window",
-        f"  calibration          {sum(o.prediction for o in late):,.1f} predicted clicks vs "
-        f"{sum(o.label for o in late)} actual (last {len(late)} click labels)",
-        "  result               "
-        + ("OK: labels identical to the offline join" if same else "LABELS DIFFER FROM OFFLINE"),
-    ]
-    for line in lines:
-        echo(line)
-    return same
+    def __init__(self, settings: Settings, echo: Echo) -> None:
+        from online_models.feedback_data import delayed_feedback
+        from online_models.joiner import FeedbackJoiner
+        from schemas.feedback import Outcome
+        from streams.replay import feedback_messages, produce_to_topics
+
+        self.settings = settings
+        stream = delayed_feedback(FEEDBACK_IMPRESSIONS, seed=42, visitors=400,
+                                  products=tuple(settings.products))  # fmt: skip
+        offline = FeedbackJoiner(
+            settings.join(), settings.evaluation(), params=settings.model_params
+        )
+        self.expected = [
+            o for out in offline.process(stream.events) for o in out if isinstance(o, Outcome)
+        ]
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                      enable_auto_commit=False)  # fmt: skip
+        topics = [settings.outcomes_topic, settings.metrics_topic]
+        partitions = [TopicPartition(t, p) for t in topics
+                      for p in sorted(self.consumer.partitions_for_topic(t) or {0})]  # fmt: skip
+        self.consumer.assign(partitions)
+        for tp, offset in self.consumer.end_offsets(partitions).items():  # this run's only
+            self.consumer.seek(tp, offset)
+        echo(f"producing a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, "
+             f"their clicks and conversions of {', '.join(settings.products)}, visitor "
+             f"activity ({len(stream.events)} events)")  # fmt: skip
+        produce_to_topics(settings.bootstrap_servers, feedback_messages(stream.events, settings))
+
+    def summary(self, timeout: float, echo: Echo) -> bool:
+        """Wait for the outcomes; print coverage, late positives and calibration. True
+        when the streamed labels are the offline join's."""
+        from schemas.feedback import Outcome
+
+        settings, expected, consumer = self.settings, self.expected, self.consumer
+        streamed: list[Outcome] = []
+        join_reports: list[MetricsReport] = []
+        last = time.monotonic()
+        while len(streamed) < len(expected) and time.monotonic() - last < timeout:
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                last = time.monotonic()
+                for m in messages:
+                    if tp.topic == settings.outcomes_topic:
+                        streamed.append(decode(Outcome, m.value, max_bytes=1 << 20))
+                    else:
+                        report = decode(MetricsReport, m.value, max_bytes=1 << 24)
+                        if report.model == "join":
+                            join_reports.append(report)
+        consumer.close()
+        clicks = [o for o in streamed if o.label_type == "click"]
+        late = clicks[len(clicks) // 2 :]
+        same = sorted((o.impression_id, o.model, o.label) for o in streamed) == sorted(
+            (o.impression_id, o.model, o.label) for o in expected
+        )
+        figures = join_reports[-1].metrics if join_reports else {}
+        lines = [
+            "",
+            "delayed feedback summary",
+            f"  impressions          {FEEDBACK_IMPRESSIONS}",
+            f"  outcomes             {len(streamed)} (offline join: {len(expected)})",
+            f"  label coverage       {_number(figures.get('label_coverage'))}"
+            f"  (click labels known; the rest wait for windows still open)",
+            f"  late positives       {figures.get('late_positives') or 0:.0f} clicks after a "
+            f"{settings.click_window_seconds:.0f} s window (rate "
+            f"{_number(figures.get('late_positive_rate'))})",
+            f"  conversions joined   {_number(figures.get('conversion_join_rate'))} of conversions "
+            f"inside a {settings.conversion_window_seconds / 3600:.0f} h window",
+            f"  calibration          {sum(o.prediction for o in late):,.1f} predicted clicks vs "
+            f"{sum(o.label for o in late)} actual (last {len(late)} click labels)",
+            "  result               "
+            + (
+                "OK: labels identical to the offline join" if same else "LABELS DIFFER FROM OFFLINE"
+            ),
+        ]
+        for line in lines:
+            echo(line)
+        return same
 
 
 def delete_run_topics(settings: Settings, run: str, echo: Echo) -> None:

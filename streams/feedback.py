@@ -335,12 +335,14 @@ class FeedbackJoin(Service):
             handled[tp] += 1
 
     def _caught_up(self, state: JoinPartition, tp: TopicPartition) -> bool:
-        """Whether `tp` has nothing more to fetch now (or kept the others waiting for
-        longer than MAX_ALIGNMENT_WAIT seconds)."""
+        """Whether `tp` has nothing more to fetch now (or, once a fetch of it has been
+        answered, kept the others waiting for longer than MAX_ALIGNMENT_WAIT seconds)."""
         assert self.consumer is not None
         highwater = self.consumer.highwater(tp)
+        if highwater is None:
+            return False  # no fetch answered yet: its first messages may be the earliest
         fetched = state.fetched.get(tp)
-        if highwater is not None and fetched is not None and fetched >= highwater:
+        if fetched is not None and fetched >= highwater:
             state.waiting_since.pop(tp, None)
             return True
         since = state.waiting_since.setdefault(tp, time.monotonic())
