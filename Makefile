@@ -8,6 +8,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# From a checkout, everything riverrun writes stays in it (and `make clean` removes it):
+# an installed riverrun uses ~/.cache/riverrun/kafka and ./.riverrun instead.
+export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
+export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
+
 .PHONY: venv demo test unit integration lint bench lock schemas kafka-up kafka-down clean prometheus
 
 venv: $(STAMP)

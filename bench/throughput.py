@@ -41,10 +41,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from online_models import Learner
-from streams.cli import local_kafka
+from streams.local_kafka import LocalKafka
 from streams.pipeline import EventPipeline
 from streams.replay import dataset_events, encode, produce
-from streams.settings import PROJECT_DIR, Settings
+from streams.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 LOG_DIR = PROJECT_DIR / ".cache" / "bench"
 #: Bytewax and Quix Streams live in their own environment (see Makefile, `make bench`).
@@ -374,7 +376,7 @@ def main() -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
 
     settings = Settings()
-    kafka = local_kafka(settings) if settings.uses_local_broker else None
+    kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
     started_kafka = kafka is not None and not kafka.is_running()
     if kafka is not None and started_kafka:
         print(kafka.up())

@@ -231,7 +231,7 @@ class FeedbackJoiner:
         base = registry[config.propensity_model]
         for product in config.products:
             name = f"propensity_{product}"
-            spec = ModelSpec(name, "binary", base.factory, {**base.params, **params.get(name, {})})
+            spec = base.renamed(name).with_params(**params.get(name, {}))
             self.models[name] = ServedModel(spec, evaluation)
         self.pending: dict[str, Pending] = {}
         self.by_visitor: dict[str, list[str]] = {}

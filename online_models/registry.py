@@ -6,45 +6,237 @@
 >>> model = spec.create()
 """
 
+import difflib
+import functools
 import hashlib
+import inspect
 import json
 import math
 import numbers
+import re
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
-Task = Literal["binary", "regression"]
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[str, ...] = get_args(Task)
+
+
+class ModelError(ValueError):
+    """A model that cannot be served as registered; `str()` is one sentence saying why
+    and what to do."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A named factory: what kind of model it makes and with which parameters."""
+    """A named factory: what kind of model it makes and with which parameters.
+
+    `version` names what the factory builds: it changes when the factory's code, the code
+    of the non-River classes and functions in the model it builds, or the parameters
+    change, unless the user pins it (`pinned_version`).
+    """
 
     name: str
     task: Task
     factory: Callable[..., base.Estimator]
     params: Mapping[str, Any] = field(default_factory=dict)
+    pinned_version: str | None = None
 
     def create(self) -> base.Estimator:
         """A fresh, untrained model."""
         return self.factory(**self.params)
 
     def with_params(self, **params: Any) -> "ModelSpec":
-        """The same factory with some parameters changed."""
-        return ModelSpec(self.name, self.task, self.factory, {**self.params, **params})
+        """The same factory with some parameters changed (a pinned version says so)."""
+        merged = {**self.params, **params}
+        pinned = self.pinned_version
+        if pinned is not None and _canonical(merged) != _canonical(self.params):
+            pinned = f"{pinned}+{_digest(_canonical(merged))}"
+        return replace(self, params=merged, pinned_version=pinned)
+
+    def renamed(self, name: str) -> "ModelSpec":
+        """The same factory and parameters under another name (another replica)."""
+        return replace(self, name=name)
 
     @property
     def version(self) -> str:
-        """`name@hash` of the factory and its parameters: equal versions build equal models."""
-        blob = json.dumps(
-            {"factory": self.factory.__qualname__, "params": dict(self.params)},
-            sort_keys=True,
-            default=repr,
+        """`name@hash` of the factory's code and parameters (or `name@<pinned>`): equal
+        versions build equal models."""
+        if self.pinned_version is not None:
+            return f"{self.name}@{self.pinned_version}"
+        return f"{self.name}@{_code_version(self.factory, self.params)}"
+
+    def check(self) -> None:
+        """Build the model once; raise ModelError when it cannot serve its task."""
+        where = f"model {self.name!r} ({_qualified(self.factory)})"
+        try:
+            model = self.create()
+        except TypeError as err:
+            raise ModelError(
+                f"{where} cannot be built with parameters {dict(self.params)} ({err}); fix "
+                "RIVERRUN_MODEL_PARAMS or the factory's signature"
+            ) from None
+        except Exception as err:  # the user's code: say where it failed, not a traceback
+            raise ModelError(
+                f"{where} failed to build its model ({type(err).__name__}: {err}); fix the factory"
+            ) from None
+        if not isinstance(model, base.Estimator):
+            raise ModelError(
+                f"{where} returned {type(model).__name__}, not a River estimator; the "
+                "factory must return a River model or pipeline (e.g. "
+                "preprocessing.StandardScaler() | linear_model.LogisticRegression())"
+            )
+        final = model
+        while isinstance(final, compose.Pipeline):
+            final = final._last_step
+        kind = type(final).__name__
+        if self.task == "regression" and not isinstance(final, base.Regressor):
+            raise ModelError(
+                f"{where} is registered with task='regression' but its model ends with "
+                f"{kind}, which is not a regressor; register it with the task it does"
+            )
+        if self.task in ("binary", "multiclass") and not isinstance(final, base.Classifier):
+            raise ModelError(
+                f"{where} is registered with task={self.task!r} but its model ends with "
+                f"{kind}, which is not a classifier; use task='regression' for a regressor"
+            )
+        if self.task == "multiclass" and not getattr(model, "_multiclass", False):
+            raise ModelError(
+                f"{where} is registered with task='multiclass' but {kind} only tells two "
+                "classes apart; wrap it in river.multiclass.OneVsRestClassifier or register "
+                "it with task='binary'"
+            )
+
+
+def model_spec(
+    name: str,
+    task: str,
+    factory: Callable[..., Any],
+    params: Mapping[str, Any] | None = None,
+    version: str | None = None,
+) -> ModelSpec:
+    """A spec of `factory`: its parameters are its signature's defaults, overridden by
+    `params`. Raises ModelError for what can never work (an unknown task, a parameter
+    without a value, a version that is not a short name)."""
+    where = f"model {name!r} ({_qualified(factory)})"
+    if task not in TASKS:
+        raise ModelError(f"{where} has task {task!r}; choose one of {', '.join(TASKS)}")
+    if not callable(factory):
+        raise ModelError(f"{where} is not a function that builds a River model")
+    if version is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", version):
+        raise ModelError(
+            f"{where} has version {version!r}; a version is 1-64 letters, digits, '.', '_' or '-'"
         )
-        return f"{self.name}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    defaults: dict[str, Any] = {}
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        for parameter in signature.parameters.values():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if parameter.default is not parameter.empty:
+                defaults[parameter.name] = parameter.default
+        merged = {**defaults, **(params or {})}
+        missing = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.default is p.empty
+            and p.name not in merged
+        ]
+        if missing:
+            raise ModelError(
+                f"{where} has parameters without a value ({', '.join(missing)}); give them "
+                "defaults in the factory's signature or in the decorator"
+            )
+    else:
+        merged = dict(params or {})
+    return ModelSpec(name, task, factory, merged, version)  # type: ignore[arg-type]
+
+
+# --- versions ----------------------------------------------------------------------------
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _canonical(params: Mapping[str, Any]) -> str:
+    return json.dumps(_describe(dict(params)), sort_keys=True)
+
+
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None) or '?'}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _source(obj: Any) -> str | None:
+    """The source of a function or class that is not River's own (River's is covered by
+    the River version every checkpoint records); None when there is none to read."""
+    module = getattr(obj, "__module__", None) or ""
+    if module == "river" or module.startswith("river."):
+        return None
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+
+
+def _code(obj: Any) -> Any:
+    """A function or class as its name and, where readable, a hash of its source."""
+    source = _source(obj)
+    name = _qualified(obj)
+    return [name, _digest(source)] if source is not None else [name]
+
+
+def _describe(value: Any) -> Any:
+    """`value` as JSON-able data that is the same in every process (sets sorted, no
+    memory addresses) and names the code behind it."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, compose.Pipeline):
+        return {"pipeline": [[name, _describe(step)] for name, step in value.steps.items()]}
+    if isinstance(value, compose.TransformerUnion):
+        return {"union": [[name, _describe(t)] for name, t in value.transformers.items()]}
+    if isinstance(value, base.Base):
+        params: dict[str, Any] = {}
+        for name in inspect.signature(type(value).__init__).parameters:
+            if name != "self":
+                params[name] = _describe(getattr(value, name, None))
+        return {"class": _code(type(value)), "params": params}
+    if isinstance(value, Mapping):
+        return sorted([[_describe(k), _describe(v)] for k, v in value.items()], key=repr)
+    if isinstance(value, set | frozenset):
+        return sorted((_describe(v) for v in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [_describe(v) for v in value]
+    if isinstance(value, functools.partial):
+        return {"partial": _describe(value.func), "args": _describe(value.args),
+                "keywords": _describe(value.keywords)}  # fmt: skip
+    if inspect.isroutine(value) or inspect.isclass(value):
+        return {"code": _code(value)}
+    return _ADDRESS.sub("", repr(value))
+
+
+#: Versions already computed, by (factory, canonical parameters): computing one builds
+#: the model once.
+_VERSIONS: dict[tuple[Any, str], str] = {}
+
+
+def _code_version(factory: Callable[..., Any], params: Mapping[str, Any]) -> str:
+    """Hash of the factory's code, its parameters and the model it builds with them."""
+    canonical = _canonical(params)
+    key = (factory, canonical)
+    version = _VERSIONS.get(key)
+    if version is None:
+        built = _describe(factory(**params))
+        blob = json.dumps([_code(factory), canonical, built], sort_keys=True)
+        version = _VERSIONS[key] = _digest(blob)
+    return version
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -53,12 +245,13 @@ MODELS: dict[str, ModelSpec] = {}
 def register(
     name: str, task: Task, **params: Any
 ) -> Callable[[Callable[..., base.Estimator]], Any]:
-    """Add a factory to `MODELS` under `name`, with its default parameters."""
+    """Add a factory to `MODELS` (riverrun's built-in models) under `name`, with its
+    default parameters."""
 
     def add(factory: Callable[..., base.Estimator]) -> Callable[..., base.Estimator]:
         if name in MODELS:
-            raise ValueError(f"model name {name!r} is registered twice")
-        MODELS[name] = ModelSpec(name, task, factory, params)
+            raise ModelError(f"model name {name!r} is registered twice")
+        MODELS[name] = model_spec(name, task, factory, params)
         return factory
 
     return add
@@ -119,6 +312,12 @@ def logreg(lr: float, l2: float) -> base.Estimator:
 def linreg(lr: float, l2: float) -> base.Estimator:
     """Regression model: mixed-feature encoding + linear regression (SGD)."""
     return mixed_features() | linear_model.LinearRegression(optimizer=optim.SGD(lr), l2=l2)
+
+
+@register("softmax", task="multiclass", lr=0.1, l2=0.0)
+def softmax(lr: float, l2: float) -> base.Estimator:
+    """Multiclass model: mixed-feature encoding + softmax regression (SGD)."""
+    return mixed_features() | linear_model.SoftmaxRegression(optimizer=optim.SGD(lr), l2=l2)
 
 
 class HashedFeatures(MixedFeatures):
@@ -218,3 +417,36 @@ def ctr_forest(n_models: int, seed: int) -> base.Estimator:
     """Non-linear click model: an adaptive random forest of Hoeffding trees. Slow (~2.4k
     events/s alone) and large (~80 MB pickled after 30k events): for low-volume streams."""
     return forest.ARFClassifier(n_models=n_models, seed=seed)
+
+
+def resolve(
+    registry: Mapping[str, ModelSpec],
+    names: list[str],
+    params: Mapping[str, Mapping[str, Any]],
+    *,
+    other_names: tuple[str, ...] = (),
+) -> dict[str, ModelSpec]:
+    """The specs of the models `names`, with their `params` applied, each built once to
+    check it can serve its task. `other_names` may have parameters too (the join's
+    propensity models). Raises ModelError naming the first problem.
+
+    >>> resolve(MODELS, ["logreg"], {"logreg": {"lr": 0.1}})["logreg"].params
+    {'lr': 0.1, 'l2': 0.0}
+    >>> resolve(MODELS, ["logrge"], {})
+    Traceback (most recent call last):
+    ...
+    online_models.registry.ModelError: no model named 'logrge' (did you mean 'logreg'?) ...
+    """
+    known = sorted(registry)
+    for name in [*names, *(n for n in params if n not in other_names)]:
+        if name not in registry:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelError(
+                f"no model named {name!r}{hint} in the app (it has: {', '.join(known)}); fix "
+                "RIVERRUN_MODELS or RIVERRUN_MODEL_PARAMS, or register the model"
+            )
+    specs = {name: registry[name].with_params(**params.get(name, {})) for name in names}
+    for spec in specs.values():
+        spec.check()
+    return specs

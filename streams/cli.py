@@ -1,38 +1,75 @@
 """`riverrun`: the command line. Settings come from RIVERRUN_* variables (see README)."""
 
+import difflib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
 
 from online_models.datasets import DATASETS
-from streams.settings import PROJECT_DIR, Settings
+from online_models.registry import ModelError, ModelSpec
+from streams.settings import Settings, describe_error
+
+if TYPE_CHECKING:
+    from riverrun.app import App
 
 Command = Callable[..., Any]
 
 
 def load_settings() -> Settings:
+    """The settings of the RIVERRUN_* environment; one sentence per mistake if invalid."""
     try:
         return Settings()
     except ValidationError as err:
         raise click.ClickException(
-            f"invalid RIVERRUN_* setting: {err}. Fix the variable named above (see README, "
-            "Configuration)"
+            f"invalid settings: {describe_error(err)} (see README, Configuration)"
         ) from None
 
 
-def local_kafka(settings: Settings):  # type: ignore[no-untyped-def]
-    from streams.local_kafka import LocalKafka
+def load(app_path: str | None) -> tuple["App", Settings]:
+    """The app named by --app (else RIVERRUN_APP, else the built-in models) and the
+    settings it is served with."""
+    from riverrun.app import AppError, load_app
 
-    return LocalKafka(
-        deploy_dir=PROJECT_DIR / "deploy" / "kafka",
-        cache_dir=settings.kafka_cache_dir,
-        port=settings.kafka_port,
-    )
+    environment = load_settings()
+    path = app_path or environment.app
+    try:
+        app = load_app(path)
+    except (AppError, ModelError) as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        settings = app.served_settings(environment)
+    except ValidationError as err:
+        raise click.ClickException(
+            f"invalid settings of {path}: {describe_error(err)} (see README, Configuration)"
+        ) from None
+    if app_path is not None:  # processes started from here (the demo's worker) serve it too
+        settings = settings.model_copy(update={"app": app_path})
+    return app, settings
+
+
+def served(app: "App", settings: Settings) -> dict[str, ModelSpec]:
+    """The models a worker serves, each built once: a mistake is one sentence here,
+    not a traceback inside the worker."""
+    from streams.serving import served_models
+
+    try:
+        return served_models(settings, app.models)
+    except ModelError as err:
+        raise click.ClickException(str(err)) from None
+
+
+app_option = click.option(
+    "--app",
+    "app_path",
+    metavar="MODULE:ATTRIBUTE",
+    help="The riverrun.App to serve, e.g. mypkg.models:app (default: RIVERRUN_APP, else "
+    "riverrun's built-in models).",
+)
 
 
 def require_broker(settings: Settings, timeout: float = 15.0) -> None:
@@ -80,16 +117,18 @@ def main() -> None:
 
 
 @main.command()
-def worker() -> None:
+@app_option
+def worker(app_path: str | None) -> None:
     """Run a worker: consume events, predict, learn, publish predictions."""
     from streams.app import FaustWorker, Worker
     from streams.topics import ensure_topics
 
-    settings = load_settings()
+    app, settings = load(app_path)
+    served(app, settings)
     require_broker(settings)
     ensure_topics(settings)
-    app = Worker(settings).app
-    FaustWorker(app, loglevel=settings.log_level).execute_from_commandline()
+    faust_app = Worker(settings, app.models).app
+    FaustWorker(faust_app, loglevel=settings.log_level).execute_from_commandline()
 
 
 @main.command()
@@ -98,19 +137,33 @@ def worker() -> None:
 @click.option("--id-prefix", default="", help="Prefix of the deterministic event ids.")
 @click.option("--topic", help="Target topic (default: RIVERRUN_EVENTS_TOPIC).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@app_option
 def replay(dataset: str | None, path: Path | None, model: str | None, label_column: str,
            limit: int | None, rate: float | None, seed: int, id_prefix: str,
-           topic: str | None, quiet: bool) -> None:  # fmt: skip
+           topic: str | None, quiet: bool, app_path: str | None) -> None:  # fmt: skip
     """Produce a dataset or a file as input events, in order, with deterministic ids."""
     from streams.replay import encode, produce
 
-    settings = load_settings()
+    app, settings = load(app_path)
+    _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
     events = _events(dataset, path, model, label_column, limit, seed, id_prefix)
     require_broker(settings)
     target = topic or settings.events_topic
     sent = produce(settings.bootstrap_servers, target, map(encode, events), rate=rate,
                    total=limit, progress=not quiet)  # fmt: skip
     click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
+
+
+def _known_model(models: Mapping[str, ModelSpec], name: str | None) -> None:
+    """Refuse to produce events for a model the app does not have (all dead letters)."""
+    if name is None or name in models:
+        return
+    close = difflib.get_close_matches(name, list(models), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise click.UsageError(
+        f"the app has no model {name!r} ({hint}it has: {', '.join(sorted(models))}); pass "
+        "--model NAME or --app with the app that serves it"
+    )
 
 
 def _events(dataset: str | None, path: Path | None, model: str | None, label_column: str,
@@ -150,9 +203,10 @@ def _events(dataset: str | None, path: Path | None, model: str | None, label_col
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every metrics report the stream would publish, as JSONL.",
 )
+@app_option
 def evaluate(dataset: str | None, path: Path | None, model: str | None, label_column: str,
              limit: int | None, seed: int, compare_river: bool,
-             reports_path: Path | None) -> None:  # fmt: skip
+             reports_path: Path | None, app_path: str | None) -> None:  # fmt: skip
     """Run the stream's learning code offline over a dataset and print its metrics.
 
     Uses the same settings as the worker (RIVERRUN_MODEL_PARAMS, RIVERRUN_METRICS_*,
@@ -160,15 +214,20 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
     same events in the same order.
     """
     from online_models.offline import river_progressive, run_offline
+    from online_models.registry import resolve
 
-    settings = load_settings()
+    app, settings = load(app_path)
+    _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
     events = list(_events(dataset, path, model, label_column, limit, seed))
     if not events:
         raise click.UsageError("no events to evaluate")
     name = events[0].model
-    params = settings.model_params.get(name, {})
-    result = run_offline(events, name, params=params, config=settings.evaluation())
-    reference = river_progressive(events, name, params) if compare_river else {}
+    try:
+        spec = resolve(app.models, [name], settings.model_params)[name]
+    except ModelError as err:
+        raise click.ClickException(str(err)) from None
+    result = run_offline(events, spec, config=settings.evaluation())
+    reference = river_progressive(events, spec) if compare_river else {}
     click.echo(f"{len(events)} events, model {name}, {result.rejected} rejected, "
                f"{len(result.reports)} reports")  # fmt: skip
     for segment, values in result.final.items():
@@ -232,12 +291,12 @@ def _no_local_when_external(settings: Settings) -> None:
 @kafka.command("up")
 def kafka_up() -> None:
     """Start the local broker in the background and wait until it answers."""
-    from streams.local_kafka import LocalKafkaError
+    from streams.local_kafka import LocalKafka, LocalKafkaError
 
     settings = load_settings()
     _no_local_when_external(settings)
     try:
-        click.echo(local_kafka(settings).up())
+        click.echo(LocalKafka.for_settings(settings).up())
     except LocalKafkaError as err:
         raise click.ClickException(str(err)) from None
 
@@ -245,17 +304,21 @@ def kafka_up() -> None:
 @kafka.command("down")
 def kafka_down() -> None:
     """Stop the local broker cleanly."""
+    from streams.local_kafka import LocalKafka
+
     settings = load_settings()
     _no_local_when_external(settings)
-    click.echo(local_kafka(settings).down())
+    click.echo(LocalKafka.for_settings(settings).down())
 
 
 @kafka.command("status")
 def kafka_status() -> None:
     """Say whether the local broker is running and answering (exit 1 when not)."""
+    from streams.local_kafka import LocalKafka
+
     settings = load_settings()
     _no_local_when_external(settings)
-    running, message = local_kafka(settings).status()
+    running, message = LocalKafka.for_settings(settings).status()
     click.echo(message)
     sys.exit(0 if running else 1)
 
@@ -275,31 +338,33 @@ def kafka_status() -> None:
 )
 @click.option("--timeout", type=float, default=180.0, show_default=True,
               help="Give up when predictions stop arriving for this long.")  # fmt: skip
-def demo(datasets: str, limit: int | None, timeout: float) -> None:
+@app_option
+def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
     """Run the whole system once, end to end, and print a summary."""
     from streams.demo import run_demo
 
-    settings = load_settings()
+    app, settings = load(app_path)
     try:
-        ok = run_demo(settings, datasets=datasets.split(","), limit=limit, timeout=timeout,
-                      echo=click.echo)  # fmt: skip
-    except ValueError as err:
+        ok = run_demo(settings, app.models, datasets=datasets.split(","), limit=limit,
+                      timeout=timeout, echo=click.echo)  # fmt: skip
+    except (ValueError, ModelError) as err:
         raise click.UsageError(str(err)) from None
     sys.exit(0 if ok else 1)
 
 
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=PROJECT_DIR / ".cache" / "report" / "riverrun-report.html",
-              show_default=True, help="The HTML file to write.")  # fmt: skip
+              default=Path("riverrun-report.html"), show_default=True,
+              help="The HTML file to write.")  # fmt: skip
 @click.option("--since", help="Only events from this event time (ISO-8601; no zone = UTC).")
 @click.option("--until", help="Only events before this event time.")
-def report(out: Path, since: str | None, until: str | None) -> None:
+@app_option
+def report(out: Path, since: str | None, until: str | None, app_path: str | None) -> None:
     """Write one self-contained HTML report (PNG charts) of the metrics, drift,
     predictions and dead-letters topics."""
     from streams.report import write_report
 
-    settings = load_settings()
+    app, settings = load(app_path)
     require_broker(settings)
     bounds = []
     for name, value in (("--since", since), ("--until", until)):
@@ -308,7 +373,7 @@ def report(out: Path, since: str | None, until: str | None) -> None:
         except ValueError:
             raise click.UsageError(f"{name} {value!r} is not an ISO-8601 time") from None
         bounds.append(when.replace(tzinfo=when.tzinfo or UTC) if when else None)
-    data = write_report(settings, out, bounds[0], bounds[1])
+    data = write_report(settings, out, bounds[0], bounds[1], models=app.models)
     counts = (
         f"{len(data.predictions)} predictions, {len(data.metrics)} metrics reports, "
         f"{len(data.drift)} drift reports, {len(data.dead_letters)} dead letters"
@@ -323,7 +388,8 @@ def schemas() -> None:
 
 @schemas.command("export")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=PROJECT_DIR / "schemas" / "json", show_default=True)  # fmt: skip
+              default=Path("schemas") / "json", show_default=True,
+              help="Where to write them (the checkout's schemas/json by default).")  # fmt: skip
 def schemas_export(directory: Path) -> None:
     """(Re)write schemas/json/*.json from the pydantic models."""
     from schemas.json_schema import render_all

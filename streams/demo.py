@@ -7,19 +7,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-
-from kafka import KafkaConsumer, TopicPartition
 
 from online_models.datasets import DATASETS
 from online_models.offline import run_offline
-from online_models.registry import MODELS
+from online_models.registry import ModelSpec, resolve
 from schemas import DeadLetter, InputEvent, MetricsReport, Prediction
 from schemas.codec import decode
+from streams.local_kafka import LocalKafka
 from streams.replay import dataset_events, encode, produce
+from streams.serving import served_models
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import TopicReader, ensure_topics
 
 Echo = Callable[[str], None]
 
@@ -70,21 +70,11 @@ class Collector:
     """Reads the predictions, dead letters and metrics written after it was created."""
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
-        )
         self.predictions_topic = settings.predictions_topic
         self.models = {DATASETS[name].model for name in DATASETS}
         self.metrics_topic = settings.metrics_topic
         topics = (settings.predictions_topic, settings.dead_letters_topic, settings.metrics_topic)
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(self.consumer.partitions_for_topic(topic) or {0})
-        ]
-        self.consumer.assign(partitions)
-        for tp, offset in self.consumer.end_offsets(partitions).items():
-            self.consumer.seek(tp, offset)
+        self.reader = TopicReader(settings, topics, from_beginning=False)
         self.predictions: dict[str, Prediction] = {}
         self.dead_letters: list[DeadLetter] = []
         self.reports: list[MetricsReport] = []
@@ -92,28 +82,27 @@ class Collector:
         self.started_ms = time.time() * 1000
 
     def poll(self, id_prefix: str) -> None:
-        for tp, messages in self.consumer.poll(timeout_ms=500).items():
-            for message in messages:
-                if tp.topic == self.predictions_topic:
-                    prediction = decode(Prediction, message.value, max_bytes=1 << 20)
-                    if prediction.event_id.startswith(id_prefix):
-                        self.predictions[prediction.event_id] = prediction
-                        self.timestamps.append(message.timestamp)
-                elif tp.topic == self.metrics_topic:
-                    report = decode(MetricsReport, message.value, max_bytes=1 << 24)
-                    if report.model in self.models:  # not the join's reports
-                        self.reports.append(report)
-                else:
-                    letter = decode(DeadLetter, message.value, max_bytes=1 << 24)
-                    if letter.ts.timestamp() * 1000 >= self.started_ms:
-                        self.dead_letters.append(letter)
+        for message in self.reader.poll(timeout_ms=500):
+            if message.topic == self.predictions_topic:
+                prediction = decode(Prediction, message.value, max_bytes=1 << 20)
+                if prediction.event_id.startswith(id_prefix):
+                    self.predictions[prediction.event_id] = prediction
+                    self.timestamps.append(message.timestamp)
+            elif message.topic == self.metrics_topic:
+                report = decode(MetricsReport, message.value, max_bytes=1 << 24)
+                if report.model in self.models:  # not the join's reports
+                    self.reports.append(report)
+            else:
+                letter = decode(DeadLetter, message.value, max_bytes=1 << 24)
+                if letter.ts.timestamp() * 1000 >= self.started_ms:
+                    self.dead_letters.append(letter)
 
     @property
     def outputs(self) -> int:
         return len(self.predictions) + len(self.dead_letters)
 
     def close(self) -> None:
-        self.consumer.close()
+        self.reader.close()
 
 
 def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -147,31 +136,31 @@ def demo_settings(settings: Settings, run: str = "") -> tuple[Settings, dict[str
         for name in RUN_FIELDS:
             if name not in settings.model_fields_set:
                 chosen[name] = f"demo-{run}-{getattr(settings, name)}"
-    env = os.environ.copy()
-    for name, value in chosen.items():
-        env[f"RIVERRUN_{name.upper()}"] = (
-            json.dumps(value)
-            if isinstance(value, list)
-            else str(value).lower()
-            if isinstance(value, bool)
-            else str(value)
-        )
-    return settings.model_copy(update=chosen), env
+    updated = settings.model_copy(update=chosen)
+    env = {**os.environ, **updated.as_environment({*chosen, "app"})}
+    return updated, env
 
 
 def run_demo(
-    settings: Settings, *, datasets: list[str], limit: int | None, timeout: float, echo: Echo
+    settings: Settings,
+    models: Mapping[str, ModelSpec],
+    *,
+    datasets: list[str],
+    limit: int | None,
+    timeout: float,
+    echo: Echo,
 ) -> bool:
-    """Run everything once; True when every event has a prediction or a dead letter and the
-    streamed metrics equal the offline evaluation."""
-    from streams.cli import local_kafka
-
+    """Run everything once with the app's `models`; True when every event has a
+    prediction or a dead letter and the streamed metrics equal the offline evaluation."""
     unknown = [name for name in datasets if name not in DATASETS]
     if unknown:
         raise ValueError(f"unknown dataset {unknown[0]!r}: choose among {', '.join(DATASETS)}")
     run = time.strftime("%Y%m%d%H%M%S")
     settings, env = demo_settings(settings, run)
-    kafka = local_kafka(settings) if settings.uses_local_broker else None
+    names = [DATASETS[name].model for name in datasets]
+    specs = resolve(models, names, settings.model_params)  # the worker's, to compare with
+    served_models(settings, models)  # a mistake is one sentence here, not in the worker
+    kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
     started_kafka = False
     if kafka is not None:
         running, _ = kafka.status()
@@ -197,9 +186,9 @@ def run_demo(
             for name in datasets
         }
         collector = Collector(settings)
-        log_path = settings.kafka_cache_dir.parent / "demo" / "worker.log"
+        log_path = settings.data_dir / "demo" / "worker.log"
         echo(f"starting a worker (log: {log_path})")
-        scenario = FeedbackScenario(settings, echo) if settings.join_enabled else None
+        scenario = FeedbackScenario(settings, models, echo) if settings.join_enabled else None
         worker = start_worker(log_path, env)
         messages = [encode(e) for batch in events.values() for e in batch]
         bad = bad_messages(id_prefix, DATASETS[datasets[0]].model, settings.max_event_bytes)
@@ -210,7 +199,7 @@ def run_demo(
         produce(settings.bootstrap_servers, settings.events_topic, messages, progress=False)
         expected_reports = {
             DATASETS[name].model: run_offline(
-                batch, DATASETS[name].model, config=settings.evaluation()
+                batch, specs[DATASETS[name].model], config=settings.evaluation()
             ).reports
             for name, batch in events.items()
         }
@@ -228,13 +217,13 @@ def run_demo(
                 echo(f"no new output for {timeout:.0f} s; see {log_path}")
                 break
         collector.close()
-        ok = summary(collector, events, expected_reports, len(messages), len(bad), echo)
+        ok = summary(collector, events, expected_reports, len(messages), len(bad), specs, echo)
         if scenario is not None and worker.poll() is None:
             ok = scenario.summary(timeout, echo) and ok
         from streams.report import write_report
 
-        report = settings.kafka_cache_dir.parent / "demo" / "riverrun-report.html"
-        write_report(settings, report)
+        report = settings.data_dir / "demo" / "riverrun-report.html"
+        write_report(settings, report.absolute(), models=models)
         echo(f"\nreport (quality with drift alarms, predicted vs actual, dead letters, "
              f"throughput): {report}")  # fmt: skip
         return ok
@@ -261,6 +250,7 @@ def summary(
     expected_reports: dict[str, list[MetricsReport]],
     expected: int,
     bad: int,
+    models: Mapping[str, ModelSpec],
     echo: Echo,
 ) -> bool:
     """Print the run's summary; True when nothing is missing and metrics match offline."""
@@ -286,7 +276,7 @@ def summary(
     matching = 0
     for dataset, batch in events.items():
         model = DATASETS[dataset].model
-        binary = MODELS[model].task == "binary"
+        binary = models[model].task == "binary"
         streamed = [r for r in collector.reports if r.model == model]
         offline = expected_reports[model]
         # The worker names the input partition of the replica; offline there is none.
@@ -337,7 +327,7 @@ class FeedbackScenario:
     (produced while a worker reads them, a topic can lag the others by more than the
     join's lateness: see README, Delayed feedback)."""
 
-    def __init__(self, settings: Settings, echo: Echo) -> None:
+    def __init__(self, settings: Settings, models: Mapping[str, ModelSpec], echo: Echo) -> None:
         from online_models.feedback_data import delayed_feedback
         from online_models.joiner import FeedbackJoiner
         from schemas.feedback import Outcome
@@ -347,19 +337,13 @@ class FeedbackScenario:
         stream = delayed_feedback(FEEDBACK_IMPRESSIONS, seed=42, visitors=400,
                                   products=tuple(settings.products))  # fmt: skip
         offline = FeedbackJoiner(
-            settings.join(), settings.evaluation(), params=settings.model_params
+            settings.join(), settings.evaluation(), registry=models, params=settings.model_params
         )
         self.expected = [
             o for out in offline.process(stream.events) for o in out if isinstance(o, Outcome)
         ]
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                      enable_auto_commit=False)  # fmt: skip
         topics = [settings.outcomes_topic, settings.metrics_topic]
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in sorted(self.consumer.partitions_for_topic(t) or {0})]  # fmt: skip
-        self.consumer.assign(partitions)
-        for tp, offset in self.consumer.end_offsets(partitions).items():  # this run's only
-            self.consumer.seek(tp, offset)
+        self.reader = TopicReader(settings, topics, from_beginning=False)  # this run's only
         echo(f"producing a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, "
              f"their clicks and conversions of {', '.join(settings.products)}, visitor "
              f"activity ({len(stream.events)} events)")  # fmt: skip
@@ -370,21 +354,20 @@ class FeedbackScenario:
         when the streamed labels are the offline join's."""
         from schemas.feedback import Outcome
 
-        settings, expected, consumer = self.settings, self.expected, self.consumer
+        settings, expected, reader = self.settings, self.expected, self.reader
         streamed: list[Outcome] = []
         join_reports: list[MetricsReport] = []
         last = time.monotonic()
         while len(streamed) < len(expected) and time.monotonic() - last < timeout:
-            for tp, messages in consumer.poll(timeout_ms=500).items():
+            for m in reader.poll(timeout_ms=500):
                 last = time.monotonic()
-                for m in messages:
-                    if tp.topic == settings.outcomes_topic:
-                        streamed.append(decode(Outcome, m.value, max_bytes=1 << 20))
-                    else:
-                        report = decode(MetricsReport, m.value, max_bytes=1 << 24)
-                        if report.model == "join":
-                            join_reports.append(report)
-        consumer.close()
+                if m.topic == settings.outcomes_topic:
+                    streamed.append(decode(Outcome, m.value, max_bytes=1 << 20))
+                else:
+                    report = decode(MetricsReport, m.value, max_bytes=1 << 24)
+                    if report.model == "join":
+                        join_reports.append(report)
+        reader.close()
         clicks = [o for o in streamed if o.label_type == "click"]
         late = clicks[len(clicks) // 2 :]
         same = sorted((o.impression_id, o.model, o.label) for o in streamed) == sorted(

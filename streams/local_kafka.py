@@ -1,8 +1,9 @@
 """A single-node Apache Kafka (KRaft) from the official jars, for development and tests.
 
 `riverrun kafka up` resolves the broker's jars from Maven Central once (with the pom in
-deploy/kafka), formats the storage once, then starts the broker in the background and
-waits until it answers requests. Later starts need no network.
+deploy/kafka, installed with the package as `streams.broker_files`), formats the storage
+once, then starts the broker in the background and waits until it answers requests.
+Later starts need no network.
 
 Everything the broker needs lives in the cache directory:
 
@@ -18,6 +19,7 @@ Everything the broker needs lives in the cache directory:
 import contextlib
 import fcntl
 import hashlib
+import importlib.resources
 import os
 import re
 import shutil
@@ -34,6 +36,8 @@ from string import Template
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from streams.settings import Settings
 
 KAFKA_VERSION = "4.1.1"
 MIN_JAVA = 17
@@ -56,6 +60,10 @@ NO_MAVEN = (
     "Maven; install it (e.g. apt-get install maven) or set RIVERRUN_BROKER to an existing "
     "cluster"
 )
+
+#: The broker's files (pom.xml, server.properties.template, log4j2.yaml): deploy/kafka in
+#: a checkout, the package data of `streams.broker_files` once installed.
+BROKER_FILES = Path(str(importlib.resources.files("streams.broker_files")))
 
 #: Brokers this process started, so that `down` reaps them (no zombies, no ResourceWarning).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -136,10 +144,15 @@ def _accepts_connections(bootstrap: str, timeout: float) -> bool:
 class LocalKafka:
     """The local broker: jars, data, config, pid and log all live in `cache_dir`."""
 
-    deploy_dir: Path  # the repo's deploy/kafka: pom.xml, server.properties.template, log4j2
-    cache_dir: Path  # git-ignored working directory, e.g. <repo>/.cache/kafka
+    deploy_dir: Path  # pom.xml, server.properties.template, log4j2.yaml: BROKER_FILES
+    cache_dir: Path  # the broker's working directory: RIVERRUN_KAFKA_CACHE_DIR
     port: int = 19092  # the broker's listener; the controller listens on port + 1
     host: str = "127.0.0.1"
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "LocalKafka":
+        """The local broker of `settings` (RIVERRUN_KAFKA_CACHE_DIR, RIVERRUN_KAFKA_PORT)."""
+        return cls(BROKER_FILES, settings.kafka_cache_dir, settings.kafka_port)
 
     # --- paths ---------------------------------------------------------------------------
     @property
@@ -195,7 +208,8 @@ class LocalKafka:
             digest = hashlib.sha256(pom.read_bytes()).hexdigest()
         except FileNotFoundError:
             raise LocalKafkaError(
-                f"{pom} not found: pass the repository's deploy/kafka directory as deploy_dir"
+                f"{pom} not found: riverrun's broker files are missing; reinstall riverrun "
+                "(or pass a directory holding pom.xml as deploy_dir)"
             ) from None
         stamp = self.libs / ".pom.sha256"
         if stamp.is_file() and stamp.read_text().strip() == digest:

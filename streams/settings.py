@@ -1,19 +1,27 @@
 """All configuration, read once from the environment (prefix `RIVERRUN_`)."""
 
+import difflib
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from socket import gethostname
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig
 from online_models.joiner import JoinConfig
-from online_models.registry import MODELS
 
-#: The repository checkout this package runs from (deploy/, .cache/ live there).
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "RIVERRUN_"
+
+
+def user_cache_dir() -> Path:
+    """riverrun's directory in the user's cache ($XDG_CACHE_HOME, else ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "riverrun"
 
 
 class Settings(BaseSettings):
@@ -22,7 +30,14 @@ class Settings(BaseSettings):
     Created once at the edge (the CLI) and passed down; nothing else reads the environment.
     """
 
-    model_config = SettingsConfigDict(env_prefix="RIVERRUN_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # --- the app -----------------------------------------------------------------------
+    app: str = Field(
+        default="riverrun.builtin:app",
+        description="The riverrun.App whose models are served, as module:attribute "
+        "(the command line's --app); default: riverrun's built-in models.",
+    )
 
     # --- Kafka -------------------------------------------------------------------------
     broker: str | None = Field(
@@ -32,8 +47,9 @@ class Settings(BaseSettings):
     )
     kafka_port: int = Field(default=19092, description="Port of the local broker.")
     kafka_cache_dir: Path = Field(
-        default=PROJECT_DIR / ".cache" / "kafka",
-        description="Where the local broker's jars, data and log live.",
+        default_factory=lambda: user_cache_dir() / "kafka",
+        description="Where the local broker's jars, data and log live (default: "
+        "~/.cache/riverrun/kafka, or under $XDG_CACHE_HOME).",
     )
     events_topic: str = "events"
     predictions_topic: str = "predictions"
@@ -76,10 +92,10 @@ class Settings(BaseSettings):
     )
 
     # --- models ------------------------------------------------------------------------
-    models: list[str] = Field(
-        default_factory=lambda: list(MODELS),
+    models: list[str] | None = Field(
+        default=None,
         description="Model names this worker serves (JSON list); events for others are "
-        "dead-lettered. Default: every registered model.",
+        "dead-lettered. Default: every model of the app.",
     )
     model_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -178,6 +194,17 @@ class Settings(BaseSettings):
     join_report_every: int = Field(
         default=1000, gt=0, description="Publish the join's figures every N resolved impressions."
     )
+    activity_types: list[str] = Field(
+        default_factory=lambda: list(JoinConfig.activity_types),
+        min_length=1,
+        description="Activity types counted as the visitors' activity features (JSON list).",
+    )
+    activity_hours: list[int] = Field(
+        default_factory=lambda: list(JoinConfig.activity_hours),
+        min_length=1,
+        description="Windows (hours) of the activity counts (JSON list); the longest is "
+        "also the cap of activity_recency_hours.",
+    )
 
     # --- delivery ----------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
@@ -237,9 +264,79 @@ class Settings(BaseSettings):
         default=9464, description="Port of the worker's web server (/metrics)."
     )
     data_dir: Path = Field(
-        default=PROJECT_DIR / ".cache" / "worker", description="Faust's local state directory."
+        default=Path(".riverrun"),
+        description="Where a worker keeps local state (Faust's directory, the generated "
+        "checkpoint key) and the demo its logs; relative to the working directory.",
     )
     log_level: Literal["debug", "info", "warn", "error"] = "info"
+
+    # --- validation ------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        """A misspelt RIVERRUN_* variable would silently keep the default: refuse it."""
+        known = {env_name(name) for name in cls.model_fields}
+        unknown = sorted(
+            key.upper()
+            for key in os.environ
+            if key.upper().startswith(ENV_PREFIX) and key.upper() not in known
+        )
+        if unknown:
+            raise ValueError("; ".join(_unknown_variable(name, known) for name in unknown))
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        topics = self.topics()
+        seen: dict[str, str] = {}
+        for field_name, topic in topics.items():
+            if topic in seen:
+                raise ValueError(
+                    f"{env_name(seen[topic])} and {env_name(field_name)} are both {topic!r}: "
+                    "every topic riverrun reads or writes needs a name of its own"
+                )
+            seen[topic] = field_name
+        if self.products and not self.join_enabled:
+            raise ValueError(
+                "RIVERRUN_PRODUCTS is set but RIVERRUN_JOIN_ENABLED is not: propensity "
+                "models learn from conversions in the join; enable it or unset RIVERRUN_PRODUCTS"
+            )
+        if len(set(self.products)) != len(self.products):
+            raise ValueError("RIVERRUN_PRODUCTS names a product twice; list each once")
+        if self.uses_local_broker and self.metrics_port in (self.kafka_port, self.kafka_port + 1):
+            raise ValueError(
+                f"RIVERRUN_METRICS_PORT {self.metrics_port} is a port of the local broker "
+                f"(RIVERRUN_KAFKA_PORT {self.kafka_port} and the controller on the next one); "
+                "choose another"
+            )
+        return self
+
+    def topics(self) -> dict[str, str]:
+        """Field name -> topic, for every topic this configuration reads or writes."""
+        names = [name for name in type(self).model_fields if name.endswith("_topic")]
+        join_only = {"impressions_topic", "clicks_topic", "conversions_topic", "outcomes_topic"}
+        return {
+            name: getattr(self, name)
+            for name in names
+            if self.join_enabled or name not in join_only
+        }
+
+    def overridden_by(self, other: "Settings") -> "Settings":
+        """These settings with every field set in `other` (e.g. from the environment)
+        replaced by `other`'s value."""
+        values = {name: getattr(self, name) for name in self.model_fields_set}
+        values.update({name: getattr(other, name) for name in other.model_fields_set})
+        return type(self)(**values)
+
+    def as_environment(self, names: "set[str] | None" = None) -> dict[str, str]:
+        """`RIVERRUN_*` variables that give another process these settings: the fields
+        set explicitly (or `names`), in the form the environment is read in."""
+        chosen = self.model_fields_set if names is None else names
+        return {env_name(name): _env_value(getattr(self, name)) for name in sorted(chosen)}
+
+    def model_names(self, registry: Mapping[str, Any]) -> list[str]:
+        """The models served: RIVERRUN_MODELS, else every model of `registry` (the app)."""
+        return list(self.models) if self.models is not None else list(registry)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -250,9 +347,11 @@ class Settings(BaseSettings):
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once"
 
-    def worker_transactional_id(self) -> str:
-        """The producer's transactional id under exactly_once."""
-        return self.transactional_id or f"{self.group_id}-{gethostname()}-{self.metrics_port}"
+    def worker_transactional_id(self, service: str = "events") -> str:
+        """The transactional id of a service's producer under exactly_once (the events
+        path's is RIVERRUN_TRANSACTIONAL_ID itself, the join's has `-join` added)."""
+        base = self.transactional_id or f"{self.group_id}-{gethostname()}-{self.metrics_port}"
+        return base if service == "events" else f"{base}-{service}"
 
     @property
     def uses_local_broker(self) -> bool:
@@ -269,6 +368,8 @@ class Settings(BaseSettings):
             propensity_model=self.propensity_model,
             negative_rate=self.negative_sampling_rate,
             report_every=self.join_report_every,
+            activity_types=tuple(self.activity_types),
+            activity_hours=tuple(self.activity_hours),
         )
 
     def drift(self) -> DriftConfig | None:
@@ -293,3 +394,42 @@ class Settings(BaseSettings):
             max_segments=self.max_segments,
             baseline_window=self.baseline_window,
         )
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a settings field."""
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _unknown_variable(name: str, known: set[str]) -> str:
+    # Compared without the prefix, which every name shares.
+    suffixes = sorted(k.removeprefix(ENV_PREFIX) for k in known)
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.7)
+    hint = (
+        f"did you mean {ENV_PREFIX}{close[0]}?" if close else "see the README's Configuration table"
+    )
+    return f"{name} is not a riverrun setting ({hint}); rename or unset it"
+
+
+def describe_error(err: ValidationError) -> str:
+    """A settings ValidationError as sentences naming the variables, without the
+    values (a secret could be among them)."""
+    parts = []
+    for error in err.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        loc = [str(part) for part in error["loc"]]
+        if loc and loc[0] in Settings.model_fields:
+            parts.append(f"{env_name(loc[0])}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)

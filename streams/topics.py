@@ -1,11 +1,12 @@
-"""Create riverrun's topics on the cluster when they are missing."""
+"""riverrun's topics: create the missing ones, read what they hold."""
 
 import contextlib
 import logging
 from collections.abc import Iterable
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
@@ -80,3 +81,69 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         ) from err
     finally:
         admin.close()
+
+
+class TopicReader:
+    """Reads every partition of some topics, from their beginning or from their end as
+    of now, without a consumer group (nothing is committed).
+
+    `read_to_end()` returns what the topics hold up to their end at the call; `poll()`
+    what arrived since the last call, for readers that wait for something.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Iterable[str],
+        *,
+        from_beginning: bool = True,
+        isolation_level: str = "read_uncommitted",
+    ) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            enable_auto_commit=False,
+            isolation_level=isolation_level,
+            client_id="riverrun-reader",
+        )
+        self.partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(self.consumer.partitions_for_topic(topic) or ())
+        ]
+        self.consumer.assign(self.partitions)
+        if from_beginning:
+            self.consumer.seek_to_beginning(*self.partitions)
+        else:
+            for tp, offset in self.consumer.end_offsets(self.partitions).items():
+                self.consumer.seek(tp, offset)
+
+    def poll(self, timeout_ms: int = 200) -> list[ConsumerRecord]:
+        """The messages that arrived since the last call (maybe none), partition by
+        partition in offset order."""
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        return [message for messages in batches.values() for message in messages]
+
+    def read_to_end(self) -> list[ConsumerRecord]:
+        """Every message from the current positions up to the topics' end as of now."""
+        if not self.partitions:
+            return []
+        end = self.consumer.end_offsets(self.partitions)
+        out: list[ConsumerRecord] = []
+        while any(self.consumer.position(tp) < end[tp] for tp in self.partitions):
+            out += self.poll(timeout_ms=500)
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __enter__(self) -> "TopicReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_to_end(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every message of `topic` from its beginning to its end as of now."""
+    with TopicReader(settings, [topic]) as reader:
+        return reader.read_to_end()

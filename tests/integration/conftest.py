@@ -24,7 +24,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from streams.local_kafka import LocalKafka, LocalKafkaError
-from streams.settings import PROJECT_DIR, Settings
+from streams.settings import Settings
 from streams.topics import ensure_topics, join_topics, topic_names
 
 
@@ -35,11 +35,7 @@ def local_kafka() -> Iterator[LocalKafka | None]:
     if not base.uses_local_broker:
         yield None
         return
-    kafka = LocalKafka(
-        deploy_dir=PROJECT_DIR / "deploy" / "kafka",
-        cache_dir=base.kafka_cache_dir,
-        port=base.kafka_port,
-    )
+    kafka = LocalKafka.for_settings(base)
     already_running = kafka.is_running()
     try:
         kafka.up(timeout=120)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streams.replay import dataset_events, encode
-from streams.settings import PROJECT_DIR
 from tests.integration.conftest import free_port
+from tests.paths import PROJECT_DIR
 
 DEPLOY = PROJECT_DIR / "deploy" / "prometheus"
 BIN = PROJECT_DIR / ".cache" / "prometheus" / "usr" / "bin"

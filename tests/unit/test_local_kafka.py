@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from streams.local_kafka import (
+    BROKER_FILES,
     LocalKafka,
     LocalKafkaError,
     java_major_version,
     wait_until_ready,
 )
-from streams.settings import PROJECT_DIR
+from tests.paths import PROJECT_DIR
 
 DEPLOY = PROJECT_DIR / "deploy" / "kafka"
 
@@ -173,12 +174,16 @@ def test_a_changed_pom_resolves_the_jars_again(
         local.ensure_jars()
 
 
-def test_a_missing_pom_names_the_directory_to_pass(tmp_path: Path) -> None:
+def test_a_missing_pom_says_to_reinstall(tmp_path: Path) -> None:
     local = LocalKafka(deploy_dir=tmp_path, cache_dir=tmp_path / "kafka")
-    with pytest.raises(
-        LocalKafkaError, match=r"pom\.xml not found: pass the repository's deploy/kafka"
-    ):
+    with pytest.raises(LocalKafkaError, match=r"pom\.xml not found: .* reinstall riverrun"):
         local.ensure_jars()
+
+
+def test_the_broker_files_ship_with_the_package() -> None:
+    """`riverrun kafka up` finds them in the package, wherever it is installed."""
+    names = {path.name for path in BROKER_FILES.iterdir()}
+    assert {"pom.xml", "server.properties.template", "log4j2.yaml"} <= names
 
 
 # --- configuration and storage ------------------------------------------------------------

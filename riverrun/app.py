@@ -1,0 +1,163 @@
+"""`riverrun.App`: the models a team serves, registered in the team's own package.
+
+>>> import riverrun
+>>> from river import linear_model, preprocessing
+>>> app = riverrun.App()
+>>> @app.model("ctr_adam", task="binary")
+... def ctr_adam(lr: float = 0.01):
+...     from river import optim
+...     return preprocessing.StandardScaler() | linear_model.LogisticRegression(optim.Adam(lr))
+>>> app.models["ctr_adam"].params
+{'lr': 0.01}
+>>> app.models["ctr_adam"].version.startswith("ctr_adam@")
+True
+"""
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from online_models.registry import ModelError, ModelSpec, Task, model_spec
+from streams.settings import Settings
+
+Factory = TypeVar("Factory", bound=Callable[..., Any])
+
+
+class AppError(Exception):
+    """An `--app` that cannot be served; `str()` is one sentence saying what to do."""
+
+
+class App:
+    """A set of named River model factories, and the settings to serve them with.
+
+    Parameters
+    ----------
+    settings
+        The worker's settings. Unset: read from the `RIVERRUN_*` environment variables
+        when first needed. Set: they are the defaults, and `RIVERRUN_*` variables still
+        override them (a deployment changes settings without changing code).
+    include
+        Other apps whose models this one serves too, e.g. `riverrun.builtin.app`.
+    """
+
+    def __init__(self, *, settings: Settings | None = None, include: Iterable["App"] = ()) -> None:
+        self._settings = settings
+        self._models: dict[str, ModelSpec] = {}
+        for other in include:
+            self.include(other)
+
+    def model(
+        self, name: str, *, task: Task, version: str | None = None, **params: Any
+    ) -> Callable[[Factory], Factory]:
+        """Register the decorated factory under `name`.
+
+        The factory returns a fresh River estimator or pipeline. Its parameters are its
+        signature's defaults, overridden by `params` here, then by
+        `RIVERRUN_MODEL_PARAMS`. `task` is `binary`, `multiclass` or `regression`. The
+        model's version is a hash of the factory's code, its parameters and the model it
+        builds, unless `version` pins it: a checkpoint is restored only into the version
+        that wrote it.
+        """
+
+        def register(factory: Factory) -> Factory:
+            self._add(model_spec(name, task, factory, params, version))
+            return factory
+
+        return register
+
+    def include(self, other: "App") -> "App":
+        """Serve `other`'s models too (a name in both apps is an error)."""
+        for spec in other.models.values():
+            self._add(spec)
+        return self
+
+    def _add(self, spec: ModelSpec) -> None:
+        existing = self._models.get(spec.name)
+        if existing is not None:
+            raise ModelError(
+                f"model name {spec.name!r} is registered twice ({_where(existing.factory)} and "
+                f"{_where(spec.factory)}); give one of them another name"
+            )
+        self._models[spec.name] = spec
+
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        """The registered models by name (read-only)."""
+        return MappingProxyType(self._models)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this app is served with (see the class docstring)."""
+        if self._settings is None:
+            self._settings = Settings()
+        return self._settings
+
+    def served_settings(self, environment: Settings) -> Settings:
+        """The settings given in code, overridden by those set in `environment`."""
+        if self._settings is None:
+            return environment
+        return self._settings.overridden_by(environment)
+
+    def __repr__(self) -> str:
+        return f"<riverrun.App models={sorted(self._models)}>"
+
+
+def _where(factory: Callable[..., Any]) -> str:
+    code = getattr(factory, "__code__", None)
+    module = getattr(factory, "__module__", "?")
+    name = getattr(factory, "__qualname__", repr(factory))
+    return f"{module}.{name}" + (f", line {code.co_firstlineno}" if code else "")
+
+
+def load_app(path: str) -> App:
+    """The App at `module:attribute` (like uvicorn's and Faust's -A), importing the module
+    with the working directory on the import path. Raises AppError or ModelError."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise AppError(
+            f"--app {path!r} is not of the form module:attribute (e.g. mypkg.models:app)"
+        )
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModelError:
+        raise
+    except ModuleNotFoundError as err:
+        if err.name is not None and module_name.startswith(err.name):
+            raise AppError(
+                f"cannot import {module_name!r} for --app {path} (no module named "
+                f"{err.name!r}): install its package or run riverrun from the directory "
+                "that holds it"
+            ) from None
+        raise AppError(_import_failure(module_name, err)) from None
+    except Exception as err:  # the user's module failed while importing: where and why
+        raise AppError(_import_failure(module_name, err)) from None
+    try:
+        app = getattr(module, attribute)
+    except AttributeError:
+        raise AppError(
+            f"module {module_name!r} has no attribute {attribute!r}; --app names the App "
+            f"object, e.g. {module_name}:app"
+        ) from None
+    if not isinstance(app, App):
+        raise AppError(
+            f"{path} is a {type(app).__name__}, not a riverrun.App; create one with "
+            "`app = riverrun.App()` and register models with @app.model(...)"
+        )
+    return app
+
+
+def _import_failure(module_name: str, err: BaseException) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    at = f" at {user[-1].filename}:{user[-1].lineno}" if user else ""
+    return (
+        f"importing {module_name!r} failed{at} ({type(err).__name__}: {err}); fix the module "
+        "and start again"
+    )
