@@ -1,7 +1,7 @@
 """Checkpoints of model replicas as signed, compressed, chunked bytes. No I/O.
 
 A replica is one model learning from one input partition. Its checkpoint is the pickled
-state (estimator, update count, evaluator), zlib-compressed, signed with HMAC-SHA256 and
+state (estimator, update count, evaluator, classes), zlib-compressed, signed with HMAC-SHA256 and
 cut into chunks small enough for Kafka's default message limit. Restoring checks, in
 order: the layout, the signature, that the checkpoint belongs to this replica, that the
 model's factory, parameters and River version are the ones running, and only then
@@ -44,8 +44,9 @@ from online_models.learner import ServedModel
 from online_models.registry import ModelSpec
 from schemas.checkpoint import MAGIC, CheckpointHeader
 
-#: The layout this code writes and reads (header fields, pickle of a 3-tuple, zlib).
-FORMAT_VERSION = 1
+#: The layout this code writes and reads (header fields, zlib of a pickled 4-tuple:
+#: estimator, updates, evaluator, classes). Format 1 pickled a 3-tuple.
+FORMAT_VERSION = 2
 
 #: Default largest chunk: half of Kafka's default 1 MB message limit leaves room for
 #: the header and the record batch.
@@ -306,7 +307,7 @@ def restore(
             Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"
         ) from err
     if evaluation is not None and served.evaluator.config != evaluation:
-        served.evaluator = Evaluator(spec.name, served.version, served.is_classifier, evaluation)
+        served.evaluator = Evaluator(spec.name, served.version, served.task, evaluation)
     return served
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from river import datasets
 
-Sample = tuple[dict[str, Any], bool | float | None]
+Sample = tuple[dict[str, Any], bool | float | str | None]
 
 DEVICES = ("mobile", "desktop", "tablet")
 DEVICE_EFFECT = {"mobile": 0.3, "desktop": 0.0, "tablet": -0.4}
@@ -172,6 +172,9 @@ DATASETS: dict[str, Dataset] = {
                 "River's Phishing: 1,250 web pages, 9 numeric features, phishing or not"),
         Dataset("bananas", "logreg", _river(datasets.Bananas), 5300,
                 "River's Bananas: 5,300 2-D points in two banana-shaped classes"),
+        Dataset("segments", "softmax", _river(datasets.ImageSegments), 2310,
+                "River's ImageSegments: 2,310 image regions, 18 numeric features, 7 classes "
+                "(brickface, sky, foliage, cement, window, path, grass)"),
         Dataset("trump", "linreg", _river(datasets.TrumpApproval), 1001,
                 "River's TrumpApproval: 1,001 daily approval ratings to regress"),
         Dataset("clicks", "ctr", synthetic_clicks, None,

@@ -77,8 +77,8 @@ def _proportions(counts: Counter[Any], n: int) -> dict[Any, float]:
 class DriftMonitor:
     """Drift detectors of one model replica; `observe` returns the reports due."""
 
-    def __init__(self, model: str, version: str, binary: bool, config: DriftConfig) -> None:
-        self.model, self.version, self.binary, self.config = model, version, binary, config
+    def __init__(self, model: str, version: str, task: str, config: DriftConfig) -> None:
+        self.model, self.version, self.task, self.config = model, version, task, config
         self.detectors: dict[tuple[str, str], Any] = {
             ("adwin", "loss"): drift.ADWIN(delta=config.adwin_delta),
             ("page_hinkley", "loss"): drift.PageHinkley(threshold=config.ph_threshold, mode="up"),
@@ -86,9 +86,9 @@ class DriftMonitor:
             ("adwin", "prediction"): drift.ADWIN(delta=config.adwin_delta),
             ("adwin", "calibration"): drift.ADWIN(delta=config.adwin_delta),
         }
-        self.sums: dict[str, float] = dict.fromkeys(
-            ("loss", "label", "prediction", "calibration"), 0.0
-        )
+        if task == "multiclass":  # a class is no number: its mix shows in the loss
+            del self.detectors["adwin", "label"]
+        self.sums: dict[str, float] = dict.fromkeys((signal for _, signal in self.detectors), 0.0)
         self.alarms: set[tuple[str, str]] = set()  # detectors that fired in the window
         self.n = 0
         self.label_scale = 0.0  # regressors: running mean of |label|
@@ -104,15 +104,26 @@ class DriftMonitor:
         self.start: tuple[datetime, int | None] | None = None
 
     def observe(
-        self, x: dict[str, Any], y: bool | float, p: float, ts: datetime, offset: int | None
+        self, x: dict[str, Any], y: Any, p: Any, ts: datetime, offset: int | None
     ) -> list[DriftReport]:
-        """Update every detector with one labelled event, scored `p` before learning."""
+        """Update every detector with one labelled event, scored `p` before learning (a
+        probability, a value, or a multiclass model's class probabilities).
+
+        Multiclass: `prediction` is the probability of the most probable class (the
+        model's confidence) and `calibration` that confidence minus 1 when the class is
+        right, 0 when not."""
         if self.start is None:
             self.start = (ts, offset)
         self.n += 1
-        if self.binary:
+        if self.task == "binary":
             q = min(max(p, 1e-15), 1 - 1e-15)
             loss = -math.log(q if y else 1 - q)
+        elif self.task == "multiclass":
+            loss = -math.log(min(max(p.get(y, 0.0), 1e-15), 1 - 1e-15))
+            predicted = max(p, key=p.get)
+            confidence = p[predicted]
+            p = confidence  # the signals below
+            y = predicted == y
         else:
             # Relative to the mean |label| so far, so that the loss detectors' thresholds
             # mean the same for counts in the tens and values in the thousands.
@@ -138,8 +149,8 @@ class DriftMonitor:
                 reports.append(
                     self._report(detector, signal, "alarm", mean, threshold, True, ts, offset)
                 )
-        for signal, value in signals.items():
-            self.sums[signal] += value
+        for signal in self.sums:
+            self.sums[signal] += signals[signal]
         self._features(x)
         self.window_n += 1
         if self.edges is not None and self.window_n >= self.config.window:

@@ -19,6 +19,7 @@ from river import metrics, utils
 from sortedcontainers import SortedList
 
 from schemas import MetricsReport
+from schemas.prediction import class_text
 
 OTHER = "__other__"
 
@@ -224,6 +225,96 @@ class RegressionQuality:
         return "mae", self.mae_window.get()
 
 
+class ClassQuality:
+    """Every metric of one multiclass model, or of one segment of its traffic.
+
+    River's own objects where River has them, fed what `progressive_val_score` feeds them:
+    the class probabilities (log loss) and the most probable class (the rest). Macro and
+    per-class figures are computed from River's confusion matrix with River's formulas,
+    over the classes in a fixed order, so that every process reports the same bytes.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.logloss = metrics.CrossEntropy()
+        self.logloss_window: Any = utils.Rolling(metrics.CrossEntropy, window_size=window)
+        self.confusion = metrics.ConfusionMatrix()  # updated once per event, read by all
+        self.accuracy = metrics.Accuracy(cm=self.confusion)
+        self.micro_f1 = metrics.MicroF1(cm=self.confusion)
+        self.accuracy_window: Any = utils.Rolling(metrics.Accuracy, window_size=window)
+        self.texts: dict[Any, str] = {}  # class -> its text, as on the wire
+        self.n = self.period_n = 0
+
+    def update(self, y: Any, proba: dict[Any, float]) -> None:
+        """Score one prediction (`proba` not empty: River does not score an empty one)."""
+        predicted = max(proba, key=proba.get)  # type: ignore[arg-type]  # River's predict_one
+        self.logloss.update(y, proba)
+        self.logloss_window.update(y, proba)
+        self.confusion.update(y, predicted)
+        self.accuracy_window.update(y, predicted)
+        for label in (y, predicted):
+            if label not in self.texts:
+                self.texts[label] = class_text(label)
+        self.n += 1
+        self.period_n += 1
+
+    def new_period(self) -> None:
+        self.period_n = 0
+
+    def _classes(self) -> list[Any]:
+        return sorted(self.confusion.classes, key=lambda c: self.texts[c])
+
+    def values(self) -> dict[str, float | None]:
+        cm = self.confusion
+        classes = self._classes()
+        precision: dict[str, float | None] = {}
+        recall: dict[str, float | None] = {}
+        macro_p = macro_r = macro_f1 = 0.0
+        for c in classes:
+            hits = cm.data.get(c, {}).get(c, 0.0)
+            predicted, actual = cm.sum_col.get(c, 0.0), cm.sum_row.get(c, 0.0)
+            p = hits / predicted if predicted else None
+            r = hits / actual if actual else None
+            precision[f"precision[{self.texts[c]}]"] = p
+            recall[f"recall[{self.texts[c]}]"] = r
+            macro_p += p or 0.0
+            macro_r += r or 0.0
+            if p or r:  # River's MacroF1: 0 for a class with p + r = 0
+                macro_f1 += 2 * (p or 0.0) * (r or 0.0) / ((p or 0.0) + (r or 0.0))
+        k = len(classes)
+        return {
+            "n": float(self.n),
+            "logloss": self.logloss.get(),
+            "logloss_window": self.logloss_window.get(),
+            "accuracy": self.accuracy.get(),
+            "accuracy_window": self.accuracy_window.get(),
+            "macro_precision": macro_p / k if k else 0.0,
+            "macro_recall": macro_r / k if k else 0.0,
+            "macro_f1": macro_f1 / k if k else 0.0,
+            "micro_f1": self.micro_f1.get(),
+            "classes": float(k),
+            **precision,
+            **recall,
+            "period_n": float(self.period_n),
+        }
+
+    def confusion_counts(self) -> dict[str, dict[str, int]]:
+        """Actual class -> predicted class -> count, classes as text, in a fixed order."""
+        return {
+            self.texts[actual]: {
+                self.texts[predicted]: int(count)
+                for predicted, count in sorted(
+                    self.confusion.data[actual].items(), key=lambda item: self.texts[item[0]]
+                )
+                if count
+            }
+            for actual in self._classes()
+            if self.confusion.sum_row.get(actual)
+        }
+
+    def headline(self) -> tuple[str, float]:
+        return "logloss", self.logloss_window.get()
+
+
 class MovingAverageBaseline:
     """Predicts a key's mean of its last `window` labels (the global mean for a new key).
 
@@ -270,16 +361,19 @@ class EvaluationConfig:
     baseline_max_keys: int = 100_000
 
 
-Quality = BinaryQuality | RegressionQuality
+Quality = BinaryQuality | RegressionQuality | ClassQuality
 
 
 @dataclass
 class Evaluator:
-    """Prequential metrics of one model, overall and per segment, and when to report them."""
+    """Prequential metrics of one model, overall and per segment, and when to report them.
+
+    `task` is the model's: binary, multiclass or regression.
+    """
 
     model: str
     model_version: str
-    binary: bool
+    task: str
     config: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def __post_init__(self) -> None:
@@ -293,8 +387,10 @@ class Evaluator:
         self.last_ts: datetime | None = None
 
     def _quality(self) -> Quality:
-        if self.binary:
+        if self.task == "binary":
             return BinaryQuality(self.config.window, self.config.threshold)
+        if self.task == "multiclass":
+            return ClassQuality(self.config.window)
         return RegressionQuality(self.config.window)
 
     def _segment_names(self, features: dict[str, Any]) -> Iterator[str]:
@@ -310,9 +406,10 @@ class Evaluator:
             yield f"{feature}={value}"
 
     def observe(
-        self, y: bool | float, p: float, features: dict[str, Any], key: str, ts: datetime
+        self, y: Any, p: Any, features: dict[str, Any], key: str, ts: datetime
     ) -> list[MetricsReport]:
-        """Score one labelled prediction; return the reports it makes due, in order."""
+        """Score one labelled prediction (a probability or a value; for a multiclass
+        model, its class probabilities); return the reports it makes due, in order."""
         reports: list[MetricsReport] = []
         period = math.floor(ts.timestamp() / self.config.period_seconds)
         if self.period is None:
@@ -322,16 +419,19 @@ class Evaluator:
             for quality in self.segments.values():
                 quality.new_period()
             self.period = period
-        baseline = 0.0 if self.binary else self.baseline.predict(key)
+        regression = self.task == "regression"
+        baseline = self.baseline.predict(key) if regression else 0.0
         for name in self._segment_names(features):
             if name not in self.segments:
                 self.segments[name] = self._quality()
             quality = self.segments[name]
             if isinstance(quality, BinaryQuality):
                 quality.update(bool(y), p)
+            elif isinstance(quality, ClassQuality):
+                quality.update(y, p)
             else:
                 quality.update(float(y), p, baseline)
-        if not self.binary:
+        if regression:
             self.baseline.learn(key, float(y))
         self.n += 1
         self.last_ts = ts
@@ -348,6 +448,7 @@ class Evaluator:
         period_end = datetime.fromtimestamp(start + self.config.period_seconds, UTC)
         return [
             MetricsReport(
+                schema_version=2 if isinstance(quality, ClassQuality) else 1,
                 model=self.model,
                 model_version=self.model_version,
                 segment=name,
@@ -356,6 +457,9 @@ class Evaluator:
                 period_start=period_start,
                 period_end=period_end,
                 metrics=quality.values(),
+                confusion=(
+                    quality.confusion_counts() if isinstance(quality, ClassQuality) else None
+                ),
             )
             for name, quality in self.segments.items()
         ]

@@ -9,8 +9,9 @@ from typing import Any
 from online_models.drift import DriftConfig, DriftMonitor
 from online_models.evaluation import EvaluationConfig, Evaluator
 from online_models.registry import MODELS, ModelSpec
-from schemas import ErrorType, InputEvent, MetricsReport, Prediction
+from schemas import AnyPrediction, ClassPrediction, ErrorType, InputEvent, MetricsReport, Prediction
 from schemas.drift import DriftReport
+from schemas.prediction import class_text
 
 
 @dataclass(frozen=True)
@@ -42,53 +43,93 @@ class ServedModel:
     ) -> None:
         self.spec = spec
         self.version = spec.version
+        self.task = spec.task
         self.estimator: Any = spec.create() if estimator is None else estimator
         self.updates = 0
         self.is_classifier = spec.task == "binary"
-        self.evaluator = Evaluator(spec.name, self.version, self.is_classifier, evaluation)
-        self.drift = (
-            DriftMonitor(spec.name, self.version, self.is_classifier, drift) if drift else None
-        )
+        self.evaluator = Evaluator(spec.name, self.version, spec.task, evaluation)
+        self.drift = DriftMonitor(spec.name, self.version, spec.task, drift) if drift else None
+        #: Multiclass: every class learnt, by its text on the wire (3 and "3" would share
+        #: one, so the second kind is refused).
+        self.classes: dict[str, bool | int | str] = {}
         #: Input offsets below this one were learnt before a restore: predicted again
         #: (outputs may be needed), never learnt or scored twice.
         self.resume_offset = 0
 
-    def state(self) -> tuple[Any, int, Evaluator]:
+    def state(self) -> tuple[Any, int, Evaluator, dict[str, bool | int | str]]:
         """Everything learnt, for a checkpoint."""
-        return self.estimator, self.updates, self.evaluator
+        return self.estimator, self.updates, self.evaluator, self.classes
 
     @classmethod
     def from_state(
         cls,
         spec: ModelSpec,
-        state: tuple[Any, int, Evaluator],
+        state: tuple[Any, int, Evaluator, dict[str, bool | int | str]],
         resume_offset: int,
         drift: DriftConfig | None = None,
     ) -> "ServedModel":
         """A model restored from `state()`, resuming at input offset `resume_offset`
         (drift detectors, not part of the state, start afresh)."""
-        estimator, updates, evaluator = state
+        estimator, updates, evaluator, classes = state
         served = cls(spec, evaluator.config, drift, estimator)
-        served.updates, served.evaluator = updates, evaluator
+        served.updates, served.evaluator, served.classes = updates, evaluator, classes
         served.resume_offset = resume_offset
         return served
 
-    def target(self, label: bool | float) -> bool | float:
+    def target(self, label: bool | float | str) -> bool | float | int | str:
         """The label as the estimator wants it; raises LearningError when it cannot be."""
         if self.is_classifier:
-            if label in (0, 1):  # True/False, 0/1 and 0.0/1.0 all compare equal to 0 or 1
+            if not isinstance(label, str) and label in (0, 1):  # True/False, 0/1, 0.0/1.0
                 return bool(label)
             raise LearningError(
                 ErrorType.INVALID_LABEL,
                 f"label {label!r} is not a class of binary model {self.spec.name!r}: "
                 "send true/false or 0/1",
             )
+        if self.task == "multiclass":
+            return self._class(label)
+        if isinstance(label, str):
+            raise LearningError(
+                ErrorType.INVALID_LABEL,
+                f"label {label!r} is not a number: regression model {self.spec.name!r} learns "
+                "finite numbers",
+            )
         return float(label)
 
-    def predict(self, features: dict[str, Any]) -> float:
+    def _class(self, label: bool | float | str) -> bool | int | str:
+        """A multiclass label, refused when it is a float or shares its text (or, as True
+        and 1 do, its Python identity) with a class of another type."""
+        if isinstance(label, float):
+            raise LearningError(
+                ErrorType.INVALID_LABEL,
+                f"label {label!r} is not a class of multiclass model {self.spec.name!r}: send "
+                "a string, an integer or true/false",
+            )
+        text = class_text(label)
+        known = self.classes.get(text)
+        if known is None:  # a new class: no known one may equal it (True == 1 in Python)
+            clash = any(other == label for other in self.classes.values())
+        else:
+            clash = type(known) is not type(label)
+        if clash:
+            raise LearningError(
+                ErrorType.INVALID_LABEL,
+                f"label {label!r} of multiclass model {self.spec.name!r} is a "
+                f"{type(label).__name__}, but the model already learns a class that equals it "
+                "of another type: send every class with one type",
+            )
+        if known is None:
+            self.classes[text] = label
+        return label
+
+    def predict(self, features: dict[str, Any]) -> Any:
+        """The probability of the positive class (binary), the value (regression), or the
+        probabilities of the classes (multiclass)."""
         try:
             if self.is_classifier:
                 y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
+            elif self.task == "multiclass":
+                return self._probabilities(self.estimator.predict_proba_one(features))
             else:
                 y_pred = float(self.estimator.predict_one(features))
         except (ArithmeticError, ValueError, TypeError) as err:
@@ -105,7 +146,51 @@ class ServedModel:
             )
         return y_pred
 
-    def learn(self, features: dict[str, Any], y: bool | float) -> None:
+    def _probabilities(self, proba: dict[Any, float]) -> dict[Any, float]:
+        for value in proba.values():
+            if not math.isfinite(value):
+                raise LearningError(
+                    ErrorType.LEARNING_ERROR,
+                    f"model {self.version} predicted a probability of {value}: it has "
+                    "diverged; lower its learning rate or scale the features, then restart it",
+                )
+        return {label: float(p) for label, p in proba.items()}
+
+    def output(
+        self, event: InputEvent, y_pred: Any, updates: int, learned: bool, latency: float
+    ) -> "AnyPrediction":
+        """The message published for `event`, predicted `y_pred` after `updates` updates."""
+        # Every field comes from a validated event or from checks above (a finite
+        # prediction): building without re-validation saves ~4 µs per event.
+        if self.task != "multiclass":
+            return Prediction.model_construct(
+                event_id=event.event_id,
+                key=event.key,
+                model=event.model,
+                model_version=self.version,
+                model_updates=updates,
+                ts=event.ts,
+                prediction=y_pred,
+                label=event.label,
+                learned=learned,
+                latency_seconds=latency,
+            )
+        return ClassPrediction.model_construct(
+            schema_version=2,
+            event_id=event.event_id,
+            key=event.key,
+            model=event.model,
+            model_version=self.version,
+            model_updates=updates,
+            ts=event.ts,
+            prediction=max(y_pred, key=y_pred.get) if y_pred else None,  # River's predict_one
+            probabilities={class_text(c): p for c, p in y_pred.items()},
+            label=event.label,
+            learned=learned,
+            latency_seconds=latency,
+        )
+
+    def learn(self, features: dict[str, Any], y: Any) -> None:
         try:
             self.estimator.learn_one(features, y)
         except (ArithmeticError, ValueError, TypeError) as err:
@@ -155,7 +240,7 @@ class Learner:
         events: Sequence[InputEvent],
         received_at: float | None = None,
         offsets: Sequence[int] | None = None,
-    ) -> list[Prediction | Rejection]:
+    ) -> list[AnyPrediction | Rejection]:
         """Predict-then-learn each event in order; one output per event, in the same order.
 
         `received_at` (a `clock()` reading) is when the batch reached the worker; each
@@ -164,7 +249,7 @@ class Learner:
         """
         if received_at is None:
             received_at = self.clock()
-        outputs: list[Prediction | Rejection] = []
+        outputs: list[AnyPrediction | Rejection] = []
         for i, event in enumerate(events):
             try:
                 offset = offsets[i] if offsets is not None else None
@@ -175,7 +260,7 @@ class Learner:
 
     def _predict_then_learn(
         self, event: InputEvent, received_at: float, offset: int | None = None
-    ) -> Prediction:
+    ) -> AnyPrediction:
         model = self.models.get(event.model)
         if model is None:
             raise LearningError(
@@ -192,25 +277,15 @@ class Learner:
         y_pred = model.predict(features)
         if y is not None:
             model.learn(features, y)
-            self.pending_reports += model.evaluator.observe(
-                y, y_pred, features, event.key, event.ts
-            )
-            if model.drift is not None:
-                self.pending_drift += model.drift.observe(features, y, y_pred, event.ts, offset)
-        # Every field comes from a validated event or from checks above (a finite
-        # prediction): building without re-validation saves ~4 µs per event.
-        return Prediction.model_construct(
-            event_id=event.event_id,
-            key=event.key,
-            model=event.model,
-            model_version=model.version,
-            model_updates=updates,
-            ts=event.ts,
-            prediction=y_pred,
-            label=event.label,
-            learned=y is not None,
-            latency_seconds=max(0.0, self.clock() - received_at),
-        )
+            # River scores no empty class probabilities (a model that knows no class yet).
+            if model.task != "multiclass" or y_pred:
+                self.pending_reports += model.evaluator.observe(
+                    y, y_pred, features, event.key, event.ts
+                )
+                if model.drift is not None:
+                    self.pending_drift += model.drift.observe(features, y, y_pred, event.ts, offset)
+        latency = max(0.0, self.clock() - received_at)
+        return model.output(event, y_pred, updates, y is not None, latency)
 
     def quality(self) -> dict[str, tuple[str, float]]:
         """Rolling quality per model that has scored at least once: (metric name, value)."""

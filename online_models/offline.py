@@ -10,7 +10,7 @@ from river import evaluate, metrics
 
 from online_models.evaluation import EvaluationConfig
 from online_models.learner import Learner
-from online_models.registry import MODELS
+from online_models.registry import MODELS, ModelSpec
 from schemas import InputEvent, MetricsReport
 
 #: River metric objects by the name riverrun reports them under.
@@ -23,6 +23,14 @@ RIVER_METRICS: dict[str, dict[str, type[metrics.base.Metric]]] = {
         "f1": metrics.F1,
     },
     "regression": {"mae": metrics.MAE, "rmse": metrics.RMSE, "r2": metrics.R2},
+    "multiclass": {
+        "logloss": metrics.CrossEntropy,
+        "accuracy": metrics.Accuracy,
+        "macro_precision": metrics.MacroPrecision,
+        "macro_recall": metrics.MacroRecall,
+        "macro_f1": metrics.MacroF1,
+        "micro_f1": metrics.MicroF1,
+    },
 }
 
 
@@ -35,16 +43,24 @@ class Evaluation:
     rejected: int
 
 
+def _spec(model: str | ModelSpec, params: Mapping[str, Any] | None) -> ModelSpec:
+    spec = MODELS[model] if isinstance(model, str) else model
+    return spec.with_params(**params) if params else spec
+
+
 def run_offline(
     events: Iterable[InputEvent],
-    model: str,
+    model: str | ModelSpec,
     *,
     params: Mapping[str, Any] | None = None,
     config: EvaluationConfig | None = None,
     batch_size: int = 500,
 ) -> Evaluation:
-    """Run the worker's learner over `events` in order, exactly as the stream does."""
-    learner = Learner([model], params={model: dict(params or {})}, evaluation=config)
+    """Run the worker's learner over `events` in order, exactly as the stream does.
+
+    `model` is a built-in model's name or any app's `ModelSpec`; `params` change it."""
+    spec = _spec(model, params)
+    learner = Learner([spec.name], registry={spec.name: spec}, evaluation=config)
     reports: list[MetricsReport] = []
     rejected = 0
     iterator = iter(events)
@@ -52,22 +68,22 @@ def run_offline(
         outputs = learner.process(batch)
         rejected += sum(1 for output in outputs if not hasattr(output, "prediction"))
         reports += learner.drain_reports()
-    evaluator = learner.models[model].evaluator
+    evaluator = learner.models[spec.name].evaluator
     return Evaluation(reports, evaluator.values(), rejected)
 
 
 def river_progressive(
-    events: Iterable[InputEvent], model: str, params: Mapping[str, Any] | None = None
+    events: Iterable[InputEvent],
+    model: str | ModelSpec,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """River's `evaluate.progressive_val_score` with the same factory on the same events."""
-    spec = MODELS[model].with_params(**(params or {}))
+    spec = _spec(model, params)
     chosen = {name: cls() for name, cls in RIVER_METRICS[spec.task].items()}
     union = metrics.base.Metrics(list(chosen.values()))
-    binary = spec.task == "binary"
+    target: Any = {"binary": bool, "regression": float}.get(spec.task, lambda label: label)
     dataset: list[tuple[dict[Any, Any], Any]] = [
-        (dict(e.features), bool(e.label) if binary else float(e.label))
-        for e in events
-        if e.label is not None
+        (dict(e.features), target(e.label)) for e in events if e.label is not None
     ]
     evaluate.progressive_val_score(dataset, spec.create(), union)
     return {name: metric.get() for name, metric in chosen.items()}

@@ -23,7 +23,7 @@ MAX_STRING_FEATURE = 1_024
 EXPECTED_FEATURE = (
     f"a finite number, a boolean or a string of at most {MAX_STRING_FEATURE} characters"
 )
-EXPECTED_LABEL = "true/false or a finite number"
+EXPECTED_LABEL = "true/false, a finite number or a class name (a string of 1-256 characters)"
 
 # Plain strict unions, validated in pydantic-core without a Python call per value (a
 # wrap validator per feature cost ~3 µs per event); schemas.codec turns a failed union's
@@ -35,7 +35,11 @@ FeatureValue = (
     | Annotated[StrictStr, Field(max_length=MAX_STRING_FEATURE)]
 )
 FeatureName = Annotated[str, Field(min_length=1, max_length=MAX_FEATURE_NAME)]
-Label = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+#: A class of a multiclass model: a name, an integer or a boolean.
+ClassLabel = StrictBool | StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
+#: The label of a binary or regression model (all a label could be in schema version 1).
+NumericLabel = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Label = NumericLabel | Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
 
 class InputEvent(BaseModel):
@@ -62,6 +66,6 @@ class InputEvent(BaseModel):
     features: dict[FeatureName, FeatureValue] = Field(max_length=MAX_FEATURES)
     label: Label | None = Field(
         default=None,
-        description="true/false or 0/1 for classifiers, a number for regressors; "
-        "absent: predict only.",
+        description="true/false or 0/1 for binary models, a number for regressors, a class "
+        "(a string, an integer or true/false) for multiclass models; absent: predict only.",
     )

@@ -11,15 +11,19 @@ from schemas.drift import DriftReport
 from schemas.feedback import Click, Conversion, Impression, Outcome
 from schemas.input_event import InputEvent
 from schemas.metrics_report import MetricsReport
-from schemas.prediction import Prediction
+from schemas.prediction import ClassPrediction, Prediction
 
+#: Schemas of versions no model renders any more, kept as they were published: version 1
+#: messages still match them (tested).
+FROZEN_FILES = ("metrics_report.v1.json",)
 #: File name (without directory) -> the model whose JSON Schema it holds.
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "input_event.v1.json": InputEvent,
     "prediction.v1.json": Prediction,
+    "prediction.v2.json": ClassPrediction,
     "dead_letter.v1.json": DeadLetter,
     "activity.v1.json": ActivityEvent,
-    "metrics_report.v1.json": MetricsReport,
+    "metrics_report.v2.json": MetricsReport,
     "checkpoint_header.v1.json": CheckpointHeader,
     "impression.v1.json": Impression,
     "click.v1.json": Click,

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
 from schemas.types import EventTime, Identifier
 
@@ -11,11 +11,13 @@ class MetricsReport(BaseModel):
     """A message on the `metrics` topic, keyed by `model`.
 
     Metric names and their exact definitions are in the README ("Model quality").
+    Version 1: binary and regression models (unchanged since the first release); version
+    2: multiclass models, the same fields plus `confusion`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 1
     model: Identifier
     model_version: str
     partition: NonNegativeInt | None = Field(
@@ -37,3 +39,15 @@ class MetricsReport(BaseModel):
     metrics: dict[str, float | None] = Field(
         description="Metric name -> value; null where undefined (e.g. AUC without negatives)."
     )
+    confusion: dict[str, dict[str, NonNegativeInt]] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # version 1 reports stay byte for byte
+        description="Version 2 (multiclass): actual class -> predicted class -> count of "
+        "the labelled events scored, classes as text (as in ClassPrediction.probabilities).",
+    )
+
+    @model_validator(mode="after")
+    def _confusion_is_version_2(self) -> "MetricsReport":
+        if (self.confusion is not None) != (self.schema_version == 2):
+            raise ValueError("a confusion matrix comes with schema_version 2, and only then")
+        return self

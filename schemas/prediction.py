@@ -1,10 +1,15 @@
-"""The prediction made for one input event, before the model learnt from it."""
+"""The prediction made for one input event, before the model learnt from it.
 
-from typing import Literal
+Binary and regression models publish `Prediction` (schema version 1, unchanged since the
+first release); multiclass models publish `ClassPrediction` (version 2). Both share the
+`predictions` topic: `decode_prediction` reads either.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from typing import Annotated, Literal
 
-from schemas.input_event import Label
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, TypeAdapter
+
+from schemas.input_event import ClassLabel, NumericLabel
 from schemas.types import EventTime, FiniteFloat, Identifier
 
 
@@ -27,8 +32,68 @@ class Prediction(BaseModel):
     prediction: FiniteFloat = Field(
         description="Probability of the positive class (classifiers) or the value (regressors)."
     )
-    label: Label | None = None
+    label: NumericLabel | None = None
     learned: bool = Field(description="Whether the model learnt from this event after predicting.")
     latency_seconds: NonNegativeFloat = Field(
         description="Time from the worker receiving the event to this prediction being built."
     )
+
+
+class ClassPrediction(BaseModel):
+    """A multiclass model's message on the `predictions` topic, keyed by `event_id`: the
+    most probable class and the probability of every class the model knows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[2] = 2
+    event_id: Identifier
+    key: Identifier = Field(description="The input event's entity key.")
+    model: Identifier
+    model_version: str = Field(description="Model name and a hash of its code and parameters.")
+    model_updates: NonNegativeInt = Field(
+        description="Events the model had learnt from when it made this prediction."
+    )
+    ts: EventTime = Field(description="The input event's event time.")
+    prediction: ClassLabel | None = Field(
+        description="The most probable class (the first of equals, as River's predict_one); "
+        "null while the model knows no class yet."
+    )
+    probabilities: dict[str, FiniteFloat] = Field(
+        description="Probability of each class the model knows, keyed by the class as text: "
+        "a string as it is, an integer in decimal, a boolean as true/false."
+    )
+    label: ClassLabel | None = None
+    learned: bool = Field(description="Whether the model learnt from this event after predicting.")
+    latency_seconds: NonNegativeFloat = Field(
+        description="Time from the worker receiving the event to this prediction being built."
+    )
+
+
+def class_text(label: bool | int | str) -> str:
+    """A class as the key of `ClassPrediction.probabilities`: a string as it is, an
+    integer in decimal, a boolean as JSON writes it.
+
+    >>> [class_text(c) for c in ("sky", 3, True)]
+    ['sky', '3', 'true']
+    """
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    return str(label)
+
+
+AnyPrediction = Prediction | ClassPrediction
+_ANY_PREDICTION: TypeAdapter[AnyPrediction] = TypeAdapter(
+    Annotated[AnyPrediction, Field(discriminator="schema_version")]
+)
+
+
+def decode_prediction(raw: bytes | str) -> AnyPrediction:
+    """A message of the `predictions` topic, of either schema version.
+
+    >>> decode_prediction(b'{"schema_version": 2, "event_id": "e", "key": "k", "model": "m",'
+    ...     b' "model_version": "m@1", "model_updates": 3, "ts": 0, "prediction": "sky",'
+    ...     b' "probabilities": {"sky": 0.9, "path": 0.1}, "learned": true,'
+    ...     b' "latency_seconds": 0.01}').prediction
+    'sky'
+    """
+    return _ANY_PREDICTION.validate_json(raw)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from online_models import Learner, Rejection
-from schemas import InputEvent, Prediction
+from schemas import AnyPrediction, InputEvent
 from schemas.codec import InvalidMessage, decode
 
 
@@ -23,14 +23,14 @@ class EventPipeline:
         values: Sequence[bytes | None],
         received_at: float | None = None,
         offsets: Sequence[int] | None = None,
-    ) -> list[Prediction | Rejection]:
+    ) -> list[AnyPrediction | Rejection]:
         """Outputs for `values` (raw Kafka message values), position for position.
 
         `offsets` (the messages' offsets) let restored models skip learning again what
         their checkpoint holds."""
         if received_at is None:
             received_at = time.perf_counter()
-        outputs: list[Prediction | Rejection | None] = [None] * len(values)
+        outputs: list[AnyPrediction | Rejection | None] = [None] * len(values)
         events: list[InputEvent] = []
         positions: list[int] = []
         for i, value in enumerate(values):

@@ -9,20 +9,21 @@ import base64
 import html
 import io
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
 from matplotlib.dates import date2num
 from matplotlib.figure import Figure
 from pydantic import BaseModel
 
-from online_models.registry import MODELS
+from online_models.registry import ModelSpec
 from schemas import DeadLetter, MetricsReport, Prediction
 from schemas.drift import DriftReport
 from streams.settings import Settings
+from streams.topics import read_to_end
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -37,36 +38,23 @@ class RunData:
     dead_letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
 
 
-def read_topic(bootstrap: str, topic: str, model: type[ModelT]) -> list[tuple[int, ModelT]]:
+def read_topic(settings: Settings, topic: str, model: type[ModelT]) -> list[tuple[int, ModelT]]:
     """Every message of `topic` up to its current end, decoded (undecodable ones skipped)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        out: list[tuple[int, ModelT]] = []
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for messages in consumer.poll(timeout_ms=500).values():
-                for m in messages:
-                    try:
-                        out.append((m.timestamp, model.model_validate_json(m.value)))
-                    except ValueError:
-                        continue
-        return out
-    finally:
-        consumer.close()
+    out: list[tuple[int, ModelT]] = []
+    for message in read_to_end(settings, topic):
+        try:
+            out.append((message.timestamp, model.model_validate_json(message.value)))
+        except ValueError:
+            continue
+    return out
 
 
 def read_run(settings: Settings) -> RunData:
-    b = settings.bootstrap_servers
     return RunData(
-        metrics=read_topic(b, settings.metrics_topic, MetricsReport),
-        drift=read_topic(b, settings.drift_topic, DriftReport),
-        predictions=read_topic(b, settings.predictions_topic, Prediction),
-        dead_letters=read_topic(b, settings.dead_letters_topic, DeadLetter),
+        metrics=read_topic(settings, settings.metrics_topic, MetricsReport),
+        drift=read_topic(settings, settings.drift_topic, DriftReport),
+        predictions=read_topic(settings, settings.predictions_topic, Prediction),
+        dead_letters=read_topic(settings, settings.dead_letters_topic, DeadLetter),
     )
 
 
@@ -96,13 +84,30 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def quality_chart(data: RunData, model: str) -> str | None:
+def task_of(model: str, reports: list[MetricsReport], models: Mapping[str, ModelSpec]) -> str:
+    """The model's task: the app's, else what its metrics say (a model of another app)."""
+    if model in models:
+        return models[model].task
+    names = reports[0].metrics if reports else {}
+    if "macro_f1" in names:
+        return "multiclass"
+    return "regression" if "mae" in names or "mae_window" in names else "binary"
+
+
+#: The headline metrics charted over event time, per task.
+CHARTED = {
+    "binary": ["logloss", "auc_window"],
+    "multiclass": ["logloss_window", "accuracy_window"],
+    "regression": ["mae_window", "baseline_mae_window"],
+}
+
+
+def quality_chart(data: RunData, model: str, task: str) -> str | None:
     """The model's headline rolling metrics over event time, drift alarms as lines."""
     reports = [r for _, r in data.metrics if r.model == model and r.segment == "all"]
     if not reports:
         return None
-    binary = MODELS[model].task == "binary" if model in MODELS else "auc" in reports[0].metrics
-    names = ["logloss", "auc_window"] if binary else ["mae_window", "baseline_mae_window"]
+    names = CHARTED[task]
     fig, ax = _figure()
     for name in names:
         points = [(date2num(r.ts), v) for r in reports if (v := r.metrics.get(name)) is not None]
@@ -172,13 +177,17 @@ def throughput_chart(data: RunData) -> str | None:
     return _png(fig)
 
 
-def render(data: RunData, title: str = "riverrun report") -> str:
+def render(
+    data: RunData, title: str = "riverrun report", models: Mapping[str, ModelSpec] | None = None
+) -> str:
     """The HTML page: every chart inline (base64 PNG), a table of counts, no external file."""
-    models = sorted({r.model for _, r in data.metrics if r.model != "join"}
-                    | {p.model for _, p in data.predictions})  # fmt: skip
+    names = sorted({r.model for _, r in data.metrics if r.model != "join"}
+                   | {p.model for _, p in data.predictions})  # fmt: skip
     sections: list[tuple[str, str | None]] = []
-    for model in models:
-        sections.append((f"{model}: quality", quality_chart(data, model)))
+    for model in names:
+        reports = [r for _, r in data.metrics if r.model == model]
+        task = task_of(model, reports, models or {})
+        sections.append((f"{model}: quality", quality_chart(data, model, task)))
         sections.append((f"{model}: predicted vs actual", calibration_chart(data, model)))
     sections.append(("dead letters", dead_letter_chart(data)))
     sections.append(("throughput", throughput_chart(data)))
@@ -210,10 +219,16 @@ def render(data: RunData, title: str = "riverrun report") -> str:
 
 
 def write_report(
-    settings: Settings, path: Path, since: datetime | None = None, until: datetime | None = None
+    settings: Settings,
+    path: Path,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    models: Mapping[str, ModelSpec] | None = None,
 ) -> RunData:
-    """Read the topics, write the HTML file; return what was drawn."""
+    """Read the topics, write the HTML file; return what was drawn. `models` (the app's)
+    say each model's task; models it does not have are told by their metrics."""
     data = within(read_run(settings), since, until)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(data))
+    path.write_text(render(data, models=models))
     return data

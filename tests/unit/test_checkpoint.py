@@ -97,6 +97,25 @@ def test_events_below_the_resume_offset_are_predicted_but_not_learnt_again() -> 
     assert served.updates == learner.models["logreg"].updates + 100
 
 
+def test_a_restored_multiclass_replica_continues_exactly_and_keeps_its_classes() -> None:
+    events = list(dataset_events("segments", limit=None, model=None, seed=42))
+    uninterrupted = Learner(["softmax"], evaluation=CONFIG)
+    expected = uninterrupted.process(events)
+    before = trained("softmax", events[:1200])
+    replica = Replica("group", "events", 0, "softmax")
+    records = checkpoint_of(before, "softmax", replica, next_offset=1200)
+    served = restore(only(records), replica, MODELS["softmax"], key=KEY, evaluation=CONFIG)
+    assert set(served.classes) == set(before.models["softmax"].classes) and served.classes
+    after = Learner(["softmax"], evaluation=CONFIG)
+    after.models["softmax"] = served
+
+    def without_latency(outputs: list) -> list:  # type: ignore[type-arg]
+        return [o.model_copy(update={"latency_seconds": 0.0}) for o in outputs]
+
+    assert without_latency(after.process(events[1200:])) == without_latency(expected[1200:])
+    assert fingerprint(served.state()) == fingerprint(uninterrupted.models["softmax"].state())
+
+
 def test_a_changed_byte_anywhere_is_refused_as_unauthenticated() -> None:
     records = checkpoint_of(trained("ctr_tree", clicks("ctr_tree", 500)), "ctr_tree")
     value = bytearray(records[0][1])

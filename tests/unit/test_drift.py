@@ -65,7 +65,7 @@ def test_no_alarm_on_a_stream_without_drift() -> None:
 
 
 def test_feature_drift_is_measured_against_the_reference_window() -> None:
-    monitor = DriftMonitor("m", "m@1", True, DriftConfig(reference=1000, window=1000))
+    monitor = DriftMonitor("m", "m@1", "binary", DriftConfig(reference=1000, window=1000))
     reports = []
     for i in range(4000):
         shifted = i >= 2000  # price doubles and devices change in the third window

@@ -5,8 +5,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
+from online_models import Learner
 from online_models.datasets import DATASETS
 from online_models.evaluation import (
     OTHER,
@@ -17,6 +23,7 @@ from online_models.evaluation import (
     ranking,
 )
 from online_models.offline import river_progressive, run_offline
+from schemas import ClassPrediction
 from streams.replay import dataset_events
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -58,7 +65,7 @@ def test_window_auc_equals_brute_force_with_ties(seed: int) -> None:
 def test_window_auc_in_reports_covers_only_the_window() -> None:
     rng = random.Random(3)
     pairs = [(rng.random() < 0.3, round(rng.random(), 2)) for _ in range(700)]
-    ev = Evaluator("m", "m@1", binary=True, config=EvaluationConfig(window=250))
+    ev = Evaluator("m", "m@1", task="binary", config=EvaluationConfig(window=250))
     for y, p in pairs:
         ev.observe(y, p, {}, "k", T0)
     values = ev.values()["all"]
@@ -87,7 +94,7 @@ def test_lift_ties_keep_arrival_order() -> None:
 
 
 def test_normalized_entropy_is_logloss_over_base_rate_entropy() -> None:
-    ev = Evaluator("m", "m@1", binary=True)
+    ev = Evaluator("m", "m@1", task="binary")
     data = [(True, 0.8), (False, 0.3), (False, 0.1), (False, 0.4)]
     for y, p in data:
         ev.observe(y, p, {}, "k", T0)
@@ -103,7 +110,7 @@ def test_normalized_entropy_is_logloss_over_base_rate_entropy() -> None:
 
 def test_reports_come_every_n_events_and_at_period_ends() -> None:
     config = EvaluationConfig(every_events=3, period_seconds=10.0)
-    ev = Evaluator("m", "m@1", binary=False, config=config)
+    ev = Evaluator("m", "m@1", task="regression", config=config)
     triggers = []
     for i in range(8):  # event times 0, 4, 8, 12, ... s: periods [0,10) and [10,20) and [20,30)
         for report in ev.observe(1.0, 1.0, {}, "k", T0 + timedelta(seconds=4 * i)):
@@ -118,7 +125,7 @@ def test_reports_come_every_n_events_and_at_period_ends() -> None:
 
 def test_segments_are_capped() -> None:
     config = EvaluationConfig(segment_features=("device",), max_segments=2)
-    ev = Evaluator("m", "m@1", binary=True, config=config)
+    ev = Evaluator("m", "m@1", task="binary", config=config)
     for device in ["mobile", "desktop", "tablet", "tv", "mobile"]:
         ev.observe(True, 0.9, {"device": device}, "k", T0)
     values = ev.values()
@@ -140,8 +147,9 @@ def test_moving_average_baseline_forgets_old_keys() -> None:
 
 @pytest.mark.parametrize(
     ("dataset", "limit"),
-    [("phishing", None), ("bananas", None), ("trump", None), ("clicks", 5000), ("offers", 6000)],
-)
+    [("phishing", None), ("bananas", None), ("trump", None), ("clicks", 5000), ("offers", 6000),
+     ("segments", None)],
+)  # fmt: skip
 def test_streamed_metrics_equal_river_progressive_val_score(
     dataset: str, limit: int | None
 ) -> None:
@@ -174,3 +182,43 @@ def test_clicks_model_beats_the_per_offer_moving_average_after_warm_up() -> None
     assert final["mae_window"] < 0.8 * final["baseline_mae_window"]
     # Calibration of totals: predicted clicks within 10% of actual clicks over the window run.
     assert abs(final["predicted_total"] / final["actual_total"] - 1) < 0.1
+
+
+def test_multiclass_per_class_figures_equal_sklearns_on_the_same_predictions() -> None:
+    """On ImageSegments (7 classes): per-class precision and recall, the macro figures and
+    the confusion matrix are sklearn's over exactly the (label, most probable class) pairs
+    River's progressive_val_score scores: every labelled event but the first, when the
+    model knows no class yet."""
+    events = list(dataset_events("segments", limit=None, model=None, seed=42))
+    learner = Learner(["softmax"])
+    outputs = learner.process(events)
+    scored = [(e.label, o.prediction) for e, o in zip(events, outputs, strict=True)
+              if isinstance(o, ClassPrediction) and o.probabilities]  # fmt: skip
+    assert len(scored) == len(events) - 1
+    final = learner.models["softmax"].evaluator.values()["all"]
+    y_true, y_pred = [y for y, _ in scored], [p for _, p in scored]
+    classes = sorted(set(y_true) | set(y_pred))
+    precision, recall, _, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    for c, p, r in zip(classes, precision, recall, strict=True):
+        assert final[f"precision[{c}]"] == pytest.approx(p, abs=1e-12), c
+        assert final[f"recall[{c}]"] == pytest.approx(r, abs=1e-12), c
+    assert final["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=1e-12)
+    assert final["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"), abs=1e-12)
+    assert final["classes"] == 7 and final["n"] == len(scored)
+    report = Evaluator("softmax", "v", "multiclass").reports("events")
+    assert report == []  # nothing scored yet: nothing to report
+    # The second report (every 1,000 scored events) covers the first 2,000 scored pairs.
+    (last,) = [r for r in run_offline(events, "softmax").reports if r.metrics["n"] == 2000]
+    assert last.schema_version == 2 and last.confusion is not None
+    matrix = confusion_matrix(y_true[:2000], y_pred[:2000], labels=classes)
+    assert {a: {p: int(matrix[i][j]) for j, p in enumerate(classes) if matrix[i][j]}
+            for i, a in enumerate(classes)} == last.confusion  # fmt: skip
+
+
+def test_binary_and_regression_reports_stay_version_1() -> None:
+    events = list(dataset_events("phishing", limit=None, model=None, seed=42))
+    report = run_offline(events, "logreg").reports[-1]
+    assert report.schema_version == 1 and report.confusion is None
+    assert "confusion" not in report.model_dump_json()

@@ -12,10 +12,13 @@ from online_models import MODELS, Learner, Rejection
 from online_models.datasets import DATASETS, Sample, synthetic_clicks
 from online_models.evaluation import EvaluationConfig
 from online_models.registry import ModelSpec
-from schemas import ErrorType, InputEvent, Prediction
+from schemas import ClassPrediction, ErrorType, InputEvent, Prediction
+from schemas.prediction import class_text
 from streams.replay import build_events
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: The task of each built-in model's estimator class, to call the right predict method.
+MODELS_BY_ESTIMATOR = {type(spec.create()): spec.task for spec in MODELS.values()}
 
 # River's `check_shuffle_features_no_impact` crashes inside River's own test helper
 # (`seed_params` indexes the one-element tuple parameter of `compose.SelectType`) before
@@ -36,11 +39,17 @@ def event(model: str = "logreg", label: Any = None, **features: Any) -> InputEve
 def samples_for(name: str, n: int) -> list[Sample]:
     if MODELS[name].task == "binary":
         return list(itertools.islice(synthetic_clicks(seed=3), n))
+    if MODELS[name].task == "multiclass":
+        return list(datasets.ImageSegments().take(n))
     return list(datasets.TrumpApproval().take(n))
 
 
-def predict(model: Any, binary: bool, x: dict[str, Any]) -> float:
-    return model.predict_proba_one(x).get(True, 0.0) if binary else model.predict_one(x)
+def predict(model: Any, binary: bool, x: dict[str, Any]) -> Any:
+    if binary:
+        return model.predict_proba_one(x).get(True, 0.0)
+    if MODELS_BY_ESTIMATOR.get(type(model)) == "multiclass":
+        return model.predict_proba_one(x)
+    return model.predict_one(x)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -155,3 +164,53 @@ def test_rolling_quality_is_reported_once_labels_arrive() -> None:
     metric, value = learner.quality()["logreg"]
     assert metric == "logloss"
     assert value == pytest.approx(0.6931471805599453)  # -log(0.5): first prediction is 0.5
+
+
+# --- multiclass ------------------------------------------------------------------------
+def segment_events(n: int) -> list[InputEvent]:
+    return list(build_events(DATASETS["segments"].samples(n), model="softmax", source="s"))
+
+
+def test_a_multiclass_prediction_carries_the_class_and_its_probabilities() -> None:
+    events = segment_events(300)
+    outputs = Learner(["softmax"]).process(events)
+    reference = MODELS["softmax"].create()
+    for ev, out in zip(events, outputs, strict=True):
+        assert isinstance(out, ClassPrediction) and out.schema_version == 2
+        proba = reference.predict_proba_one(dict(ev.features))
+        assert out.probabilities == proba  # classes are strings here: their text is them
+        assert out.prediction == (max(proba, key=proba.get) if proba else None)
+        reference.learn_one(dict(ev.features), ev.label)
+    assert outputs[0].prediction is None  # type: ignore[union-attr]  # no class known yet
+    assert len(outputs[-1].probabilities) == 7  # type: ignore[union-attr]
+    assert ClassPrediction.model_validate_json(outputs[-1].model_dump_json()) == outputs[-1]
+
+
+@pytest.mark.parametrize("labels", [["a", 2, True], [0, 1, 2]])
+def test_multiclass_labels_are_strings_integers_or_booleans(labels: list[Any]) -> None:
+    out = Learner(["softmax"]).process([event("softmax", label=y, x=1.0) for y in labels])
+    assert all(isinstance(o, ClassPrediction) and o.learned for o in out)
+    assert set(out[-1].probabilities) == {class_text(y) for y in labels[:-1]}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "why"),
+    [(3, "3", "of another type"), ("3", 3, "of another type"), (1, True, "of another type"),
+     (True, 1, "of another type"), ("a", 2.5, "send a string, an integer or true/false")],
+)  # fmt: skip
+def test_a_multiclass_label_that_would_merge_two_classes_is_refused(
+    first: Any, second: Any, why: str
+) -> None:
+    learner = Learner(["softmax"])
+    out = learner.process(
+        [event("softmax", label=first, x=1.0), event("softmax", label=second, x=1.0)]
+    )
+    assert isinstance(out[0], ClassPrediction)
+    assert isinstance(out[1], Rejection) and out[1].error_type is ErrorType.INVALID_LABEL
+    assert why in out[1].reason
+
+
+@pytest.mark.parametrize(("model", "label"), [("logreg", "yes"), ("linreg", "3")])
+def test_a_string_label_is_refused_by_binary_and_regression_models(model: str, label: str) -> None:
+    out = Learner([model]).process([event(model, label=label, x=1.0)])[0]
+    assert isinstance(out, Rejection) and out.error_type is ErrorType.INVALID_LABEL

@@ -5,12 +5,16 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from schemas import DeadLetter, ErrorType, InputEvent
+from online_models import Learner
+from online_models.evaluation import EvaluationConfig
+from schemas import ClassPrediction, DeadLetter, ErrorType, InputEvent, decode_prediction
 from schemas.checkpoint import CheckpointHeader
 from schemas.codec import InvalidMessage, decode
 from schemas.json_schema import SCHEMA_FILES, render_all
+from streams.replay import dataset_events
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 GOOD = {
@@ -37,11 +41,58 @@ def test_committed_json_schema_is_up_to_date(file_name: str) -> None:
 
 
 def test_every_schema_has_a_version() -> None:
-    for model in SCHEMA_FILES.values():
+    for name, model in SCHEMA_FILES.items():
         if model is CheckpointHeader:  # a required field: a reader refuses unknown formats
             assert model.model_fields["format_version"].is_required()
+        else:  # what a new message of the model is (metrics reports: v2 for multiclass)
+            default = 2 if model is ClassPrediction else 1
+            assert model.model_fields["schema_version"].default == default, name
+
+
+def validator(file_name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / file_name).read_text()))
+
+
+def test_old_consumers_are_not_broken_silently() -> None:
+    """Binary and regression outputs still match the version 1 schemas published before
+    multiclass models existed (prediction.v1.json is unchanged, metrics_report.v1.json is
+    kept as it was); multiclass outputs match version 2 and fail version 1 loudly."""
+    phishing = list(dataset_events("phishing", limit=300, model=None, seed=42))
+    segments = list(dataset_events("segments", limit=1000, model=None, seed=42))
+    learner = Learner(["logreg", "softmax"], evaluation=EvaluationConfig(every_events=100))
+    binary, multiclass = learner.process(phishing), learner.process(segments)
+    reports = learner.drain_reports()
+    old_prediction, old_report = (
+        validator("prediction.v1.json"),
+        validator("metrics_report.v1.json"),
+    )
+    new_prediction, new_report = (
+        validator("prediction.v2.json"),
+        validator("metrics_report.v2.json"),
+    )
+    for output in binary:
+        old_prediction.validate(json.loads(output.model_dump_json()))  # type: ignore[union-attr]
+    for report in reports:
+        message = json.loads(report.model_dump_json())
+        if report.model == "logreg":
+            old_report.validate(message)
         else:
-            assert model.model_fields["schema_version"].default == 1
+            new_report.validate(message)
+            assert not old_report.is_valid(message)
+    for output in multiclass:
+        message = json.loads(output.model_dump_json())  # type: ignore[union-attr]
+        new_prediction.validate(message)
+        assert not old_prediction.is_valid(message)
+        assert decode_prediction(output.model_dump_json()) == output  # type: ignore[union-attr]
+    assert {r.model for r in reports} == {"logreg", "softmax"}
+
+
+def test_string_labels_are_classes() -> None:
+    event = decode(InputEvent, as_bytes(label="sky"), max_bytes=10_000)
+    assert event.label == "sky"
+    too_long = as_bytes(label="x" * 257)
+    with pytest.raises(InvalidMessage, match=r"label: expected true/false, a finite number or a"):
+        decode(InputEvent, too_long, max_bytes=10_000)
 
 
 def test_valid_event_keeps_types_and_normalises_time_to_utc() -> None:
@@ -67,7 +118,8 @@ def test_epoch_seconds_are_event_times() -> None:
          ErrorType.INVALID_EVENT, "features.x"),
         (as_bytes(features={"x": [1, 2]}), ErrorType.INVALID_EVENT, "features.x"),
         (as_bytes(features={"x": "1" * 2000}), ErrorType.INVALID_EVENT, "features.x"),
-        (as_bytes(label="yes"), ErrorType.INVALID_EVENT, "label"),
+        (as_bytes(label=["yes"]), ErrorType.INVALID_EVENT, "label"),
+        (as_bytes(label=""), ErrorType.INVALID_EVENT, "label"),
         (as_bytes(ts="yesterday"), ErrorType.INVALID_EVENT, "ts"),
         (as_bytes(event_id=""), ErrorType.INVALID_EVENT, "event_id"),
         (as_bytes(lable=True), ErrorType.INVALID_EVENT, "lable"),
