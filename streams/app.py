@@ -2,18 +2,19 @@
 with the high-volume event path as a batched service inside it."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
 from faust.types import EventT
 
-from online_models import Rejection
+from online_models import ModelSpec, Rejection
 from schemas import ActivityEvent
 from schemas.codec import InvalidMessage, decode
 from streams.feedback import FeedbackJoin
-from streams.hot_path import BatchedEvents, reject
+from streams.hot_path import BatchedEvents
 from streams.metrics import WorkerMetrics
+from streams.outbox import reject
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,12 @@ class Worker:
     topic by a Faust agent (the Faust app's own group, RIVERRUN_GROUP_ID + "-app").
     """
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: Mapping[str, ModelSpec],
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
         self.app = faust.App(
@@ -50,13 +56,13 @@ class Worker:
         self.activity = self._raw_topic(settings.activity_topic)
         self.dead_letters = self._raw_topic(settings.dead_letters_topic)
         self.events = BatchedEvents(
-            settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
+            settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
         )
         self.app.service(self.events)  # type: ignore[arg-type]  # an instance is accepted too
         self.join: FeedbackJoin | None = None
         if settings.join_enabled:  # it consumes activity itself, as features
             self.join = FeedbackJoin(
-                settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
+                settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
             )
             self.app.service(self.join)  # type: ignore[arg-type]
         self._wire()

@@ -10,25 +10,18 @@ import os
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from online_models import Learner
-from online_models.checkpoint import (
-    Checkpoint,
-    Choice,
-    Replica,
-    choose,
-    encode_checkpoint,
-    restore,
-)
-from online_models.learner import ServedModel
+from online_models.checkpoint import Checkpoint, Choice, Replica, choose
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def checkpoint_key(settings: Settings) -> bytes:
@@ -131,38 +124,17 @@ async def write_checkpoint(
     metrics.checkpoint_duration.labels(name).observe(time.perf_counter() - started)
 
 
-class PartitionState:
-    """What a worker holds for one input partition it owns: the model replicas, where it
-    is, and what the last checkpoint covered."""
-
-    def __init__(self, tp: TopicPartition, learner: Learner, replay_until: int) -> None:
-        self.tp = tp
-        self.learner = learner
-        #: Outputs of offsets below this one were delivered before this worker got the
-        #: partition: the events are re-run to rebuild the model, their outputs dropped.
-        self.replay_until = replay_until
-        self.position: int | None = None  # next offset to process
-        self.check_start = False  # the next batch must start at `position`
-        self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
-        self.resume: dict[str, int] = {}  # model -> first offset it has not learnt
-        self.since_checkpoint = 0  # events processed since the last checkpoint
-        self.checkpointed_at = time.monotonic()
-
-
 class CheckpointStore:
-    """Restores partition states from the checkpoints topic and writes them there."""
+    """Reads the checkpoints of a service's partitions from the checkpoints topic and
+    writes new ones there, counting what happened."""
 
     def __init__(
-        self,
-        settings: Settings,
-        producer: AIOKafkaProducer,
-        metrics: WorkerMetrics,
-        new_learner: Any,
+        self, settings: Settings, producer: AIOKafkaProducer, metrics: WorkerMetrics, name: str
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.metrics = metrics
-        self.new_learner = new_learner  # () -> Learner with fresh models
+        self.name = name
         self.key = checkpoint_key(settings)
         self.partitions = 1  # of the checkpoints topic, read at start
         self.reader: AIOKafkaConsumer | None = None
@@ -170,103 +142,38 @@ class CheckpointStore:
     async def start(self) -> None:
         s = self.settings
         self.partitions = len(await self.producer.partitions_for(s.checkpoints_topic))
-        self.reader = checkpoint_reader(s, "checkpoints")
+        self.reader = checkpoint_reader(s, f"{self.name}-checkpoints")
         await self.reader.start()
 
     async def stop(self) -> None:
         if self.reader is not None:
             await self.reader.stop()
 
-    def replica(self, tp: TopicPartition, model: str) -> Replica:
-        return Replica(self.settings.group_id, tp.topic, tp.partition, model)
-
-    def _where(self, tp: TopicPartition) -> TopicPartition:
-        return TopicPartition(self.settings.checkpoints_topic, tp.partition % self.partitions)
-
-    async def _read(self, tp: TopicPartition) -> dict[str, list[bytes | None]]:
-        """Every chunk message of this partition's replicas on the topic, by model, in order."""
+    async def read(
+        self, partition: int, prefixes: dict[bytes, str]
+    ) -> dict[str, list[bytes | None]]:
+        """Every chunk message of input partition `partition`'s replicas whose key starts
+        with one of `prefixes`, by the prefix's name, in topic order."""
         assert self.reader is not None
-        prefixes = {self.replica(tp, name).prefix: name for name in self.settings.models}
-        return await read_chunks(self.reader, self._where(tp), prefixes)
+        where = TopicPartition(self.settings.checkpoints_topic, partition % self.partitions)
+        return await read_chunks(self.reader, where, prefixes)
 
-    async def load(self, tp: TopicPartition, committed: int | None) -> PartitionState:
-        """The state of a newly assigned partition: each model from its newest valid
-        checkpoint (or fresh), and where to resume consuming."""
-        started = time.perf_counter()
-        learner: Learner = self.new_learner()
-        found = await self._read(tp)
-        state = PartitionState(tp, learner, replay_until=committed or 0)
-        evaluation = self.settings.evaluation()
-        for name, served in list(learner.models.items()):
-            replica = self.replica(tp, name)
-            choice = self._choose(replica, served, found.get(name, []), evaluation)
-            count_refusals(self.metrics, replica, choice)
-            state.sequences[name] = choice.next_sequence
-            label = (name, str(tp.partition))
-            if choice.restored is None:
-                # No usable checkpoint: learn every event still in the partition (what
-                # the last owner learnt before its first checkpoint), unless refusals
-                # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on.
-                fresh = choice.refusals and self.settings.checkpoint_fallback == "fresh"
-                served.resume_offset = (committed or 0) if fresh else 0
-                state.resume[name] = served.resume_offset
-                self.metrics.restored_offset.labels(*label).set(-1)
-                continue
-            learner.models[name] = served = choice.restored
-            state.resume[name] = served.resume_offset
-            self.metrics.restored_offset.labels(*label).set(served.resume_offset)
-            log.info(
-                "restored %s on %s[%d] at offset %d (%d updates)",
-                served.version, tp.topic, tp.partition, served.resume_offset, served.updates,
-            )  # fmt: skip
-        self.metrics.restore_duration.observe(time.perf_counter() - started)
-        return state
-
-    def _choose(
-        self, replica: Replica, fresh: ServedModel, values: list[bytes | None], evaluation: Any
-    ) -> Choice[ServedModel]:
-        """The newest valid checkpoint's model, the refusals, the next sequence."""
-
-        def load(checkpoint: Checkpoint) -> ServedModel:
-            return restore(
-                checkpoint, replica, fresh.spec, key=self.key, evaluation=evaluation,
-                drift=self.settings.drift(),
-            )  # fmt: skip
-
+    def choose(
+        self, replica: Replica, values: list[bytes | None], load: Callable[[Checkpoint], T]
+    ) -> Choice[T]:
+        """The newest of `values` that `load` accepts (RIVERRUN_CHECKPOINT_FALLBACK says
+        whether older ones are tried after a refusal); every refusal logged and counted."""
         fresh_on_refusal = self.settings.checkpoint_fallback == "fresh"
-        return choose(values, load, fresh_on_refusal=fresh_on_refusal)
+        choice = choose(values, load, fresh_on_refusal=fresh_on_refusal)
+        count_refusals(self.metrics, replica, choice)
+        return choice
 
-    async def write(self, state: PartitionState) -> None:
-        """Checkpoint every model of `state` at `state.position`, until acknowledged.
-
-        Called with every output below `state.position` acknowledged and its offset
-        committed, so a restore never resumes after an output that was not delivered.
-        """
-        assert state.position is not None
-        for name, served in state.learner.models.items():
-            started = time.perf_counter()
-            records = encode_checkpoint(
-                served,
-                self.replica(state.tp, name),
-                key=self.key,
-                next_offset=state.position,
-                sequence=state.sequences[name],
-                chunk_bytes=self.settings.checkpoint_chunk_bytes,
-            )
-            where = state.tp.partition
-            await write_checkpoint(
-                self.producer, self.settings, self.metrics, records,
-                name=name, partition=where, started=started,
-                transactional=self.settings.exactly_once,
-            )  # fmt: skip
-            state.sequences[name] += 1
-        state.since_checkpoint = 0
-        state.checkpointed_at = time.monotonic()
-
-    def update_ages(self, states: Any) -> None:
-        """Refresh the checkpoint age gauges of the owned partitions."""
-        now = time.monotonic()
-        for state in states:
-            for name in state.learner.models:
-                labels = (name, str(state.tp.partition))
-                self.metrics.checkpoint_age.labels(*labels).set(now - state.checkpointed_at)
+    async def write(
+        self, records: list[tuple[bytes, bytes]], *, name: str, partition: int, started: float,
+        transactional: bool,
+    ) -> None:  # fmt: skip
+        """Send a checkpoint's chunks (see `write_checkpoint`)."""
+        await write_checkpoint(
+            self.producer, self.settings, self.metrics, records, name=name, partition=partition,
+            started=started, transactional=transactional,
+        )  # fmt: skip

@@ -1,49 +1,40 @@
-"""The delayed-feedback join as a batched service of the Faust app.
+"""The delayed-feedback join as a `PartitionedService` of the Faust app.
 
 It consumes `impressions`, `clicks`, `conversions` and `activity` in one consumer group
 (`<group>-join`) with the range assignor, so partition p of every topic goes to the same
 worker: topics must have the same partition count and be keyed by visitor. Each
 partition's `online_models.joiner.FeedbackJoiner` gets that partition's messages of all
-four topics, ordered by Kafka timestamp within a batch. Predictions go to `predictions`,
-labelled outcomes to `outcomes`, reports to `metrics`, rejects to `dead-letters`.
+four topics merged in event-time order. Predictions go to `predictions`, labelled
+outcomes to `outcomes`, reports to `metrics`, rejects to `dead-letters`.
 
-State (models, pending impressions, visitor activity) is checkpointed per partition, with
-the next offset of each topic, like the events path's replicas (README, Guarantees):
-after the commit it covers, every N events or T seconds, on revoke and on stop.
+State (models, pending impressions, visitor activity) is one checkpoint per partition,
+with the next offset of each topic; restore, commits, transactions and checkpoints are
+the events path's (`streams.partitioned`).
 """
 
-import asyncio
 import hashlib
 import json
 import logging
 import math
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
-from mode import Service
 from pydantic import BaseModel
 
 from online_models import Rejection
-from online_models.checkpoint import Identity, Replica, choose, encode_state, restore_state
+from online_models.checkpoint import Identity, Replica, encode_state, restore_state
 from online_models.joiner import FeedbackJoiner
 from schemas import ActivityEvent, Prediction
 from schemas.codec import InvalidMessage, decode
 from schemas.feedback import Click, Conversion, Impression, Outcome
-from streams.checkpoints import (
-    checkpoint_key,
-    checkpoint_reader,
-    count_refusals,
-    read_chunks,
-    write_checkpoint,
-)
-from streams.hot_path import Outbox, accept, dead_letter, publish_report, resume_at
-from streams.metrics import WorkerMetrics
-from streams.settings import Settings
+from streams.outbox import Outbox, dead_letter, publish_report
+from streams.partitioned import Batches, PartitionedService, PartitionState
 
 log = logging.getLogger(__name__)
 
@@ -57,47 +48,31 @@ COUNTED = ("impressions", "click_positives", "late_clicks", "duplicate_clicks", 
            "features_stale")  # fmt: skip
 
 
-class JoinPartition:
-    """The join state of one partition number, and where each of its topics is."""
+class JoinPartition(PartitionState):
+    """The join state of one partition number across its four topics."""
 
     def __init__(self, partition: int, joiner: FeedbackJoiner, sequence: int) -> None:
+        super().__init__()
         self.partition = partition
         self.joiner = joiner
         self.sequence = sequence
-        self.positions: dict[TopicPartition, int | None] = {}  # next offset to process
-        self.fetched: dict[TopicPartition, int | None] = {}  # next offset to fetch
         # Fetched, decoded, not yet handled: (event time, message, event or rejection).
         self.buffers: dict[TopicPartition, deque[tuple[float, ConsumerRecord, Any]]] = defaultdict(
             deque
         )
         self.waiting_since: dict[TopicPartition, float] = {}
-        self.replay_until: dict[TopicPartition, int] = {}
-        self.check_start: set[TopicPartition] = set()
-        self.since_checkpoint = 0
-        self.checkpointed_at = time.monotonic()
-        self.exported: dict[str, int] = {}  # join counters already added to Prometheus
+        #: Join counters already added to Prometheus (restored ones: by the last owner).
+        self.exported = {kind: getattr(joiner.stats, kind) for kind in COUNTED}
 
 
-class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, service: "FeedbackJoin") -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.service.batch_lock:
-            await self.service.release({tp.partition for tp in revoked})
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("join partitions assigned: %s", sorted({tp.partition for tp in assigned}))
-
-
-class FeedbackJoin(Service):
+class FeedbackJoin(PartitionedService[int, JoinPartition]):
     """Scores impressions and learns from their delayed clicks and conversions."""
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.metrics = metrics
-        s = settings
+    name = "join"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        s = settings = self.settings
         self.types: dict[str, type[BaseModel]] = {
             s.impressions_topic: Impression,
             s.clicks_topic: Click,
@@ -105,211 +80,103 @@ class FeedbackJoin(Service):
             s.activity_topic: ActivityEvent,
         }
         self.rank = {topic: i for i, topic in enumerate(self.types)}
-        self.owned: dict[int, JoinPartition] = {}
-        self.batch_lock = asyncio.Lock()
-        self.key = checkpoint_key(settings)
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.reader: AIOKafkaConsumer | None = None
-        self.partitions: dict[str, int] = {}
-        params = {"join": asdict(settings.join()), "models": settings.model_params}
+        # The versions name the models' code too: new code never restores an old state.
+        versions = sorted(served.version for served in self.new_joiner().models.values())
+        params = {"join": asdict(settings.join()), "models": settings.model_params,
+                  "versions": versions}  # fmt: skip
         blob = json.dumps(params, sort_keys=True, default=repr)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
         self.identity = Identity(f"{FeedbackJoiner.__module__}.FeedbackJoiner",
                                  json.loads(blob), f"join@{digest}")  # fmt: skip
 
+    def topics(self) -> list[str]:
+        return list(self.types)
+
+    def group_id(self) -> str:
+        return f"{self.settings.group_id}-join"
+
+    def output_topics(self) -> list[str]:
+        s = self.settings
+        return [s.predictions_topic, s.outcomes_topic, s.dead_letters_topic, s.metrics_topic]
+
+    def consumer_options(self) -> dict[str, Any]:
+        # Partition p of every topic to the same worker (round robin would split them).
+        return {"partition_assignment_strategy": (RangePartitionAssignor,)}
+
+    def key(self, tp: TopicPartition) -> int:
+        return tp.partition
+
     def new_joiner(self) -> FeedbackJoiner:
         s = self.settings
-        return FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params)
+        return FeedbackJoiner(s.join(), s.evaluation(), registry=self.models,
+                              params=s.model_params)  # fmt: skip
 
-    async def on_start(self) -> None:
-        s = self.settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.group_id}-join-producer",
-            acks="all", linger_ms=s.producer_linger_ms,
-        )  # fmt: skip
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.group_id}-join",
-            group_id=f"{s.group_id}-join",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            max_poll_records=s.batch_size,
-            session_timeout_ms=int(s.session_timeout_seconds * 1000),
-            heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
-            # Partition p of every topic to the same worker (round robin would split them).
-            partition_assignment_strategy=(RangePartitionAssignor,),
-        )
-        self.consumer.subscribe(list(self.types), listener=_HandOver(self))
-        await self.producer.start()
-        topics = (s.predictions_topic, s.outcomes_topic, s.dead_letters_topic, s.metrics_topic,
-                  s.checkpoints_topic)  # fmt: skip
-        for topic in topics:
-            self.partitions[topic] = len(await self.producer.partitions_for(topic))
-        self.reader = checkpoint_reader(s, "join-checkpoints")
-        await self.reader.start()
-        await self.consumer.start()
-
-    async def on_stop(self) -> None:
-        async with self.batch_lock:
-            try:
-                if self.consumer is not None:
-                    await self.release(set(self.owned))
-            except Exception:
-                log.exception("could not checkpoint the join on stop: a restart resumes from "
-                              "the last checkpoint")  # fmt: skip
-            finally:
-                for client in (self.reader, self.consumer, self.producer):
-                    if client is not None:
-                        await client.stop()
-
-    @Service.task
-    async def _consume(self) -> None:
-        assert self.consumer is not None
-        poll_ms = max(1, int(self.settings.batch_seconds * 1000))
-        while not self.should_stop:
-            records = await self.consumer.getmany(
-                timeout_ms=poll_ms, max_records=self.settings.batch_size
-            )
-            async with self.batch_lock:
-                # Also without new records: buffered ones may be waiting for a topic that
-                # has since caught up, or waited long enough.
-                await self.process(records)
-                await self.checkpoint_due()
-
-    # --- ownership ---------------------------------------------------------------------
+    # --- restore and checkpoint ------------------------------------------------------
     def _replica(self, partition: int) -> Replica:
         return Replica(self.settings.group_id, JOIN, partition, JOIN)
 
-    async def acquire(self, partition: int) -> JoinPartition:
-        """Restore partition `partition`'s join state and seek its topics to where it
-        resumes (its checkpoint's offsets, never after the committed ones)."""
-        assert self.consumer is not None and self.reader is not None
-        s = self.settings
-        replica = self._replica(partition)
-        where = TopicPartition(
-            s.checkpoints_topic, partition % self.partitions[s.checkpoints_topic]
-        )
-        found = await read_chunks(self.reader, where, {replica.prefix: JOIN})
-        fallback_fresh = s.checkpoint_fallback == "fresh"
-        choice = choose(
-            found.get(JOIN, []),
-            lambda checkpoint: (
-                restore_state(checkpoint, replica, self.identity, key=self.key),
-                checkpoint.header.offsets or {},
-            ),
-            fresh_on_refusal=fallback_fresh,
-        )
-        count_refusals(self.metrics, replica, choice)
+    async def restore(
+        self, key: int, tps: list[TopicPartition], committed: dict[TopicPartition, int | None]
+    ) -> tuple[JoinPartition, dict[TopicPartition, int]]:
+        """The partition's join state and the offset of each topic it resumes at (its
+        checkpoint's, never after the committed one)."""
+        assert self.store is not None
+        replica, store = self._replica(key), self.store
+        found = await store.read(key, {replica.prefix: JOIN})
+
+        def load(checkpoint: Any) -> tuple[FeedbackJoiner, dict[str, int]]:
+            joiner = restore_state(checkpoint, replica, self.identity, key=store.key)
+            return joiner, checkpoint.header.offsets or {}
+
+        choice = store.choose(replica, found.get(JOIN, []), load)
         joiner, offsets = choice.restored or (None, None)
         # Without a usable checkpoint: re-run the topics from the log start (outputs below
         # the committed offsets not sent again), unless RIVERRUN_CHECKPOINT_FALLBACK=fresh
         # after a refusal says to start afresh at the committed offsets.
-        fresh = joiner is None and bool(choice.refusals) and fallback_fresh
-        state = JoinPartition(partition, joiner or self.new_joiner(), choice.next_sequence)
-        assigned = self.consumer.assignment()
-        for topic in self.types:
-            tp = TopicPartition(topic, partition)
-            if tp not in assigned:
-                continue
-            committed = await self.consumer.committed(tp)
-            if fresh:
-                wanted = committed or 0
-            else:
-                wanted = offsets.get(topic, 0) if offsets is not None else 0
-            start = await resume_at(self.consumer, tp, wanted, committed)
-            state.positions[tp] = state.fetched[tp] = start
-            state.replay_until[tp] = committed or 0
-            state.check_start.add(tp)
+        fresh = joiner is None and bool(choice.refusals)
+        fresh = fresh and self.settings.checkpoint_fallback == "fresh"
+        state = JoinPartition(key, joiner or self.new_joiner(), choice.next_sequence)
+        wanted = {
+            tp: (committed[tp] or 0) if fresh else (offsets or {}).get(tp.topic, 0) for tp in tps
+        }
         restored = "restored" if joiner is not None else "new"
-        log.info("join partition %d: %s state, %d impressions pending", partition, restored,
+        log.info("join partition %d: %s state, %d impressions pending", key, restored,
                  len(state.joiner.pending))  # fmt: skip
-        # Counters restored with the state were exported by the last owner.
-        state.exported = {kind: getattr(state.joiner.stats, kind) for kind in COUNTED}
-        self.owned[partition] = state
-        return state
+        return state, wanted
 
-    async def release(self, partitions: set[int]) -> None:
-        for partition in sorted(partitions):
-            state = self.owned.pop(partition, None)
-            if state is not None and state.since_checkpoint:
-                await self.checkpoint(state)
-
-    async def checkpoint_due(self) -> None:
-        s = self.settings
-        oldest = time.monotonic() - s.checkpoint_every_seconds
-        for state in list(self.owned.values()):
-            if state.since_checkpoint >= s.checkpoint_every_events or (
-                state.since_checkpoint and state.checkpointed_at <= oldest
-            ):
-                await self.checkpoint(state)
-
-    async def checkpoint(self, state: JoinPartition) -> None:
-        """Write the partition's state; called only with its offsets committed."""
-        assert self.producer is not None
-        s = self.settings
+    async def checkpoint(self, state: JoinPartition, *, transactional: bool) -> None:
+        assert self.store is not None
         started = time.perf_counter()
-        offsets = {tp.topic: pos for tp, pos in state.positions.items() if pos is not None}
+        offsets = {tp.topic: position for tp, position in state.positions.items()}
         records = encode_state(
-            state.joiner, self._replica(state.partition), self.identity, key=self.key,
+            state.joiner, self._replica(state.partition), self.identity, key=self.store.key,
             next_offset=0, sequence=state.sequence, offsets=offsets,
-            chunk_bytes=s.checkpoint_chunk_bytes,
+            chunk_bytes=self.settings.checkpoint_chunk_bytes,
         )  # fmt: skip
-        await write_checkpoint(self.producer, s, self.metrics, records, name=JOIN,
-                               partition=state.partition, started=started)  # fmt: skip
+        await self.store.write(records, name=JOIN, partition=state.partition, started=started,
+                               transactional=transactional)  # fmt: skip
         state.sequence += 1
-        state.since_checkpoint = 0
-        state.checkpointed_at = time.monotonic()
 
-    # --- the batch path ----------------------------------------------------------------
-    async def _accepted(
-        self, tp: TopicPartition, messages: list[ConsumerRecord]
-    ) -> tuple[JoinPartition | None, list[ConsumerRecord]]:
-        """The partition state and the messages to process (see BatchedEvents.process)."""
-        assert self.consumer is not None
-        state = self.owned.get(tp.partition)
-        if state is None:
-            if tp not in self.consumer.assignment():
-                return None, []
-            state = await self.acquire(tp.partition)
-        accepted = accept(
-            self.consumer, tp, messages, state.fetched.get(tp), tp in state.check_start
-        )
-        state.check_start.discard(tp)
-        return state, accepted or []
+    def replica_names(self, state: JoinPartition) -> Iterable[tuple[str, int]]:
+        return [(JOIN, state.partition)]
 
-    async def process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Buffer what was fetched, then handle each partition's buffered messages of all
-        topics in timestamp order as far as that order is known; commit what was handled."""
-        assert self.consumer is not None and self.producer is not None
-        outbox = Outbox(self.producer, self.partitions)
-        for tp, messages in records.items():
-            state, messages = await self._accepted(tp, messages)
-            if state is None or not messages:
-                continue
-            self.metrics.consumed.labels(tp.topic).inc(len(messages))
+    # --- the batch path --------------------------------------------------------------
+    def pending(self) -> bool:
+        # Buffered messages may be waiting for a topic that has since caught up, or
+        # waited long enough: they are handled without new records too.
+        return any(buffer for state in self.owned.values() for buffer in state.buffers.values())
+
+    async def handle(
+        self, state: JoinPartition, batches: Batches, outbox: Outbox
+    ) -> Counter[TopicPartition]:
+        """Buffer what was fetched, then handle the partition's buffered messages of all
+        topics in event-time order as far as that order is known."""
+        for tp, messages in batches.items():
             state.buffers[tp].extend(self._decode(tp, m) for m in messages)
-            state.fetched[tp] = messages[-1].offset + 1
-        offsets: dict[TopicPartition, int] = {}
-        for state in list(self.owned.values()):
-            handled = await self._drain(state, outbox)
-            for tp in handled:
-                position = state.positions[tp]
-                assert position is not None
-                offsets[tp] = max(position, state.replay_until.get(tp, 0))
-            if handled:
-                state.since_checkpoint += sum(handled.values())
-                self._export(state)
-        deliveries = await outbox.flush()
-        if offsets:
-            try:
-                await asyncio.gather(*deliveries)
-                await self.consumer.commit(offsets)
-            except Exception:
-                log.exception("join outputs could not be delivered or offsets committed: "
-                              "stopping; a restart resumes from the last commit")  # fmt: skip
-                raise
+        handled = await self._drain(state, outbox)
+        if handled:
+            self._export(state)
+        return handled
 
     async def _drain(self, state: JoinPartition, outbox: Outbox) -> Counter[TopicPartition]:
         """Handle buffered messages, always the one with the smallest event time among the
@@ -330,7 +197,7 @@ class FeedbackJoin(Service):
                 return handled
             tp = min(heads)[3]
             _, message, event = state.buffers[tp].popleft()
-            await self._handle(state, tp, message, event, outbox)
+            await self._handle(state, message, event, outbox)
             state.positions[tp] = message.offset + 1
             handled[tp] += 1
 
@@ -360,18 +227,13 @@ class FeedbackJoin(Service):
         return event.ts.timestamp(), message, event  # type: ignore[attr-defined]
 
     async def _handle(
-        self,
-        state: JoinPartition,
-        tp: TopicPartition,
-        message: ConsumerRecord,
-        event: Any,
-        outbox: Outbox,
+        self, state: JoinPartition, message: ConsumerRecord, event: Any, outbox: Outbox
     ) -> None:
         s = self.settings
-        replayed = message.offset < state.replay_until.get(tp, 0)  # its outputs were sent
+        replayed = state.replayed(message)  # its outputs were sent by the last owner
         if isinstance(event, Rejection):
             if not replayed:
-                await self._dead_letter(outbox, message, event)
+                await dead_letter(outbox, message, event, self.metrics, s)
             return
         outputs = state.joiner.handle(event)
         reports = state.joiner.drain_reports()
@@ -390,14 +252,9 @@ class FeedbackJoin(Service):
                                  output.model_dump_json().encode())  # fmt: skip
                 self.metrics.learned.labels(output.model).inc(output.learned)
             else:
-                await self._dead_letter(outbox, message, output)
+                await dead_letter(outbox, message, output, self.metrics, s)
         for report in reports:
             await publish_report(outbox, report, state.partition, self.metrics, s.metrics_topic)
-
-    async def _dead_letter(
-        self, outbox: Outbox, message: ConsumerRecord, rejection: Rejection
-    ) -> None:
-        await dead_letter(outbox, message, rejection, self.metrics, self.settings)
 
     def _export(self, state: JoinPartition) -> None:
         """Mirror the joiner's counters, delays, pending size and coverage in Prometheus."""

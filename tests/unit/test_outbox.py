@@ -1,8 +1,8 @@
-"""The batched hot path's pure parts: partitioning of outputs."""
+"""The outbox: outputs go to the partitions Kafka's default partitioner would choose."""
 
 import pytest
 
-from streams.hot_path import Outbox
+from streams.outbox import Outbox
 
 # Java's org.apache.kafka.common.utils.Utils.murmur2 on these keys (Kafka's UtilsTest):
 # the default partitioner of every Kafka client picks (murmur2 & 0x7fffffff) % partitions.

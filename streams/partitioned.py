@@ -1,0 +1,447 @@
+"""One machinery under every batched service of the worker: it owns partitions.
+
+A `PartitionedService` consumes some topics in one consumer group, in batches, straight
+from aiokafka (outside Faust's per-message stream machinery, measured at ~290 µs per
+message). For each partition it owns it holds a state — model replicas, a join — and:
+
+- on assignment, restores the state from its newest valid checkpoint and seeks each of
+  its topics to where the state resumes (never after the committed offset: outputs below
+  it were delivered, so the events up to it are re-run with their outputs dropped);
+- per batch, hands the fetched messages to the subclass, which queues outputs into an
+  `Outbox`; sends them without awaiting each delivery; commits the offsets handled once
+  every output is acknowledged (at-least-once, in a chain of commit tasks so that the next
+  batch is fetched and processed meanwhile), or commits outputs and offsets in one Kafka
+  transaction (exactly_once);
+- checkpoints each state once the offsets it covers are committed: every N events or T
+  seconds, on revoke and on stop.
+
+Subclasses say only what differs: their topics and group, what a partition's state is
+and how it is restored and checkpointed, and how a batch becomes outputs.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from mode import Service
+
+from online_models import ModelSpec
+from streams.checkpoints import CheckpointStore
+from streams.metrics import WorkerMetrics
+from streams.outbox import Outbox
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Batches whose outputs may await acknowledgement while later ones are processed.
+MAX_BATCHES_IN_FLIGHT = 4
+
+Key = TypeVar("Key")
+#: Fetched messages by topic partition, each list in offset order.
+Batches = dict[TopicPartition, list[ConsumerRecord]]
+
+
+class PartitionState:
+    """What a service holds for one partition it owns, and where each of its topics is."""
+
+    def __init__(self) -> None:
+        self.positions: dict[TopicPartition, int] = {}  # next offset to handle
+        self.fetched: dict[TopicPartition, int] = {}  # next offset to fetch
+        #: Outputs of offsets below these were delivered before this worker got the
+        #: partition: those events are re-run to rebuild the state, their outputs dropped.
+        self.replay_until: dict[TopicPartition, int] = {}
+        self.check_start: set[TopicPartition] = set()  # the next batch must start at fetched
+        self.since_checkpoint = 0  # events handled since the last checkpoint
+        self.checkpointed_at = time.monotonic()
+
+    def replayed(self, message: ConsumerRecord) -> bool:
+        """Whether the last owner already delivered this message's outputs."""
+        return message.offset < self.replay_until.get(
+            TopicPartition(message.topic, message.partition), 0
+        )
+
+
+State = TypeVar("State", bound=PartitionState)
+
+
+def accept(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    messages: list[ConsumerRecord],
+    position: int | None,
+    check_start: bool,
+) -> list[ConsumerRecord] | None:
+    """The messages of a fetched batch to process, `position` being the next offset the
+    partition expects; None when the batch was dropped and `tp` sought again.
+
+    With `check_start` (the first batch after an assignment), a batch beyond `position`
+    was fetched from the committed offset before the assignment's seek to an earlier
+    checkpoint took effect: it is dropped and fetched again from `position`. A fetch in
+    flight when the partition was sought can return records twice: each offset is
+    processed once.
+    """
+    if position is None or messages[0].offset == position:
+        return messages
+    if check_start and messages[0].offset > position:
+        log.info("%s[%d]: dropping a batch at %d fetched before seeking to %d",
+                 tp.topic, tp.partition, messages[0].offset, position)  # fmt: skip
+        consumer.seek(tp, position)
+        return None
+    return [m for m in messages if m.offset >= position]
+
+
+async def resume_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, wanted: int, committed: int | None
+) -> int:
+    """Seek `tp` to `wanted`, but never before the log start (retention may have deleted
+    older events) nor after the committed offset (where delivered outputs stop); return
+    where it resumes. No seek when that is the committed offset: the consumer starts there."""
+    log_start = (await consumer.beginning_offsets([tp]))[tp]
+    start = max(wanted, log_start)
+    if committed is not None:
+        start = min(start, committed)
+    if start != committed:
+        consumer.seek(tp, start)
+    return start
+
+
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move elsewhere, let the batch in flight finish, every processed
+    batch commit and their states checkpoint: the next owner starts exactly after the
+    last output, with the state as it was. Restore the states of assigned partitions."""
+
+    def __init__(self, service: "PartitionedService[Any, Any]") -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.service.batch_lock:
+            try:
+                await self.service.release(revoked)
+            except Exception:  # aiokafka would log it and go on: say what it means
+                log.exception(
+                    "could not commit or checkpoint revoked %s partitions: their next owner "
+                    "resumes from the last committed offset and checkpoint",
+                    self.service.name,
+                )
+                raise
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("%s partitions assigned: %s", self.service.name,
+                 sorted({tp.partition for tp in assigned}))  # fmt: skip
+        async with self.service.batch_lock:
+            try:
+                await self.service.acquire(assigned)
+            except Exception:
+                log.exception(
+                    "could not restore assigned %s partitions: retrying at their first batch",
+                    self.service.name,
+                )
+
+
+class PartitionedService(Service, Generic[Key, State]):
+    """Consumes `topics()` in batches and owns one `State` per partition key."""
+
+    #: In logs and client ids: which service this is.
+    name = "partitioned"
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        models: Mapping[str, ModelSpec],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.metrics = metrics
+        self.models = models  # the app's models by name
+        self.owned: dict[Key, State] = {}
+        self.batch_lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.store: CheckpointStore | None = None
+        self.partitions: dict[str, int] = {}  # partition count of each output topic
+        self.commits: asyncio.Future[None] | None = None  # the last of the chained commits
+        self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+
+    # --- what subclasses say ---------------------------------------------------------
+    def topics(self) -> list[str]:
+        """The topics consumed."""
+        raise NotImplementedError
+
+    def group_id(self) -> str:
+        """The consumer group (also the group of transactional offset commits)."""
+        raise NotImplementedError
+
+    def output_topics(self) -> list[str]:
+        """The topics outputs go to (the outbox needs their partition counts)."""
+        raise NotImplementedError
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Extra aiokafka consumer options (e.g. the partition assignor)."""
+        return {}
+
+    def key(self, tp: TopicPartition) -> Key:
+        """The state a topic partition belongs to."""
+        raise NotImplementedError
+
+    async def restore(
+        self, key: Key, tps: list[TopicPartition], committed: dict[TopicPartition, int | None]
+    ) -> tuple[State, dict[TopicPartition, int]]:
+        """The state of a newly assigned partition (from its checkpoint, or fresh) and
+        the offset each of its topic partitions should resume at."""
+        raise NotImplementedError
+
+    async def handle(
+        self, state: State, batches: Batches, outbox: Outbox
+    ) -> Counter[TopicPartition]:
+        """Turn fetched messages (maybe none: a state may hold buffered ones) into outputs
+        queued in `outbox`, advancing `state.positions`; return the count handled per
+        topic partition."""
+        raise NotImplementedError
+
+    def pending(self) -> bool:
+        """Whether some state holds fetched messages it has not handled yet."""
+        return False
+
+    async def checkpoint(self, state: State, *, transactional: bool) -> None:
+        """Write `state`'s checkpoint(s) at its positions, until acknowledged."""
+        raise NotImplementedError
+
+    def replica_names(self, state: State) -> Iterable[tuple[str, int]]:
+        """(name, partition) of each checkpointed replica of `state`, for the age gauge."""
+        raise NotImplementedError
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def on_start(self) -> None:
+        s = self.settings
+        transactions: dict[str, Any] = {}
+        if s.exactly_once:
+            transactions = {
+                "transactional_id": s.worker_transactional_id(self.name),
+                "transaction_timeout_ms": int(s.transaction_timeout_seconds * 1000),
+            }
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-{self.name}-producer",
+            acks="all",
+            **transactions,
+            linger_ms=s.producer_linger_ms,
+            max_batch_size=s.producer_batch_bytes,
+            compression_type=s.producer_compression,
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-{self.name}",
+            group_id=self.group_id(),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if s.exactly_once else "read_uncommitted",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_poll_records=s.batch_size,
+            session_timeout_ms=int(s.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
+            **self.consumer_options(),
+        )
+        self.consumer.subscribe(self.topics(), listener=_HandOver(self))
+        await self.producer.start()
+        for topic in self.output_topics():
+            self.partitions[topic] = len(await self.producer.partitions_for(topic))
+        self.store = CheckpointStore(s, self.producer, self.metrics, self.name)
+        await self.store.start()
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        async with self.batch_lock:  # the batch in flight is sent and committed first
+            try:
+                if self.store is not None:  # started
+                    await self.release(self.assigned())
+            except Exception:
+                log.exception(
+                    "could not commit or checkpoint %s on stop: a restart resumes from the "
+                    "last committed offset and checkpoint",
+                    self.name,
+                )
+            finally:
+                if self.store is not None:
+                    await self.store.stop()
+                if self.consumer is not None:
+                    await self.consumer.stop()
+                if self.producer is not None:
+                    await self.producer.stop()
+
+    def assigned(self) -> set[TopicPartition]:
+        """Every topic partition of the owned states."""
+        return {tp for state in self.owned.values() for tp in state.positions}
+
+    # --- ownership -------------------------------------------------------------------
+    async def acquire(self, assigned: set[TopicPartition]) -> None:
+        """Restore the states of newly assigned partitions and seek their topics to where
+        each resumes."""
+        assert self.consumer is not None
+        groups: dict[Key, list[TopicPartition]] = {}
+        for tp in sorted(assigned):
+            key = self.key(tp)
+            if key not in self.owned:
+                groups.setdefault(key, []).append(tp)
+        for key, tps in groups.items():
+            committed = {tp: await self.consumer.committed(tp) for tp in tps}
+            state, wanted = await self.restore(key, tps, committed)
+            for tp in tps:
+                start = await resume_at(self.consumer, tp, wanted[tp], committed[tp])
+                state.positions[tp] = state.fetched[tp] = start
+                state.replay_until[tp] = committed[tp] or 0
+                state.check_start.add(tp)
+                if start != committed[tp]:
+                    log.info(
+                        "%s[%d]: resuming at offset %d (committed: %s); outputs below %s "
+                        "were delivered before and are not sent again",
+                        tp.topic, tp.partition, start, committed[tp], committed[tp] or 0,
+                    )  # fmt: skip
+            self.owned[key] = state
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Commit and checkpoint the partitions this worker gives up (or stops serving)."""
+        await self.drain()
+        for key in sorted({self.key(tp) for tp in revoked}):  # type: ignore[type-var]
+            state = self.owned.pop(key, None)
+            if state is not None and state.since_checkpoint:
+                await self.write(state)
+
+    async def write(self, state: State) -> None:
+        """Checkpoint `state`; called only with every offset it covers committed."""
+        await self.checkpoint(state, transactional=self.settings.exactly_once)
+        state.since_checkpoint = 0
+        state.checkpointed_at = time.monotonic()
+
+    async def checkpoint_due(self) -> None:
+        """Checkpoint states that handled RIVERRUN_CHECKPOINT_EVERY_EVENTS events, or any
+        event RIVERRUN_CHECKPOINT_EVERY_SECONDS ago, since their last one."""
+        s = self.settings
+        oldest = time.monotonic() - s.checkpoint_every_seconds
+        due = [
+            state
+            for state in self.owned.values()
+            if state.since_checkpoint >= s.checkpoint_every_events
+            or (state.since_checkpoint and state.checkpointed_at <= oldest)
+        ]
+        if due:
+            await self.drain()  # a checkpoint covers committed offsets only
+            for state in due:
+                await self.write(state)
+        now = time.monotonic()
+        for state in self.owned.values():
+            for name, partition in self.replica_names(state):
+                gauge = self.metrics.checkpoint_age.labels(name, str(partition))
+                gauge.set(now - state.checkpointed_at)
+
+    # --- the batch path --------------------------------------------------------------
+    @Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        poll_ms = max(1, int(self.settings.batch_seconds * 1000))
+        while not self.should_stop:
+            if self.commits is not None and self.commits.done() and self.commits.exception():
+                raise self.commits.exception()  # type: ignore[misc]  # stops the worker
+            records = await self.consumer.getmany(
+                timeout_ms=poll_ms, max_records=self.settings.batch_size
+            )
+            async with self.batch_lock:
+                if records or self.pending():
+                    await self.process(records)
+                await self.checkpoint_due()
+
+    async def process(self, records: Batches) -> None:
+        """Handle a fetched batch; commit once all is delivered (exactly_once: outputs and
+        offsets in one transaction)."""
+        assert self.producer is not None
+        if not self.settings.exactly_once:
+            await self._process(records)
+            return
+        await self.producer.begin_transaction()
+        try:
+            await self._process(records)
+            await self.producer.commit_transaction()
+        except BaseException:
+            log.exception(
+                "a %s transaction failed: aborting it and stopping; a restart resumes after "
+                "the last committed transaction (check the broker)",
+                self.name,
+            )
+            with contextlib.suppress(Exception):
+                await self.producer.abort_transaction()
+            raise
+
+    async def _process(self, records: Batches) -> None:
+        assert self.consumer is not None and self.producer is not None
+        batches: dict[Key, Batches] = {}
+        for tp, messages in records.items():
+            key = self.key(tp)
+            state = self.owned.get(key)
+            if state is None:
+                if tp not in self.consumer.assignment():  # fetched before a revoke
+                    continue
+                await self.acquire({tp})  # its restore failed at assignment: again
+                state = self.owned[key]
+            accepted = accept(
+                self.consumer, tp, messages, state.fetched.get(tp), tp in state.check_start
+            )
+            state.check_start.discard(tp)
+            if not accepted:
+                continue
+            self.metrics.consumed.labels(tp.topic).inc(len(accepted))
+            state.fetched[tp] = accepted[-1].offset + 1
+            batches.setdefault(key, {})[tp] = accepted
+        outbox = Outbox(self.producer, self.partitions)
+        offsets: dict[TopicPartition, int] = {}
+        for key, state in self.owned.items():
+            handled = await self.handle(state, batches.get(key, {}), outbox)
+            for tp in handled:
+                # The committed offset says which outputs were delivered: never move it
+                # back while re-running events whose outputs the last owner delivered.
+                offsets[tp] = max(state.positions[tp], state.replay_until.get(tp, 0))
+            state.since_checkpoint += sum(handled.values())
+        deliveries = await outbox.flush()
+        if not offsets:  # every batch was dropped, or is buffered
+            return
+        if self.settings.exactly_once:  # committed with the outputs, by process()
+            await self.producer.send_offsets_to_transaction(offsets, self.group_id())
+        else:
+            await self.in_flight.acquire()
+            self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
+
+    async def _commit(
+        self,
+        previous: asyncio.Future[None] | None,
+        deliveries: list[asyncio.Future[Any]],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        """Commit `offsets` once every output is acknowledged and earlier batches are
+        committed; a failure fails every later commit too, and stops the worker."""
+        assert self.consumer is not None
+        try:
+            if previous is not None:
+                await previous  # raises again what an earlier batch raised (logged there)
+            try:
+                await asyncio.gather(*deliveries)
+                await self.consumer.commit(offsets)
+            except Exception:
+                log.exception(
+                    "%s outputs could not be delivered or offsets committed: stopping so that "
+                    "a restart re-processes from the last committed offset (check the broker)",
+                    self.name,
+                )
+                raise
+        finally:
+            self.in_flight.release()
+
+    async def drain(self) -> None:
+        """Wait until every batch processed so far is acknowledged and committed."""
+        if self.commits is not None:
+            await self.commits
