@@ -13,7 +13,17 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: venv demo test unit integration lint bench lock schemas kafka-up kafka-down clean prometheus
+.PHONY: venv demo test unit unit-other-pythons integration lint bench lock schemas kafka-up kafka-down clean prometheus
+
+# The other supported Pythons, where this machine has them: installed by pyenv beside the
+# default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
+find_python = $(firstword $(foreach p,$(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null),$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
+PYTHON_3.12 := $(call find_python,3.12)
+PYTHON_3.13 := $(call find_python,3.13)
+OTHER_PYTHONS := $(foreach v,3.12 3.13,$(if $(PYTHON_$(v)),$(v)))
+# Doctests of the packages run with the tests (every >>> example in the code).
+PYTEST := -m pytest -p no:cacheprovider --doctest-modules
+PACKAGES := riverrun schemas online_models streams
 
 venv: $(STAMP)
 
@@ -22,6 +32,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+.venv-%/.installed: pyproject.toml constraints.txt
+	$(PYTHON_$*) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
 demo: venv
@@ -40,10 +56,19 @@ test: venv $(PROMETHEUS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -p no:cacheprovider tests
+	$(BIN)/python $(PYTEST) tests $(PACKAGES)
+	$(MAKE) unit-other-pythons
 
 unit: venv
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python $(PYTEST) tests/unit $(PACKAGES)
+
+# The unit suite (and doctests) on Python 3.12 and 3.13 when present; says which ran.
+unit-other-pythons: $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
+	@echo "other Pythons: $(or $(OTHER_PYTHONS),none found)"
+	@set -e; for v in $(OTHER_PYTHONS); do \
+		echo "unit tests on Python $$v:"; \
+		.venv-$$v/bin/python $(PYTEST) -q tests/unit $(PACKAGES); \
+	done
 
 integration: venv $(PROMETHEUS)
 	$(BIN)/python -m pytest tests/integration
@@ -80,4 +105,4 @@ kafka-down: venv
 
 clean:
 	-$(BIN)/riverrun kafka down
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) .venv-3.* .cache .pytest_cache .ruff_cache .mypy_cache *.egg-info

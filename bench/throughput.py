@@ -36,6 +36,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -163,21 +164,24 @@ def output_rate(bootstrap: str, topic: str, expected: int, process: subprocess.P
     return (inside - 1) / max((end - start) / 1000, 1e-3), seen
 
 
-def worker_env(bootstrap: str, events_topic: str, run: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
-    env.update(
-        RIVERRUN_BROKER=bootstrap,
-        RIVERRUN_EVENTS_TOPIC=events_topic,
-        RIVERRUN_PREDICTIONS_TOPIC=f"{run}-predictions",
-        RIVERRUN_DEAD_LETTERS_TOPIC=f"{run}-dead-letters",
-        RIVERRUN_ACTIVITY_TOPIC=f"{run}-activity",
-        RIVERRUN_METRICS_TOPIC=f"{run}-metrics",
-        RIVERRUN_GROUP_ID=run,
-        RIVERRUN_LOG_LEVEL="warn",
-        RIVERRUN_METRICS_PORT=str(free_port()),
-        RIVERRUN_DATA_DIR=str(LOG_DIR / run),
+def worker_env(bootstrap: str, events_topic: str, run: str, **chosen: Any) -> dict[str, str]:
+    """The environment of a bench worker: its own output topics and group, `chosen`
+    settings (by field name), the defaults for the rest."""
+    settings = Settings(
+        broker=bootstrap,
+        events_topic=events_topic,
+        predictions_topic=f"{run}-predictions",
+        dead_letters_topic=f"{run}-dead-letters",
+        activity_topic=f"{run}-activity",
+        metrics_topic=f"{run}-metrics",
+        group_id=run,
+        log_level="warn",
+        metrics_port=free_port(),
+        data_dir=LOG_DIR / run,
+        **chosen,
     )
-    return env
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
+    return {**env, **settings.as_environment()}
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -254,12 +258,11 @@ def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result
 
 
 def bench_worker(
-    bootstrap: str, topic: str, events: int, workers: int = 1, **settings: str
+    bootstrap: str, topic: str, events: int, workers: int = 1, **settings: Any
 ) -> Result:
-    """`riverrun worker` processes (`settings`: extra RIVERRUN_* variables, by name)."""
+    """`riverrun worker` processes (`settings`: other settings, by field name)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
-    env = worker_env(bootstrap, topic, run)
-    env.update({f"RIVERRUN_{name.upper()}": value for name, value in settings.items()})
+    env = worker_env(bootstrap, topic, run, **settings)
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers, output=True)
     started = time.perf_counter()
     processes = [

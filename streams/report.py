@@ -9,7 +9,7 @@ import base64
 import html
 import io
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,15 +17,14 @@ from typing import Any, TypeVar
 
 from matplotlib.dates import date2num
 from matplotlib.figure import Figure
-from pydantic import BaseModel
 
 from online_models.registry import ModelSpec
-from schemas import DeadLetter, MetricsReport, Prediction
+from schemas import AnyPrediction, DeadLetter, MetricsReport, Prediction, decode_prediction
 from schemas.drift import DriftReport
 from streams.settings import Settings
 from streams.topics import read_to_end
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,16 +33,17 @@ class RunData:
 
     metrics: list[tuple[int, MetricsReport]] = field(default_factory=list)
     drift: list[tuple[int, DriftReport]] = field(default_factory=list)
-    predictions: list[tuple[int, Prediction]] = field(default_factory=list)
+    predictions: list[tuple[int, AnyPrediction]] = field(default_factory=list)
     dead_letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
 
 
-def read_topic(settings: Settings, topic: str, model: type[ModelT]) -> list[tuple[int, ModelT]]:
-    """Every message of `topic` up to its current end, decoded (undecodable ones skipped)."""
-    out: list[tuple[int, ModelT]] = []
+def read_topic(settings: Settings, topic: str, decode: Callable[[bytes], T]) -> list[tuple[int, T]]:
+    """Every message of `topic` up to its current end, decoded (undecodable ones skipped:
+    not riverrun's)."""
+    out: list[tuple[int, T]] = []
     for message in read_to_end(settings, topic):
         try:
-            out.append((message.timestamp, model.model_validate_json(message.value)))
+            out.append((message.timestamp, decode(message.value)))
         except ValueError:
             continue
     return out
@@ -51,10 +51,12 @@ def read_topic(settings: Settings, topic: str, model: type[ModelT]) -> list[tupl
 
 def read_run(settings: Settings) -> RunData:
     return RunData(
-        metrics=read_topic(settings, settings.metrics_topic, MetricsReport),
-        drift=read_topic(settings, settings.drift_topic, DriftReport),
-        predictions=read_topic(settings, settings.predictions_topic, Prediction),
-        dead_letters=read_topic(settings, settings.dead_letters_topic, DeadLetter),
+        metrics=read_topic(settings, settings.metrics_topic, MetricsReport.model_validate_json),
+        drift=read_topic(settings, settings.drift_topic, DriftReport.model_validate_json),
+        predictions=read_topic(settings, settings.predictions_topic, decode_prediction),
+        dead_letters=read_topic(
+            settings, settings.dead_letters_topic, DeadLetter.model_validate_json
+        ),
     )
 
 
@@ -128,8 +130,12 @@ def quality_chart(data: RunData, model: str, task: str) -> str | None:
 def calibration_chart(data: RunData, model: str) -> str | None:
     """Sum of predictions vs sum of labels per event-time period (day, or hour if the
     run spans less than three days)."""
-    labelled = [p for _, p in data.predictions if p.model == model and p.label is not None]
-    if not labelled:
+    labelled = [
+        p
+        for _, p in data.predictions
+        if isinstance(p, Prediction) and p.model == model and p.label is not None
+    ]
+    if not labelled:  # (class predictions have no sum: see the confusion matrix)
         return None
     span = max(p.ts for p in labelled) - min(p.ts for p in labelled)
     fmt = "%Y-%m-%d" if span.days >= 3 else "%Y-%m-%d %H:00"
@@ -149,6 +155,29 @@ def calibration_chart(data: RunData, model: str) -> str | None:
     ax.set_title(f"{model}: predicted vs actual per {'day' if span.days >= 3 else 'hour'}")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def confusion_table(data: RunData, model: str) -> str | None:
+    """The confusion matrix of a multiclass model's last overall report, as HTML."""
+    reports = [r for _, r in data.metrics
+               if r.model == model and r.segment == "all" and r.confusion is not None]  # fmt: skip
+    if not reports:
+        return None
+    last = reports[-1]
+    confusion = last.confusion or {}
+    classes = sorted(set(confusion) | {p for row in confusion.values() for p in row})
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in classes)
+    rows = "".join(
+        f"<tr><th>{html.escape(actual)}</th>"
+        + "".join(f"<td>{confusion.get(actual, {}).get(c, 0)}</td>" for c in classes)
+        + "</tr>"
+        for actual in classes
+    )
+    n = int(last.metrics.get("n") or 0)
+    return (
+        f"<p>{n} labelled events up to {last.ts:%Y-%m-%d %H:%M}; rows: actual class, "
+        f"columns: predicted class.</p><table><tr><th></th>{head}</tr>{rows}</table>"
+    )
 
 
 def dead_letter_chart(data: RunData) -> str | None:
@@ -184,10 +213,12 @@ def render(
     names = sorted({r.model for _, r in data.metrics if r.model != "join"}
                    | {p.model for _, p in data.predictions})  # fmt: skip
     sections: list[tuple[str, str | None]] = []
+    tables: list[tuple[str, str | None]] = []
     for model in names:
         reports = [r for _, r in data.metrics if r.model == model]
         task = task_of(model, reports, models or {})
         sections.append((f"{model}: quality", quality_chart(data, model, task)))
+        tables.append((f"{model}: confusion matrix", confusion_table(data, model)))
         sections.append((f"{model}: predicted vs actual", calibration_chart(data, model)))
     sections.append(("dead letters", dead_letter_chart(data)))
     sections.append(("throughput", throughput_chart(data)))
@@ -210,6 +241,9 @@ def render(
         if png is not None:
             body.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' "
                         f"src='data:image/png;base64,{png}'>")  # fmt: skip
+    for name, table in tables:
+        if table is not None:
+            body.append(f"<h2>{html.escape(name)}</h2>{table}")
     style = (
         "body{font-family:sans-serif;max-width:960px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"

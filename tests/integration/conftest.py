@@ -6,7 +6,6 @@ reason; nothing is skipped.
 """
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from pydantic import SecretStr
 
 from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import Settings
-from streams.topics import ensure_topics, join_topics, topic_names
+from streams.topics import TopicReader, ensure_topics, join_topics, topic_names
 
 
 @pytest.fixture(scope="session")
@@ -76,20 +74,13 @@ class Env:
 
     def read(self, topic: str, count: int, timeout: float = 60.0) -> list:  # type: ignore[type-arg]
         """Exactly the first `count` messages of `topic` (fails if fewer arrive in time)."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
-        )
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
         messages: list = []  # type: ignore[type-arg]
         deadline = time.monotonic() + timeout
-        while len(messages) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                messages.extend(batch)
-            for worker in self.workers:
-                worker.assert_alive()
-        consumer.close()
+        with TopicReader(self.settings, [topic]) as reader:
+            while len(messages) < count and time.monotonic() < deadline:
+                messages += reader.poll(timeout_ms=200)
+                for worker in self.workers:
+                    worker.assert_alive()
         assert len(messages) >= count, (
             f"only {len(messages)} of {count} messages arrived on {topic} within {timeout} s"
         )
@@ -103,28 +94,17 @@ class Env:
         isolation_level: str = "read_uncommitted",
     ) -> list:  # type: ignore[type-arg]
         """Messages of `topic` from the beginning until `done(messages)` (fails on timeout)."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_auto_commit=False,
-            isolation_level=isolation_level,
-        )
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
         messages: list = []  # type: ignore[type-arg]
         deadline = time.monotonic() + timeout
-        try:
+        with TopicReader(self.settings, [topic], isolation_level=isolation_level) as reader:
             while not done(messages):
                 if time.monotonic() > deadline:
                     tails = "\n".join(w.tail(15) for w in self.workers if not w.stopped)
                     pytest.fail(f"{topic}: still incomplete after {timeout} s with "
                                 f"{len(messages)} messages\n{tails}", pytrace=False)  # fmt: skip
-                for batch in consumer.poll(timeout_ms=200).values():
-                    messages.extend(batch)
+                messages += reader.poll(timeout_ms=200)
                 for worker in self.workers:
                     worker.assert_alive()
-        finally:
-            consumer.close()
         return messages
 
     def count(self, topic: str) -> int:
@@ -253,13 +233,7 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
         ensure_topics(settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
         # Only what this test chose: everything else keeps its default, as for a user.
-        for name in settings.model_fields_set:
-            value = getattr(settings, name)
-            if isinstance(value, list | dict):
-                value = json.dumps(value)
-            elif isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            env[f"RIVERRUN_{name.upper()}"] = str(value)
+        env.update(settings.as_environment())
         made.append(Env(settings, env, tmp_path))
         return made[-1]
 

@@ -93,3 +93,33 @@ def test_worker_without_a_broker_says_what_to_do(make_env) -> None:  # type: ign
     assert done.returncode != 0
     assert "check RIVERRUN_BROKER" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_app_that_cannot_serve_stops_the_worker_with_one_sentence(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    (tmp_path / "wrongtask.py").write_text(
+        "import riverrun\nfrom river import linear_model\napp = riverrun.App()\n"
+        "@app.model('spend', task='binary')\ndef spend():\n"
+        "    return linear_model.LinearRegression()\n"
+    )
+    env.env["PYTHONPATH"] = str(tmp_path)
+    cases = {
+        ("--app", "nosuch.models:app"): "cannot import 'nosuch.models'",
+        ("--app", "wrongtask:app"): "task='binary' but its model ends with LinearRegression",
+        ("--app", "wrongtask:missing"): "module 'wrongtask' has no attribute 'missing'",
+    }
+    for args, message in cases.items():
+        done = riverrun(env, "worker", *args, timeout=60)
+        assert done.returncode != 0
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_misspelt_setting_stops_every_command_with_a_suggestion(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env()
+    env.env["RIVERRUN_CHECKPOINT_EVERY_EVENT"] = "100"
+    for command in (["worker"], ["replay", "--dataset", "phishing"], ["kafka", "status"]):
+        done = riverrun(env, *command, timeout=60)
+        assert done.returncode != 0
+        assert "did you mean RIVERRUN_CHECKPOINT_EVERY_EVENTS?" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -6,6 +6,7 @@ from online_models.joiner import FeedbackJoiner
 from schemas import Prediction
 from schemas.feedback import Impression, Outcome
 from streams.replay import feedback_messages, produce_to_topics
+from streams.topics import TopicReader
 
 
 def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env) -> None:  # type: ignore[no-untyped-def]
@@ -65,3 +66,29 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     late = clicks[len(clicks) // 2 :]
     predicted, actual = sum(o.prediction for o in late), sum(o.label for o in late)
     assert abs(predicted - actual) < 4 * actual**0.5
+
+
+def test_the_join_delivers_each_outcome_once_with_exactly_once(make_env) -> None:  # type: ignore[no-untyped-def]
+    """The join's outputs and offsets are one transaction per batch, like the events
+    path's: a read_committed consumer sees each outcome once, the offline join's labels."""
+    env = make_env(
+        join_enabled=True, products=["shoes"], click_window_seconds=600,
+        conversion_window_seconds=6 * 3600, models=["logreg"], batch_size=200,
+        processing_guarantee="exactly_once", transactional_id="join-once",
+    )  # fmt: skip
+    s = env.settings
+    events = delayed_feedback(1_500, seed=5, visitors=100, products=("shoes",)).events
+    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params)
+    expected = [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
+    produce_to_topics(s.bootstrap_servers, feedback_messages(events, s))
+    worker = env.start_worker()
+    messages = env.read_until(
+        s.outcomes_topic, lambda m: len(m) >= len(expected), isolation_level="read_committed"
+    )
+    assert worker.stop() == 0, worker.tail()
+    streamed = [Outcome.model_validate_json(m.value) for m in messages]
+    assert sorted((o.impression_id, o.model, o.label) for o in streamed) == sorted(
+        (o.impression_id, o.model, o.label) for o in expected
+    )
+    with TopicReader(s, [s.outcomes_topic], isolation_level="read_committed") as reader:
+        assert len(reader.read_to_end()) == len(expected)  # each outcome once, none after

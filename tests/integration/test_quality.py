@@ -2,8 +2,10 @@
 
 import urllib.request
 
+import pytest
+
 from online_models.offline import river_progressive, run_offline
-from schemas import MetricsReport
+from schemas import ClassPrediction, MetricsReport, decode_prediction
 from schemas.drift import DriftReport
 from streams.replay import dataset_events, encode
 
@@ -60,3 +62,37 @@ def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # ty
     gauge = 'riverrun_model_metric{metric="auc",model="logreg",partition="0",segment="all"}'
     line = next(line for line in text.splitlines() if line.startswith(gauge))
     assert float(line.split(" ")[1]) == last["auc"]
+
+
+def test_multiclass_metrics_through_the_broker_equal_the_offline_run_and_river(make_env) -> None:  # type: ignore[no-untyped-def]
+    """ImageSegments (7 classes) through a worker: every report on the topic equals the
+    offline run's (the same confusion matrix, metrics to 1e-9), and the last one River's
+    progressive_val_score; predictions are version 2, with every class's probability."""
+    env = make_env(models=["softmax"], metrics_every_events=500)
+    segments = list(dataset_events("segments", limit=None, model=None, seed=42))
+    expected = run_offline(segments, "softmax", config=env.settings.evaluation()).reports
+    # 2,309 scored events (River does not score the first: no class known yet) -> 4 reports.
+    assert len(expected) == 4
+
+    env.start_worker()
+    env.produce([encode(e) for e in segments])
+    messages = env.read(env.settings.metrics_topic, len(expected), timeout=120)
+    streamed = [MetricsReport.model_validate_json(m.value) for m in messages]
+    assert len(streamed) == len(expected)
+    for got, want in zip(streamed, expected, strict=True):
+        assert (got.schema_version, got.ts, got.confusion) == (2, want.ts, want.confusion)
+        assert set(got.metrics) == set(want.metrics)
+        for name, value in want.metrics.items():
+            assert got.metrics[name] == pytest.approx(value, abs=1e-9), name
+    # The last report counts 2,000 scored events: the first 2,001.
+    assert expected[-1].metrics["n"] == 2000
+    for name, value in river_progressive(segments[:2001], "softmax").items():
+        assert streamed[-1].metrics[name] == pytest.approx(value, abs=1e-9), name
+
+    predictions = [
+        decode_prediction(m.value)
+        for m in env.read(env.settings.predictions_topic, len(segments), timeout=60)
+    ]
+    assert all(isinstance(p, ClassPrediction) for p in predictions)
+    assert {p.prediction for p in predictions[1:]} <= {e.label for e in segments}
+    assert len(predictions[-1].probabilities) == 7  # type: ignore[union-attr]

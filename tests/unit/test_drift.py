@@ -2,6 +2,7 @@
 synthetic generators): reported after the switch, within a bound, and not before."""
 
 import itertools
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -90,3 +91,23 @@ def test_psi_and_js_are_zero_for_equal_distributions_and_grow_with_the_shift() -
     assert psi([0.25] * 4, [0.25] * 4) == 0
     assert 0 < psi([0.25] * 4, [0.3, 0.2, 0.25, 0.25]) < psi([0.25] * 4, [0.7, 0.1, 0.1, 0.1])
     assert jensen_shannon({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0
+
+
+def test_multiclass_drift_watches_loss_confidence_and_calibration() -> None:
+    """A class is not a number: the multiclass detectors watch the loss, the model's
+    confidence (the probability of its class) and confidence minus correctness."""
+    monitor = DriftMonitor("m", "m@1", "multiclass", DriftConfig(reference=100, window=100))
+    proba = {"a": 0.7, "b": 0.3}  # always "a", with confidence 0.7; right every other time
+    reports = []
+    for i in range(300):
+        label = "a" if i % 2 else "b"
+        reports += monitor.observe({"x": float(i % 10)}, label, proba, T0 + timedelta(seconds=i), i)
+    windows = [r for r in reports if r.trigger == "window"]
+    assert len(windows) >= 2 * 4  # two windows after the reference, 4 detectors each
+    last = {(r.detector, r.signal): r.statistic for r in windows[-5:]}
+    assert {signal for _, signal in last if signal != "feature:x"} == {
+        "loss", "prediction", "calibration",
+    }  # fmt: skip
+    assert last["adwin", "prediction"] == pytest.approx(0.7)
+    assert last["adwin", "calibration"] == pytest.approx(0.7 - 0.5)
+    assert last["adwin", "loss"] == pytest.approx(-(math.log(0.7) + math.log(0.3)) / 2)
