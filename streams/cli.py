@@ -112,6 +112,7 @@ def event_source(limit_help: str) -> Callable[[Command], Command]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="riverrun")
 def main() -> None:
     """riverrun: online machine learning on Kafka streams."""
 
@@ -327,7 +328,7 @@ def kafka_status() -> None:
 @click.option(
     "--dataset",
     "datasets",
-    default="phishing,offers",
+    default="phishing,offers,segments",
     show_default=True,
     help="Comma-separated bundled datasets to replay, one after the other.",
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 from online_models.datasets import DATASETS
 from online_models.offline import run_offline
 from online_models.registry import ModelSpec, resolve
-from schemas import DeadLetter, InputEvent, MetricsReport, Prediction
+from schemas import AnyPrediction, DeadLetter, InputEvent, MetricsReport, decode_prediction
 from schemas.codec import decode
 from streams.local_kafka import LocalKafka
 from streams.replay import dataset_events, encode, produce
@@ -60,7 +60,7 @@ def bad_messages(id_prefix: str, model: str, max_bytes: int) -> list[tuple[str, 
         ("invalid_json", b"this is not json"),
         ("invalid_event", event("nan", features={"x": float("nan")})),  # json.dumps writes NaN
         ("invalid_event", event("no-features")),
-        ("invalid_event", event("types", features={"x": "1"}, label="yes")),
+        ("invalid_event", event("types", features={"x": "1"}, label=["yes"])),
         ("unknown_model", event("model", model="no-such-model", features={})),
         ("oversized", event("big", features={"pad": "x" * max_bytes})),
     ]
@@ -69,13 +69,13 @@ def bad_messages(id_prefix: str, model: str, max_bytes: int) -> list[tuple[str, 
 class Collector:
     """Reads the predictions, dead letters and metrics written after it was created."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, models: set[str]) -> None:
         self.predictions_topic = settings.predictions_topic
-        self.models = {DATASETS[name].model for name in DATASETS}
+        self.models = models  # those replayed (the join's models report too)
         self.metrics_topic = settings.metrics_topic
         topics = (settings.predictions_topic, settings.dead_letters_topic, settings.metrics_topic)
         self.reader = TopicReader(settings, topics, from_beginning=False)
-        self.predictions: dict[str, Prediction] = {}
+        self.predictions: dict[str, AnyPrediction] = {}
         self.dead_letters: list[DeadLetter] = []
         self.reports: list[MetricsReport] = []
         self.timestamps: list[int] = []
@@ -84,7 +84,7 @@ class Collector:
     def poll(self, id_prefix: str) -> None:
         for message in self.reader.poll(timeout_ms=500):
             if message.topic == self.predictions_topic:
-                prediction = decode(Prediction, message.value, max_bytes=1 << 20)
+                prediction = decode_prediction(message.value)
                 if prediction.event_id.startswith(id_prefix):
                     self.predictions[prediction.event_id] = prediction
                     self.timestamps.append(message.timestamp)
@@ -185,7 +185,7 @@ def run_demo(
             )
             for name in datasets
         }
-        collector = Collector(settings)
+        collector = Collector(settings, set(names))
         log_path = settings.data_dir / "demo" / "worker.log"
         echo(f"starting a worker (log: {log_path})")
         scenario = FeedbackScenario(settings, models, echo) if settings.join_enabled else None
@@ -235,13 +235,18 @@ def run_demo(
             echo(kafka.down())
 
 
-#: What the summary shows of each model's last overall report.
-BINARY_SHOWN = ["logloss", "normalized_entropy", "auc", "auc_window", "accuracy", "precision",
-                "recall", "f1", "lift_5_window", "lift_20_window", "mean_predicted",
-                "observed_rate", "predicted_positives", "actual_positives"]  # fmt: skip
-REGRESSION_SHOWN = ["mae", "rmse", "r2", "mae_window", "baseline_mae", "baseline_mae_window",
-                    "predicted_total", "actual_total", "period_predicted_total",
-                    "period_actual_total"]  # fmt: skip
+#: What the summary shows of each model's last overall report, and per segment, by task.
+SHOWN = {
+    "binary": ["logloss", "normalized_entropy", "auc", "auc_window", "accuracy", "precision",
+               "recall", "f1", "lift_5_window", "lift_20_window", "mean_predicted",
+               "observed_rate", "predicted_positives", "actual_positives"],
+    "regression": ["mae", "rmse", "r2", "mae_window", "baseline_mae", "baseline_mae_window",
+                   "predicted_total", "actual_total", "period_predicted_total",
+                   "period_actual_total"],
+    "multiclass": ["logloss", "accuracy", "accuracy_window", "macro_precision", "macro_recall",
+                   "macro_f1", "micro_f1", "classes"],
+}  # fmt: skip
+PER_SEGMENT = {"binary": "auc", "regression": "mae", "multiclass": "accuracy"}
 
 
 def summary(
@@ -276,7 +281,7 @@ def summary(
     matching = 0
     for dataset, batch in events.items():
         model = DATASETS[dataset].model
-        binary = models[model].task == "binary"
+        task = models[model].task
         streamed = [r for r in collector.reports if r.model == model]
         offline = expected_reports[model]
         # The worker names the input partition of the replica; offline there is none.
@@ -295,10 +300,10 @@ def summary(
         if overall:
             last = overall[-1]
             lines.append(f"    last report ({last.trigger}, event time {last.ts:%Y-%m-%d %H:%M}):")
-            for name in BINARY_SHOWN if binary else REGRESSION_SHOWN:
+            for name in SHOWN[task]:
                 value = last.metrics.get(name)
                 lines.append(f"      {name:<30} {_number(value)}")
-            key = "auc" if binary else "mae"
+            key = PER_SEGMENT[task]
             for report in [r for r in streamed if r.segment != "all" and r.ts == last.ts]:
                 label = f"{key} [{report.segment}]"
                 lines.append(f"      {label:<30} {_number(report.metrics.get(key))}")

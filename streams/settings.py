@@ -8,7 +8,7 @@ from pathlib import Path
 from socket import gethostname
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, PositiveInt, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.drift import DriftConfig
@@ -199,7 +199,7 @@ class Settings(BaseSettings):
         min_length=1,
         description="Activity types counted as the visitors' activity features (JSON list).",
     )
-    activity_hours: list[int] = Field(
+    activity_hours: list[PositiveInt] = Field(
         default_factory=lambda: list(JoinConfig.activity_hours),
         min_length=1,
         description="Windows (hours) of the activity counts (JSON list); the longest is "

@@ -55,9 +55,9 @@ def test_demo_accounts_for_every_event_and_metric(make_env) -> None:  # type: ig
     env = make_env()
     done = riverrun(env, "demo", "--limit", "600", "--timeout", "60")
     assert done.returncode == 0, done.stdout + done.stderr
-    # 600 phishing + 600 offers events, and one message of each of the 6 bad kinds.
-    assert "events in          1206" in done.stdout
-    assert "predictions out    1200" in done.stdout
+    # 600 phishing, offers and segments events, and one message of each of the 6 bad kinds.
+    assert "events in          1806" in done.stdout
+    assert "predictions out    1800" in done.stdout
     assert "dead letters       6" in done.stdout
     for metric in (
         "normalized_entropy",
@@ -68,13 +68,16 @@ def test_demo_accounts_for_every_event_and_metric(make_env) -> None:  # type: ig
         "period_predicted_total",
         "auc [device=__missing__]",
         "mae [device=mobile]",
+        "macro_f1",
+        "accuracy [device=__missing__]",
     ):
         assert metric in done.stdout
     # With the demo's defaults (a report every 250 labelled events, segments by device):
     # phishing: 600 // 250 = 2 reports x 2 segments (all, device=__missing__);
-    # offers: 2 days -> 2 count triggers + 1 day end, x 4 segments (all + 3 devices).
+    # offers: 2 days -> 2 count triggers + 1 day end, x 4 segments (all + 3 devices);
+    # segments: 599 scored (not the first: no class known yet) // 250 = 2 x 2 segments.
     assert (
-        "metrics topic      16 reports; 16 of 16 identical to the offline evaluation" in done.stdout
+        "metrics topic      20 reports; 20 of 20 identical to the offline evaluation" in done.stdout
     )
     assert (
         "OK: events in = predictions out + dead letters; streamed metrics = offline" in done.stdout
