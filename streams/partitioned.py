@@ -385,9 +385,11 @@ class PartitionedService(Service, Generic[Key, State]):
             key = self.key(tp)
             state = self.owned.get(key)
             if state is None:
-                if tp not in self.consumer.assignment():  # fetched before a revoke
+                assignment = self.consumer.assignment()
+                if tp not in assignment:  # fetched before a revoke
                     continue
-                await self.acquire({tp})  # its restore failed at assignment: again
+                # Its restore failed at assignment: again, with all its topic partitions.
+                await self.acquire({other for other in assignment if self.key(other) == key})
                 state = self.owned[key]
             accepted = accept(
                 self.consumer, tp, messages, state.fetched.get(tp), tp in state.check_start

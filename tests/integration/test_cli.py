@@ -116,6 +116,9 @@ def test_an_app_that_cannot_serve_stops_the_worker_with_one_sentence(make_env, t
         assert done.returncode != 0
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    env.env["RIVERRUN_APP"] = "wrongtask:app"  # the variable names the app as --app does
+    done = riverrun(env, "worker", timeout=60)
+    assert done.returncode != 0 and "task='binary'" in done.stderr, done.stderr
 
 
 def test_a_misspelt_setting_stops_every_command_with_a_suggestion(make_env) -> None:  # type: ignore[no-untyped-def]
