@@ -28,7 +28,9 @@ def served_models(settings: Settings, models: Mapping[str, ModelSpec]) -> dict[s
                     f"{setting} is {name!r}, a {models[name].task} model; the join learns "
                     "clicks and conversions (true/false): name a binary model"
                 )
-        for name in propensity:
-            resolve({name: models[settings.propensity_model].renamed(name)}, [name],
-                    settings.model_params)  # fmt: skip
+        # The join's own replicas, built once each like the served ones.
+        own = {settings.ctr_model: models[settings.ctr_model]}
+        own |= {name: models[settings.propensity_model].renamed(name) for name in propensity}
+        params = {name: settings.model_params.get(name, {}) for name in own}
+        resolve(own, list(own), params)
     return specs
