@@ -19,6 +19,7 @@ from typing import Any
 
 from river import drift
 
+from online_models.evaluation import most_probable
 from schemas.drift import DriftReport
 
 OTHER = "__other__"
@@ -120,7 +121,7 @@ class DriftMonitor:
             loss = -math.log(q if y else 1 - q)
         elif self.task == "multiclass":
             loss = -math.log(min(max(p.get(y, 0.0), 1e-15), 1 - 1e-15))
-            predicted = max(p, key=p.get)
+            predicted = most_probable(p)
             confidence = p[predicted]
             p = confidence  # the signals below
             y = predicted == y

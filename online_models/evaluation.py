@@ -24,6 +24,16 @@ from schemas.prediction import class_text
 OTHER = "__other__"
 
 
+def most_probable(proba: dict[Any, float]) -> Any:
+    """The class River's `predict_one` predicts from class probabilities: the most
+    probable, the first of equals in the dict's order.
+
+    >>> most_probable({"path": 0.2, "sky": 0.4, "grass": 0.4})
+    'sky'
+    """
+    return max(proba, key=proba.__getitem__)
+
+
 class ExactAUC:
     """Exact ROC AUC: P(score of a random positive > score of a random negative), ties 1/2.
 
@@ -246,7 +256,7 @@ class ClassQuality:
 
     def update(self, y: Any, proba: dict[Any, float]) -> None:
         """Score one prediction (`proba` not empty: River does not score an empty one)."""
-        predicted = max(proba, key=proba.get)  # type: ignore[arg-type]  # River's predict_one
+        predicted = most_probable(proba)
         self.logloss.update(y, proba)
         self.logloss_window.update(y, proba)
         self.confusion.update(y, predicted)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from online_models.drift import DriftConfig, DriftMonitor
-from online_models.evaluation import EvaluationConfig, Evaluator
+from online_models.evaluation import EvaluationConfig, Evaluator, most_probable
 from online_models.registry import MODELS, ModelSpec
 from schemas import AnyPrediction, ClassPrediction, ErrorType, InputEvent, MetricsReport, Prediction
 from schemas.drift import DriftReport
@@ -46,7 +46,7 @@ class ServedModel:
         self.task = spec.task
         self.estimator: Any = spec.create() if estimator is None else estimator
         self.updates = 0
-        self.is_classifier = spec.task == "binary"
+        self.binary = spec.task == "binary"
         self.evaluator = Evaluator(spec.name, self.version, spec.task, evaluation)
         self.drift = DriftMonitor(spec.name, self.version, spec.task, drift) if drift else None
         #: Multiclass: every class learnt, by its text on the wire (3 and "3" would share
@@ -78,7 +78,7 @@ class ServedModel:
 
     def target(self, label: bool | float | str) -> bool | float | int | str:
         """The label as the estimator wants it; raises LearningError when it cannot be."""
-        if self.is_classifier:
+        if self.binary:
             if not isinstance(label, str) and label in (0, 1):  # True/False, 0/1, 0.0/1.0
                 return bool(label)
             raise LearningError(
@@ -126,7 +126,7 @@ class ServedModel:
         """The probability of the positive class (binary), the value (regression), or the
         probabilities of the classes (multiclass)."""
         try:
-            if self.is_classifier:
+            if self.binary:
                 y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
             elif self.task == "multiclass":
                 return self._probabilities(self.estimator.predict_proba_one(features))
@@ -177,7 +177,7 @@ class ServedModel:
             return Prediction.model_construct(prediction=y_pred, **fields)
         return ClassPrediction.model_construct(
             schema_version=2,
-            prediction=max(y_pred, key=y_pred.get) if y_pred else None,  # River's predict_one
+            prediction=most_probable(y_pred) if y_pred else None,
             probabilities={class_text(c): p for c, p in y_pred.items()},
             **fields,
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from online_models.datasets import DATASETS
 from online_models.offline import run_offline
-from online_models.registry import ModelSpec, resolve
+from online_models.registry import ModelError, ModelSpec
 from schemas import AnyPrediction, DeadLetter, InputEvent, MetricsReport, decode_prediction
 from schemas.codec import decode
 from streams.local_kafka import LocalKafka
@@ -158,8 +158,16 @@ def run_demo(
     run = time.strftime("%Y%m%d%H%M%S")
     settings, env = demo_settings(settings, run)
     names = [DATASETS[name].model for name in datasets]
-    specs = resolve(models, names, settings.model_params)  # the worker's, to compare with
-    served_models(settings, models)  # a mistake is one sentence here, not in the worker
+    # The worker's models, each built once: a mistake is one sentence here, not in the
+    # worker; the offline runs compare with the very same specs.
+    served = served_models(settings, models)
+    missing = [name for name in names if name not in served]
+    if missing:
+        raise ModelError(
+            f"the demo replays events for model {missing[0]!r}, which RIVERRUN_MODELS does not "
+            "serve; add it there or choose other --dataset names"
+        )
+    specs = {name: served[name] for name in names}
     kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
     started_kafka = False
     if kafka is not None:

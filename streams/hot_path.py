@@ -38,7 +38,6 @@ class EventsPartition(PartitionState):
         self.tp = tp
         self.learner = learner
         self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
-        self.resume: dict[str, int] = {}  # model -> first offset it has not learnt
 
 
 class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
@@ -105,18 +104,18 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on.
                 starts_fresh = choice.refusals and s.checkpoint_fallback == "fresh"
                 fresh.resume_offset = (committed[tp] or 0) if starts_fresh else 0
-                state.resume[name] = fresh.resume_offset
                 self.metrics.restored_offset.labels(*label).set(-1)
                 continue
             state.learner.models[name] = served = choice.restored
-            state.resume[name] = served.resume_offset
             self.metrics.restored_offset.labels(*label).set(served.resume_offset)
             log.info(
                 "restored %s on %s[%d] at offset %d (%d updates)",
                 served.version, tp.topic, tp.partition, served.resume_offset, served.updates,
             )  # fmt: skip
         self.metrics.restore_duration.observe(time.perf_counter() - started)
-        return state, {tp: min(state.resume.values())}
+        # Resume at the first offset some model has not learnt.
+        resume = min(served.resume_offset for served in state.learner.models.values())
+        return state, {tp: resume}
 
     def _loader(self, replica: Replica, fresh: ServedModel) -> Any:
         assert self.store is not None
