@@ -40,6 +40,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from pydantic import SecretStr
 
 from online_models import Learner
 from streams.local_kafka import LocalKafka
@@ -178,6 +179,7 @@ def worker_env(bootstrap: str, events_topic: str, run: str, **chosen: Any) -> di
         log_level="warn",
         metrics_port=free_port(),
         data_dir=LOG_DIR / run,
+        checkpoint_key=SecretStr(f"bench-{run}"),
         **chosen,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
@@ -391,7 +393,7 @@ def main() -> None:
         messages = [encode(e) for e in dataset_events("clicks", limit=n, model="logreg", seed=42)]
         run = f"bench-{uuid.uuid4().hex[:8]}"
         topic = create_topic(bootstrap, f"{run}-events-1p")
-        produce(bootstrap, topic, messages, progress=False)
+        produce(settings, topic, messages, progress=False)
         results: dict[str, Result] = {}
         if "a" in args.only:
             results["a"] = bench_core([v for _, v in messages], 1000)
@@ -454,7 +456,7 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
 
     # Two workers on a 2-partition copy of the stream against one.
     two_topic = create_topic(bootstrap, f"{topic}-2p", partitions=2)
-    produce(bootstrap, two_topic, messages, progress=False)
+    produce(Settings(broker=bootstrap), two_topic, messages, progress=False)
     two = bench_worker(bootstrap, two_topic, n, workers=2)
     scale = (two.events_per_s or 0) / rate
     print(

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from online_models.registry import ModelError, ModelSpec, Task, model_spec
-from streams.settings import Settings
+from streams.settings import Settings, TokenProvider
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
 
@@ -42,10 +42,21 @@ class App:
         override them (a deployment changes settings without changing code).
     include
         Other apps whose models this one serves too, e.g. `riverrun.builtin.app`.
+    oauth_token_provider
+        For `RIVERRUN_SASL_MECHANISM=OAUTHBEARER`: a function returning a current access
+        token (it is called again whenever a connection authenticates; cache the token
+        and refresh it before it expires). It may block: riverrun calls it in a thread.
     """
 
-    def __init__(self, *, settings: Settings | None = None, include: Iterable["App"] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        include: Iterable["App"] = (),
+        oauth_token_provider: TokenProvider | None = None,
+    ) -> None:
         self._settings = settings
+        self.oauth_token_provider = oauth_token_provider
         self._models: dict[str, ModelSpec] = {}
         for other in include:
             self.include(other)
@@ -94,13 +105,15 @@ class App:
         """The settings this app is served with (see the class docstring)."""
         if self._settings is None:
             self._settings = Settings()
-        return self._settings
+        return self._settings.with_token_provider(self.oauth_token_provider)
 
     def served_settings(self, environment: Settings) -> Settings:
-        """The settings given in code, overridden by those set in `environment`."""
-        if self._settings is None:
-            return environment
-        return self._settings.overridden_by(environment)
+        """The settings given in code, overridden by those set in `environment`, with
+        the app's token provider."""
+        served = (
+            environment if self._settings is None else self._settings.overridden_by(environment)
+        )
+        return served.with_token_provider(self.oauth_token_provider)
 
     def __repr__(self) -> str:
         return f"<riverrun.App models={sorted(self._models)}>"

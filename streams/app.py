@@ -13,6 +13,7 @@ from schemas import ActivityEvent
 from schemas.codec import InvalidMessage, decode
 from streams.feedback import FeedbackJoin
 from streams.hot_path import BatchedEvents
+from streams.kafka_security import faust_options
 from streams.metrics import WorkerMetrics
 from streams.outbox import reject
 from streams.settings import Settings
@@ -39,6 +40,7 @@ class Worker:
         self.app = faust.App(
             f"{settings.group_id}-app",
             broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+            **faust_options(settings),
             datadir=str(settings.data_dir),
             autodiscover=False,
             store="memory://",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from online_models.checkpoint import Checkpoint, Choice, Replica, choose
+from streams.kafka_security import aiokafka_options
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -28,6 +29,8 @@ def checkpoint_key(settings: Settings) -> bytes:
     """RIVERRUN_CHECKPOINT_KEY, else a random key created once in DATA_DIR."""
     if settings.checkpoint_key is not None:
         return settings.checkpoint_key.get_secret_value().encode()
+    if not settings.uses_local_broker:
+        raise ValueError(settings.worker_problems()[0])
     path = Path(settings.data_dir) / "checkpoint.key"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -74,6 +77,7 @@ def checkpoint_reader(settings: Settings, name: str) -> AIOKafkaConsumer:
     """A consumer without group for reading the checkpoints topic (committed data only)."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **aiokafka_options(settings),
         client_id=f"{settings.group_id}-{name}",
         group_id=None,
         enable_auto_commit=False,

@@ -74,10 +74,16 @@ app_option = click.option(
 
 def require_broker(settings: Settings, timeout: float = 15.0) -> None:
     """Fail with one sentence when the configured cluster does not answer."""
+    from streams.kafka_security import SecurityError, check_connection, describe, kafka_options
     from streams.local_kafka import LocalKafkaError, wait_until_ready
 
     try:
-        wait_until_ready(settings.bootstrap_servers, timeout)
+        check_connection(settings, timeout)
+        wait_until_ready(
+            settings.bootstrap_servers, timeout, kafka_options(settings), describe(settings)
+        )
+    except SecurityError as err:
+        raise click.ClickException(str(err)) from None
     except LocalKafkaError as err:
         hint = (
             "start the local broker with `riverrun kafka up`"
@@ -125,6 +131,9 @@ def worker(app_path: str | None) -> None:
     from streams.topics import ensure_topics
 
     app, settings = load(app_path)
+    problems = settings.worker_problems()
+    if problems:
+        raise click.ClickException("; ".join(problems))
     served(app, settings)
     require_broker(settings)
     ensure_topics(settings)
@@ -150,7 +159,7 @@ def replay(dataset: str | None, path: Path | None, model: str | None, label_colu
     events = _events(dataset, path, model, label_column, limit, seed, id_prefix)
     require_broker(settings)
     target = topic or settings.events_topic
-    sent = produce(settings.bootstrap_servers, target, map(encode, events), rate=rate,
+    sent = produce(settings, target, map(encode, events), rate=rate,
                    total=limit, progress=not quiet)  # fmt: skip
     click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
 
@@ -252,15 +261,21 @@ def _fmt(value: float | None) -> str:
 @click.option("--from-beginning", is_flag=True, help="Read the topic from its first message.")
 @click.option("--limit", type=int, help="Stop after this many messages.")
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
-def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
+@app_option
+def tail(
+    topic: str, from_beginning: bool, limit: int | None, timeout: float | None, app_path: str | None
+) -> None:
     """Print a topic's messages as they arrive (key<TAB>value)."""
     from kafka import KafkaConsumer
 
-    settings = load_settings()
+    from streams.kafka_security import kafka_options
+
+    _, settings = load(app_path)
     require_broker(settings)
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),

@@ -204,7 +204,7 @@ def run_demo(
         messages[middle:middle] = [(b"bad", value) for _, value in bad]
         described = ", ".join(f"{len(v)} {k}" for k, v in events.items())
         echo(f"replaying {described} events and {len(bad)} bad messages")
-        produce(settings.bootstrap_servers, settings.events_topic, messages, progress=False)
+        produce(settings, settings.events_topic, messages, progress=False)
         expected_reports = {
             DATASETS[name].model: run_offline(
                 batch, specs[DATASETS[name].model], config=settings.evaluation()
@@ -360,7 +360,7 @@ class FeedbackScenario:
         echo(f"producing a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, "
              f"their clicks and conversions of {', '.join(settings.products)}, visitor "
              f"activity ({len(stream.events)} events)")  # fmt: skip
-        produce_to_topics(settings.bootstrap_servers, feedback_messages(stream.events, settings))
+        produce_to_topics(settings, feedback_messages(stream.events, settings))
 
     def summary(self, timeout: float, echo: Echo) -> bool:
         """Wait for the outcomes; print coverage, late positives and calibration. True
@@ -415,12 +415,16 @@ def delete_run_topics(settings: Settings, run: str, echo: Echo) -> None:
     """Delete the topics the demo named after its run (see RUN_FIELDS)."""
     from kafka import KafkaAdminClient
 
+    from streams.kafka_security import kafka_options
+
     names = [getattr(settings, f) for f in RUN_FIELDS if f.endswith("_topic")]
     names = [n for n in names if n.startswith(f"demo-{run}-")]
     if not names:
         return
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers, **kafka_options(settings)
+        )
         try:
             existing = set(admin.list_topics())
             admin.delete_topics([n for n in names if n in existing])

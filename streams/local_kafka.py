@@ -29,10 +29,11 @@ import subprocess
 import time
 import uuid
 from base64 import urlsafe_b64encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -73,11 +74,18 @@ class LocalKafkaError(Exception):
     """A problem a person can act on; str(err) is one clear sentence saying what to do."""
 
 
-def wait_until_ready(bootstrap: str, timeout: float) -> None:
+def wait_until_ready(
+    bootstrap: str,
+    timeout: float,
+    client_options: Mapping[str, Any] | None = None,
+    described: str | None = None,
+) -> None:
     """Return once the cluster at `bootstrap` lists its topics; raise LocalKafkaError if not.
 
-    Works for any cluster (comma-separated `host:port` list). Retries until `timeout`
-    seconds have passed; makes at least one attempt.
+    Works for any cluster (comma-separated `host:port` list); `client_options` are
+    kafka-python's security arguments (`streams.kafka_security.kafka_options`), and
+    `described` names the cluster in the error (default: `bootstrap`). Retries until
+    `timeout` seconds have passed; makes at least one attempt.
     """
     deadline = time.monotonic() + timeout
     last_error = "no answer"
@@ -87,7 +95,7 @@ def wait_until_ready(bootstrap: str, timeout: float) -> None:
             last_error = "connection refused"
         else:
             try:
-                _list_topics(bootstrap, max(0.5, remaining))
+                _list_topics(bootstrap, max(0.5, remaining), client_options or {})
                 return
             except (KafkaError, OSError, ValueError) as err:
                 name = type(err).__name__
@@ -96,7 +104,7 @@ def wait_until_ready(bootstrap: str, timeout: float) -> None:
             break
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
     raise LocalKafkaError(
-        f"no Kafka broker answers at {bootstrap} within {timeout:g} s ({last_error})"
+        f"no Kafka broker answers at {described or bootstrap} within {timeout:g} s ({last_error})"
     )
 
 
@@ -108,7 +116,7 @@ def _answers(bootstrap: str, timeout: float = 3.0) -> bool:
     return True
 
 
-def _list_topics(bootstrap: str, budget: float) -> None:
+def _list_topics(bootstrap: str, budget: float, client_options: Mapping[str, Any]) -> None:
     """One metadata round trip with kafka-python, all of it within about `budget` seconds."""
     budget_ms = int(budget * 1000)
     admin = KafkaAdminClient(
@@ -116,6 +124,7 @@ def _list_topics(bootstrap: str, budget: float) -> None:
         client_id="riverrun-probe",
         bootstrap_timeout_ms=budget_ms,  # kafka-python 3 bootstraps in __init__ (30 s default)
         request_timeout_ms=max(1000, min(budget_ms, 10_000)),
+        **client_options,
     )
     try:
         admin.list_topics()
@@ -141,6 +150,27 @@ def _accepts_connections(bootstrap: str, timeout: float) -> bool:
 
 
 @dataclass(frozen=True)
+class SaslSslListener:
+    """A listener that authenticates clients with SCRAM-SHA-512 over TLS, as managed
+    clusters do: to test riverrun's security settings against a real broker.
+
+    `keystore` is a PEM file holding the broker's private key (unencrypted PKCS#8) and
+    its certificate chain; the certificate must name `host` for hostname verification.
+    `users` (name, password) are created when the storage is formatted, that is on the
+    first start of a cache directory only.
+    """
+
+    port: int
+    keystore: Path
+    users: tuple[tuple[str, str], ...]
+    mechanism: str = "SCRAM-SHA-512"
+
+    def __repr__(self) -> str:  # never the passwords
+        names = ", ".join(name for name, _ in self.users)
+        return f"SaslSslListener(port={self.port}, keystore={self.keystore}, users=[{names}])"
+
+
+@dataclass(frozen=True)
 class LocalKafka:
     """The local broker: jars, data, config, pid and log all live in `cache_dir`."""
 
@@ -148,6 +178,7 @@ class LocalKafka:
     cache_dir: Path  # the broker's working directory: RIVERRUN_KAFKA_CACHE_DIR
     port: int = 19092  # the broker's listener; the controller listens on port + 1
     host: str = "127.0.0.1"
+    secure: SaslSslListener | None = None  # a SASL_SSL listener besides PLAINTEXT
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "LocalKafka":
@@ -162,6 +193,11 @@ class LocalKafka:
     @property
     def controller_port(self) -> int:
         return self.port + 1
+
+    @property
+    def secure_bootstrap(self) -> str | None:
+        """The SASL_SSL listener's address, if there is one."""
+        return f"{self.host}:{self.secure.port}" if self.secure else None
 
     @property
     def root(self) -> Path:
@@ -245,12 +281,15 @@ class LocalKafka:
         """Write server.properties for this host, port and cache directory."""
         template = Template((self.deploy_dir / "server.properties.template").read_text())
         self.root.mkdir(parents=True, exist_ok=True)
+        secure = self.secure
         self.config_path.write_text(
             template.substitute(
                 host=self.host,
                 port=self.port,
                 controller_port=self.controller_port,
                 data_dir=self.data_dir,
+                secure_listener=f",SASL_SSL://{self.host}:{secure.port}" if secure else "",
+                secure_config=_secure_config(secure) if secure else "# none",
             )
         )
         return self.config_path
@@ -270,16 +309,24 @@ class LocalKafka:
         if (self.data_dir / "meta.properties").exists():
             return
         # With controller.quorum.voters in the config the voters are static: no --standalone.
+        users = []
+        if self.secure is not None:
+            for name, password in self.secure.users:
+                scram = f"{self.secure.mechanism}=[name={name},password={password}]"
+                users += ["--add-scram", scram]
         done = subprocess.run(
             [java, f"-Dlog4j2.configurationFile={self.log4j_config}",
              "-cp", str(self.libs / "*"), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(config), "--ignore-formatted"],
+             "-t", cluster_id, "-c", str(config), "--ignore-formatted", *users],
             capture_output=True, text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if done.returncode != 0:
+            output = _tail(done.stdout + done.stderr, 15)
+            for _, password in self.secure.users if self.secure else ():
+                output = output.replace(password, "***")
             raise LocalKafkaError(
                 f"formatting Kafka's storage in {self.data_dir} failed; delete that directory "
-                f"and run `riverrun kafka up` again:\n{_tail(done.stdout + done.stderr, 15)}"
+                f"and run `riverrun kafka up` again:\n{output}"
             )
 
     # --- processes -----------------------------------------------------------------------
@@ -450,7 +497,8 @@ class LocalKafka:
 
     def _refuse_taken_ports(self) -> None:
         """Fail clearly when something else already listens on our ports."""
-        for port in (self.port, self.controller_port):
+        ports = (self.port, self.controller_port) + ((self.secure.port,) if self.secure else ())
+        for port in ports:
             address = f"{self.host}:{port}"
             if not _accepts_connections(address, 1.0):
                 continue
@@ -483,6 +531,21 @@ class LocalKafka:
         if not errors:
             return "\n".join(tail)
         return "\n".join(["last errors:", *errors[-3:], "last lines:", *tail])
+
+
+def _secure_config(listener: SaslSslListener) -> str:
+    """server.properties lines of a SASL_SSL listener."""
+    name = "listener.name.sasl_ssl"
+    mechanism = listener.mechanism.lower()
+    return "\n".join(
+        [
+            f"{name}.sasl.enabled.mechanisms={listener.mechanism}",
+            f"{name}.{mechanism}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            f"{name}.ssl.keystore.type=PEM",
+            f"{name}.ssl.keystore.location={listener.keystore.absolute()}",
+        ]
+    )
 
 
 def _java() -> str:

@@ -33,6 +33,7 @@ from mode import Service
 
 from online_models import ModelSpec
 from streams.checkpoints import CheckpointStore
+from streams.kafka_security import aiokafka_options
 from streams.metrics import WorkerMetrics
 from streams.outbox import Outbox
 from streams.settings import Settings
@@ -227,8 +228,10 @@ class PartitionedService(Service, Generic[Key, State]):
                 "transactional_id": s.worker_transactional_id(self.name),
                 "transaction_timeout_ms": int(s.transaction_timeout_seconds * 1000),
             }
+        security = aiokafka_options(s)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
+            **security,
             client_id=f"{s.group_id}-{self.name}-producer",
             acks="all",
             **transactions,
@@ -238,6 +241,7 @@ class PartitionedService(Service, Generic[Key, State]):
         )
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
+            **security,
             client_id=f"{s.group_id}-{self.name}",
             group_id=self.group_id(),
             enable_auto_commit=False,

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from online_models.datasets import DATASETS, Sample
 from schemas import ActivityEvent, InputEvent
 from schemas.feedback import Click, Conversion, Impression
+from streams.kafka_security import kafka_options
 from streams.settings import Settings
 
 #: Event time of the first replayed event; each next one is one second later.
@@ -100,7 +101,7 @@ def dataset_events(
 
 
 def produce(
-    bootstrap: str,
+    settings: Settings,
     topic: str,
     messages: Iterable[tuple[bytes, bytes]],
     *,
@@ -110,7 +111,8 @@ def produce(
 ) -> int:
     """Send (key, value) messages in order; at most `rate` per second if given. Returns count."""
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         acks="all",
         linger_ms=5,
         batch_size=256 * 1024,
@@ -160,10 +162,11 @@ def feedback_messages(
         yield topics[type(event)], visitor.encode(), event.model_dump_json().encode()
 
 
-def produce_to_topics(bootstrap: str, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
+def produce_to_topics(settings: Settings, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
     """Send (topic, key, value) messages in order. Returns the count."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                             client_id="riverrun-replay")  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                             linger_ms=5, client_id="riverrun-replay",
+                             **kafka_options(settings))  # fmt: skip
     sent = 0
     try:
         for topic, key, value in messages:

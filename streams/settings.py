@@ -3,12 +3,19 @@
 import difflib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from socket import gethostname
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, SecretStr, ValidationError, model_validator
+from pydantic import (
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.drift import DriftConfig
@@ -16,6 +23,11 @@ from online_models.evaluation import EvaluationConfig
 from online_models.joiner import JoinConfig
 
 ENV_PREFIX = "RIVERRUN_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+#: A callable returning a current OAUTHBEARER token (riverrun.App(oauth_token_provider=...)).
+TokenProvider = Callable[[], str]
 
 
 def user_cache_dir() -> Path:
@@ -31,6 +43,8 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    _oauth_token_provider: TokenProvider | None = PrivateAttr(default=None)
 
     # --- the app -----------------------------------------------------------------------
     app: str = Field(
@@ -89,6 +103,50 @@ class Settings(BaseSettings):
     )
     producer_compression: Literal["gzip"] | None = Field(
         default=None, description="Compression of produced batches: unset (none) or gzip."
+    )
+
+    # --- Kafka security (every client: worker, join, admin, checkpoints, CLI) ----------
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT, SSL (TLS, optionally "
+        "mutual), SASL_PLAINTEXT or SASL_SSL (SASL authentication over TLS).",
+    )
+    sasl_mechanism: SaslMechanism = Field(
+        default="PLAIN",
+        description="SASL_* protocols: PLAIN (API keys), SCRAM-SHA-256, SCRAM-SHA-512 or "
+        "OAUTHBEARER (a token from RIVERRUN_SASL_OAUTH_TOKEN or the App's token provider).",
+    )
+    sasl_username: str | None = Field(
+        default=None, description="SASL PLAIN/SCRAM user name (an API key, for PLAIN)."
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL PLAIN/SCRAM password (an API secret, for PLAIN)."
+    )
+    sasl_oauth_token: SecretStr | None = Field(
+        default=None,
+        description="OAUTHBEARER: a static token, for simple cases; tokens that expire "
+        "come from a provider given to riverrun.App(oauth_token_provider=...).",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificates that sign the brokers' certificates. "
+        "Unset: the system's trusted CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="Mutual TLS: PEM file of this client's certificate chain."
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None,
+        description="Mutual TLS: PEM file of the certificate's private key (unset: in "
+        "RIVERRUN_SSL_CERTFILE).",
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="Mutual TLS: password of an encrypted private key."
+    )
+    ssl_check_hostname: bool = Field(
+        default=True,
+        description="Check that each broker's certificate names the host connected to. "
+        "Turn off only for a broker reached under a name its certificate lacks.",
     )
 
     # --- models ------------------------------------------------------------------------
@@ -309,7 +367,75 @@ class Settings(BaseSettings):
                 f"(RIVERRUN_KAFKA_PORT {self.kafka_port} and the controller on the next one); "
                 "choose another"
             )
+        self._consistent_security()
         return self
+
+    def _consistent_security(self) -> None:
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        set_fields = self.model_fields_set
+        if sasl and self.sasl_mechanism != "OAUTHBEARER":
+            missing = [f for f in ("sasl_username", "sasl_password") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(
+                    f"RIVERRUN_SECURITY_PROTOCOL {protocol} with RIVERRUN_SASL_MECHANISM "
+                    f"{self.sasl_mechanism} needs {' and '.join(map(env_name, missing))}; set "
+                    "them (a secret store or the deployment's Secret) or choose another mechanism"
+                )
+        unused_sasl = [f for f in _SASL_FIELDS if f in set_fields and getattr(self, f) is not None]
+        if unused_sasl and not sasl:
+            raise ValueError(
+                f"{', '.join(map(env_name, unused_sasl))} set but RIVERRUN_SECURITY_PROTOCOL is "
+                f"{protocol}, which does not authenticate with SASL; set it to SASL_SSL (or "
+                "SASL_PLAINTEXT) or unset them"
+            )
+        unused_tls = [f for f in _TLS_FIELDS if f in set_fields and getattr(self, f) is not None]
+        if unused_tls and not tls:
+            raise ValueError(
+                f"{', '.join(map(env_name, unused_tls))} set but RIVERRUN_SECURITY_PROTOCOL is "
+                f"{protocol}, which does not use TLS; set it to SSL or SASL_SSL or unset them"
+            )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError(
+                "RIVERRUN_SSL_KEYFILE is set without RIVERRUN_SSL_CERTFILE: mutual TLS needs the "
+                "certificate too; set it or unset the key"
+            )
+        for field_name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, field_name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(
+                    f"{env_name(field_name)} {path} is not a file; give the path of a PEM file "
+                    "readable by the worker"
+                )
+
+    def worker_problems(self) -> list[str]:
+        """What keeps these settings from running a worker safely (empty: nothing)."""
+        problems = []
+        if self.broker is not None and self.checkpoint_key is None:
+            problems.append(
+                "RIVERRUN_BROKER is set but RIVERRUN_CHECKPOINT_KEY is not: the workers of a "
+                "group must share one checkpoint key, or each refuses the others' checkpoints "
+                "after a rebalance and starts those models afresh; set the same secret on "
+                "every worker"
+            )
+        oauth = self.sasl_mechanism == "OAUTHBEARER" and self.security_protocol.startswith("SASL_")
+        if oauth and self.sasl_oauth_token is None and self.oauth_token_provider is None:
+            problems.append(
+                "RIVERRUN_SASL_MECHANISM is OAUTHBEARER but there is no token: set "
+                "RIVERRUN_SASL_OAUTH_TOKEN or give the App an oauth_token_provider"
+            )
+        return problems
+
+    def with_token_provider(self, provider: TokenProvider | None) -> "Settings":
+        """These settings with an OAUTHBEARER token provider (from the App)."""
+        copy = self.model_copy()
+        copy._oauth_token_provider = provider
+        return copy
+
+    @property
+    def oauth_token_provider(self) -> TokenProvider | None:
+        return self._oauth_token_provider
 
     def topics(self) -> dict[str, str]:
         """Field name -> topic, for every topic this configuration reads or writes."""
@@ -394,6 +520,10 @@ class Settings(BaseSettings):
             max_segments=self.max_segments,
             baseline_window=self.baseline_window,
         )
+
+
+_SASL_FIELDS = ("sasl_username", "sasl_password", "sasl_oauth_token")
+_TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
 
 
 def env_name(field_name: str) -> str:

@@ -9,6 +9,7 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.kafka_security import kafka_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
     """Create the missing ones of `names` (default: all of riverrun's); return those created."""
     wanted = list(names if names is not None else topic_names(settings))
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id="riverrun-admin"
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id="riverrun-admin",
+        **kafka_options(settings),
     )
     try:
         missing = sorted(set(wanted) - set(admin.list_topics()))
@@ -101,6 +104,7 @@ class TopicReader:
     ) -> None:
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             enable_auto_commit=False,
             isolation_level=isolation_level,
             client_id="riverrun-reader",

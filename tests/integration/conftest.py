@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from streams.kafka_security import kafka_options
 from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import Settings
 from streams.topics import TopicReader, ensure_topics, join_topics, topic_names
@@ -65,8 +66,13 @@ class Env:
     tmp: Path
     workers: list["WorkerProcess"] = field(default_factory=list)
 
+    def client_options(self) -> dict[str, object]:
+        """kafka-python's connection arguments for this test's cluster and security."""
+        return {"bootstrap_servers": self.settings.bootstrap_servers,
+                **kafka_options(self.settings)}  # fmt: skip
+
     def produce(self, messages: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=5)
+        producer = KafkaProducer(**self.client_options(), linger_ms=5)
         for key, value in messages:
             producer.send(topic or self.settings.events_topic, key=key, value=value)
         producer.flush()
@@ -109,7 +115,7 @@ class Env:
 
     def count(self, topic: str) -> int:
         """Messages currently in `topic` (sum of end offsets)."""
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers)
+        consumer = KafkaConsumer(**self.client_options())
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
         total = sum(consumer.end_offsets(partitions).values())
         consumer.close()
@@ -117,7 +123,7 @@ class Env:
 
     def wait_for_group_members(self, count: int, timeout: float = 60.0) -> None:
         """Until the events consumer group has `count` members, each with partitions."""
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        admin = KafkaAdminClient(**self.client_options())
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -205,6 +211,14 @@ class WorkerProcess:
 @pytest.fixture
 def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
     """Factory: a fresh set of random topics (created), group and port for one test."""
+    yield from env_factory(bootstrap, tmp_path)
+
+
+def env_factory(
+    bootstrap: str, tmp_path: Path, base: dict[str, object] | None = None
+) -> Iterator[Callable[..., Env]]:
+    """`make_env` for the cluster at `bootstrap`, with `base` settings in every env
+    (e.g. how to authenticate)."""
     made: list[Env] = []
 
     def make(**overrides: object) -> Env:
@@ -227,6 +241,7 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
             "data_dir": tmp_path / f"data-{run}",
             "session_timeout_seconds": 6.0,
             "log_level": "info",
+            **(base or {}),
             **overrides,
         }
         settings = Settings(broker=bootstrap, **values)  # type: ignore[arg-type]
@@ -242,8 +257,10 @@ def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
         for worker in env.workers:
             worker.stop()
     # Every partition left on the broker makes each of its later starts slower.
+    if not made:
+        return
     names = {n for env in made for n in topic_names(env.settings) + join_topics(env.settings)}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(**made[0].client_options())
     try:
         admin.delete_topics([n for n in names if n in set(admin.list_topics())])
     finally:

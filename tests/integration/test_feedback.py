@@ -29,7 +29,7 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     # Each part is in the topics before a worker reads it, so that the worker merges the
     # four topics exactly in event-time order and its predictions can be compared bit
     # for bit (produced while it runs, the labels are still the same: see the demo).
-    produce_to_topics(s.bootstrap_servers, feedback_messages(first, s))
+    produce_to_topics(s, feedback_messages(first, s))
     worker = env.start_worker()
     # Two predictions (click model, shoes propensity) per impression.
     env.read(s.predictions_topic, 2 * first_impressions, timeout=120)
@@ -39,7 +39,7 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     assert worker.stop() == 0, worker.tail()
     before = env.count(s.outcomes_topic)
 
-    produce_to_topics(s.bootstrap_servers, feedback_messages(second, s))
+    produce_to_topics(s, feedback_messages(second, s))
     worker = env.start_worker()
     messages = env.read(s.outcomes_topic, len(expected), timeout=120)
     predictions = env.read(s.predictions_topic, 2 * len(impressions), timeout=60)
@@ -80,7 +80,7 @@ def test_the_join_delivers_each_outcome_once_with_exactly_once(make_env) -> None
     events = delayed_feedback(1_500, seed=5, visitors=100, products=("shoes",)).events
     offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params)
     expected = [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
-    produce_to_topics(s.bootstrap_servers, feedback_messages(events, s))
+    produce_to_topics(s, feedback_messages(events, s))
     worker = env.start_worker()
     messages = env.read_until(
         s.outcomes_topic, lambda m: len(m) >= len(expected), isolation_level="read_committed"
