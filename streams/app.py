@@ -90,6 +90,23 @@ class Worker:
         async def metrics_page(web: Any, request: Any) -> Any:
             return web.bytes(self.metrics.exposition(), content_type="text/plain")
 
+        @self.app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            # Answering at all shows the process and its event loop alive.
+            return web.json({"status": "alive"})
+
+        @self.app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready, services = self.readiness()
+            return web.json({"ready": ready, "services": services}, status=200 if ready else 503)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, each partitioned service's readiness): ready when every one consumes
+        all the partitions it was assigned, restored (see PartitionedService.readiness)."""
+        services = [self.events] + ([self.join] if self.join is not None else [])
+        states = {service.name: service.readiness() for service in services}
+        return all(state["ready"] for state in states.values()), states
+
     async def handle_activity(self, batch: Sequence[EventT]) -> None:
         """Validate and count activity events (their features come in a later release)."""
         self.metrics.consumed.labels(self.settings.activity_topic).inc(len(batch))

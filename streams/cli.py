@@ -293,6 +293,51 @@ def tail(
         consumer.close()
 
 
+@main.command()
+@click.option(
+    "--env",
+    "as_env",
+    is_flag=True,
+    help="Print the settings that differ from the defaults as an env file (RIVERRUN_*=value "
+    "lines, for docker --env-file, compose env_file or a ConfigMap); secrets are left out.",
+)
+@click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
+@app_option
+def config(as_env: bool, connect: bool, app_path: str | None) -> None:
+    """Print the effective settings (secrets masked) and check them: exits 1 with the
+    reasons when a worker could not start with them."""
+    from streams.kafka_security import SecurityError, aiokafka_options
+    from streams.settings import MASK
+
+    environment = load_settings()
+    _, settings = load(app_path)
+    problems = settings.worker_problems()
+    try:
+        aiokafka_options(settings)  # the TLS files load, a token source exists
+    except SecurityError as err:
+        problems.append(str(err))
+    rows = settings.shown(environment)
+    if as_env:
+        for variable, value, source in rows:
+            if source == "default":
+                continue
+            if value == MASK:
+                click.echo(f"# {variable} is a secret: set it from your secret store")
+            else:
+                click.echo(f"{variable}={value}")
+    else:
+        width = max(len(variable) for variable, _, _ in rows)
+        for variable, value, source in rows:
+            click.echo(f"{variable:<{width}}  {value or '(unset)'}  [{source}]")
+    if connect and not problems:
+        require_broker(settings)
+        click.echo(f"connected to {settings.bootstrap_servers} as configured", err=True)
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+
+
 @main.group()
 def kafka() -> None:
     """The local single-node Kafka broker (KRaft) for development, tests and the demo."""

@@ -121,6 +121,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service.rebalancing = True  # until the assignment that ends it is restored
         async with self.service.batch_lock:
             try:
                 await self.service.release(revoked)
@@ -143,6 +144,9 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
                     "could not restore assigned %s partitions: retrying at their first batch",
                     self.service.name,
                 )
+            finally:
+                self.service.rebalancing = False
+                self.service.joined = True
 
 
 class PartitionedService(Service, Generic[Key, State]):
@@ -170,6 +174,8 @@ class PartitionedService(Service, Generic[Key, State]):
         self.partitions: dict[str, int] = {}  # partition count of each output topic
         self.commits: asyncio.Future[None] | None = None  # the last of the chained commits
         self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self.joined = False  # received a first assignment from the group
+        self.rebalancing = False  # between a revoke and the end of the next assignment
 
     # --- what subclasses say ---------------------------------------------------------
     def topics(self) -> list[str]:
@@ -283,6 +289,32 @@ class PartitionedService(Service, Generic[Key, State]):
     def assigned(self) -> set[TopicPartition]:
         """Every topic partition of the owned states."""
         return {tp for state in self.owned.values() for tp in state.positions}
+
+    def readiness(self) -> dict[str, Any]:
+        """Whether this service consumes every partition the group gave it, restored:
+        not before it joined the group, not while the group rebalances, not while a
+        partition's state is being restored (or its restore failed)."""
+        assignment = self.consumer.assignment() if self.consumer is not None else set()
+        restoring = sorted(
+            f"{tp.topic}[{tp.partition}]" for tp in assignment if self.key(tp) not in self.owned
+        )
+        if restoring:
+            reason = f"restoring {len(restoring)} partition(s) from their checkpoints"
+        elif not self.joined:
+            reason = "joining the consumer group"
+        elif self.rebalancing:
+            reason = "the consumer group is rebalancing"
+        else:
+            reason = None
+        ready = reason is None and self.consumer is not None and not self.should_stop
+        return {
+            "ready": ready,
+            **({"reason": reason} if reason else {}),
+            "consuming": sorted(
+                f"{tp.topic}[{tp.partition}]" for tp in assignment if self.key(tp) in self.owned
+            ),
+            "restoring": restoring,
+        }
 
     # --- ownership -------------------------------------------------------------------
     async def acquire(self, assigned: set[TopicPartition]) -> None:

@@ -460,6 +460,30 @@ class Settings(BaseSettings):
         chosen = self.model_fields_set if names is None else names
         return {env_name(name): _env_value(getattr(self, name)) for name in sorted(chosen)}
 
+    def shown(self, environment: "Settings | None" = None) -> list[tuple[str, str, str]]:
+        """(variable, value, where it comes from) of every setting, secrets masked: the
+        source is `environment` when it set the field, `code` when these settings did
+        (an App's), else `default`."""
+        from_env = environment.model_fields_set if environment is not None else set()
+        rows = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = MASK
+            elif value is None:
+                text = ""
+            else:
+                text = _env_value(value)
+            source = (
+                "environment"
+                if name in from_env
+                else "code"
+                if name in self.model_fields_set
+                else "default"
+            )
+            rows.append((env_name(name), text, source))
+        return rows
+
     def model_names(self, registry: Mapping[str, Any]) -> list[str]:
         """The models served: RIVERRUN_MODELS, else every model of `registry` (the app)."""
         return list(self.models) if self.models is not None else list(registry)
@@ -521,6 +545,9 @@ class Settings(BaseSettings):
             baseline_window=self.baseline_window,
         )
 
+
+#: What a secret's value is shown as.
+MASK = "**********"
 
 _SASL_FIELDS = ("sasl_username", "sasl_password", "sasl_oauth_token")
 _TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
