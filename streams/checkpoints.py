@@ -162,13 +162,16 @@ class CheckpointStore:
         where = TopicPartition(self.settings.checkpoints_topic, partition % self.partitions)
         return await read_chunks(self.reader, where, prefixes)
 
-    def choose(
+    async def choose(
         self, replica: Replica, values: list[bytes | None], load: Callable[[Checkpoint], T]
     ) -> Choice[T]:
         """The newest of `values` that `load` accepts (RIVERRUN_CHECKPOINT_FALLBACK says
-        whether older ones are tried after a refusal); every refusal logged and counted."""
+        whether older ones are tried after a refusal); every refusal logged and counted.
+
+        Verified, decompressed and unpickled in a thread: a large model's restore keeps
+        the event loop (the web server's /healthz, the group's heartbeats) answering."""
         fresh_on_refusal = self.settings.checkpoint_fallback == "fresh"
-        choice = choose(values, load, fresh_on_refusal=fresh_on_refusal)
+        choice = await asyncio.to_thread(choose, values, load, fresh_on_refusal=fresh_on_refusal)
         count_refusals(self.metrics, replica, choice)
         return choice
 

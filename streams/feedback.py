@@ -128,7 +128,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
             joiner = restore_state(checkpoint, replica, self.identity, key=store.key)
             return joiner, checkpoint.header.offsets or {}
 
-        choice = store.choose(replica, found.get(JOIN, []), load)
+        choice = await store.choose(replica, found.get(JOIN, []), load)
         joiner, offsets = choice.restored or (None, None)
         # Without a usable checkpoint: re-run the topics from the log start (outputs below
         # the committed offsets not sent again), unless RIVERRUN_CHECKPOINT_FALLBACK=fresh

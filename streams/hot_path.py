@@ -95,7 +95,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         found = await self.store.read(tp.partition, {self._replica(tp, n).prefix: n for n in names})
         for name, fresh in list(state.learner.models.items()):
             replica = self._replica(tp, name)
-            choice = self.store.choose(replica, found.get(name, []), self._loader(replica, fresh))
+            load = self._loader(replica, fresh)
+            choice = await self.store.choose(replica, found.get(name, []), load)
             state.sequences[name] = choice.next_sequence
             label = (name, str(tp.partition))
             if choice.restored is None:
