@@ -52,18 +52,25 @@ $(PROMETHEUS): deploy/prometheus/install.sh
 
 prometheus: $(PROMETHEUS)
 
-test: venv $(PROMETHEUS)
+# Debian's docker-compose, unpacked without root: the deploy tests validate
+# deploy/compose.yaml with `docker-compose config` (no container engine needed).
+DOCKER_COMPOSE := .cache/docker-compose/bin/docker-compose
+
+$(DOCKER_COMPOSE): deploy/compose/install.sh
+	deploy/compose/install.sh .cache/docker-compose
+
+test: venv $(PROMETHEUS) $(DOCKER_COMPOSE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python $(PYTEST) tests $(PACKAGES)
 	$(MAKE) unit-other-pythons
 
-unit: venv
+unit: venv $(DOCKER_COMPOSE)
 	$(BIN)/python $(PYTEST) tests/unit $(PACKAGES)
 
 # The unit suite (and doctests) on Python 3.12 and 3.13 when present; says which ran.
-unit-other-pythons: $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
+unit-other-pythons: $(DOCKER_COMPOSE) $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
 	@echo "other Pythons: $(or $(OTHER_PYTHONS),none found)"
 	@set -e; for v in $(OTHER_PYTHONS); do \
 		echo "unit tests on Python $$v:"; \

@@ -1,0 +1,170 @@
+"""deploy/ checked statically (no container engine here): the compose file parses with
+docker-compose, every file is lint-clean, every RIVERRUN_* variable is a real setting,
+ports and probe paths are the worker's, the PrometheusRule carries the shipped rules,
+and every file a manifest names exists.
+
+`python -m tests.unit.test_deploy` regenerates deploy/k8s/prometheusrule.yaml.
+"""
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.settings import Settings, env_name
+from tests.paths import PROJECT_DIR
+
+DEPLOY = PROJECT_DIR / "deploy"
+K8S = DEPLOY / "k8s"
+COMPOSE = DEPLOY / "compose.yaml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKER_COMPOSE = PROJECT_DIR / ".cache" / "docker-compose" / "bin" / "docker-compose"
+PORT = Settings.model_fields["metrics_port"].default
+SETTINGS = {env_name(name) for name in Settings.model_fields}
+
+
+def k8s_documents() -> dict[str, dict[str, Any]]:
+    """kind -> the manifest of that kind, for every resource of the kustomization."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    documents = {}
+    for resource in kustomization["resources"]:
+        for document in yaml.safe_load_all((K8S / resource).read_text()):
+            documents[document["kind"]] = document
+    return documents
+
+
+def prometheus_rule() -> str:
+    """deploy/k8s/prometheusrule.yaml as generated from deploy/prometheus/rules.yml."""
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    document = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "riverrun"},
+        "spec": {"groups": rules["groups"]},
+    }
+    header = (
+        "# Generated from deploy/prometheus/rules.yml, the same groups (tests/unit/test_deploy.py\n"
+        "# checks it); regenerate with: python -m tests.unit.test_deploy\n---\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+def test_the_compose_file_is_valid_for_docker_compose() -> None:
+    assert DOCKER_COMPOSE.exists(), (
+        f"{DOCKER_COMPOSE} is missing: run `make test` (or deploy/compose/install.sh), which "
+        "installs Debian's docker-compose to validate deploy/compose.yaml"
+    )
+    done = subprocess.run(
+        [str(DOCKER_COMPOSE), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_deploy_files_are_lint_clean() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "deploy", ".yamllint"],
+        cwd=PROJECT_DIR, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_riverrun_variable_in_deploy_is_a_setting_and_the_literal_values_are_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = [COMPOSE.read_text(), DOCKERFILE.read_text()] + [
+        path.read_text() for path in K8S.glob("*.yaml")
+    ]
+    used = {name for text in texts for name in re.findall(r"\bRIVERRUN_[A-Z0-9_]+", text)}
+    assert used - SETTINGS == set()
+    assert {"RIVERRUN_BROKER", "RIVERRUN_CHECKPOINT_KEY", "RIVERRUN_TRANSACTIONAL_ID"} <= used
+
+    documents = k8s_documents()
+    values = {**documents["ConfigMap"]["data"], **documents["Secret"]["stringData"]}
+    for name in list(__import__("os").environ):
+        if name.startswith("RIVERRUN_"):
+            monkeypatch.delenv(name)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()  # every value as the pods get it
+    assert settings.security_protocol == "SASL_SSL" and settings.worker_problems() == []
+
+
+def test_ports_and_probe_paths_are_the_workers() -> None:
+    documents = k8s_documents()
+    container = documents["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": PORT}
+    assert documents["ConfigMap"]["data"]["RIVERRUN_METRICS_PORT"] == str(PORT)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    endpoint = documents["PodMonitor"]["spec"]["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert documents["Service"]["spec"]["ports"][0]["port"] == PORT
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RIVERRUN_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.name"
+    )
+
+    compose = yaml.safe_load(COMPOSE.read_text())
+    for name in ("worker-1", "worker-2"):
+        service = compose["services"][name]
+        assert service["environment"]["RIVERRUN_METRICS_PORT"] == str(PORT)
+        assert any(port.endswith(f":{PORT}") for port in service["ports"])
+        assert f"127.0.0.1:{PORT}/readyz" in " ".join(service["healthcheck"]["test"])
+    transactional = {compose["services"][n]["environment"]["RIVERRUN_TRANSACTIONAL_ID"]
+                     for n in ("worker-1", "worker-2")}  # fmt: skip
+    assert len(transactional) == 2
+    scrape = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"worker-1:{PORT}", f"worker-2:{PORT}"]
+
+    dockerfile = DOCKERFILE.read_text()
+    assert f"EXPOSE {PORT}" in dockerfile
+    assert f"http://127.0.0.1:{PORT}/healthz" in dockerfile
+
+
+def test_the_prometheus_rule_carries_the_shipped_rules() -> None:
+    shipped = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    assert k8s_documents()["PrometheusRule"]["spec"]["groups"] == shipped["groups"]
+    assert (K8S / "prometheusrule.yaml").read_text() == prometheus_rule()
+
+
+def test_every_file_a_manifest_names_exists() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    for service in compose["services"].values():
+        build = service.get("build")
+        if build:
+            context = (DEPLOY / build["context"]).resolve()
+            assert (context / build["dockerfile"]).is_file()
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), source
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert (PROJECT_DIR / source).exists(), source
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (K8S / resource).is_file(), resource
+
+
+def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert len(stages) >= 2
+    final = lines[stages[-1] :]
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert any(line.startswith("HEALTHCHECK") for line in final)
+    assert 'ENTRYPOINT ["riverrun"]' in final
+    assert not [line for line in final if re.search(r"\b(gcc|build-essential|g\+\+)\b", line)]
+    assert any(line.startswith("ENV RIVERRUN_APP=") for line in final)
+
+
+if __name__ == "__main__":
+    (K8S / "prometheusrule.yaml").write_text(prometheus_rule())
