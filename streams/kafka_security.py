@@ -94,25 +94,23 @@ def _sasl(settings: Settings) -> dict[str, Any]:
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of AIOKafkaConsumer/AIOKafkaProducer for these settings."""
-    options: dict[str, Any] = {"security_protocol": settings.security_protocol, **_sasl(settings)}
-    context = ssl_context(settings)
-    if context is not None:
-        options["ssl_context"] = context
-    provider = token_provider(settings) if settings.sasl_mechanism == "OAUTHBEARER" else None
-    if provider is not None and "sasl_mechanism" in options:
-        options["sasl_oauth_token_provider"] = AsyncTokens(provider)
-    return options
+    return _client_options(settings, AsyncTokens)
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient."""
+    return _client_options(settings, SyncTokens)
+
+
+def _client_options(settings: Settings, tokens: type[Any]) -> dict[str, Any]:
+    """The options both Python clients name alike, with `tokens` (the client's token
+    provider class) around an OAUTHBEARER token source."""
     options: dict[str, Any] = {"security_protocol": settings.security_protocol, **_sasl(settings)}
     context = ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context
-    provider = token_provider(settings) if settings.sasl_mechanism == "OAUTHBEARER" else None
-    if provider is not None and "sasl_mechanism" in options:
-        options["sasl_oauth_token_provider"] = SyncTokens(provider)
+    if options.get("sasl_mechanism") == "OAUTHBEARER":
+        options["sasl_oauth_token_provider"] = tokens(token_provider(settings))
     return options
 
 
