@@ -38,4 +38,4 @@ cat >"$dir/bin/docker-compose" <<WRAPPER
 PYTHONPATH="$root/usr/lib/python3/dist-packages" exec /usr/bin/python3 "$root/usr/bin/docker-compose" "\$@"
 WRAPPER
 chmod +x "$dir/bin/docker-compose"
-"$dir/bin/docker-compose" version | head -1
+"$dir/bin/docker-compose" version | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail

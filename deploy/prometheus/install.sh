@@ -22,4 +22,4 @@ if ! (cd "$work" && apt-get download prometheus >"$work/apt.log" 2>&1); then
 fi
 mkdir -p "$dir"
 dpkg-deb -x "$work"/prometheus_*.deb "$dir"
-"$dir/usr/bin/promtool" --version | head -1
+"$dir/usr/bin/promtool" --version | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
