@@ -8,7 +8,6 @@ reason; nothing is skipped.
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from streams.kafka_security import kafka_options
 from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import Settings
 from streams.topics import TopicReader, ensure_topics, join_topics, topic_names
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +49,6 @@ def local_kafka() -> Iterator[LocalKafka | None]:
 def bootstrap(local_kafka: LocalKafka | None) -> str:
     """Bootstrap servers of a running, answering broker."""
     return local_kafka.bootstrap if local_kafka is not None else Settings().bootstrap_servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

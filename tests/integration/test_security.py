@@ -7,7 +7,6 @@ connects through that listener only.
 
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,31 +20,11 @@ from streams.local_kafka import LocalKafka, LocalKafkaError, SaslSslListener
 from streams.replay import dataset_events, encode
 from streams.settings import Settings
 from tests.integration.conftest import Env, env_factory
+from tests.ports import free_port, free_port_pair
 from tests.tls import Authority, keystore
 
 USER = "riverrun-test"
 PASSWORD = f"pw-{secrets.token_hex(12)}"  # searched for in every output below
-
-
-def _free_pair() -> int:
-    """A port p with p + 1 free too (the broker's controller listens there)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SecureCluster:
@@ -61,9 +40,9 @@ class SecureCluster:
         self.kafka = LocalKafka(
             main.deploy_dir,
             root / "kafka",
-            port=_free_pair(),
+            port=free_port_pair(),
             secure=SaslSslListener(
-                _free_port(), keystore(certs, "broker", chain, key), ((USER, PASSWORD),)
+                free_port(), keystore(certs, "broker", chain, key), ((USER, PASSWORD),)
             ),
         )
         assert self.kafka.secure_bootstrap is not None

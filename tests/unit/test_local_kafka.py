@@ -25,6 +25,7 @@ from streams.local_kafka import (
     wait_until_ready,
 )
 from tests.paths import PROJECT_DIR
+from tests.ports import free_port_pair
 
 DEPLOY = PROJECT_DIR / "deploy" / "kafka"
 
@@ -46,21 +47,6 @@ def jars_resolved(local: LocalKafka) -> None:
     local.libs.mkdir(parents=True)
     digest = hashlib.sha256((DEPLOY / "pom.xml").read_bytes()).hexdigest()
     (local.libs / ".pom.sha256").write_text(digest)
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p + 1 are both free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
 
 
 @pytest.fixture
