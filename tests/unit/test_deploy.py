@@ -6,7 +6,9 @@ and every file a manifest names exists.
 `python -m tests.unit.test_deploy` regenerates deploy/k8s/prometheusrule.yaml.
 """
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 from typing import Any
@@ -24,6 +26,8 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKER_COMPOSE = PROJECT_DIR / ".cache" / "docker-compose" / "bin" / "docker-compose"
 PORT = Settings.model_fields["metrics_port"].default
 SETTINGS = {env_name(name) for name in Settings.model_fields}
+# `${NAME:-default}` in compose.yaml: the demo's value when NAME is unset.
+SUBSTITUTION = re.compile(r"\$\{[A-Za-z0-9_]+:-([^}]*)\}")
 
 
 def k8s_documents() -> dict[str, dict[str, Any]]:
@@ -50,6 +54,28 @@ def prometheus_rule() -> str:
         "# checks it); regenerate with: python -m tests.unit.test_deploy\n---\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+def image_environment() -> dict[str, str]:
+    """The ENV of the Dockerfile's final stage: what every container starts with."""
+    final = DOCKERFILE.read_text().replace("\\\n", " ").split("\nFROM ")[-1]
+    environment: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                name, _, value = pair.partition("=")
+                environment[name] = value
+    return environment
+
+
+def settings_of(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings of a process whose RIVERRUN_* variables are exactly `environment`."""
+    for name in list(os.environ):
+        if name.startswith("RIVERRUN_"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
 
 
 def test_the_compose_file_is_valid_for_docker_compose() -> None:
@@ -84,13 +110,52 @@ def test_every_riverrun_variable_in_deploy_is_a_setting_and_the_literal_values_a
 
     documents = k8s_documents()
     values = {**documents["ConfigMap"]["data"], **documents["Secret"]["stringData"]}
-    for name in list(__import__("os").environ):
-        if name.startswith("RIVERRUN_"):
-            monkeypatch.delenv(name)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    settings = Settings()  # every value as the pods get it
+    settings = settings_of(values, monkeypatch)  # every value as the pods get it
     assert settings.security_protocol == "SASL_SSL" and settings.worker_problems() == []
+
+
+def test_every_container_starts_with_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = image_environment()
+    assert image["RIVERRUN_METRICS_HOST"] == "0.0.0.0"  # scraped from outside the container
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("worker-1", "worker-2", "replay"):
+        environment = {key: SUBSTITUTION.sub(r"\1", str(value))
+                       for key, value in services[name]["environment"].items()}  # fmt: skip
+        settings = settings_of({**image, **environment}, monkeypatch)
+        assert (settings.broker, settings.topic_partitions) == ("kafka:9092", 2), name
+        if name != "replay":  # the workers of one group share the demo's checkpoint key
+            assert settings.worker_problems() == [], name
+
+    # A pod: the image's ENV, then the ConfigMap and the Secret, then its own name.
+    documents = k8s_documents()
+    pod = {**image, **documents["ConfigMap"]["data"], **documents["Secret"]["stringData"],
+           "RIVERRUN_TRANSACTIONAL_ID": "riverrun-0"}  # fmt: skip
+    settings = settings_of(pod, monkeypatch)
+    assert settings.worker_problems() == []
+    # The root filesystem is read-only: the data directory must be a volume of the pod.
+    spec = documents["StatefulSet"]["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "emptyDir" in volumes[mounts[str(settings.data_dir)]]
+    assert settings.data_dir.is_absolute()
+
+
+def test_compose_builds_the_image_it_runs_and_keeps_the_brokers_data() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    built = {service["image"] for service in services.values() if "build" in service}
+    runners = [name for name, service in services.items() if service.get("image") in built]
+    assert len(runners) == 3  # two workers and the replay job
+    for name in runners:
+        # Compose pulls a service's image when it has no build: a first `up` would fail.
+        assert "build" in services[name], f"{name} runs an image it does not build"
+    assert "version" not in compose  # obsolete: Compose v2 warns on every command
+    kafka = services["kafka"]
+    # With any KAFKA_* variable the image drops its default configuration, log.dirs too.
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+    assert [v for v in kafka["volumes"] if v.split(":")[1] == log_dirs], kafka["volumes"]
 
 
 def test_ports_and_probe_paths_are_the_workers() -> None:
