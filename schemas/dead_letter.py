@@ -20,6 +20,7 @@ class ErrorType(StrEnum):
     UNKNOWN_MODEL = "unknown_model"
     INVALID_LABEL = "invalid_label"
     LEARNING_ERROR = "learning_error"
+    DUPLICATE_EVENT = "duplicate_event"
 
 
 class DeadLetter(BaseModel):
