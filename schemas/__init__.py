@@ -2,6 +2,7 @@
 
 from schemas.activity import ActivityEvent
 from schemas.dead_letter import DeadLetter, ErrorType
+from schemas.fast_codec import encode_prediction
 from schemas.input_event import FeatureValue, InputEvent
 from schemas.metrics_report import MetricsReport
 from schemas.prediction import AnyPrediction, ClassPrediction, Prediction, decode_prediction
@@ -17,4 +18,5 @@ __all__ = [
     "MetricsReport",
     "Prediction",
     "decode_prediction",
+    "encode_prediction",
 ]

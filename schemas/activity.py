@@ -1,10 +1,10 @@
 """A visitor activity event: page view, search, add-to-cart, purchase..."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.types import EventTime, FiniteFloat, Identifier
+from schemas.types import EventTime, ExactInt, FiniteFloat, Identifier
 
 
 class ActivityEvent(BaseModel):
@@ -12,7 +12,7 @@ class ActivityEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     visitor: Identifier
     ts: EventTime
     type: Identifier = Field(description="page_view, search, add_to_cart, purchase...")

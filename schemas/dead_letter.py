@@ -4,11 +4,11 @@ import base64
 import binascii
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from schemas.types import EventTime
+from schemas.types import EventTime, ExactInt
 
 
 class ErrorType(StrEnum):
@@ -28,19 +28,19 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     payload: str = Field(
         description="The original message value, as text or base64; only its first "
         "RIVERRUN_MAX_EVENT_BYTES bytes when it was longer (see payload_truncated)."
     )
     payload_encoding: Literal["utf-8", "base64"]
-    payload_bytes: int = Field(ge=0, description="Size of the original value in bytes.")
-    payload_truncated: bool = Field(
+    payload_bytes: StrictInt = Field(ge=0, description="Size of the original value in bytes.")
+    payload_truncated: StrictBool = Field(
         default=False, description="Whether `payload` holds only the start of the value."
     )
     source_topic: str
-    source_partition: int
-    source_offset: int
+    source_partition: StrictInt
+    source_offset: StrictInt
     error_type: ErrorType
     reason: str = Field(description="What was wrong and what to do about it.")
     ts: EventTime = Field(description="When the message was rejected.")

@@ -1,11 +1,17 @@
 """A drift statistic of one model replica: a detector's alarm, or a window's comparison
 with the reference window."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from schemas.types import EventTime, FiniteFloat, Identifier
+from schemas.types import (
+    EventTime,
+    ExactInt,
+    FiniteFloat,
+    Identifier,
+    StrictNonNegativeInt,
+)
 
 
 class DriftReport(BaseModel):
@@ -13,10 +19,10 @@ class DriftReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     model: Identifier
     model_version: str
-    partition: NonNegativeInt | None = Field(
+    partition: StrictNonNegativeInt | None = Field(
         default=None, description="Input partition of the replica; null offline."
     )
     detector: Literal["adwin", "page_hinkley", "psi", "jensen_shannon"]
@@ -36,8 +42,8 @@ class DriftReport(BaseModel):
         description="adwin: delta; page_hinkley: threshold; psi/jensen_shannon: the value "
         "above which `drift` is true."
     )
-    drift: bool
+    drift: StrictBool
     window_start: EventTime
     window_end: EventTime
-    window_start_offset: NonNegativeInt | None = None
-    window_end_offset: NonNegativeInt | None = None
+    window_start_offset: StrictNonNegativeInt | None = None
+    window_end_offset: StrictNonNegativeInt | None = None

@@ -5,12 +5,18 @@ Every topic of the join is keyed by visitor (clicks by the visitor of their impr
 so that one visitor's impressions, clicks, conversions and activity share a partition.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from schemas.input_event import MAX_FEATURES, FeatureName, FeatureValue
-from schemas.types import EventTime, FiniteFloat, Identifier
+from schemas.types import (
+    EventTime,
+    ExactInt,
+    FiniteFloat,
+    Identifier,
+    StrictNonNegativeFloat,
+)
 
 
 class Impression(BaseModel):
@@ -18,7 +24,7 @@ class Impression(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     impression_id: Identifier
     ts: EventTime
     visitor: Identifier = Field(description="The visitor; the Kafka message key.")
@@ -31,7 +37,7 @@ class Click(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     click_id: Identifier
     impression_id: Identifier
     ts: EventTime
@@ -42,7 +48,7 @@ class Conversion(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     visitor: Identifier
     product: Identifier
     ts: EventTime
@@ -55,22 +61,22 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     impression_id: Identifier
     visitor: Identifier
     model: Identifier = Field(description="'ctr', or 'propensity_<product>'.")
     model_version: str
     label_type: Literal["click", "conversion"]
-    label: bool
+    label: StrictBool
     prediction: FiniteFloat = Field(description="The (recalibrated) prediction made at impression.")
     ts: EventTime = Field(description="The impression's event time.")
     resolved_ts: EventTime = Field(
         description="Event time of the click or conversion (positive), or the end of the "
         "window (negative)."
     )
-    delay_seconds: NonNegativeFloat | None = Field(
+    delay_seconds: StrictNonNegativeFloat | None = Field(
         default=None, description="Positive: time from impression to click or conversion."
     )
-    learned: bool = Field(
+    learned: StrictBool = Field(
         description="Whether the model learnt from it (negatives may be down-sampled)."
     )

@@ -12,18 +12,21 @@ from pydantic import (
     StrictStr,
 )
 
-from schemas.types import EventTime, Identifier
+from schemas.types import EventTime, ExactInt, Identifier
 
 MAX_FEATURES = 1_000
 MAX_FEATURE_NAME = 128
 MAX_STRING_FEATURE = 1_024
+MAX_CLASS_NAME = 256
 
 
 #: What a feature value or a label may be, as said in rejection reasons.
 EXPECTED_FEATURE = (
     f"a finite number, a boolean or a string of at most {MAX_STRING_FEATURE} characters"
 )
-EXPECTED_LABEL = "true/false, a finite number or a class name (a string of 1-256 characters)"
+EXPECTED_LABEL = (
+    f"true/false, a finite number or a class name (a string of 1-{MAX_CLASS_NAME} characters)"
+)
 
 # Plain strict unions, validated in pydantic-core without a Python call per value (a
 # wrap validator per feature cost ~3 µs per event); schemas.codec turns a failed union's
@@ -35,11 +38,12 @@ FeatureValue = (
     | Annotated[StrictStr, Field(max_length=MAX_STRING_FEATURE)]
 )
 FeatureName = Annotated[str, Field(min_length=1, max_length=MAX_FEATURE_NAME)]
+ClassName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_CLASS_NAME)]
 #: A class of a multiclass model: a name, an integer or a boolean.
-ClassLabel = StrictBool | StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
+ClassLabel = StrictBool | StrictInt | ClassName
 #: The label of a binary or regression model (all a label could be in schema version 1).
 NumericLabel = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
-Label = NumericLabel | Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Label = NumericLabel | ClassName
 
 
 class InputEvent(BaseModel):
@@ -58,7 +62,7 @@ class InputEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     event_id: Identifier = Field(description="Unique id of the event; predictions are keyed by it.")
     ts: EventTime
     model: Identifier = Field(description="Name of the model this event is for.")

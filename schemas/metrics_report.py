@@ -1,10 +1,10 @@
 """Streamed prequential metrics of one model (or one segment of its traffic)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
-from schemas.types import EventTime, Identifier
+from schemas.types import EventTime, ExactInt, Identifier, StrictNonNegativeInt
 
 
 class MetricsReport(BaseModel):
@@ -17,10 +17,10 @@ class MetricsReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1, 2] = 1
+    schema_version: Annotated[Literal[1, 2], ExactInt] = 1
     model: Identifier
     model_version: str
-    partition: NonNegativeInt | None = Field(
+    partition: StrictNonNegativeInt | None = Field(
         default=None,
         description="Input partition of the model replica reported (each partition has its "
         "own); null from `riverrun evaluate`, which runs one replica over the whole dataset.",
@@ -36,10 +36,10 @@ class MetricsReport(BaseModel):
     ts: EventTime = Field(description="Event time of the last labelled event counted.")
     period_start: EventTime = Field(description="Start of the event-time period reported.")
     period_end: EventTime = Field(description="End (exclusive) of the event-time period.")
-    metrics: dict[str, float | None] = Field(
+    metrics: dict[str, StrictFloat | None] = Field(
         description="Metric name -> value; null where undefined (e.g. AUC without negatives)."
     )
-    confusion: dict[str, dict[str, NonNegativeInt]] | None = Field(
+    confusion: dict[str, dict[str, StrictNonNegativeInt]] | None = Field(
         default=None,
         exclude_if=lambda value: value is None,  # version 1 reports stay byte for byte
         description="Version 2 (multiclass): actual class -> predicted class -> count of "

@@ -5,12 +5,27 @@ first release); multiclass models publish `ClassPrediction` (version 2). Both sh
 `predictions` topic: `decode_prediction` reads either.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    TypeAdapter,
+)
 
 from schemas.input_event import ClassLabel, NumericLabel
-from schemas.types import EventTime, FiniteFloat, Identifier
+from schemas.types import (
+    EventTime,
+    ExactInt,
+    FiniteFloat,
+    Identifier,
+    StrictNonNegativeFloat,
+    StrictNonNegativeInt,
+)
 
 
 class Prediction(BaseModel):
@@ -18,14 +33,14 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], ExactInt] = 1
     event_id: Identifier
     key: Identifier = Field(description="The input event's entity key.")
     model: Identifier
     model_version: str = Field(
         description="Model name and a hash of its factory parameters, e.g. 'logreg@3f2a1c9e'."
     )
-    model_updates: NonNegativeInt = Field(
+    model_updates: StrictNonNegativeInt = Field(
         description="Events the model had learnt from when it made this prediction."
     )
     ts: EventTime = Field(description="The input event's event time.")
@@ -33,8 +48,10 @@ class Prediction(BaseModel):
         description="Probability of the positive class (classifiers) or the value (regressors)."
     )
     label: NumericLabel | None = None
-    learned: bool = Field(description="Whether the model learnt from this event after predicting.")
-    latency_seconds: NonNegativeFloat = Field(
+    learned: StrictBool = Field(
+        description="Whether the model learnt from this event after predicting."
+    )
+    latency_seconds: StrictNonNegativeFloat = Field(
         description="Time from the worker receiving the event to this prediction being built."
     )
 
@@ -45,12 +62,12 @@ class ClassPrediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[2] = 2
+    schema_version: Annotated[Literal[2], ExactInt] = 2
     event_id: Identifier
     key: Identifier = Field(description="The input event's entity key.")
     model: Identifier
     model_version: str = Field(description="Model name and a hash of its code and parameters.")
-    model_updates: NonNegativeInt = Field(
+    model_updates: StrictNonNegativeInt = Field(
         description="Events the model had learnt from when it made this prediction."
     )
     ts: EventTime = Field(description="The input event's event time.")
@@ -63,8 +80,10 @@ class ClassPrediction(BaseModel):
         "a string as it is, an integer in decimal, a boolean as true/false."
     )
     label: ClassLabel | None = None
-    learned: bool = Field(description="Whether the model learnt from this event after predicting.")
-    latency_seconds: NonNegativeFloat = Field(
+    learned: StrictBool = Field(
+        description="Whether the model learnt from this event after predicting."
+    )
+    latency_seconds: StrictNonNegativeFloat = Field(
         description="Time from the worker receiving the event to this prediction being built."
     )
 
@@ -81,9 +100,25 @@ def class_text(label: bool | int | str) -> str:
     return str(label)
 
 
+def _prediction_version(message: Any) -> int | None:
+    # A callable, not discriminator="schema_version": pydantic refuses a field discriminator
+    # with a validator, and ExactInt is one. The tag is looked up by equality (`true` finds
+    # Prediction), then the model's own schema_version field refuses what is not an integer.
+    if isinstance(message, dict):
+        return message.get("schema_version")
+    return getattr(message, "schema_version", None)
+
+
 AnyPrediction = Prediction | ClassPrediction
 _ANY_PREDICTION: TypeAdapter[AnyPrediction] = TypeAdapter(
-    Annotated[AnyPrediction, Field(discriminator="schema_version")]
+    Annotated[
+        Annotated[Prediction, Tag(1)] | Annotated[ClassPrediction, Tag(2)],
+        Discriminator(
+            _prediction_version,
+            custom_error_type="prediction_version",
+            custom_error_message="schema_version should be 1 (Prediction) or 2 (ClassPrediction)",
+        ),
+    ]
 )
 
 

@@ -4,9 +4,11 @@ import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from online_models import Learner
 from online_models.evaluation import EvaluationConfig
@@ -186,3 +188,187 @@ def dead_letter(raw: bytes, max_payload_bytes: int) -> DeadLetter:
         ts=datetime(2026, 1, 1, tzinfo=UTC),
         max_payload_bytes=max_payload_bytes,
     )
+
+
+# One valid message of every topic model, with every optional numeric field present, so
+# that every integer, number and boolean field of every schema can be spoilt below.
+T = "2026-01-01T00:00:00Z"
+VALID: dict[str, dict[str, object]] = {
+    "input_event.v1.json": {**GOOD, "schema_version": 1},
+    "prediction.v1.json": {"schema_version": 1, "event_id": "e", "key": "k", "model": "m",
+                           "model_version": "m@1", "model_updates": 3, "ts": T,
+                           "prediction": 0.5, "label": 1, "learned": True,
+                           "latency_seconds": 0.01},
+    "prediction.v2.json": {"schema_version": 2, "event_id": "e", "key": "k", "model": "m",
+                           "model_version": "m@1", "model_updates": 3, "ts": T,
+                           "prediction": "sky", "probabilities": {"sky": 0.9, "path": 0.1},
+                           "label": "sky", "learned": True, "latency_seconds": 0.01},
+    "dead_letter.v1.json": {"schema_version": 1, "payload": "x", "payload_encoding": "utf-8",
+                            "payload_bytes": 1, "payload_truncated": False,
+                            "source_topic": "events", "source_partition": 0,
+                            "source_offset": 7, "error_type": "invalid_json", "reason": "r",
+                            "ts": T},
+    "activity.v1.json": {"schema_version": 1, "visitor": "v", "ts": T, "type": "purchase",
+                         "item": "i", "category": "c", "value": 9.5},
+    "metrics_report.v2.json": {"schema_version": 2, "model": "m", "model_version": "m@1",
+                               "partition": 0, "segment": "all", "trigger": "events",
+                               "ts": T, "period_start": T, "period_end": T,
+                               "metrics": {"accuracy": 0.5, "auc": None},
+                               "confusion": {"sky": {"sky": 3, "path": 1}}},
+    "checkpoint_header.v1.json": {"format_version": 2, "checkpoint_id": "c", "sequence": 0,
+                                  "group_id": "g", "topic": "events", "partition": 0,
+                                  "model": "m", "model_version": "m@1", "factory": "f",
+                                  "params": {"lr": 0.1}, "river_version": "0.26",
+                                  "python_version": "3.11", "next_offset": 10,
+                                  "offsets": {"events": 10}, "updates": 9, "created_at": T,
+                                  "compression": "zlib", "state_bytes": 100,
+                                  "payload_bytes": 50, "chunks": 1, "chunk": 0, "hmac": "ab"},
+    "impression.v1.json": {"schema_version": 1, "impression_id": "i", "ts": T, "visitor": "v",
+                           "item": "x", "features": {"position": 2, "mobile": True}},
+    "click.v1.json": {"schema_version": 1, "click_id": "c", "impression_id": "i", "ts": T},
+    "conversion.v1.json": {"schema_version": 1, "visitor": "v", "product": "p", "ts": T,
+                           "value": 19.9},
+    "outcome.v1.json": {"schema_version": 1, "impression_id": "i", "visitor": "v",
+                        "model": "ctr", "model_version": "ctr@1", "label_type": "click",
+                        "label": True, "prediction": 0.1, "ts": T, "resolved_ts": T,
+                        "delay_seconds": 4.5, "learned": True},
+    "drift_report.v1.json": {"schema_version": 1, "model": "m", "model_version": "m@1",
+                             "partition": 0, "detector": "psi", "signal": "loss",
+                             "trigger": "window", "statistic": 0.2, "threshold": 0.25,
+                             "drift": False, "window_start": T, "window_end": T,
+                             "window_start_offset": 0, "window_end_offset": 99},
+}  # fmt: skip
+
+
+def typed_fields(file_name: str, wanted: str) -> list[tuple[tuple[str, ...], str]]:
+    """(path, JSON type) of every field of the committed schema whose value is `wanted`
+    ("numeric": an integer or a number; "boolean": a boolean only), values of objects
+    included (a path element "k" stands for any key). Fields that take booleans among
+    other types (features, labels) are left out: they take booleans on purpose."""
+    found: list[tuple[tuple[str, ...], str]] = []
+
+    def walk(node: dict[str, Any], path: tuple[str, ...]) -> None:
+        members = node.get("anyOf", [node])
+        types = {member.get("type") for member in members}
+        if wanted == "boolean" and types <= {"boolean", "null"} and "boolean" in types:
+            found.append((path, "boolean"))
+        if "boolean" in types:
+            return
+        for member in members:
+            if wanted == "numeric" and member.get("type") in ("integer", "number"):
+                found.append((path, member["type"]))
+            if member.get("type") == "object" and isinstance(
+                member.get("additionalProperties"), dict
+            ):
+                walk(member["additionalProperties"], (*path, "k"))
+
+    schema = json.loads((SCHEMA_DIR / file_name).read_text())
+    for name, node in schema["properties"].items():
+        walk(node, (name,))
+    return found
+
+
+def spoilt(file_name: str, path: tuple[str, ...], value: object) -> bytes:
+    """The valid message of `file_name` with the field at `path` set to `value`."""
+    message = dict(VALID[file_name])
+    nested: object = value
+    for key in reversed(path[1:]):
+        nested = {key: nested}
+    message[path[0]] = nested
+    return json.dumps(message).encode()
+
+
+def every_field(wanted: str) -> Any:
+    """Parameters (file name, path, JSON type) of every `wanted` field of every schema."""
+    return [
+        pytest.param(f, path, kind, id=f"{f.removesuffix('.json')}:{'.'.join(path)}")
+        for f in sorted(SCHEMA_FILES)
+        for path, kind in typed_fields(f, wanted)
+    ]
+
+
+def test_every_schema_has_a_valid_example_here() -> None:
+    assert set(VALID) == set(SCHEMA_FILES)
+    for file_name, message in VALID.items():
+        decode(SCHEMA_FILES[file_name], json.dumps(message).encode(), max_bytes=10_000)
+        validator(file_name).validate(message)
+    # The walk finds what it should: these fields must be among those spoilt below.
+    numeric = {(f, ".".join(p)) for f in SCHEMA_FILES for p, _ in typed_fields(f, "numeric")}
+    assert {
+        ("input_event.v1.json", "schema_version"),
+        ("metrics_report.v2.json", "confusion.k.k"),
+        ("checkpoint_header.v1.json", "offsets.k"),
+        ("prediction.v2.json", "probabilities.k"),
+        ("outcome.v1.json", "delay_seconds"),
+        ("dead_letter.v1.json", "source_offset"),
+    } <= numeric
+    assert ("input_event.v1.json", "features.k") not in numeric  # booleans are features
+    assert ("prediction.v1.json", "label") not in numeric  # and labels
+
+
+def rejection(file_name: str, raw: bytes) -> str:
+    with pytest.raises(InvalidMessage) as caught:
+        decode(SCHEMA_FILES[file_name], raw, max_bytes=10_000)
+    assert caught.value.error_type is ErrorType.INVALID_EVENT
+    assert "Fix the producer" in caught.value.reason
+    return caught.value.reason
+
+
+@pytest.mark.parametrize(("file_name", "path", "kind"), every_field("numeric"))
+def test_a_boolean_is_not_a_number(file_name: str, path: tuple[str, ...], kind: str) -> None:
+    """`true` used to be taken as 1 (`"schema_version": true` as version 1): every integer
+    and number field of every schema refuses it, as its JSON Schema does, and the reason
+    names the field."""
+    where = ".".join(path)
+    for value in (True, False):
+        reason = rejection(file_name, spoilt(file_name, path, value))
+        assert f"{where}: Input should be a valid " in reason, reason
+        assert not validator(file_name).is_valid(json.loads(spoilt(file_name, path, value)))
+
+
+@pytest.mark.parametrize(("file_name", "path", "kind"), every_field("numeric"))
+def test_strings_and_fractions_are_not_integers(
+    file_name: str, path: tuple[str, ...], kind: str
+) -> None:
+    """A string of digits is refused wherever a number is required, as JSON Schema does.
+    An integer field also refuses 1.0, which JSON Schema's "integer" would accept: integers
+    are written without a fraction (or an exponent, 1e0) everywhere in riverrun."""
+    where = ".".join(path)
+    good = 2 if path == ("schema_version",) and "v2" in file_name else 1
+    assert f"{where}: " in rejection(file_name, spoilt(file_name, path, str(good)))
+    assert not validator(file_name).is_valid(json.loads(spoilt(file_name, path, str(good))))
+    if kind == "integer":
+        assert f"{where}: " in rejection(file_name, spoilt(file_name, path, float(good)))
+        assert validator(file_name).is_valid(json.loads(spoilt(file_name, path, float(good))))
+    else:  # a JSON integer is a number: read as a float
+        model = SCHEMA_FILES[file_name]
+        decoded = decode(model, spoilt(file_name, path, good), max_bytes=10_000)
+        value: object = getattr(decoded, path[0])
+        for key in path[1:]:
+            value = value[key]  # type: ignore[index]
+        assert type(value) is float and value == good
+
+
+@pytest.mark.parametrize(("file_name", "path", "kind"), every_field("boolean"))
+def test_a_number_is_not_a_boolean(file_name: str, path: tuple[str, ...], kind: str) -> None:
+    """`1`, `0` and `"true"` used to be taken as booleans: refused, as JSON Schema does."""
+    for value in (1, 0, "true", "yes"):
+        assert f"{'.'.join(path)}: Input should be a valid boolean" in rejection(
+            file_name, spoilt(file_name, path, value)
+        )
+
+
+def test_a_boolean_version_is_not_a_prediction_version() -> None:
+    for version in (True, 1.0, "1"):
+        message = {**VALID["prediction.v1.json"], "schema_version": version}
+        with pytest.raises(ValidationError, match="schema_version"):
+            decode_prediction(json.dumps(message))
+    assert decode_prediction(json.dumps(VALID["prediction.v1.json"])).schema_version == 1
+
+
+def test_a_time_out_of_range_in_utc_is_a_dead_letter_not_a_crash() -> None:
+    # 00:00 on 1 January of the year 1 at +01:00 is in the year 0 in UTC: the conversion
+    # raised OverflowError, which no consumer catches.
+    for ts in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        reason = rejection("input_event.v1.json", as_bytes(ts=ts))
+        assert "ts: Input should be a time in the years 1 to 9999 once in UTC" in reason
