@@ -1,7 +1,8 @@
 """Checkpoints of model replicas as signed, compressed, chunked bytes. No I/O.
 
 A replica is one model learning from one input partition. Its checkpoint is the pickled
-state (estimator, update count, evaluator, classes), zlib-compressed, signed with HMAC-SHA256 and
+state (estimator, update count, evaluator, classes, drift detectors, recent event ids),
+zlib-compressed, signed with HMAC-SHA256 and
 cut into chunks small enough for Kafka's default message limit. Restoring checks, in
 order: the layout, the signature, that the checkpoint belongs to this replica, that the
 model's factory, parameters and River version are the ones running, and only then
@@ -38,15 +39,18 @@ from typing import Any, Generic, TypeVar
 import river
 from pydantic import ValidationError
 
+from online_models.dedup import DEFAULT_DEDUP_WINDOW
 from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig, Evaluator
 from online_models.learner import ServedModel
 from online_models.registry import ModelSpec
 from schemas.checkpoint import MAGIC, CheckpointHeader
 
-#: The layout this code writes and reads (header fields, zlib of a pickled 4-tuple:
-#: estimator, updates, evaluator, classes). Format 1 pickled a 3-tuple.
-FORMAT_VERSION = 2
+#: The layout this code writes and reads (header fields, zlib of a pickled 6-tuple:
+#: estimator, updates, evaluator, classes, drift monitor, recent event ids). Format 2
+#: pickled the first four (drift detectors started afresh after a restore), format 1 the
+#: first three.
+FORMAT_VERSION = 3
 
 #: Default largest chunk: half of Kafka's default 1 MB message limit leaves room for
 #: the header and the record batch.
@@ -287,6 +291,7 @@ def restore(
     key: bytes,
     evaluation: EvaluationConfig | None = None,
     drift: DriftConfig | None = None,
+    dedup_window: int = DEFAULT_DEDUP_WINDOW,
     river_version: str = river.__version__,
 ) -> ServedModel:
     """The model replica in `checkpoint`, resuming at its `next_offset`; raises
@@ -301,7 +306,9 @@ def restore(
     name = f"checkpoint {checkpoint.header.sequence} of {replica.model}"
     try:
         next_offset = checkpoint.header.next_offset
-        served = ServedModel.from_state(spec, state, resume_offset=next_offset, drift=drift)
+        served = ServedModel.from_state(
+            spec, state, resume_offset=next_offset, drift=drift, dedup_window=dedup_window
+        )
     except Exception as err:  # authentic bytes this code cannot read: refuse, never crash
         raise CheckpointRefused(
             Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from online_models.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
 from online_models.drift import DriftConfig, DriftMonitor
 from online_models.evaluation import EvaluationConfig, Evaluator, most_probable
 from online_models.registry import MODELS, ModelSpec
@@ -31,8 +32,13 @@ class LearningError(ValueError):
         self.reason = reason
 
 
+#: What a checkpoint of a `ServedModel` holds (`ServedModel.state()`).
+State = tuple[Any, int, Evaluator, dict[str, bool | int | str], DriftMonitor | None, RecentEvents]
+
+
 class ServedModel:
-    """One live model: the River estimator, how many events it learnt, its rolling quality."""
+    """One live model: the River estimator, how many events it learnt, its rolling quality,
+    its drift detectors and the event ids it processed lately."""
 
     def __init__(
         self,
@@ -40,6 +46,7 @@ class ServedModel:
         evaluation: EvaluationConfig,
         drift: DriftConfig | None = None,
         estimator: Any = None,
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,
     ) -> None:
         self.spec = spec
         self.version = spec.version
@@ -49,6 +56,7 @@ class ServedModel:
         self.binary = spec.task == "binary"
         self.evaluator = Evaluator(spec.name, self.version, spec.task, evaluation)
         self.drift = DriftMonitor(spec.name, self.version, spec.task, drift) if drift else None
+        self.recent = RecentEvents(dedup_window)
         #: Multiclass: every class learnt, by its text on the wire (3 and "3" would share
         #: one, so the second kind is refused).
         self.classes: dict[str, bool | int | str] = {}
@@ -56,25 +64,51 @@ class ServedModel:
         #: (outputs may be needed), never learnt or scored twice.
         self.resume_offset = 0
 
-    def state(self) -> tuple[Any, int, Evaluator, dict[str, bool | int | str]]:
-        """Everything learnt, for a checkpoint."""
-        return self.estimator, self.updates, self.evaluator, self.classes
+    def state(self) -> State:
+        """Everything learnt and every detector, for a checkpoint: a restored replica
+        goes on exactly as this one would."""
+        return (self.estimator, self.updates, self.evaluator, self.classes, self.drift,
+                self.recent)  # fmt: skip
 
     @classmethod
     def from_state(
         cls,
         spec: ModelSpec,
-        state: tuple[Any, int, Evaluator, dict[str, bool | int | str]],
+        state: State,
         resume_offset: int,
         drift: DriftConfig | None = None,
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,
     ) -> "ServedModel":
-        """A model restored from `state()`, resuming at input offset `resume_offset`
-        (drift detectors, not part of the state, start afresh)."""
-        estimator, updates, evaluator, classes = state
-        served = cls(spec, evaluator.config, drift, estimator)
+        """A model restored from `state()`, resuming at input offset `resume_offset`.
+        Drift detectors of other settings than `drift` start afresh; the window of recent
+        event ids keeps its newest `dedup_window` ids."""
+        estimator, updates, evaluator, classes, monitor, recent = state
+        served = cls(spec, evaluator.config, drift, estimator, dedup_window)
         served.updates, served.evaluator, served.classes = updates, evaluator, classes
+        if monitor is not None and drift is not None and monitor.config == drift:
+            served.drift = monitor
+        served.recent = recent if recent.size == dedup_window else recent.resized(dedup_window)
         served.resume_offset = resume_offset
         return served
+
+    def refuse_duplicate(self, event_id: str, offset: int | None) -> None:
+        """Refuse an event whose id this replica processed at an earlier offset (within
+        its window)."""
+        first = self.recent.first_offset(event_id)
+        if first is not None and (offset is None or first < offset):
+            raise LearningError(
+                ErrorType.DUPLICATE_EVENT,
+                f"event_id {event_id!r} was already processed by model {self.spec.name!r} "
+                f"on this partition at offset {first}: not predicted or learnt again (the "
+                f"last {self.recent.size} event ids per model are checked); give each event "
+                "its own event_id, or set RIVERRUN_DEDUP_WINDOW=0 to accept re-sent events",
+            )
+
+    def remember(self, event_id: str, offset: int | None) -> None:
+        """Add a processed event's id to the window (an id processed before the restore
+        point is in the restored window already)."""
+        if offset is None or offset >= self.resume_offset:
+            self.recent.add(event_id, offset)
 
     def target(self, label: bool | float | str) -> bool | float | int | str:
         """The label as the estimator wants it; raises LearningError when it cannot be."""
@@ -213,6 +247,7 @@ class Learner:
         params: Mapping[str, Mapping[str, Any]] | None = None,
         evaluation: EvaluationConfig | None = None,
         drift: DriftConfig | None = None,
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         params = params or {}
@@ -222,10 +257,13 @@ class Learner:
                 known = ", ".join(sorted(registry))
                 raise ValueError(f"unknown model {name!r}: choose among {known}")
             spec = registry[name].with_params(**params.get(name, {}))
-            self.models[name] = ServedModel(spec, evaluation or EvaluationConfig(), drift)
+            self.models[name] = ServedModel(
+                spec, evaluation or EvaluationConfig(), drift, dedup_window=dedup_window
+            )
         self.clock = clock
-        self.pending_reports: list[MetricsReport] = []
-        self.pending_drift: list[DriftReport] = []
+        #: Reports that came due, each with the input offset of the event that made it due.
+        self.pending_reports: list[tuple[int | None, MetricsReport]] = []
+        self.pending_drift: list[tuple[int | None, DriftReport]] = []
 
     def process(
         self,
@@ -261,6 +299,7 @@ class Learner:
                 f"{', '.join(self.models)}); fix the event's 'model' field or add the model "
                 "to RIVERRUN_MODELS",
             )
+        model.refuse_duplicate(event.event_id, offset)
         features = dict(event.features)
         y = None if event.label is None else model.target(event.label)
         if offset is not None and offset < model.resume_offset:
@@ -271,11 +310,12 @@ class Learner:
             model.learn(features, y)
             # River scores no empty class probabilities (a model that knows no class yet).
             if model.task != "multiclass" or y_pred:
-                self.pending_reports += model.evaluator.observe(
-                    y, y_pred, features, event.key, event.ts
-                )
+                for report in model.evaluator.observe(y, y_pred, features, event.key, event.ts):
+                    self.pending_reports.append((offset, report))
                 if model.drift is not None:
-                    self.pending_drift += model.drift.observe(features, y, y_pred, event.ts, offset)
+                    for drift in model.drift.observe(features, y, y_pred, event.ts, offset):
+                        self.pending_drift.append((offset, drift))
+        model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
         return model.output(event, y_pred, updates, y is not None, latency)
 
@@ -289,10 +329,18 @@ class Learner:
 
     def drain_drift(self) -> list[DriftReport]:
         """Drift reports that came due since the last call, in order."""
-        reports, self.pending_drift = self.pending_drift, []
-        return reports
+        return [report for _, report in self.drain_drift_at()]
 
     def drain_reports(self) -> list[MetricsReport]:
         """Metrics reports that came due since the last call, in the order they did."""
+        return [report for _, report in self.drain_reports_at()]
+
+    def drain_drift_at(self) -> list[tuple[int | None, DriftReport]]:
+        """`drain_drift()`, each with the input offset of the event that made it due."""
+        reports, self.pending_drift = self.pending_drift, []
+        return reports
+
+    def drain_reports_at(self) -> list[tuple[int | None, MetricsReport]]:
+        """`drain_reports()`, each with the input offset of the event that made it due."""
         reports, self.pending_reports = self.pending_reports, []
         return reports

@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from online_models.dedup import DEFAULT_DEDUP_WINDOW
 from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig
 from online_models.joiner import JoinConfig
@@ -290,6 +291,13 @@ class Settings(BaseSettings):
         default="checkpoints",
         description="Compacted topic of model checkpoints (created with the input topic's "
         "partition count; a replica's chunks go to its input partition number).",
+    )
+    dedup_window: int = Field(
+        default=DEFAULT_DEDUP_WINDOW,
+        ge=0,
+        description="Event ids remembered per model and partition: an event whose id is "
+        "among them is a `duplicate_event` dead letter, not predicted or learnt again "
+        "(~150 bytes each; 0 turns the check off).",
     )
     checkpoint_every_events: int = Field(
         default=10_000, gt=0, description="Checkpoint a partition's models after this many events."

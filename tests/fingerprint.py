@@ -5,6 +5,7 @@ iterates in another order than one built by insertion. `fingerprint` turns an ob
 graph into plain nested tuples with sets sorted, so equal states compare equal.
 """
 
+import pickle
 from collections import deque
 from typing import Any
 
@@ -31,6 +32,9 @@ def fingerprint(obj: Any, _seen: frozenset[int] = frozenset()) -> Any:
     for name in getattr(type(obj), "__slots__", ()):
         if hasattr(obj, name):
             state[name] = getattr(obj, name)
-    if not state:
-        return (type(obj).__qualname__, repr(obj))
+    if not state:  # e.g. River's Rust ADWIN: its repr has an address, its pickle the state
+        try:
+            return (type(obj).__qualname__, pickle.dumps(obj))
+        except (TypeError, pickle.PicklingError):
+            return (type(obj).__qualname__, repr(obj))
     return (type(obj).__qualname__, fingerprint(dict(sorted(state.items())), seen))

@@ -32,8 +32,13 @@ RIVER_CLASS_CHECKS = {
 }
 
 
+IDS = itertools.count()
+
+
 def event(model: str = "logreg", label: Any = None, **features: Any) -> InputEvent:
-    return InputEvent(event_id="e", ts=T0, model=model, key="k", features=features, label=label)
+    """An event with an id of its own (a repeated id is a duplicate)."""
+    return InputEvent(event_id=f"e{next(IDS)}", ts=T0, model=model, key="k", features=features,
+                      label=label)  # fmt: skip
 
 
 def samples_for(name: str, n: int) -> list[Sample]:
