@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from online_models import Rejection
 from online_models.checkpoint import Identity, Replica, encode_state, restore_state
 from online_models.joiner import FeedbackJoiner
-from schemas import ActivityEvent, Prediction
+from schemas import ActivityEvent, Prediction, encode_prediction
 from schemas.codec import InvalidMessage, decode
 from schemas.feedback import Click, Conversion, Impression, Outcome
 from streams.outbox import Outbox, dead_letter, publish_report
@@ -242,19 +242,21 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
             return
         if isinstance(event, ActivityEvent):
             self.metrics.activity.labels(event.type).inc()
+        source, offset = TopicPartition(message.topic, message.partition), message.offset
         for output in outputs:
             if isinstance(output, Prediction):
                 await outbox.add(s.predictions_topic, output.event_id.encode(),
-                                 output.model_dump_json().encode())  # fmt: skip
+                                 encode_prediction(output), source, offset)  # fmt: skip
                 self.metrics.predicted.labels(output.model).inc()
             elif isinstance(output, Outcome):
                 await outbox.add(s.outcomes_topic, output.impression_id.encode(),
-                                 output.model_dump_json().encode())  # fmt: skip
+                                 output.model_dump_json().encode(), source, offset)  # fmt: skip
                 self.metrics.learned.labels(output.model).inc(output.learned)
             else:
                 await dead_letter(outbox, message, output, self.metrics, s)
         for report in reports:
-            await publish_report(outbox, report, state.partition, self.metrics, s.metrics_topic)
+            await publish_report(outbox, report, state.partition, self.metrics, s.metrics_topic,
+                                 source, offset)  # fmt: skip
 
     def _export(self, state: JoinPartition) -> None:
         """Mirror the joiner's counters, delays, pending size and coverage in Prometheus."""

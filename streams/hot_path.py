@@ -20,6 +20,7 @@ from aiokafka import TopicPartition
 from online_models import Learner, Rejection
 from online_models.checkpoint import Checkpoint, Replica, encode_checkpoint, restore
 from online_models.learner import ServedModel
+from schemas import encode_prediction
 from schemas.drift import DriftReport
 from streams.outbox import Outbox, dead_letter, publish_report
 from streams.partitioned import MAX_BATCHES_IN_FLIGHT, Batches, PartitionedService, PartitionState
@@ -72,7 +73,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         s = self.settings
         return Learner(
             s.model_names(self.models), registry=self.models, params=s.model_params,
-            evaluation=s.evaluation(), drift=s.drift(),
+            evaluation=s.evaluation(), drift=s.drift(), dedup_window=s.dedup_window,
         )  # fmt: skip
 
     # --- restore and checkpoint ------------------------------------------------------
@@ -124,7 +125,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
         def load(checkpoint: Checkpoint) -> ServedModel:
             return restore(checkpoint, replica, fresh.spec, key=key, evaluation=s.evaluation(),
-                           drift=s.drift())  # fmt: skip
+                           drift=s.drift(), dedup_window=s.dedup_window)  # fmt: skip
 
         return load
 
@@ -168,6 +169,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             messages = messages[len(replayed) :]
         predicted: Counter[str] = Counter()
         learned: Counter[str] = Counter()
+        latency: dict[str, Any] = {}  # each model's histogram, looked up once per batch
         outputs = pipeline.run([m.value for m in messages], self.received_at,
                                [m.offset for m in messages])  # fmt: skip
         for message, output in zip(messages, outputs, strict=True):
@@ -175,14 +177,19 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 await dead_letter(outbox, message, output, self.metrics, s)
                 continue
             await outbox.add(s.predictions_topic, output.event_id.encode(),
-                             output.model_dump_json().encode())  # fmt: skip
+                             encode_prediction(output), tp, message.offset)  # fmt: skip
             predicted[output.model] += 1
             learned[output.model] += output.learned
-            self.metrics.latency.labels(output.model).observe(output.latency_seconds)
-        for report in state.learner.drain_reports():
-            await publish_report(outbox, report, tp.partition, self.metrics, s.metrics_topic)
-        for drift in state.learner.drain_drift():
-            await self._drift(outbox, drift, tp.partition)
+            histogram = latency.get(output.model)
+            if histogram is None:
+                histogram = latency[output.model] = self.metrics.latency.labels(output.model)
+            histogram.observe(output.latency_seconds)
+        last = messages[-1].offset if messages else -1  # (reports come with an offset)
+        for offset, report in state.learner.drain_reports_at():
+            await publish_report(outbox, report, tp.partition, self.metrics, s.metrics_topic,
+                                 tp, last if offset is None else offset)  # fmt: skip
+        for offset, drift in state.learner.drain_drift_at():
+            await self._drift(outbox, drift, tp, last if offset is None else offset)
         state.positions[tp] = (messages or replayed)[-1].offset + 1
         self._export(state, predicted, learned)
         return Counter({tp: len(replayed) + len(messages)})
@@ -201,13 +208,15 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         for model, (metric, value) in state.learner.quality().items():
             self.metrics.quality.labels(model, str(tp.partition), metric).set(value)
 
-    async def _drift(self, outbox: Outbox, report: DriftReport, partition: int) -> None:
+    async def _drift(
+        self, outbox: Outbox, report: DriftReport, source: TopicPartition, offset: int
+    ) -> None:
+        partition = source.partition
         report = report.model_copy(update={"partition": partition})
         labels = (report.model, str(partition), report.detector, report.signal)
         if report.drift:
             self.metrics.drift.labels(*labels).inc()
         if report.trigger == "window":
             self.metrics.drift_statistic.labels(*labels).set(report.statistic)
-        await outbox.add(
-            self.settings.drift_topic, report.model.encode(), report.model_dump_json().encode()
-        )
+        await outbox.add(self.settings.drift_topic, report.model.encode(),
+                         report.model_dump_json().encode(), source, offset)  # fmt: skip

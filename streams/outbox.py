@@ -6,11 +6,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from online_models import Rejection
 from schemas import DeadLetter, MetricsReport
+from streams.delivered import HEADER, Delivered, Where
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -24,13 +25,23 @@ class Outbox:
 
     Keys go to the partition Kafka's default partitioner would choose (murmur2 of the key
     modulo the partition count), so consumers see the usual key -> partition mapping.
+    Each output names its source message in a header (`streams.delivered`); outputs that
+    `delivered` lists were sent by a crashed owner already and are skipped.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, partitions: dict[str, int]) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        partitions: dict[str, int],
+        delivered: dict[TopicPartition, Delivered] | None = None,
+    ) -> None:
         self.producer = producer
         self.partitions = partitions
-        self.builders: dict[tuple[str, int], Any] = {}
-        self.deliveries: list[asyncio.Future[Any]] = []
+        self.delivered = delivered
+        self.builders: dict[Where, Any] = {}
+        #: Each producer batch sent: where to, how many records, its acknowledgement.
+        self.deliveries: list[tuple[Where, int, asyncio.Future[Any]]] = []
+        self.prefixes: dict[TopicPartition, str] = {}
 
     def partition(self, topic: str, key: bytes | None, fallback: int) -> int:
         count = self.partitions[topic]
@@ -40,22 +51,41 @@ class Outbox:
             return fallback % count
         return (murmur2(key) & 0x7FFFFFFF) % count
 
-    async def add(self, topic: str, key: bytes | None, value: bytes, fallback: int = 0) -> None:
-        """Queue one message; a full producer batch is sent at once."""
+    async def add(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        source: TopicPartition,
+        offset: int,
+        fallback: int = 0,
+    ) -> None:
+        """Queue one output of the message at `offset` of `source`; a full producer batch
+        is sent at once."""
         where = (topic, self.partition(topic, key, fallback))
+        if self.delivered:
+            delivered = self.delivered.get(source)
+            if delivered and delivered.take(where, offset):
+                return
+        prefix = self.prefixes.get(source)
+        if prefix is None:
+            prefix = self.prefixes[source] = f"{source.topic}:{source.partition}:"
+        headers = [(HEADER, f"{prefix}{offset}".encode())]
         builder = self.builders.get(where)
         if builder is None:
             builder = self.builders[where] = self.producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value) is None:  # full
+        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full
             await self._send(where, builder)
             builder = self.builders[where] = self.producer.create_batch()
-            builder.append(timestamp=None, key=key, value=value)  # an empty batch takes any size
+            # An empty batch takes any size.
+            builder.append(timestamp=None, key=key, value=value, headers=headers)
 
-    async def _send(self, where: tuple[str, int], builder: Any) -> None:
+    async def _send(self, where: Where, builder: Any) -> None:
         topic, partition = where
-        self.deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
+        future = await self.producer.send_batch(builder, topic, partition=partition)
+        self.deliveries.append((where, builder.record_count(), future))
 
-    async def flush(self) -> list[asyncio.Future[Any]]:
+    async def flush(self) -> list[tuple[Where, int, asyncio.Future[Any]]]:
         """Send what is queued; return the futures of every delivery of this outbox."""
         for where, builder in self.builders.items():
             await self._send(where, builder)
@@ -96,17 +126,27 @@ async def dead_letter(
 ) -> None:
     """Count, log and queue the dead letter of a rejected message (keyed as it was)."""
     letter = reject(message, rejection, metrics, settings.max_event_bytes)
-    await outbox.add(settings.dead_letters_topic, message.key, letter, fallback=message.partition)
+    source = TopicPartition(message.topic, message.partition)
+    await outbox.add(settings.dead_letters_topic, message.key, letter, source, message.offset,
+                     fallback=message.partition)  # fmt: skip
 
 
 async def publish_report(
-    outbox: Outbox, report: MetricsReport, partition: int, metrics: WorkerMetrics, topic: str
+    outbox: Outbox,
+    report: MetricsReport,
+    partition: int,
+    metrics: WorkerMetrics,
+    topic: str,
+    source: TopicPartition,
+    offset: int,
 ) -> None:
-    """Queue a metrics report of a partition's replica and mirror it in the gauges."""
+    """Queue a metrics report of a partition's replica, made due by the message at
+    `offset` of `source`, and mirror it in the gauges."""
     report = report.model_copy(update={"partition": partition})
     for name, value in report.metrics.items():
         if value is not None:
             metrics.model_metric.labels(report.model, str(partition), report.segment, name).set(
                 value
             )
-    await outbox.add(topic, report.model.encode(), report.model_dump_json().encode())
+    encoded = report.model_dump_json().encode()
+    await outbox.add(topic, report.model.encode(), encoded, source, offset)

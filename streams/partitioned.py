@@ -9,8 +9,10 @@ message). For each partition it owns it holds a state — model replicas, a join
   it were delivered, so the events up to it are re-run with their outputs dropped);
 - per batch, hands the fetched messages to the subclass, which queues outputs into an
   `Outbox`; sends them without awaiting each delivery; commits the offsets handled once
-  every output is acknowledged (at-least-once, in a chain of commit tasks so that the next
-  batch is fetched and processed meanwhile), or commits outputs and offsets in one Kafka
+  every output is acknowledged (in a chain of commit tasks so that the next batch is
+  fetched and processed meanwhile), with metadata saying how far the outputs reached, so
+  that after a crash the next owner skips the outputs already delivered
+  (`streams.delivered`: effectively once); or commits outputs and offsets in one Kafka
   transaction (exactly_once);
 - checkpoints each state once the offsets it covers are committed: every N events or T
   seconds, on revoke and on stop.
@@ -28,11 +30,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
 from online_models import ModelSpec
 from streams.checkpoints import CheckpointStore
+from streams.delivered import Delivered, Where, encode_written, find_delivered, parse_written
 from streams.kafka_security import aiokafka_options
 from streams.metrics import WorkerMetrics
 from streams.outbox import Outbox
@@ -173,6 +176,15 @@ class PartitionedService(Service, Generic[Key, State]):
         self.store: CheckpointStore | None = None
         self.partitions: dict[str, int] = {}  # partition count of each output topic
         self.commits: asyncio.Future[None] | None = None  # the last of the chained commits
+        #: Output partition -> offset after this worker's last acknowledged output there
+        #: (in commit order): the metadata of each commit.
+        self.written: dict[Where, int] = {}
+        self.metadata_too_long = False  # warned once that commits cannot carry `written`
+        #: Outputs a crashed owner delivered after its last commit, by input partition,
+        #: and the metadata of that commit: re-committed until the re-run is past them
+        #: (this worker's `written` lies beyond them, a next owner would not see them).
+        self.delivered: dict[TopicPartition, Delivered] = {}
+        self.inherited: dict[TopicPartition, str] = {}
         self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self.joined = False  # received a first assignment from the group
         self.rebalancing = False  # between a revoke and the end of the next assignment
@@ -266,6 +278,10 @@ class PartitionedService(Service, Generic[Key, State]):
         self.store = CheckpointStore(s, self.producer, self.metrics, self.name)
         await self.store.start()
         await self.consumer.start()
+        # Every output of this worker lies at or after today's end of each output partition.
+        outputs = [TopicPartition(t, p) for t, n in self.partitions.items() for p in range(n)]
+        ends = await self.consumer.end_offsets(outputs)
+        self.written = {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     async def on_stop(self) -> None:
         async with self.batch_lock:  # the batch in flight is sent and committed first
@@ -326,8 +342,18 @@ class PartitionedService(Service, Generic[Key, State]):
             key = self.key(tp)
             if key not in self.owned:
                 groups.setdefault(key, []).append(tp)
+        sources: dict[TopicPartition, tuple[int, dict[Where, int]]] = {}
+        metadata: dict[TopicPartition, str] = {}
         for key, tps in groups.items():
-            committed = {tp: await self.consumer.committed(tp) for tp in tps}
+            commits = await self.consumer._coordinator.fetch_committed_offsets(tps)
+            committed: dict[TopicPartition, int | None] = {}
+            for tp in tps:
+                commit = commits.get(tp)
+                committed[tp] = commit.offset if commit is not None and commit.offset >= 0 else None
+                written = parse_written(commit.metadata) if commit is not None else None
+                if committed[tp] is not None and written is not None:
+                    sources[tp] = (committed[tp], written)  # type: ignore[assignment]
+                    metadata[tp] = commit.metadata
             state, wanted = await self.restore(key, tps, committed)
             for tp in tps:
                 start = await resume_at(self.consumer, tp, wanted[tp], committed[tp])
@@ -341,10 +367,18 @@ class PartitionedService(Service, Generic[Key, State]):
                         tp.topic, tp.partition, start, committed[tp], committed[tp] or 0,
                     )  # fmt: skip
             self.owned[key] = state
+        if sources and not self.settings.exactly_once:
+            found = await find_delivered(self.settings, sources, self.output_topics())
+            for tp, delivered in found.items():
+                if delivered:
+                    self.delivered[tp], self.inherited[tp] = delivered, metadata[tp]
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Commit and checkpoint the partitions this worker gives up (or stops serving)."""
         await self.drain()
+        for tp in revoked:
+            self.delivered.pop(tp, None)
+            self.inherited.pop(tp, None)
         for key in sorted({self.key(tp) for tp in revoked}):  # type: ignore[type-var]
             state = self.owned.pop(key, None)
             if state is not None and state.since_checkpoint:
@@ -436,7 +470,7 @@ class PartitionedService(Service, Generic[Key, State]):
             self.metrics.consumed.labels(tp.topic).inc(len(accepted))
             state.fetched[tp] = accepted[-1].offset + 1
             batches.setdefault(key, {})[tp] = accepted
-        outbox = Outbox(self.producer, self.partitions)
+        outbox = Outbox(self.producer, self.partitions, self.delivered)
         offsets: dict[TopicPartition, int] = {}
         for key, state in self.owned.items():
             handled = await self.handle(state, batches.get(key, {}), outbox)
@@ -445,20 +479,32 @@ class PartitionedService(Service, Generic[Key, State]):
                 # back while re-running events whose outputs the last owner delivered.
                 offsets[tp] = max(state.positions[tp], state.replay_until.get(tp, 0))
             state.since_checkpoint += sum(handled.values())
+        if self.delivered:
+            self._passed_delivered()
         deliveries = await outbox.flush()
         if not offsets:  # every batch was dropped, or is buffered
             return
         if self.settings.exactly_once:  # committed with the outputs, by process()
             await self.producer.send_offsets_to_transaction(offsets, self.group_id())
         else:
+            # Idle partitions too: their commit metadata then says how far outputs reach
+            # now, and a next owner reads no more than the batches in flight.
+            for state in self.owned.values():
+                for tp, position in state.positions.items():
+                    offsets.setdefault(tp, max(position, state.replay_until.get(tp, 0)))
             await self.in_flight.acquire()
-            self.commits = asyncio.ensure_future(self._commit(self.commits, deliveries, offsets))
+            # Decided now: by its turn to commit, the re-run may be past what was inherited.
+            inherited = {tp: self.inherited[tp] for tp in offsets if tp in self.inherited}
+            self.commits = asyncio.ensure_future(
+                self._commit(self.commits, deliveries, offsets, inherited)
+            )
 
     async def _commit(
         self,
         previous: asyncio.Future[None] | None,
-        deliveries: list[asyncio.Future[Any]],
+        deliveries: list[tuple[Where, int, asyncio.Future[Any]]],
         offsets: dict[TopicPartition, int],
+        inherited: dict[TopicPartition, str],
     ) -> None:
         """Commit `offsets` once every output is acknowledged and earlier batches are
         committed; a failure fails every later commit too, and stops the worker."""
@@ -467,8 +513,10 @@ class PartitionedService(Service, Generic[Key, State]):
             if previous is not None:
                 await previous  # raises again what an earlier batch raised (logged there)
             try:
-                await asyncio.gather(*deliveries)
-                await self.consumer.commit(offsets)
+                for where, count, delivery in deliveries:
+                    end = (await delivery).offset + count  # after the batch's last record
+                    self.written[where] = max(self.written.get(where, 0), end)
+                await self.consumer.commit(self._with_metadata(offsets, inherited))
             except Exception:
                 log.exception(
                     "%s outputs could not be delivered or offsets committed: stopping so that "
@@ -478,6 +526,42 @@ class PartitionedService(Service, Generic[Key, State]):
                 raise
         finally:
             self.in_flight.release()
+
+    def _with_metadata(
+        self, offsets: dict[TopicPartition, int], inherited: dict[TopicPartition, str]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """`offsets` with how far this worker's acknowledged outputs reach (or, where the
+        re-run is not past what a crashed owner delivered, that owner's commit metadata),
+        for the next owner after a crash (`streams.delivered`)."""
+        metadata = encode_written(self.written)
+        if metadata is None:
+            if not self.metadata_too_long:
+                log.warning(
+                    "%s: %d output partitions are too many for Kafka's commit metadata: "
+                    "after a crash, outputs of the batches in flight may be sent again",
+                    self.name, len(self.written),
+                )  # fmt: skip
+                self.metadata_too_long = True
+            metadata = ""
+        return {
+            tp: OffsetAndMetadata(offset, inherited.get(tp, metadata))
+            for tp, offset in offsets.items()
+        }
+
+    def _passed_delivered(self) -> None:
+        """Forget what a crashed owner delivered once the re-run is past it."""
+        for tp, delivered in list(self.delivered.items()):
+            state = self.owned.get(self.key(tp))
+            if state is not None and state.positions.get(tp, 0) <= delivered.last_offset:
+                continue
+            if delivered.left():
+                log.warning(
+                    "%s[%d]: %d outputs the last owner delivered were not made again by "
+                    "the re-run (they stay on their topics once)",
+                    tp.topic, tp.partition, delivered.left(),
+                )  # fmt: skip
+            del self.delivered[tp]
+            self.inherited.pop(tp, None)
 
     async def drain(self) -> None:
         """Wait until every batch processed so far is acknowledged and committed."""

@@ -107,6 +107,22 @@ class Env:
                     worker.assert_alive()
         return messages
 
+    def read_all(self, topic: str) -> list:  # type: ignore[type-arg]
+        """Every message now in `topic`, partition after partition."""
+        consumer = KafkaConsumer(**self.client_options(), enable_auto_commit=False)
+        tps = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        found: dict[TopicPartition, list] = {tp: [] for tp in tps}  # type: ignore[type-arg]
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                found[tp] += [m for m in batch if m.offset < end[tp]]
+        consumer.close()
+        return [m for tp in tps for m in found[tp]]
+
     def count(self, topic: str) -> int:
         """Messages currently in `topic` (sum of end offsets)."""
         consumer = KafkaConsumer(**self.client_options())
