@@ -19,10 +19,10 @@ expected (pydantic writes `1.0`), a time not in UTC.
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.input_event import (
     MAX_CLASS_NAME,
@@ -34,7 +34,7 @@ from schemas.input_event import (
 from schemas.prediction import AnyPrediction, ClassPrediction, Prediction
 from schemas.types import MAX_ID_LENGTH, EventTime, as_utc
 
-__all__ = ["decode_input_event", "encode_prediction"]
+__all__ = ["constructed", "decode_input_event", "encode_prediction"]
 
 # InputEvent's fields and constraints, in msgspec's terms. msgspec is strict like the
 # model: no bool for an int, no "1" for a number, no unknown field. It refuses numbers
@@ -125,17 +125,27 @@ def _event_time(value: str | int | float) -> datetime | None:
 
 def _built(values: dict[str, Any], fields_set: set[str]) -> InputEvent:
     # What InputEvent.model_construct(**values) does for this model (no aliases, no
-    # private attributes, extra fields forbidden), without its loop over fields: it
-    # would cost more than msgspec's decoding. Tested equal to model_construct.
-    event = _new(InputEvent)
-    _set(event, "__dict__", values)
-    _set(event, "__pydantic_fields_set__", fields_set)
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
-    return event
+    # private attributes, extra fields forbidden): it would cost more than msgspec's
+    # decoding. Tested equal to model_construct.
+    return constructed(InputEvent, values, fields_set)
 
 
 _new, _set = object.__new__, object.__setattr__
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def constructed(model: type[ModelT], values: dict[str, Any], fields_set: set[str]) -> ModelT:
+    """`model.model_construct(**given)` without its loop over fields (~0.5 µs instead of
+    ~2.8): `values` holds every field of `model`, defaults too, in the model's order, and
+    `fields_set` the names that were given. Only for models without aliases, private
+    attributes or extra fields (tested equal to model_construct for the predictions)."""
+    built = _new(model)
+    _set(built, "__dict__", values)
+    _set(built, "__pydantic_fields_set__", fields_set)
+    _set(built, "__pydantic_extra__", None)
+    _set(built, "__pydantic_private__", None)
+    return built
 
 
 # msgspec and pydantic write a float alike (shortest round trip) but for the exponent of

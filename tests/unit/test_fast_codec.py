@@ -406,6 +406,21 @@ def test_learner_outputs_are_encoded_byte_for_byte() -> None:
         assert encode_prediction(output) == output.model_dump_json().encode()  # type: ignore[union-attr]
 
 
+def test_learner_outputs_are_what_model_construct_builds() -> None:
+    """The learner builds predictions with `constructed`: the same objects, defaults and
+    fields set as model_construct's."""
+    clicks = list(dataset_events("clicks", limit=50, model="logreg", seed=1))
+    segments = list(dataset_events("segments", limit=50, model="softmax", seed=1))
+    for output in Learner(["logreg", "softmax"]).process(clicks + segments):
+        assert isinstance(output, Prediction | ClassPrediction)
+        given = {k: v for k, v in vars(output).items() if k in output.model_fields_set}
+        expected = type(output).model_construct(**given)
+        assert vars(output) == vars(expected) and list(vars(output)) == list(vars(expected))
+        assert output.model_fields_set == expected.model_fields_set
+        assert output.model_dump_json() == expected.model_dump_json()
+        assert type(output).model_validate_json(output.model_dump_json()) == output
+
+
 # Values msgspec writes otherwise than pydantic: encode_prediction must leave them to it.
 WRITTEN_OTHERWISE: list[dict[str, Any]] = [
     {"prediction": 1e16},  # msgspec writes 1e16, pydantic 1e+16
