@@ -147,9 +147,9 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         return [(name, state.tp.partition) for name in state.learner.models]
 
     # --- the batch path --------------------------------------------------------------
-    async def _process(self, records: Batches) -> None:
+    async def _process(self, records: Batches) -> dict[TopicPartition, int]:
         self.received_at = time.perf_counter()  # each prediction's latency counts from here
-        await super()._process(records)
+        return await super()._process(records)
 
     async def handle(
         self, state: EventsPartition, batches: Batches, outbox: Outbox

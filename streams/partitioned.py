@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 #: Batches whose outputs may await acknowledgement while later ones are processed.
 MAX_BATCHES_IN_FLIGHT = 4
+#: exactly_once: one transaction takes up to this many fetched batches that are at hand,
+#: for at most TRANSACTION_SECONDS (begin, offsets and commit are round trips to the
+#: broker, paid per transaction, not per batch).
+BATCHES_PER_TRANSACTION = MAX_BATCHES_IN_FLIGHT
+TRANSACTION_SECONDS = 0.1
 
 Key = TypeVar("Key")
 #: Fetched messages by topic partition, each list in offset order.
@@ -429,14 +434,26 @@ class PartitionedService(Service, Generic[Key, State]):
 
     async def process(self, records: Batches) -> None:
         """Handle a fetched batch; commit once all is delivered (exactly_once: outputs and
-        offsets in one transaction)."""
-        assert self.producer is not None
+        offsets in one transaction, with the batches fetched meanwhile)."""
+        assert self.consumer is not None and self.producer is not None
         if not self.settings.exactly_once:
             await self._process(records)
             return
         await self.producer.begin_transaction()
         try:
-            await self._process(records)
+            offsets = await self._process(records)
+            started = time.monotonic()
+            for _ in range(BATCHES_PER_TRANSACTION - 1):
+                if time.monotonic() - started > TRANSACTION_SECONDS:
+                    break
+                more = await self.consumer.getmany(
+                    timeout_ms=0, max_records=self.settings.batch_size
+                )
+                if not more:
+                    break
+                offsets.update(await self._process(more))
+            if offsets:
+                await self.producer.send_offsets_to_transaction(offsets, self.group_id())
             await self.producer.commit_transaction()
         except BaseException:
             log.exception(
@@ -448,7 +465,9 @@ class PartitionedService(Service, Generic[Key, State]):
                 await self.producer.abort_transaction()
             raise
 
-    async def _process(self, records: Batches) -> None:
+    async def _process(self, records: Batches) -> dict[TopicPartition, int]:
+        """Handle fetched records; the offsets to commit (exactly_once: by the caller, in
+        its transaction; else by a commit task, once delivered)."""
         assert self.consumer is not None and self.producer is not None
         batches: dict[Key, Batches] = {}
         for tp, messages in records.items():
@@ -483,10 +502,8 @@ class PartitionedService(Service, Generic[Key, State]):
             self._passed_delivered()
         deliveries = await outbox.flush()
         if not offsets:  # every batch was dropped, or is buffered
-            return
-        if self.settings.exactly_once:  # committed with the outputs, by process()
-            await self.producer.send_offsets_to_transaction(offsets, self.group_id())
-        else:
+            return offsets
+        if not self.settings.exactly_once:  # (else committed with the outputs, by process())
             # Idle partitions too: their commit metadata then says how far outputs reach
             # now, and a next owner reads no more than the batches in flight.
             for state in self.owned.values():
@@ -498,6 +515,7 @@ class PartitionedService(Service, Generic[Key, State]):
             self.commits = asyncio.ensure_future(
                 self._commit(self.commits, deliveries, offsets, inherited)
             )
+        return offsets
 
     async def _commit(
         self,
