@@ -2,6 +2,7 @@
 #   make demo   run the whole system end to end on a local Kafka broker
 #   make test   lint, then unit and integration tests (the integration tests start the broker)
 #   make bench  throughput of the learning core vs the worker through Kafka
+#   make soak   5 million events through the learning core: does memory or checkpoint grow?
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: venv demo test unit unit-other-pythons integration lint bench lock schemas kafka-up kafka-down clean prometheus
+.PHONY: venv demo test unit unit-other-pythons integration lint bench soak lock schemas kafka-up kafka-down clean prometheus
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -95,6 +96,10 @@ $(BENCH_VENV)/.installed: bench/requirements-frameworks.txt
 
 bench: venv $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# ~25 min on 2 cores (SOAK_ARGS="--events 1000000" for a shorter one).
+soak: venv
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # Re-pin every dependency after changing pyproject.toml (commit the result).
 lock: venv

@@ -59,7 +59,9 @@ def jensen_shannon(reference: dict[str, float], current: dict[str, float]) -> fl
     >>> jensen_shannon({"a": 1.0}, {"b": 1.0})
     1.0
     """
-    keys = set(reference) | set(current)
+    # In a fixed order: a set of strings iterates in a per-process hash order, and a sum
+    # in another order can differ in its last bits (a restored worker's statistic would).
+    keys = sorted(set(reference) | set(current), key=str)
     total = 0.0
     for key in keys:
         p, q = reference.get(key, 0.0), current.get(key, 0.0)

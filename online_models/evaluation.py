@@ -3,20 +3,26 @@
 Metrics River has (LogLoss, Accuracy, Precision, Recall, F1, MAE, RMSE, R2) are River's
 own objects, fed exactly what `river.evaluate.progressive_val_score` feeds them, so the
 stream's numbers equal an offline evaluation. River's ROCAUC is a thresholded
-approximation, so `ExactAUC` counts concordant pairs exactly instead.
+approximation, so `BoundedAUC` counts concordant pairs instead: exactly while a segment
+has seen few distinct scores, then over score cells, within a bound it reports.
+
+Every piece of state is bounded by the configuration, never by the stream's length (see
+`EvaluationConfig`).
 """
 
 import itertools
 import math
+import struct
+from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import itemgetter, mul, xor
 from typing import Any, Literal
 
 from river import metrics, utils
-from sortedcontainers import SortedList
 
 from schemas import MetricsReport
 from schemas.prediction import class_text
@@ -34,34 +40,142 @@ def most_probable(proba: dict[Any, float]) -> Any:
     return max(proba, key=proba.__getitem__)
 
 
-class ExactAUC:
-    """Exact ROC AUC: P(score of a random positive > score of a random negative), ties 1/2.
+_FLOAT = struct.Struct("<d")
+_INT = struct.Struct("<q")
+_HALF = _INT.unpack(_FLOAT.pack(0.5))[0]  # the bits of 0.5, read as an integer
 
-    Incremental, for all events so far: each update costs O(log n), memory O(n).
 
-    >>> auc = ExactAUC()
+def score_key(p: float) -> int:
+    """An integer key of a probability: keys order as the scores do, distinct scores have
+    distinct keys, and low bits resolve min(p, 1 - p) with the same relative precision
+    near 0 and near 1.
+
+    It is the IEEE 754 bits of min(p, 1 - p) read as an integer (which orders positive
+    floats), mirrored around 0.5 (1 - p is exact for p >= 0.5). Scores outside [0, 1]
+    count as 0 or 1.
+
+    >>> keys = [score_key(p) for p in (0.0, 1e-300, 0.25, 0.5, 0.5 + 2**-53, 1 - 1e-16, 1.0)]
+    >>> keys == sorted(set(keys))
+    True
+    >>> score_key(0.75) - score_key(0.5) == score_key(0.5) - score_key(0.25)
+    True
+    """
+    if not p > 0.0:  # also -0.0 and NaN
+        return 0
+    if p >= 1.0:
+        return 2 * _HALF
+    if p <= 0.5:
+        return int(_INT.unpack(_FLOAT.pack(p))[0])
+    return 2 * _HALF - int(_INT.unpack(_FLOAT.pack(1.0 - p))[0])
+
+
+class BoundedAUC:
+    """ROC AUC of every event so far in bounded memory: the share of (positive, negative)
+    pairs whose positive has the higher score, ties counting 1/2, over at most `cells`
+    score cells.
+
+    A cell is the scores whose `score_key` agrees but for its `shift` lowest bits: cells are
+    consecutive ranges of scores, so a pair in two cells is ordered exactly, and a pair
+    in one cell counts 1/2. While `shift` is 0 a cell holds one distinct score (its pairs
+    are ties, which do count 1/2): the value is exact. When a new score would make
+    `cells + 1` cells, neighbouring cells merge, dropping the fewest further low bits
+    that leave at most `cells` (`shift` only grows; a segment with at most `cells`
+    distinct scores stays exact).
+
+    **Bound.** With P_i positives and N_i negatives in cell i and P, N in all, cell i
+    holds P_i·N_i pairs, between 0 and P_i·N_i of them correctly ordered, counted
+    P_i·N_i/2. So, for any scores,
+
+        |get() - exact AUC| <= bound() = sum_i P_i·N_i / (2·P·N),   0 while shift is 0.
+
+    How small it is depends on how the scores spread: at shift s <= 52 a cell's scores
+    share the exponent and the first 52 - s mantissa bits of min(p, 1 - p), so its
+    width is at most 2^(s-52) of its scores (2^(s-51) in log-odds), and with f+, f- the
+    densities of the positives' and negatives' log-odds the bound is about
+    2^(s-52)·∫f+·f-. The error itself is far smaller: in a narrow cell a positive is
+    about as often above a negative as below it.
+
+    Memory: three int64 arrays of at most `cells` + 1 entries (24 bytes a cell, also in a
+    checkpoint). `update` costs O(log cells), plus a move of the arrays' tails when a cell
+    opens; `get` and `bound` O(cells).
+
+    >>> auc = BoundedAUC(cells=1000)
     >>> for y, p in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.4)]:
     ...     auc.update(y, p)
-    >>> auc.get()  # pairs: (0.9>0.1) (0.9>0.4) (0.4>0.1) (0.4=0.4 -> 1/2)
-    0.875
+    >>> auc.get(), auc.bound()  # pairs: (0.9>0.1) (0.9>0.4) (0.4>0.1) (0.4=0.4 -> 1/2)
+    (0.875, 0.0)
+    >>> two = BoundedAUC(cells=2)  # 0.1 and 0.4 now share a cell: (0.4, 0.1) counts 1/2
+    >>> for y, p in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.4)]:
+    ...     two.update(y, p)
+    >>> two.get(), two.bound()
+    (0.75, 0.25)
     """
 
-    def __init__(self) -> None:
-        self.positives: SortedList = SortedList()
-        self.negatives: SortedList = SortedList()
-        self.concordant = 0.0  # number of correctly ordered pairs, ties counting 1/2
+    def __init__(self, cells: int) -> None:
+        if cells < 1:
+            raise ValueError(f"a bounded AUC needs at least one cell, not {cells}")
+        self.cells = cells
+        self.shift = 0
+        self.keys = array("q")  # ascending cell keys: score_key(p) >> shift
+        self.positives = array("q")  # per cell
+        self.negatives = array("q")
+        self.n_positives = self.n_negatives = 0
 
     def update(self, y: bool, p: float) -> None:
-        others = self.negatives if y else self.positives
-        lower = others.bisect_left(p)
-        upper = others.bisect_right(p)
-        self.concordant += (lower if y else len(others) - upper) + 0.5 * (upper - lower)
-        (self.positives if y else self.negatives).add(p)
+        key = score_key(p) >> self.shift
+        keys = self.keys
+        i = bisect_left(keys, key)
+        if i == len(keys) or keys[i] != key:
+            keys.insert(i, key)
+            self.positives.insert(i, 0)
+            self.negatives.insert(i, 0)
+        if y:
+            self.positives[i] += 1
+            self.n_positives += 1
+        else:
+            self.negatives[i] += 1
+            self.n_negatives += 1
+        if len(keys) > self.cells:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Merge neighbouring cells: drop the fewest further bits that leave `cells`."""
+        keys = self.keys
+        # Neighbours merge once the bits they differ in are dropped: after dropping d bits,
+        # 1 + (neighbour pairs whose XOR is longer than d bits) cells are left.
+        differ = sorted(map(int.bit_length, map(xor, keys[1:], keys[:-1])))
+        drop = differ[len(differ) - self.cells]
+        merged_keys, merged_positives, merged_negatives = array("q"), array("q"), array("q")
+        for key, positives, negatives in zip(keys, self.positives, self.negatives, strict=True):
+            key >>= drop
+            if merged_keys and merged_keys[-1] == key:
+                merged_positives[-1] += positives
+                merged_negatives[-1] += negatives
+            else:
+                merged_keys.append(key)
+                merged_positives.append(positives)
+                merged_negatives.append(negatives)
+        self.keys, self.positives, self.negatives = merged_keys, merged_positives, merged_negatives
+        self.shift += drop
 
     def get(self) -> float | None:
         """None until there is at least one positive and one negative."""
-        pairs = len(self.positives) * len(self.negatives)
-        return self.concordant / pairs if pairs else None
+        pairs = self.n_positives * self.n_negatives
+        if not pairs:
+            return None
+        below = itertools.accumulate(self.negatives, initial=0)  # negatives in lower cells
+        inside = sum(map(mul, self.positives, self.negatives))
+        # Twice the concordant pairs, in integers: the same value on every machine.
+        return (2 * sum(map(mul, self.positives, below)) + inside) / (2 * pairs)
+
+    def bound(self) -> float | None:
+        """The largest possible |get() - exact AUC|; None when `get()` is."""
+        pairs = self.n_positives * self.n_negatives
+        if not pairs:
+            return None
+        if not self.shift:
+            return 0.0
+        return sum(map(mul, self.positives, self.negatives)) / (2 * pairs)
 
 
 def ranking(
@@ -74,7 +188,8 @@ def ranking(
 
     Lift at k: the positive rate among the top ceil(k * n) after a stable sort by
     descending score (ties keep arrival order), over the positive rate of all; None
-    without positives. AUC: as `ExactAUC`; None without both classes.
+    without positives. AUC: exact, the share of (positive, negative) pairs ordered
+    right, ties 1/2; None without both classes.
 
     >>> ranking([(0.9, True), (0.1, False), (0.4, True), (0.4, False)], 0.25)
     (0.875, [2.0])
@@ -115,7 +230,7 @@ def _entropy(rate: float) -> float:
 class BinaryQuality:
     """Every metric of one binary model, or of one segment of its traffic."""
 
-    def __init__(self, window: int, threshold: float) -> None:
+    def __init__(self, window: int, threshold: float, auc_cells: int) -> None:
         self.threshold = threshold
         self.logloss = metrics.LogLoss()
         self.logloss_window: Any = utils.Rolling(metrics.LogLoss, window_size=window)
@@ -126,7 +241,7 @@ class BinaryQuality:
         self.precision = metrics.Precision(cm=self.confusion)
         self.recall = metrics.Recall(cm=self.confusion)
         self.f1 = metrics.F1(cm=self.confusion)
-        self.auc = ExactAUC()
+        self.auc = BoundedAUC(auc_cells)
         self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
         self.n = self.positives = 0
         self.predicted = 0.0
@@ -163,6 +278,7 @@ class BinaryQuality:
             "logloss_window": self.logloss_window.get(),
             "normalized_entropy": self.logloss.get() / base_entropy if base_entropy else None,
             "auc": self.auc.get(),
+            "auc_bound": self.auc.bound(),
             "auc_window": auc_window,
             "accuracy": self.accuracy.get(),
             "precision": self.precision.get(),
@@ -359,7 +475,16 @@ class MovingAverageBaseline:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """How metrics are computed and when they are reported."""
+    """How metrics are computed and when they are reported.
+
+    What bounds the state of one model's `Evaluator`: at most 1 + F·(max_segments + 1)
+    segments for F segment features (each feature's first `max_segments` values, then
+    one `__other__` bucket); per segment, windows of `window` events, River's running
+    metrics and confusion matrix (constant size; classes for a multiclass model), and a
+    binary model's `BoundedAUC` of at most `auc_cells` cells (24 bytes each); for a
+    regressor, the baseline's `baseline_window` labels for at most `baseline_max_keys`
+    keys.
+    """
 
     window: int = 10_000
     threshold: float = 0.5
@@ -369,6 +494,9 @@ class EvaluationConfig:
     max_segments: int = 50
     baseline_window: int = 7
     baseline_max_keys: int = 100_000
+    #: Score cells of the cumulative AUC per segment: exact up to this many distinct
+    #: scores, then within its reported bound (`BoundedAUC`). 384 KB per segment at most.
+    auc_cells: int = 16_384
 
 
 Quality = BinaryQuality | RegressionQuality | ClassQuality
@@ -398,7 +526,7 @@ class Evaluator:
 
     def _quality(self) -> Quality:
         if self.task == "binary":
-            return BinaryQuality(self.config.window, self.config.threshold)
+            return BinaryQuality(self.config.window, self.config.threshold, self.config.auc_cells)
         if self.task == "multiclass":
             return ClassQuality(self.config.window)
         return RegressionQuality(self.config.window)

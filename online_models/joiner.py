@@ -18,6 +18,13 @@ Policies (README, "Delayed feedback"):
 - negatives may be down-sampled at rate r (kept when a hash of impression id and model
   falls below r, so the choice is the same on every replay); predictions are then
   recalibrated: q = p / (p + (1 - p) / r).
+
+State is bounded by the configuration, not by the stream's length: at most `max_pending`
+pending impressions (beyond it the oldest one's open windows close at once, as
+negatives: counted `evicted_impressions`), the activity of at most `max_visitors`
+visitors (the least recently active is forgotten first: `forgotten_visitors`), each
+visitor's activity within the longest activity window, labels held before their
+impression within the lateness, and `CLOSED_KEPT` closed impression ids.
 """
 
 import bisect
@@ -70,6 +77,13 @@ class JoinConfig:
     activity_types: tuple[str, ...] = ("page_view", "search", "add_to_cart", "purchase")
     activity_hours: tuple[int, ...] = (1, 24, 168)
     report_every: int = 1000
+    #: Pending impressions kept at most (~2.5 KB each with 18 features: ~1.2 GB at the
+    #: cap): beyond it, the oldest one's open windows close at once, as negatives.
+    max_pending: int = 500_000
+    #: Visitors whose activity is kept at most (~0.4 KB each, plus ~0.1 KB an event);
+    #: the least recently active is forgotten first (its next impression gets the
+    #: features of a visitor without activity).
+    max_visitors: int = 1_000_000
 
     @property
     def horizon_seconds(self) -> float:
@@ -155,6 +169,9 @@ class Pending:
     predictions: dict[str, tuple[float, str]]  # model -> (prediction as published, version)
     clicked: bool = False
     converted: set[str] = field(default_factory=set)
+    #: Sequence numbers of its windows' entries in the expiry heap (an entry of an
+    #: evicted impression, or of an earlier one with the same id, is none of these).
+    windows: tuple[int, ...] = ()
 
 
 @dataclass
@@ -172,6 +189,8 @@ class JoinStats:
     features_stale: int = 0
     negatives_learnt: int = 0
     negatives_skipped: int = 0
+    evicted_impressions: int = 0  # pending impressions closed early by `max_pending`
+    forgotten_visitors: int = 0  # visitors' activity dropped by `max_visitors`
     predicted_sum: float = 0.0  # click model predictions of resolved impressions
     delays: list[tuple[str, float]] = field(default_factory=list)  # (label type, s) to drain
     #: The latest join delays per label type, for the quantiles in the join report.
@@ -194,6 +213,8 @@ class JoinStats:
                 self.conversions_joined / self.conversions if self.conversions else None
             ),
             "pending": float(pending),
+            "evicted_impressions": float(self.evicted_impressions),
+            "forgotten_visitors": float(self.forgotten_visitors),
             "features_missing_rate": (
                 self.features_missing / self.impressions if self.impressions else None
             ),
@@ -236,6 +257,7 @@ class FeedbackJoiner:
         self.pending: dict[str, Pending] = {}
         self.by_visitor: dict[str, list[str]] = {}
         self.expiries: list[tuple[float, int, str, str]] = []  # (deadline, seq, kind, id)
+        self.stale_expiries = 0  # entries of evicted impressions still in the heap
         self.sequence = 0
         self.activity: dict[str, VisitorActivity] = {}
         # Labels that arrived before their impression, held until the watermark passes
@@ -289,7 +311,14 @@ class FeedbackJoiner:
 
     # --- inputs ------------------------------------------------------------------------
     def add_activity(self, event: ActivityEvent, ts: float) -> None:
-        history = self.activity.setdefault(event.visitor, VisitorActivity())
+        # Re-inserted last: the dict's order is the order of the visitors' latest activity.
+        history = self.activity.pop(event.visitor, None)
+        if history is None:
+            history = VisitorActivity()
+            if len(self.activity) >= self.config.max_visitors:
+                del self.activity[next(iter(self.activity))]
+                self.stats.forgotten_visitors += 1
+        self.activity[event.visitor] = history
         history.add(ts, event.type, event.category)
         history.prune(self.max_ts - self.config.horizon_seconds - self.config.lateness_seconds)
 
@@ -330,14 +359,17 @@ class FeedbackJoiner:
             )
             outputs.append(prediction)
         self.stats.impressions += 1
-        self.pending[imp.impression_id] = Pending(
-            imp.impression_id, imp.visitor, ts, imp.ts, features, predictions
-        )
-        self._expire_at(ts + self.config.click_window_seconds, "click", imp.impression_id)
+        while self.pending and len(self.pending) >= self.config.max_pending:
+            outputs += self._evict()
+        pending = Pending(imp.impression_id, imp.visitor, ts, imp.ts, features, predictions)
+        self.pending[imp.impression_id] = pending
+        windows = [self._expire_at(ts + self.config.click_window_seconds, "click",
+                                   imp.impression_id)]  # fmt: skip
         if self.config.products:
             self.by_visitor.setdefault(imp.visitor, []).append(imp.impression_id)
-            self._expire_at(ts + self.config.conversion_window_seconds, "conversion",
-                            imp.impression_id)  # fmt: skip
+            windows.append(self._expire_at(ts + self.config.conversion_window_seconds,
+                                           "conversion", imp.impression_id))  # fmt: skip
+        pending.windows = tuple(windows)
         early = self.early_clicks.pop(imp.impression_id, None)
         if early is not None:
             outputs += self.click(*early)
@@ -403,16 +435,65 @@ class FeedbackJoiner:
         return outputs
 
     # --- windows -------------------------------------------------------------------------
-    def _expire_at(self, deadline: float, kind: str, impression_id: str) -> None:
+    def _expire_at(self, deadline: float, kind: str, impression_id: str) -> int:
+        """Schedule an expiry; returns its sequence number."""
         self.sequence += 1
         heapq.heappush(self.expiries, (deadline, self.sequence, kind, impression_id))
+        return self.sequence
+
+    def _evict(self) -> list[Outcome]:
+        """Close the open windows of the oldest pending impression now, as negatives
+        resolved at the latest event time (the `max_pending` cap). A click for it later
+        is a late positive; a conversion no longer finds it."""
+        impression_id, pending = next(iter(self.pending.items()))
+        del self.pending[impression_id]
+        self.stats.evicted_impressions += 1
+        end = datetime.fromtimestamp(self.max_ts, UTC)
+        outputs: list[Outcome] = []
+        if pending.ts + self.config.click_window_seconds >= self.watermark:  # still open
+            self.stale_expiries += 1
+            if not pending.clicked:
+                outputs.append(self._label(pending, self.config.ctr_model, "click", False, end))
+            self._close(impression_id)
+        if self.config.products:
+            self.stale_expiries += 1
+            for product in self.config.products:
+                if product not in pending.converted:
+                    name = f"propensity_{product}"
+                    outputs.append(self._label(pending, name, "conversion", False, end))
+            self._unlink(pending)
+        if self.stale_expiries > len(self.expiries) // 2:  # the heap is mostly dead entries
+            self.expiries = [e for e in self.expiries if self._live(e)]
+            heapq.heapify(self.expiries)
+            self.stale_expiries = 0
+        return outputs
+
+    def _live(self, entry: tuple[float, int, str, str]) -> bool:
+        """Whether an expiry entry belongs to a pending impression (or a held label)."""
+        _, sequence, kind, key = entry
+        if kind in ("early_click", "early_conversion"):
+            return True
+        pending = self.pending.get(key)
+        return pending is not None and sequence in pending.windows
+
+    def _close(self, impression_id: str) -> None:
+        """Remember that its click window closed: a click for it is late at once."""
+        self.closed[impression_id] = None
+        if len(self.closed) > CLOSED_KEPT:
+            del self.closed[next(iter(self.closed))]
+
+    def _unlink(self, pending: Pending) -> None:
+        ids = self.by_visitor[pending.visitor]
+        ids.remove(pending.impression_id)
+        if not ids:
+            del self.by_visitor[pending.visitor]
 
     def expire(self) -> list[Outcome]:
         """Negatives of every window the watermark has passed, in deadline order."""
         outputs: list[Outcome] = []
         watermark = self.watermark
         while self.expiries and self.expiries[0][0] < watermark:
-            deadline, _, kind, impression_id = heapq.heappop(self.expiries)
+            deadline, sequence, kind, impression_id = heapq.heappop(self.expiries)
             if kind == "early_click":
                 if self.early_clicks.pop(impression_id, None) is not None:
                     self.stats.late_clicks += 1  # its impression never came
@@ -423,14 +504,15 @@ class FeedbackJoiner:
                 if not held:
                     del self.early_conversions[impression_id]
                 continue
+            if not self._live((deadline, sequence, kind, impression_id)):
+                self.stale_expiries -= 1  # its impression was evicted: windows closed then
+                continue
             pending = self.pending[impression_id]
             end = datetime.fromtimestamp(deadline, UTC)
             if kind == "click":
                 if not pending.clicked:
                     outputs.append(self._label(pending, self.config.ctr_model, "click", False, end))
-                self.closed[impression_id] = None
-                if len(self.closed) > CLOSED_KEPT:
-                    del self.closed[next(iter(self.closed))]
+                self._close(impression_id)
                 if not self.config.products:
                     del self.pending[impression_id]
                 continue
@@ -439,10 +521,7 @@ class FeedbackJoiner:
                     name = f"propensity_{product}"
                     outputs.append(self._label(pending, name, "conversion", False, end))
             del self.pending[impression_id]
-            ids = self.by_visitor[pending.visitor]
-            ids.remove(impression_id)
-            if not ids:
-                del self.by_visitor[pending.visitor]
+            self._unlink(pending)
         return outputs
 
     def _label(

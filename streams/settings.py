@@ -190,6 +190,17 @@ class Settings(BaseSettings):
     baseline_window: int = Field(
         default=7, gt=0, description="Labels per key in the regressors' moving-average baseline."
     )
+    baseline_max_keys: int = Field(
+        default=EvaluationConfig.baseline_max_keys,
+        gt=0,
+        description="Keys the regressors' baseline keeps (the least recent is forgotten).",
+    )
+    auc_cells: int = Field(
+        default=EvaluationConfig.auc_cells,
+        gt=0,
+        description="Score cells of the cumulative AUC per segment (24 bytes each): exact "
+        "while a segment has seen no more distinct scores, within its reported bound after.",
+    )
 
     # --- drift -------------------------------------------------------------------------
     drift_enabled: bool = Field(default=True, description="Run the drift detectors.")
@@ -252,6 +263,17 @@ class Settings(BaseSettings):
     )
     join_report_every: int = Field(
         default=1000, gt=0, description="Publish the join's figures every N resolved impressions."
+    )
+    join_max_pending: int = Field(
+        default=JoinConfig.max_pending,
+        gt=0,
+        description="Pending impressions a partition's join keeps; beyond, the oldest one's "
+        "windows close at once, as negatives.",
+    )
+    join_max_visitors: int = Field(
+        default=JoinConfig.max_visitors,
+        gt=0,
+        description="Visitors whose activity a partition's join keeps (least recent first out).",
     )
     activity_types: list[str] = Field(
         default_factory=lambda: list(JoinConfig.activity_types),
@@ -528,6 +550,8 @@ class Settings(BaseSettings):
             report_every=self.join_report_every,
             activity_types=tuple(self.activity_types),
             activity_hours=tuple(self.activity_hours),
+            max_pending=self.join_max_pending,
+            max_visitors=self.join_max_visitors,
         )
 
     def drift(self) -> DriftConfig | None:
@@ -551,6 +575,8 @@ class Settings(BaseSettings):
             segment_features=tuple(self.segment_features),
             max_segments=self.max_segments,
             baseline_window=self.baseline_window,
+            baseline_max_keys=self.baseline_max_keys,
+            auc_cells=self.auc_cells,
         )
 
 

@@ -3,6 +3,7 @@ synthetic generators): reported after the switch, within a bound, and not before
 
 import itertools
 import math
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -111,3 +112,34 @@ def test_multiclass_drift_watches_loss_confidence_and_calibration() -> None:
     assert last["adwin", "prediction"] == pytest.approx(0.7)
     assert last["adwin", "calibration"] == pytest.approx(0.7 - 0.5)
     assert last["adwin", "loss"] == pytest.approx(-(math.log(0.7) + math.log(0.3)) / 2)
+
+
+def test_drift_monitor_pickles_and_a_restored_copy_reports_the_same() -> None:
+    """It goes into checkpoints: after events (reference fixed, windows open, ADWIN's
+    histograms filled) a pickled copy goes on with the same reports, byte for byte."""
+    events = agrawal_events(5, n=6_000)
+    monitor = DriftMonitor("m", "m@1", "binary", DriftConfig())
+
+    def feed(target: DriftMonitor, part: list[InputEvent]) -> list[str]:
+        return [r.model_dump_json() for e in part for r in target.observe(
+            dict(e.features), e.label, 0.3, e.ts, int(e.event_id[1:]))]  # fmt: skip
+
+    feed(monitor, events[:3_500])
+    copy = pickle.loads(pickle.dumps(monitor))
+    assert feed(copy, events[3_500:]) == feed(monitor, events[3_500:])
+
+
+def test_drift_state_does_not_grow_with_the_stream() -> None:
+    """The reference is fixed after `reference` events, windows are counters over fixed
+    bins and categories (others fold into one), and ADWIN keeps an exponential
+    histogram of at most max_buckets (5) buckets per power of 2 of its width: ten times
+    more events add a few buckets (~2 KB pickled), not ten times the state."""
+    monitor = DriftMonitor("m", "m@1", "binary", DriftConfig())
+    sizes = []
+    for i in range(100_000):
+        x = {"price": float(i % 97), "device": f"d{i % 300}"}  # 300 devices > 50 kept
+        monitor.observe(x, i % 10 == 0, 0.1, T0 + timedelta(seconds=i), i)
+        if i + 1 in (10_000, 100_000):
+            sizes.append(len(pickle.dumps(monitor)))
+    assert len(monitor.expected_categorical["device"]) == 50 + 1  # the top 50 and __other__
+    assert sizes[1] - sizes[0] < 4_000, sizes

@@ -4,6 +4,7 @@ the known delay distribution says, calibrated with and without negative down-sam
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -205,3 +206,66 @@ def test_labels_that_arrive_before_their_impression_wait_for_it_within_the_laten
     assert joiner.stats.late_clicks == 0
     joiner.handle(ActivityEvent(visitor="v2", ts=at(171), type="search"))  # watermark 111
     assert joiner.stats.late_clicks == 1 and not joiner.early_clicks
+
+
+def test_beyond_max_pending_the_oldest_impression_closes_at_once_as_a_negative() -> None:
+    joiner = FeedbackJoiner(JoinConfig(click_window_seconds=600, lateness_seconds=60,
+                                       ctr_model="logreg", max_pending=2))  # fmt: skip
+    joiner.handle(impression(1, 0))
+    joiner.handle(impression(2, 10))
+    result = joiner.handle(impression(3, 20))  # a third pending: i1 closes now, at t=20
+    assert isinstance(result[0], Prediction) and result[0].event_id == "i3"
+    (evicted,) = outcomes([result])
+    assert (evicted.impression_id, evicted.label, evicted.resolved_ts) == ("i1", False, at(20))
+    assert list(joiner.pending) == ["i2", "i3"] and joiner.stats.evicted_impressions == 1
+    assert joiner.handle(Click(click_id="c1", impression_id="i1", ts=at(30))) == []
+    assert joiner.stats.late_clicks == 1  # its window closed: a late positive, not learnt
+    # Past every deadline: i2 and i3 close as usual; i1's stale entry labels nothing again.
+    closing = outcomes([joiner.handle(impression(4, 2000))])
+    assert [(o.impression_id, o.label) for o in closing] == [("i2", False), ("i3", False)]
+    assert joiner.models["logreg"].updates == 3 and len(joiner.expiries) == 1
+
+
+def test_join_state_stays_within_its_caps_and_labels_every_impression_once() -> None:
+    """4,000 impressions of 1,000 visitors with a week-long conversion window and
+    activity: without caps every impression would stay pending. With max_pending 50 and
+    max_visitors 20 the state stays within them (the expiry heap within twice its live
+    entries), and every impression still gets exactly one label per model."""
+    products = ("shoes",)
+    config = JoinConfig(products=products, ctr_model="logreg", max_pending=50, max_visitors=20)
+    joiner = FeedbackJoiner(config)
+    rng = random.Random(5)
+    labels: dict[tuple[str, str], int] = {}
+    for n in range(4000):
+        visitor = f"v{rng.randrange(1000)}"
+        events: list[Any] = [
+            ActivityEvent(visitor=visitor, ts=at(10 * n), type="search"),
+            impression(n, 10 * n + 1, visitor),
+        ]
+        if rng.random() < 0.2:
+            events.append(Click(click_id=f"c{n}", impression_id=f"i{n}", ts=at(10 * n + 5)))
+        if rng.random() < 0.05:
+            events.append(Conversion(visitor=visitor, product="shoes", ts=at(10 * n + 8)))
+        for outcome in outcomes(joiner.process(events)):
+            key = (outcome.impression_id, outcome.model)
+            labels[key] = labels.get(key, 0) + 1
+        assert len(joiner.pending) <= 50 and len(joiner.activity) <= 20
+        assert sum(map(len, joiner.by_visitor.values())) == len(joiner.pending)
+        assert len(joiner.expiries) <= 2 * (2 * len(joiner.pending) + 2)
+    assert joiner.stats.evicted_impressions > 3000 and joiner.stats.forgotten_visitors > 0
+    assert set(labels.values()) == {1}  # never two labels for one impression and model
+    # The 50 still pending are the last 50 impressions (500 s, inside the 30-minute click
+    # window): the unclicked ones are the only impressions without a click label yet.
+    resolved = {i for i, model in labels if model == "logreg"}
+    assert len(resolved) == 4000 - sum(1 for p in joiner.pending.values() if not p.clicked)
+
+
+def test_beyond_max_visitors_the_least_recently_active_visitor_is_forgotten() -> None:
+    joiner = FeedbackJoiner(JoinConfig(ctr_model="logreg", max_visitors=2))
+    for visitor, seconds in [("v1", 0), ("v2", 10), ("v1", 20), ("v3", 30)]:
+        joiner.handle(ActivityEvent(visitor=visitor, ts=at(seconds), type="search"))
+    assert list(joiner.activity) == ["v1", "v3"] and joiner.stats.forgotten_visitors == 1
+    joiner.handle(impression(1, 40, visitor="v2"))  # forgotten: as a visitor without activity
+    joiner.handle(impression(2, 40, visitor="v1"))
+    assert joiner.stats.features_missing == 1
+    assert joiner.pending["i2"].features["activity_search_1h"] == 2
