@@ -97,7 +97,7 @@ $(BENCH_VENV)/.installed: bench/requirements-frameworks.txt
 bench: venv $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
-# ~25 min on 2 cores (SOAK_ARGS="--events 1000000" for a shorter one).
+# ~35 min on 2 cores (SOAK_ARGS="--events 1000000" for a shorter one).
 soak: venv
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
