@@ -45,7 +45,7 @@ MAX_ALIGNMENT_WAIT = 2.0
 #: `JoinStats` counters exported as `riverrun_join_events_total{kind}`.
 COUNTED = ("impressions", "click_positives", "late_clicks", "duplicate_clicks", "conversions",
            "conversions_joined", "negatives_learnt", "negatives_skipped", "features_missing",
-           "features_stale")  # fmt: skip
+           "features_stale", "evicted_impressions", "forgotten_visitors")  # fmt: skip
 
 
 class JoinPartition(PartitionState):
