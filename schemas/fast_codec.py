@@ -149,6 +149,8 @@ def constructed(model: type[ModelT], values: dict[str, Any], fields_set: set[str
 _FLOAT_LIMIT = 1e16
 _V1_FIELDS = tuple(Prediction.model_fields)
 _V2_FIELDS = tuple(ClassPrediction.model_fields)
+_NO_ROUTING = b',"routing":null}'
+assert _V1_FIELDS[-1] == _V2_FIELDS[-1] == "routing"
 
 
 def encode_prediction(prediction: AnyPrediction) -> bytes:
@@ -176,11 +178,13 @@ def encode_prediction(prediction: AnyPrediction) -> bytes:
         )
     else:
         alike = False
-    if alike and _common_fields(fields):
+    if alike and fields["routing"] is None and _common_fields(fields):
         try:
-            return _ENCODER.encode(fields)
+            encoded = _ENCODER.encode(fields)
         except UnicodeEncodeError:  # a lone surrogate: model_dump_json raises its own error
             pass
+        else:  # `routing` is the last field, left out when null (exclude_if)
+            return encoded[: -len(_NO_ROUTING)] + b"}"
     return prediction.model_dump_json().encode()
 
 

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from schemas.activity import ActivityEvent
 from schemas.checkpoint import CheckpointHeader
+from schemas.control import ExperimentResult, ModelPlan, ModelStatus
 from schemas.dead_letter import DeadLetter
 from schemas.drift import DriftReport
 from schemas.feedback import Click, Conversion, Impression, Outcome
@@ -30,6 +31,9 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "conversion.v1.json": Conversion,
     "outcome.v1.json": Outcome,
     "drift_report.v1.json": DriftReport,
+    "model_plan.v1.json": ModelPlan,
+    "model_status.v1.json": ModelStatus,
+    "experiment_result.v1.json": ExperimentResult,
 }
 
 

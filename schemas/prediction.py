@@ -17,6 +17,7 @@ from pydantic import (
     TypeAdapter,
 )
 
+from schemas.control import Routing
 from schemas.input_event import ClassLabel, NumericLabel
 from schemas.types import (
     EventTime,
@@ -54,6 +55,12 @@ class Prediction(BaseModel):
     latency_seconds: StrictNonNegativeFloat = Field(
         description="Time from the worker receiving the event to this prediction being built."
     )
+    routing: Routing | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # models without a plan: as before, byte for byte
+        description="Models with a plan on the control topic: the version's role, and the "
+        "arm and selection probability of experiments and bandits.",
+    )
 
 
 class ClassPrediction(BaseModel):
@@ -85,6 +92,12 @@ class ClassPrediction(BaseModel):
     )
     latency_seconds: StrictNonNegativeFloat = Field(
         description="Time from the worker receiving the event to this prediction being built."
+    )
+    routing: Routing | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # models without a plan: as before, byte for byte
+        description="Models with a plan on the control topic: the version's role, and the "
+        "arm and selection probability of experiments and bandits.",
     )
 
 
