@@ -46,11 +46,13 @@ from online_models.learner import ServedModel
 from online_models.registry import ModelSpec
 from schemas.checkpoint import MAGIC, CheckpointHeader
 
-#: The layout this code writes and reads (header fields, zlib of a pickled 6-tuple:
-#: estimator, updates, evaluator, classes, drift monitor, recent event ids). Format 2
+#: The layout this code writes (header fields, zlib of a pickled 7-tuple: estimator,
+#: updates, evaluator, classes, drift monitor, recent event ids, lifecycle state of the
+#: model's versions). It reads format 3 too (the first six: no lifecycle state). Format 2
 #: pickled the first four (drift detectors started afresh after a restore), format 1 the
 #: first three.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+READABLE_FORMATS = (3, 4)
 
 #: Default largest chunk: half of Kafka's default 1 MB message limit leaves room for
 #: the header and the record batch.
@@ -329,11 +331,11 @@ def restore_state(
     """The unpickled state in `checkpoint` once every check passed (see `restore`)."""
     h = checkpoint.header
     name = f"checkpoint {h.sequence} of {replica.model} on {replica.topic}[{replica.partition}]"
-    if h.format_version != FORMAT_VERSION:
+    if h.format_version not in READABLE_FORMATS:
         raise CheckpointRefused(
             Refusal.INCOMPATIBLE,
-            f"{name} has format {h.format_version}; this worker reads format "
-            f"{FORMAT_VERSION}: run the riverrun version that wrote it",
+            f"{name} has format {h.format_version}; this worker reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}: run the riverrun version that wrote it",
         )
     missing = sorted(set(range(h.chunks)) - set(checkpoint.chunks))
     if missing:

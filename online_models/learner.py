@@ -4,16 +4,20 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from online_models.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
 from online_models.drift import DriftConfig, DriftMonitor
 from online_models.evaluation import EvaluationConfig, Evaluator, most_probable
 from online_models.registry import MODELS, ModelSpec
 from schemas import AnyPrediction, ClassPrediction, ErrorType, InputEvent, MetricsReport, Prediction
+from schemas.control import ModelPlan, Routing
 from schemas.drift import DriftReport
 from schemas.fast_codec import constructed
 from schemas.prediction import class_text
+
+if TYPE_CHECKING:
+    from online_models.lifecycle import ModelGroup
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,17 @@ class LearningError(ValueError):
 
 #: The fields a v1 prediction is built with (the rest are defaults), as model_construct
 #: records them.
-_PREDICTION_SET = frozenset(Prediction.model_fields) - {"schema_version"}
+_PREDICTION_SET = frozenset(Prediction.model_fields) - {"schema_version", "routing"}
 
-#: What a checkpoint of a `ServedModel` holds (`ServedModel.state()`).
-State = tuple[Any, int, Evaluator, dict[str, bool | int | str], DriftMonitor | None, RecentEvents]
+_NO_ROUTING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset({"routing"}))
+
+#: What a checkpoint of a `ServedModel` holds (`ServedModel.state()`): estimator,
+#: updates, evaluator, classes, drift monitor, recent event ids, and the lifecycle state
+#: of the model's versions on the partition (`online_models.lifecycle.GroupState`, None
+#: for a model without a plan).
+State = tuple[
+    Any, int, Evaluator, dict[str, bool | int | str], DriftMonitor | None, RecentEvents, Any
+]
 
 
 class ServedModel:
@@ -68,12 +79,16 @@ class ServedModel:
         #: Input offsets below this one were learnt before a restore: predicted again
         #: (outputs may be needed), never learnt or scored twice.
         self.resume_offset = 0
+        #: False: learning paused by the plan (predictions go on).
+        self.learning = True
+        #: The lifecycle state of the model's versions, checkpointed with this replica.
+        self.lifecycle: Any = None
 
     def state(self) -> State:
         """Everything learnt and every detector, for a checkpoint: a restored replica
         goes on exactly as this one would."""
         return (self.estimator, self.updates, self.evaluator, self.classes, self.drift,
-                self.recent)  # fmt: skip
+                self.recent, self.lifecycle)  # fmt: skip
 
     @classmethod
     def from_state(
@@ -86,14 +101,16 @@ class ServedModel:
     ) -> "ServedModel":
         """A model restored from `state()`, resuming at input offset `resume_offset`.
         Drift detectors of other settings than `drift` start afresh; the window of recent
-        event ids keeps its newest `dedup_window` ids."""
-        estimator, updates, evaluator, classes, monitor, recent = state
+        event ids keeps its newest `dedup_window` ids. (A state of 6 parts, from format 3
+        checkpoints, has no lifecycle state.)"""
+        estimator, updates, evaluator, classes, monitor, recent, *lifecycle = state
         served = cls(spec, evaluator.config, drift, estimator, dedup_window)
         served.updates, served.evaluator, served.classes = updates, evaluator, classes
         if monitor is not None and drift is not None and monitor.config == drift:
             served.drift = monitor
         served.recent = recent if recent.size == dedup_window else recent.resized(dedup_window)
         served.resume_offset = resume_offset
+        served.lifecycle = lifecycle[0] if lifecycle else None
         return served
 
     def refuse_duplicate(self, event_id: str, offset: int | None) -> None:
@@ -196,7 +213,13 @@ class ServedModel:
         return {label: float(p) for label, p in proba.items()}
 
     def output(
-        self, event: InputEvent, y_pred: Any, updates: int, learned: bool, latency: float
+        self,
+        event: InputEvent,
+        y_pred: Any,
+        updates: int,
+        learned: bool,
+        latency: float,
+        routing: Routing | None = None,
     ) -> "AnyPrediction":
         """The message published for `event`, predicted `y_pred` after `updates` updates."""
         # Every field comes from a validated event or from checks above (a finite
@@ -207,14 +230,16 @@ class ServedModel:
                       "model": event.model, "model_version": self.version,
                       "model_updates": updates, "ts": event.ts, "prediction": y_pred,
                       "label": event.label, "learned": learned,
-                      "latency_seconds": latency}  # fmt: skip
-            return constructed(Prediction, values, set(_PREDICTION_SET))
+                      "latency_seconds": latency, "routing": routing}  # fmt: skip
+            given = _PREDICTION_SET if routing is None else _PREDICTION_SET | {"routing"}
+            return constructed(Prediction, values, set(given))
         values = {"schema_version": 2, "event_id": event.event_id, "key": event.key,
                   "model": event.model, "model_version": self.version, "model_updates": updates,
                   "ts": event.ts, "prediction": most_probable(y_pred) if y_pred else None,
                   "probabilities": {class_text(c): p for c, p in y_pred.items()},
-                  "label": event.label, "learned": learned, "latency_seconds": latency}  # fmt: skip
-        return constructed(ClassPrediction, values, set(values))
+                  "label": event.label, "learned": learned, "latency_seconds": latency,
+                  "routing": routing}  # fmt: skip
+        return constructed(ClassPrediction, values, set(values) - _NO_ROUTING[routing is None])
 
     def learn(self, features: dict[str, Any], y: Any) -> None:
         try:
@@ -249,6 +274,7 @@ class Learner:
         drift: DriftConfig | None = None,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         clock: Callable[[], float] = time.perf_counter,
+        partition: int | None = None,
     ) -> None:
         params = params or {}
         self.models: dict[str, ServedModel] = {}
@@ -261,6 +287,11 @@ class Learner:
                 spec, evaluation or EvaluationConfig(), drift, dedup_window=dedup_window
             )
         self.clock = clock
+        self.evaluation, self.drift, self.dedup_window = evaluation, drift, dedup_window
+        self.partition = partition
+        #: Models with a plan on the control topic: every version of each, by name.
+        #: `models[name]` is then the group's champion.
+        self.groups: dict[str, ModelGroup] = {}
         #: Reports that came due, each with the input offset of the event that made it due.
         self.pending_reports: list[tuple[int | None, MetricsReport]] = []
         self.pending_drift: list[tuple[int | None, DriftReport]] = []
@@ -291,6 +322,9 @@ class Learner:
     def _predict_then_learn(
         self, event: InputEvent, received_at: float, offset: int | None = None
     ) -> AnyPrediction:
+        group = self.groups.get(event.model)
+        if group is not None:
+            return self._with_versions(group, event, received_at, offset)
         model = self.models.get(event.model)
         if model is None:
             raise LearningError(
@@ -318,6 +352,79 @@ class Learner:
         model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
         return model.output(event, y_pred, updates, y is not None, latency)
+
+    def _with_versions(
+        self, group: "ModelGroup", event: InputEvent, received_at: float, offset: int | None
+    ) -> AnyPrediction:
+        try:
+            prediction, reports, drifts = group.process(event, received_at, offset, self.clock)
+        except LearningError as err:
+            if not group.diverged(event, err, offset):
+                raise
+            # The champion diverged: the previous one serves this event already.
+            prediction, reports, drifts = group.process(event, received_at, offset, self.clock)
+        self.pending_reports.extend(reports)
+        self.pending_drift.extend(drifts)
+        self.models[group.name] = group.versions[group.champion]
+        return prediction
+
+    # --- versions (online_models.lifecycle) ------------------------------------------
+    def build(self, spec: ModelSpec) -> ServedModel:
+        """A fresh replica of `spec` with this learner's settings."""
+        return ServedModel(spec, self.evaluation or EvaluationConfig(), self.drift,
+                           dedup_window=self.dedup_window)  # fmt: skip
+
+    def apply_plan(
+        self, plan: ModelPlan, offset: int, restored: Mapping[str, ServedModel] | None = None
+    ) -> list[str]:
+        """Serve `plan`'s versions of its model from input offset `offset` on (a plan
+        of a model not served here is ignored); `restored` are replicas by version.
+        Returns the versions that joined."""
+        base = self.models.get(plan.model)
+        if base is None:
+            return []
+        from online_models.lifecycle import ModelGroup  # (it builds on this module)
+
+        group = self.groups.get(plan.model)
+        models = dict(restored or {})
+        if group is None:
+            spec = base.spec
+            group = self.groups[plan.model] = ModelGroup(plan.model, spec, self.build,
+                                                         self.partition)  # fmt: skip
+            models.setdefault(spec.version, base)
+        joined = group.apply(plan, offset, models)
+        self.models[plan.model] = group.versions[group.champion]
+        return joined
+
+    def replicas(self) -> dict[str, ServedModel]:
+        """Every model replica by its checkpoint name (a version's lifecycle state is
+        attached to it)."""
+        replicas: dict[str, ServedModel] = {}
+        for name, served in self.models.items():
+            group = self.groups.get(name)
+            if group is None:
+                replicas[name] = served
+                continue
+            for version, member in group.versions.items():
+                member.lifecycle = group.state
+                replicas[group.replica_name(version)] = member
+        return replicas
+
+    def drain_shadow(self) -> list[tuple[int | None, AnyPrediction]]:
+        """Predictions of the versions that did not serve, with their input offsets."""
+        shadow: list[tuple[int | None, AnyPrediction]] = []
+        for group in self.groups.values():
+            shadow.extend(group.shadow)
+            group.shadow = []
+        return shadow
+
+    def drain_changes(self) -> list[ModelPlan]:
+        """Plan revisions the versions made themselves (rollback, breaker, gate)."""
+        changes: list[ModelPlan] = []
+        for group in self.groups.values():
+            changes.extend(group.changes)
+            group.changes = []
+        return changes
 
     def quality(self) -> dict[str, tuple[str, float]]:
         """Rolling quality per model that has scored at least once: (metric name, value)."""
