@@ -13,17 +13,29 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
+from mode import Service
 
 from online_models import Learner, Rejection
 from online_models.checkpoint import Checkpoint, Replica, encode_checkpoint, restore
+from online_models.control import stop_routing
 from online_models.learner import ServedModel
+from online_models.lifecycle import GroupState, ModelGroup, experiment_verdict
 from schemas import encode_prediction
+from schemas.control import ModelPlan, ModelStatus
 from schemas.drift import DriftReport
+from streams.control import ControlLog
 from streams.outbox import Outbox, dead_letter, publish_report
-from streams.partitioned import MAX_BATCHES_IN_FLIGHT, Batches, PartitionedService, PartitionState
+from streams.partitioned import (
+    MAX_BATCHES_IN_FLIGHT,
+    Batches,
+    PartitionedService,
+    PartitionState,
+    resume_at,
+)
 from streams.pipeline import EventPipeline
 
 __all__ = ["MAX_BATCHES_IN_FLIGHT", "BatchedEvents", "EventsPartition"]
@@ -39,6 +51,7 @@ class EventsPartition(PartitionState):
         self.tp = tp
         self.learner = learner
         self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
+        self.status_at = 0.0  # when the versions' statuses were last published (monotonic)
 
 
 class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
@@ -56,25 +69,41 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     def output_topics(self) -> list[str]:
         s = self.settings
-        return [s.predictions_topic, s.dead_letters_topic, s.metrics_topic, s.drift_topic]
+        return [s.predictions_topic, s.dead_letters_topic, s.metrics_topic, s.drift_topic,
+                s.shadow_predictions_topic]  # fmt: skip
 
     def key(self, tp: TopicPartition) -> TopicPartition:
         return tp
 
+    control: ControlLog | None = None
+
     async def on_start(self) -> None:
+        # The plans in force are known before the first partition is restored.
+        self.control = ControlLog(self.settings, self.metrics)
+        await self.control.start()
         await super().on_start()
         # Everything imported and built at start-up (~150k objects: Faust, aiokafka, River,
         # pydantic) never becomes garbage; moved out of the collector's sight, it no longer
         # makes every full collection ~40 ms longer (a tail-latency spike).
         gc.freeze()
 
-    def new_learner(self) -> Learner:
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.control is not None:
+            await self.control.stop()
+
+    def new_learner(self, partition: int | None = None) -> Learner:
         """Fresh replicas of the served models, for one input partition."""
         s = self.settings
         return Learner(
             s.model_names(self.models), registry=self.models, params=s.model_params,
             evaluation=s.evaluation(), drift=s.drift(), dedup_window=s.dedup_window,
+            partition=partition,
         )  # fmt: skip
+
+    def plans(self) -> dict[str, ModelPlan]:
+        """The newest plan of each model, as the control topic holds them."""
+        return dict(self.control.state.plans) if self.control is not None else {}
 
     # --- restore and checkpoint ------------------------------------------------------
     def _replica(self, tp: TopicPartition, model: str) -> Replica:
@@ -91,10 +120,15 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         assert self.store is not None
         started = time.perf_counter()
         tp, s = key, self.settings
-        state = EventsPartition(tp, self.new_learner())
-        names = list(state.learner.models)
-        found = await self.store.read(tp.partition, {self._replica(tp, n).prefix: n for n in names})
-        for name, fresh in list(state.learner.models.items()):
+        state = EventsPartition(tp, self.new_learner(tp.partition))
+        for plan in self.plans().values():
+            state.learner.apply_plan(plan, committed[tp] or 0)
+        replicas = state.learner.replicas()
+        found = await self.store.read(
+            tp.partition, {self._replica(tp, n).prefix: n for n in replicas}
+        )
+        restored: dict[str, ServedModel] = {}
+        for name, fresh in replicas.items():
             replica = self._replica(tp, name)
             load = self._loader(replica, fresh)
             choice = await self.store.choose(replica, found.get(name, []), load)
@@ -103,21 +137,58 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             if choice.restored is None:
                 # No usable checkpoint: learn every event still in the partition (what
                 # the last owner learnt before its first checkpoint), unless refusals
-                # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on.
+                # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on. (A
+                # version deployed later: see _join.)
                 starts_fresh = choice.refusals and s.checkpoint_fallback == "fresh"
                 fresh.resume_offset = (committed[tp] or 0) if starts_fresh else 0
                 self.metrics.restored_offset.labels(*label).set(-1)
                 continue
-            state.learner.models[name] = served = choice.restored
+            restored[name] = served = choice.restored
+            if name in state.learner.models and name not in state.learner.groups:
+                state.learner.models[name] = served
             self.metrics.restored_offset.labels(*label).set(served.resume_offset)
             log.info(
                 "restored %s on %s[%d] at offset %d (%d updates)",
                 served.version, tp.topic, tp.partition, served.resume_offset, served.updates,
             )  # fmt: skip
+        for group in state.learner.groups.values():
+            await self._restore_group(group, restored, tp, committed[tp] or 0)
         self.metrics.restore_duration.observe(time.perf_counter() - started)
         # Resume at the first offset some model has not learnt.
-        resume = min(served.resume_offset for served in state.learner.models.values())
+        resume = min(served.resume_offset for served in state.learner.replicas().values())
         return state, {tp: resume}
+
+    async def _restore_group(
+        self, group: ModelGroup, restored: dict[str, ServedModel], tp: TopicPartition,
+        committed: int,
+    ) -> None:  # fmt: skip
+        """The restored replicas of a model's versions and their lifecycle state (from the
+        newest of them); versions without a checkpoint join where they joined before
+        (the lifecycle state says), else at the committed offset, else their backfill."""
+        mine = {v: restored[group.replica_name(v)] for v in group.versions
+                if group.replica_name(v) in restored}  # fmt: skip
+        states = [(m.resume_offset, m.lifecycle) for m in mine.values()
+                  if isinstance(m.lifecycle, GroupState)]  # fmt: skip
+        if states:
+            offset, lifecycle = max(states, key=lambda pair: pair[0])
+            group.state, group.resume_offset = lifecycle, offset
+        group.versions.update(mine)
+        assert group.plan is not None
+        for version, v in group.roles.items():
+            if version in mine or version == group.spec.version:
+                continue  # restored, or the app's version (as any model without a plan)
+            joined = group.state.joined_at.get(version, committed)
+            if v.backfill_from is not None:
+                joined = min(joined, await self._offset_at(tp, v.backfill_from, committed))
+            group.versions[version].resume_offset = group.state.joined_at[version] = joined
+        group.apply(group.plan, committed, {})  # roles, learning flags, tracks
+
+    async def _offset_at(self, tp: TopicPartition, when: Any, default: int) -> int:
+        """The first offset of `tp` at or after event time `when` (Kafka timestamps)."""
+        assert self.consumer is not None
+        found = await self.consumer.offsets_for_times({tp: int(when.timestamp() * 1000)})
+        hit = found.get(tp)
+        return hit.offset if hit is not None else default
 
     def _loader(self, replica: Replica, fresh: ServedModel) -> Any:
         assert self.store is not None
@@ -132,7 +203,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     async def checkpoint(self, state: EventsPartition, *, transactional: bool) -> None:
         """Checkpoint every model of `state` at its position."""
         assert self.store is not None
-        for name, served in state.learner.models.items():
+        for name, served in state.learner.replicas().items():
             started = time.perf_counter()
             records = encode_checkpoint(
                 served, self._replica(state.tp, name), key=self.store.key,
@@ -144,7 +215,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             state.sequences[name] += 1
 
     def replica_names(self, state: EventsPartition) -> Iterable[tuple[str, int]]:
-        return [(name, state.tp.partition) for name in state.learner.models]
+        return [(name, state.tp.partition) for name in state.learner.replicas()]
 
     # --- the batch path --------------------------------------------------------------
     async def _process(self, records: Batches) -> dict[TopicPartition, int]:
@@ -156,8 +227,11 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     ) -> Counter[TopicPartition]:
         """Predict-then-learn the partition's messages in offset order."""
         tp, s = state.tp, self.settings
+        if await self._follow_plans(state):
+            return Counter()  # a version backfills: the partition was sought back
         messages = batches.get(tp)
         if not messages:
+            await self._publish_lifecycle(state, outbox)
             return Counter()
         pipeline = EventPipeline(state.learner, s.max_event_bytes)
         replayed = [m for m in messages if state.replayed(m)]
@@ -166,6 +240,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                          [m.offset for m in replayed])  # fmt: skip
             state.learner.drain_reports()
             state.learner.drain_drift()
+            state.learner.drain_shadow()
+            state.learner.drain_changes()  # (published by the last owner)
             messages = messages[len(replayed) :]
         predicted: Counter[str] = Counter()
         learned: Counter[str] = Counter()
@@ -190,9 +266,147 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                                  tp, last if offset is None else offset)  # fmt: skip
         for offset, drift in state.learner.drain_drift_at():
             await self._drift(outbox, drift, tp, last if offset is None else offset)
+        for offset, shadow in state.learner.drain_shadow():
+            await outbox.add(
+                s.shadow_predictions_topic,
+                shadow.event_id.encode(),
+                encode_prediction(shadow),
+                tp,
+                last if offset is None else offset,
+            )
         state.positions[tp] = (messages or replayed)[-1].offset + 1
         self._export(state, predicted, learned)
+        await self._publish_lifecycle(state, outbox)
         return Counter({tp: len(replayed) + len(messages)})
+
+    # --- versions (online_models.lifecycle) ------------------------------------------
+    async def _follow_plans(self, state: EventsPartition) -> bool:
+        """Apply the plans newer than those the partition runs, from its position on;
+        True when a joining version backfills (the partition was sought back)."""
+        tp, learner = state.tp, state.learner
+        position = state.positions.get(tp, 0)
+        rewind: int | None = None
+        for name, plan in self.plans().items():
+            group = learner.groups.get(name)
+            if name not in learner.models or (
+                group is not None and group.state.revision >= plan.revision
+            ):
+                continue
+            log.info("%s[%d]: %s plan revision %d: %s", tp.topic, tp.partition, name,
+                     plan.revision, plan.change)  # fmt: skip
+            joined = learner.apply_plan(plan, position)
+            group = learner.groups[name]
+            for reason in group.unbuildable.values():
+                log.warning("%s[%d]: %s", tp.topic, tp.partition, reason)
+            for version in joined:
+                when = group.roles[version].backfill_from
+                if when is None:
+                    continue
+                start = await self._offset_at(tp, when, position)
+                if start < position:
+                    group.versions[version].resume_offset = start
+                    group.state.joined_at[version] = start
+                    rewind = start if rewind is None else min(rewind, start)
+        if rewind is None:
+            return False
+        # Every replica learnt what lies below the position: only the joining versions
+        # learn the re-run events; their outputs were delivered (replay_until).
+        for served in learner.replicas().values():
+            if served.resume_offset > rewind:
+                served.resume_offset = max(served.resume_offset, position)
+            elif served.resume_offset < rewind:
+                served.resume_offset = position
+        for group in learner.groups.values():
+            group.resume_offset = max(group.resume_offset, position)
+        assert self.consumer is not None
+        start = await resume_at(self.consumer, tp, rewind, None)
+        log.info("%s[%d]: backfilling joining versions from offset %d up to %d",
+                 tp.topic, tp.partition, start, position)  # fmt: skip
+        state.replay_until[tp] = max(state.replay_until.get(tp, 0), position)
+        state.positions[tp] = state.fetched[tp] = start
+        state.check_start.add(tp)
+        return True
+
+    async def _publish_lifecycle(self, state: EventsPartition, outbox: Outbox) -> None:
+        """Automatic plan revisions (rollback, breaker, gate) at once, with a status."""
+        learner = state.learner
+        if not learner.groups or self.control is None or self.producer is None:
+            return
+        tp = state.tp
+        changes = learner.drain_changes()
+        for change in changes:
+            log.warning("%s[%d]: %s: %s", tp.topic, tp.partition, change.model, change.change)
+        if changes:
+            await self.control.publish(self.producer, [*changes, *self._statuses(state)])
+
+    def _statuses(self, state: EventsPartition) -> list[ModelStatus]:
+        at, position = datetime.now(UTC), state.positions.get(state.tp, 0)
+        statuses = [group.status(position, at) for group in state.learner.groups.values()]
+        self._export_versions(state, statuses)
+        state.status_at = time.monotonic()
+        return statuses
+
+    @Service.task
+    async def _report_statuses(self) -> None:
+        """Every RIVERRUN_STATUS_EVERY_SECONDS, busy or idle: each owned partition's
+        versions' statuses on the control topic; then, by the worker owning input
+        partition 0, the result of each experiment whose every arm has its sample."""
+        while not self.should_stop:
+            await self.sleep(self.settings.status_every_seconds)
+            if self.control is None or self.producer is None:
+                continue
+            try:
+                async with self.batch_lock:
+                    statuses = [s for state in self.owned.values() for s in self._statuses(state)]
+                    if statuses:
+                        await self.control.publish(self.producer, statuses)
+                    if any(state.tp.partition == 0 for state in self.owned.values()):
+                        await self._conclude_experiments()
+            except Exception:  # the broker away: the next round tries again
+                log.exception("publishing the versions' statuses failed; retrying")
+
+    async def _conclude_experiments(self) -> None:
+        """Publish the result of each experiment whose every arm has its sample (summed
+        over the partitions' statuses), and stop it."""
+        assert self.control is not None and self.producer is not None
+        for name, plan in self.plans().items():
+            if plan.experiment is None or plan.experiment.result is not None:
+                continue
+            result = experiment_verdict(plan, self.control.state.statuses_of(name))
+            if result is None:
+                continue
+            log.warning("experiment %s of %s: %s", result.experiment_id, name, result.decision)
+            await self.producer.send_and_wait(
+                self.settings.experiments_topic, result.experiment_id.encode(),
+                result.model_dump_json().encode(),
+            )  # fmt: skip
+            stopped = stop_routing(plan, result=result.model_dump(mode="json"),
+                                   changed_by="worker (partition 0)")  # fmt: skip
+            await self.control.publish(self.producer, [stopped])
+
+    def _export_versions(self, state: EventsPartition, statuses: list[ModelStatus]) -> None:
+        m, partition = self.metrics, str(state.tp.partition)
+        for status in statuses:
+            group = state.learner.groups[status.model]
+            m.plan_revision.labels(status.model).set(status.revision)
+            for v in status.versions:
+                m.version_role.labels(status.model, v.version, v.role,
+                                      str(v.learning).lower()).set(1)  # fmt: skip
+                m.learning_paused.labels(status.model, v.version).set(0 if v.learning else 1)
+                for metric, value in v.headline.items():
+                    m.version_quality.labels(status.model, v.version, partition, metric).set(value)
+            for arm, outcomes in status.arms.items():
+                m.experiment_outcomes.labels(status.model, status.experiment_id or "", arm,
+                                             partition).set(outcomes.n)  # fmt: skip
+            for arm, share in status.bandit_shares.items():
+                m.bandit_share.labels(status.model, arm, partition).set(share)
+            counted = group.exported
+            rollbacks, trips = status.rollbacks - counted[0], status.breaker_trips - counted[1]
+            if rollbacks > 0:
+                m.rollbacks.labels(status.model, partition).inc(rollbacks)
+            if trips > 0:
+                m.breaker_trips.labels(status.model, partition).inc(trips)
+            group.exported = (status.rollbacks, status.breaker_trips)
 
     def _export(
         self, state: EventsPartition, predicted: Counter[str], learned: Counter[str]

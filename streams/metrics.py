@@ -132,6 +132,67 @@ class WorkerMetrics:
             ["model", "partition", "detector", "signal"],
             registry=r,
         )
+        # --- model lifecycle ---
+        version = ["model", "version", "partition"]
+        self.control_refused = Counter(
+            "riverrun_control_refused_total",
+            "Control messages not applied, by reason: unsigned, bad_signature, malformed.",
+            ["reason"],
+            registry=r,
+        )
+        self.plan_revision = Gauge(
+            "riverrun_plan_revision", "Revision of the model's plan applied.", ["model"],
+            registry=r,
+        )  # fmt: skip
+        self.version_role = Gauge(
+            "riverrun_version_info",
+            "1 for each version of a model with a plan, with its role and whether it learns.",
+            ["model", "version", "role", "learning"],
+            registry=r,
+        )
+        self.version_quality = Gauge(
+            "riverrun_version_quality",
+            "Rolling quality of each version (as riverrun_model_quality), per partition.",
+            [*version, "metric"],
+            registry=r,
+        )
+        self.version_served = Counter(
+            "riverrun_version_predictions_total",
+            "Predictions served (served=true) or sent to shadow-predictions, per version.",
+            ["model", "version", "served"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "riverrun_rollbacks_total",
+            "Automatic rollbacks to the previous champion (loss alarm, divergence).",
+            ["model", "partition"],
+            registry=r,
+        )
+        self.breaker_trips = Counter(
+            "riverrun_learning_breaker_trips_total",
+            "Times the learning breaker paused a model's learning (label rate or mean label "
+            "shock).",
+            ["model", "partition"],
+            registry=r,
+        )
+        self.learning_paused = Gauge(
+            "riverrun_learning_paused",
+            "1 while the version's learning is paused (breaker or by hand).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.experiment_outcomes = Gauge(
+            "riverrun_experiment_outcomes",
+            "Labelled outcomes of each arm of the running experiment, per partition.",
+            ["model", "experiment", "arm", "partition"],
+            registry=r,
+        )
+        self.bandit_share = Gauge(
+            "riverrun_bandit_share",
+            "Share of the bandit's decisions that went to each arm, per partition.",
+            ["model", "arm", "partition"],
+            registry=r,
+        )
         # --- delayed-feedback join ---
         self.join_counts = Counter(
             "riverrun_join_events_total",

@@ -308,6 +308,26 @@ class Settings(BaseSettings):
         "without a successor of the same id holds back read_committed consumers.",
     )
 
+    # --- model lifecycle ---------------------------------------------------------------
+    control_topic: str = Field(
+        default="control",
+        description="Compacted topic of the models' plans (versions, roles, experiments, "
+        "bandits) and the workers' statuses, signed with RIVERRUN_CHECKPOINT_KEY.",
+    )
+    shadow_predictions_topic: str = Field(
+        default="shadow-predictions",
+        description="Predictions of the versions that did not serve the event.",
+    )
+    experiments_topic: str = Field(
+        default="experiments", description="Results of A/B tests, once each arm has its sample."
+    )
+    status_every_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a worker publishes each versioned model's status (gate "
+        "figures, experiment counts) on the control topic.",
+    )
+
     # --- durability --------------------------------------------------------------------
     checkpoints_topic: str = Field(
         default="checkpoints",

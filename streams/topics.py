@@ -25,6 +25,9 @@ def topic_names(settings: Settings) -> list[str]:
         settings.metrics_topic,
         settings.checkpoints_topic,
         settings.drift_topic,
+        settings.control_topic,
+        settings.shadow_predictions_topic,
+        settings.experiments_topic,
     ] + (join_topics(settings) if settings.join_enabled else [])
 
 
@@ -49,6 +52,10 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
             "segment.ms": str(10 * 60 * 1000),
             "min.cleanable.dirty.ratio": "0.1",
         }
+    if name == settings.control_topic:
+        # Compacted: the newest plan of each model, the newest status of each partition.
+        return {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000),
+                "min.cleanable.dirty.ratio": "0.1"}  # fmt: skip
     return {}
 
 
