@@ -357,6 +357,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 continue
             try:
                 async with self.batch_lock:
+                    for state in self.owned.values():  # idle partitions follow plans too
+                        await self._follow_plans(state)
                     statuses = [s for state in self.owned.values() for s in self._statuses(state)]
                     if statuses:
                         await self.control.publish(self.producer, statuses)
@@ -377,8 +379,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 continue
             log.warning("experiment %s of %s: %s", result.experiment_id, name, result.decision)
             await self.producer.send_and_wait(
-                self.settings.experiments_topic, result.experiment_id.encode(),
-                result.model_dump_json().encode(),
+                self.settings.experiments_topic, key=result.experiment_id.encode(),
+                value=result.model_dump_json().encode(),
             )  # fmt: skip
             stopped = stop_routing(plan, result=result.model_dump(mode="json"),
                                    changed_by="worker (partition 0)")  # fmt: skip
