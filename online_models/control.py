@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -198,9 +199,65 @@ def deploy(
         backfill_from=backfill_from,
         joined_revision=plan.revision + 1,
     )
+    keys = f" ({share:g} of keys)" if role == "canary" else ""
     where = f" backfilled from {backfill_from.isoformat()}" if backfill_from else ""
-    change = f"deployed {spec.version} as {role}{f' ({share:g} of keys)' if role == 'canary' else ''}{where}"  # noqa: E501
+    change = f"deployed {spec.version} as {role}{keys}{where}"
     return _revised(plan, change, changed_by, versions=[*plan.versions, version])
+
+
+@dataclass
+class Figures:
+    """One version over the partitions: what the gate counts since the version joined."""
+
+    labelled: int = 0
+    loss_sum: float = 0.0
+    champion_loss_sum: float = 0.0
+    served: int = 0
+    partitions: int = 0
+    headline: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+
+    @property
+    def loss(self) -> float | None:
+        return self.loss_sum / self.labelled if self.labelled else None
+
+    @property
+    def champion_loss(self) -> float | None:
+        return self.champion_loss_sum / self.labelled if self.labelled else None
+
+    def headline_means(self) -> dict[str, float]:
+        """Each rolling metric over the partitions, weighted by their labelled events
+        (an approximation: the partitions' windows are not merged)."""
+        means = {}
+        for name, parts in self.headline.items():
+            weight = sum(w for _, w in parts)
+            if weight:
+                means[name] = sum(v * w for v, w in parts) / weight
+            else:
+                means[name] = sum(v for v, _ in parts) / len(parts)
+        return means
+
+
+def version_figures(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> dict[str, Figures]:
+    """Each version's figures summed over the partitions whose status is of its role's
+    revision or later (as the gate counts them: older ones count its previous role)."""
+    figures = {v.version: Figures() for v in plan.versions}
+    joined = {v.version: v.joined_revision for v in plan.versions}
+    for status in statuses:
+        if status.model != plan.model:
+            continue
+        for v in status.versions:
+            f = figures.get(v.version)
+            if f is None or status.revision < joined[v.version]:
+                continue
+            f.partitions += 1
+            f.labelled += v.labelled
+            f.served += v.served
+            if v.loss is not None and v.champion_loss is not None:
+                f.loss_sum += v.loss * v.labelled
+                f.champion_loss_sum += v.champion_loss * v.labelled
+            for name, value in v.headline.items():
+                f.headline.setdefault(name, []).append((value, v.labelled))
+    return figures
 
 
 def gate_verdict(
@@ -209,23 +266,16 @@ def gate_verdict(
     """Whether `version` passed the gate on the partitions' statuses: at least
     `min_labelled` labelled events (summed over partitions) since it joined, with a mean
     loss at most the champion's on the same events plus `delta`; and why."""
-    gate, n, loss, champion_loss = plan.gate, 0, 0.0, 0.0
-    joined = version_of(plan, version).joined_revision
-    for status in statuses:
-        if status.model != plan.model or status.revision < joined:
-            continue  # another model, or counts from before the version's current role
-        for v in status.versions:
-            if v.version == version and v.loss is not None and v.champion_loss is not None:
-                n += v.labelled
-                loss += v.loss * v.labelled
-                champion_loss += v.champion_loss * v.labelled
+    gate, target = plan.gate, version_of(plan, version).version
+    figures = version_figures(plan, statuses)[target]
+    n = figures.labelled
     if n < gate.min_labelled:
         return False, (
             f"{version} was scored on {n} labelled events since it joined; the gate needs "
             f"{gate.min_labelled}: wait, or lower it (`riverrun models gate {plan.model} "
             "--min-labelled N`)"
         )
-    mean, champion_mean = loss / n, champion_loss / n
+    mean, champion_mean = figures.loss_sum / n, figures.champion_loss_sum / n
     if mean > champion_mean + gate.delta:
         return False, (
             f"{version}'s mean loss {mean:.6g} is worse than the champion's {champion_mean:.6g} "

@@ -241,6 +241,28 @@ class ServedModel:
                   "routing": routing}  # fmt: skip
         return constructed(ClassPrediction, values, set(values) - _NO_ROUTING[routing is None])
 
+    def learn_and_score(
+        self,
+        event: InputEvent,
+        features: dict[str, Any],
+        y: Any,
+        y_pred: Any,
+        offset: int | None,
+        reports: list[tuple[int | None, MetricsReport]],
+        drifts: list[tuple[int | None, DriftReport]],
+    ) -> None:
+        """Learn labelled `event`, predicted `y_pred` before, and score it (metrics and
+        drift); the reports that come due are appended, with `offset`, to `reports` and
+        `drifts`."""
+        self.learn(features, y)
+        # River scores no empty class probabilities (a model that knows no class yet).
+        if self.task != "multiclass" or y_pred:
+            for report in self.evaluator.observe(y, y_pred, features, event.key, event.ts):
+                reports.append((offset, report))
+            if self.drift is not None:
+                for drift in self.drift.observe(features, y, y_pred, event.ts, offset):
+                    drifts.append((offset, drift))
+
     def learn(self, features: dict[str, Any], y: Any) -> None:
         try:
             self.estimator.learn_one(features, y)
@@ -341,14 +363,8 @@ class Learner:
         updates = model.updates
         y_pred = model.predict(features)
         if y is not None:
-            model.learn(features, y)
-            # River scores no empty class probabilities (a model that knows no class yet).
-            if model.task != "multiclass" or y_pred:
-                for report in model.evaluator.observe(y, y_pred, features, event.key, event.ts):
-                    self.pending_reports.append((offset, report))
-                if model.drift is not None:
-                    for drift in model.drift.observe(features, y, y_pred, event.ts, offset):
-                        self.pending_drift.append((offset, drift))
+            model.learn_and_score(event, features, y, y_pred, offset, self.pending_reports,
+                                  self.pending_drift)  # fmt: skip
         model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
         return model.output(event, y_pred, updates, y is not None, latency)

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,6 @@ from online_models import control
 from online_models.bandits import BanditDesign, BanditError, BanditRouter
 from online_models.experiments import (
     ArmOutcomes,
-    Comparison,
     Experiment,
     ExperimentDesign,
     ExperimentError,
@@ -47,6 +46,7 @@ from schemas.control import (
     ArmStatus,
     BreakerPlan,
     ComparisonResult,
+    ExperimentPlan,
     ExperimentResult,
     ModelPlan,
     ModelStatus,
@@ -214,8 +214,6 @@ class ModelGroup:
         #: Versions of the plan this worker cannot build, with the reason.
         self.unbuildable: dict[str, str] = {}
         self.shadow: list[tuple[int | None, AnyPrediction]] = []
-        self.status_due = False
-        self.last_offset = 0  # after the last event processed
         self.exported = (0, 0)  # rollbacks and breaker trips counted in the metrics
 
     # --- plans -----------------------------------------------------------------------
@@ -266,7 +264,6 @@ class ModelGroup:
         if self.state.breaker.tripped and all(v.learning for v in self.roles.values()):
             self.state.breaker.reset()  # learning resumed
         self.state.revision = plan.revision
-        self.status_due = True
         return joined
 
     def _routing(self, plan: ModelPlan) -> None:
@@ -285,17 +282,7 @@ class ModelGroup:
             s.experiment, s.experiment_id = None, None
         elif s.experiment_id != e.experiment_id or s.experiment is None:
             s.experiment_id = e.experiment_id
-            s.experiment = Experiment(
-                ExperimentDesign(
-                    metric=e.metric,
-                    arms=tuple(e.arms),
-                    alpha=e.alpha,
-                    power=e.power,
-                    mde=e.mde,
-                    baseline=e.baseline,
-                    sequential=e.sequential,
-                )
-            )
+            s.experiment = Experiment(design_of(e))
 
     def _change(self, revised: ModelPlan, offset: int) -> None:
         self.changes.append(revised)
@@ -386,28 +373,17 @@ class ModelGroup:
             if offset is not None and offset < served.resume_offset:
                 learns = False  # learnt before the checkpoint this replica came from
             if learns:
-                served.learn(features, y)
-                if served.task != "multiclass" or y_pred:
-                    for report in served.evaluator.observe(
-                        y, y_pred, features, event.key, event.ts
-                    ):
-                        reports.append((offset, report))
-                    if served.drift is not None:
-                        for drift in served.drift.observe(features, y, y_pred, event.ts, offset):
-                            drifts.append((offset, drift))
-                            loss_alarm |= (
-                                version == champion
-                                and drift.signal == "loss"
-                                and drift.drift
-                                and drift.trigger == "alarm"
-                            )
+                due = len(drifts)
+                served.learn_and_score(event, features, y, y_pred, offset, reports, drifts)
+                loss_alarm |= version == champion and any(
+                    d.signal == "loss" and d.drift and d.trigger == "alarm" for _, d in drifts[due:]
+                )
             outputs[version] = (y_pred, updates, learns)
         for served in self.versions.values():
             served.remember(event.event_id, offset)
         latency_at = clock()
         if counted:
             self._count(event, serving, losses, offset, loss_alarm)
-        self.last_offset = (offset or 0) + 1
         latency = max(0.0, latency_at - received_at)
         for version, (y_pred, updates, learns) in outputs.items():
             if version != serving:
@@ -428,10 +404,6 @@ class ModelGroup:
         y_pred, updates, learns = outputs[serving]
         prediction = self.versions[serving].output(event, y_pred, updates, learns, latency, routing)
         return prediction, reports, drifts
-
-    @property
-    def binary_or_regression(self) -> bool:
-        return self.spec.task != "multiclass"
 
     def _routed_only(self) -> bool:
         plan = self.plan
@@ -468,8 +440,6 @@ class ModelGroup:
                 if gate is not None and gate.auto_promote and version != champion and \
                         track.labelled % gate.min_labelled == 0:  # fmt: skip
                     due.append(version)
-        if losses:
-            self.status_due = True  # the status is published every so many labelled events
         label = event.label
         if label is not None and serving in losses:
             outcome = self._outcome(label, losses[serving])
@@ -619,6 +589,21 @@ def merged_outcomes(parts: list[ArmStatus]) -> ArmOutcomes:
     return total
 
 
+def design_of(e: ExperimentPlan) -> ExperimentDesign:
+    """The statistical design of an experiment of a plan."""
+    return ExperimentDesign(metric=e.metric, arms=tuple(e.arms), alpha=e.alpha, power=e.power,
+                            mde=e.mde, baseline=e.baseline, sequential=e.sequential)  # fmt: skip
+
+
+def merged_arms(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> dict[str, ArmOutcomes]:
+    """Each arm of the plan's experiment over the partitions whose status reports it."""
+    e = plan.experiment
+    if e is None:
+        return {}
+    ours = [s for s in statuses if s.experiment_id == e.experiment_id]
+    return {arm: merged_outcomes([s.arms[arm] for s in ours if arm in s.arms]) for arm in e.arms}
+
+
 def experiment_verdict(plan: ModelPlan, statuses: list[ModelStatus]) -> ExperimentResult | None:
     """The result of the plan's experiment from the partitions' statuses, once every
     arm has its planned labelled outcomes in total (or a sequential test stopped); None
@@ -626,31 +611,13 @@ def experiment_verdict(plan: ModelPlan, statuses: list[ModelStatus]) -> Experime
     e = plan.experiment
     if e is None or e.result is not None:
         return None
-    design = ExperimentDesign(
-        metric=e.metric,
-        arms=tuple(e.arms),
-        alpha=e.alpha,
-        power=e.power,
-        mde=e.mde,
-        baseline=e.baseline,
-        sequential=e.sequential,
-    )
-    experiment = Experiment(design)
-    for arm in e.arms:
-        parts = [
-            s.arms[arm] for s in statuses if s.experiment_id == e.experiment_id and arm in s.arms
-        ]
-        experiment.outcomes[arm] = merged_outcomes(parts)
+    experiment = Experiment(design_of(e))
+    experiment.outcomes.update(merged_arms(plan, statuses))
     if e.sequential:  # the always-valid p-values at this look, from the merged outcomes
         experiment._monitor(experiment.control)
     analysis = experiment.analysis()
-    if e.sequential:  # always valid: it may stop at any look, as soon as one p-value is low
-        if not any(c.p_value < design.comparison_alpha for c in analysis.comparisons):
-            return None
-        decision = _overall(analysis.comparisons, design.arms[0])
-    elif all(experiment.outcomes[arm].n >= experiment.planned for arm in e.arms):
-        decision = analysis.decision
-    else:
+    # Sequential: as soon as an always-valid p-value is low; else: every arm has its sample.
+    if not (experiment.stopped if e.sequential else analysis.complete):
         return None
     return ExperimentResult(
         experiment_id=e.experiment_id,
@@ -675,13 +642,6 @@ def experiment_verdict(plan: ModelPlan, statuses: list[ModelStatus]) -> Experime
             )
             for c in analysis.comparisons
         ],
-        decision=decision,
+        decision=analysis.decision,
         at=datetime.now(UTC),
     )
-
-
-def _overall(comparisons: tuple[Comparison, ...], control: str) -> str:
-    better = [c for c in comparisons if c.decision == "better"]
-    if not better:
-        return "keep_control"
-    return max(better, key=lambda c: abs(c.effect)).arm

@@ -53,13 +53,17 @@ class ControlState:
             self.refused.append(err.reason)
             log.warning("control message refused: %s", err)
             return None
+        self.keep(message)
+        return message
+
+    def keep(self, message: ControlMessage) -> None:
+        """Take a checked message into the view."""
         if isinstance(message, ModelPlan):
             current = self.plans.get(message.model)
             if current is None or message.revision >= current.revision:
                 self.plans[message.model] = message
         else:
             self.statuses[message.model, message.partition] = message
-        return message
 
     def statuses_of(self, model: str) -> list[ModelStatus]:
         return [s for (name, _), s in sorted(self.statuses.items()) if name == model]
@@ -169,12 +173,7 @@ class ControlLog:
         futures = []
         for message in messages:
             signed = sign(message, self.key)
-            if isinstance(signed, ModelPlan):
-                current = self.state.plans.get(signed.model)
-                if current is None or signed.revision >= current.revision:
-                    self.state.plans[signed.model] = signed
-            else:
-                self.state.statuses[signed.model, signed.partition] = signed
+            self.state.keep(signed)
             futures.append(
                 await producer.send(
                     self.settings.control_topic,

@@ -51,7 +51,6 @@ class EventsPartition(PartitionState):
         self.tp = tp
         self.learner = learner
         self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
-        self.status_at = 0.0  # when the versions' statuses were last published (monotonic)
 
 
 class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
@@ -138,7 +137,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 # No usable checkpoint: learn every event still in the partition (what
                 # the last owner learnt before its first checkpoint), unless refusals
                 # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on. (A
-                # version deployed later: see _join.)
+                # version deployed later: see _restore_group.)
                 starts_fresh = choice.refusals and s.checkpoint_fallback == "fresh"
                 fresh.resume_offset = (committed[tp] or 0) if starts_fresh else 0
                 self.metrics.restored_offset.labels(*label).set(-1)
@@ -231,7 +230,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             return Counter()  # a version backfills: the partition was sought back
         messages = batches.get(tp)
         if not messages:
-            await self._publish_lifecycle(state, outbox)
+            await self._publish_lifecycle(state)
             return Counter()
         pipeline = EventPipeline(state.learner, s.max_event_bytes)
         replayed = [m for m in messages if state.replayed(m)]
@@ -276,7 +275,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             )
         state.positions[tp] = (messages or replayed)[-1].offset + 1
         self._export(state, predicted, learned)
-        await self._publish_lifecycle(state, outbox)
+        await self._publish_lifecycle(state)
         return Counter({tp: len(replayed) + len(messages)})
 
     # --- versions (online_models.lifecycle) ------------------------------------------
@@ -327,7 +326,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         state.check_start.add(tp)
         return True
 
-    async def _publish_lifecycle(self, state: EventsPartition, outbox: Outbox) -> None:
+    async def _publish_lifecycle(self, state: EventsPartition) -> None:
         """Automatic plan revisions (rollback, breaker, gate) at once, with a status."""
         learner = state.learner
         if not learner.groups or self.control is None or self.producer is None:
@@ -343,7 +342,6 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         at, position = datetime.now(UTC), state.positions.get(state.tp, 0)
         statuses = [group.status(position, at) for group in state.learner.groups.values()]
         self._export_versions(state, statuses)
-        state.status_at = time.monotonic()
         return statuses
 
     @Service.task

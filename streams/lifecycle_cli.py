@@ -16,7 +16,7 @@ yet) and writes the result. The only I/O is `change`'s and the commands' `read_c
 import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from online_models import control
 from online_models.bandits import BanditDesign, BanditError
-from online_models.control import PlanError
+from online_models.control import PlanError, version_figures
 from online_models.experiments import (
     SEQUENTIAL_BURN_IN,
     ArmOutcomes,
@@ -35,7 +35,7 @@ from online_models.experiments import (
     msprt_confidence_sequence,
     msprt_p_value,
 )
-from online_models.lifecycle import experiment_verdict, merged_outcomes
+from online_models.lifecycle import design_of, experiment_verdict, merged_arms
 from online_models.registry import ModelError, ModelSpec
 from schemas.control import (
     BanditPlan,
@@ -395,71 +395,6 @@ def refused_lines(state: ControlState) -> list[str]:
 
 
 # --- merging the partitions' statuses ------------------------------------------------
-def merged_arms(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> dict[str, ArmOutcomes]:
-    """Each arm of the plan's experiment over the partitions reporting that experiment
-    (Chan et al.'s parallel update of count, mean and m2: the workers' own merge)."""
-    e = plan.experiment
-    if e is None:
-        return {}
-    ours = [s for s in statuses if s.experiment_id == e.experiment_id]
-    return {arm: merged_outcomes([s.arms[arm] for s in ours if arm in s.arms]) for arm in e.arms}
-
-
-@dataclass
-class Figures:
-    """One version over the partitions: what the gate counts since the version joined."""
-
-    labelled: int = 0
-    loss_sum: float = 0.0
-    champion_loss_sum: float = 0.0
-    served: int = 0
-    partitions: int = 0
-    headline: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
-
-    @property
-    def loss(self) -> float | None:
-        return self.loss_sum / self.labelled if self.labelled else None
-
-    @property
-    def champion_loss(self) -> float | None:
-        return self.champion_loss_sum / self.labelled if self.labelled else None
-
-    def headline_means(self) -> dict[str, float]:
-        """Each rolling metric over the partitions, weighted by their labelled events
-        (an approximation: the partitions' windows are not merged)."""
-        means = {}
-        for name, parts in self.headline.items():
-            weight = sum(w for _, w in parts)
-            if weight:
-                means[name] = sum(v * w for v, w in parts) / weight
-            else:
-                means[name] = sum(v for v, _ in parts) / len(parts)
-        return means
-
-
-def version_figures(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> dict[str, Figures]:
-    """Each version's figures summed over the partitions whose status is of its role's
-    revision or later (as the gate counts them: older ones count its previous role)."""
-    figures = {v.version: Figures() for v in plan.versions}
-    joined = {v.version: v.joined_revision for v in plan.versions}
-    for status in statuses:
-        if status.model != plan.model:
-            continue
-        for v in status.versions:
-            f = figures.get(v.version)
-            if f is None or status.revision < joined[v.version]:
-                continue
-            f.partitions += 1
-            f.labelled += v.labelled
-            f.served += v.served
-            if v.loss is not None and v.champion_loss is not None:
-                f.loss_sum += v.loss * v.labelled
-                f.champion_loss_sum += v.champion_loss * v.labelled
-            for name, value in v.headline.items():
-                f.headline.setdefault(name, []).append((value, v.labelled))
-    return figures
-
-
 @dataclass(frozen=True)
 class BanditFigures:
     decisions: int
@@ -677,8 +612,7 @@ def describe_experiment(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> lis
 def sequential_lines(e: ExperimentPlan, arms: Mapping[str, ArmOutcomes]) -> list[str]:
     """A sequential experiment's always-valid p-values and confidence sequences now
     (valid at any look; the workers' running minimum may be lower)."""
-    design = ExperimentDesign(e.metric, tuple(e.arms), alpha=e.alpha, power=e.power,
-                              mde=e.mde, baseline=e.baseline, sequential=True)  # fmt: skip
+    design = design_of(e.model_copy(update={"sequential": True}))
     burn_in = min(SEQUENTIAL_BURN_IN, e.sample_size)
     if any(arms[arm].n < burn_in for arm in e.arms):
         return [f"  sequential: monitoring starts once every arm has {burn_in} labelled outcomes"]
