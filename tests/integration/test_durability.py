@@ -196,7 +196,15 @@ def check_final_models(env: Any, learners: dict[int, Learner], events_per_partit
     for (p, name), served in final_models(env, len(learners)).items():
         assert served.resume_offset == events_per_partition
         want = learners[p].models[name]
-        parts = ("estimator", "updates", "evaluator", "classes", "drift", "recent event ids")
+        parts = (
+            "estimator",
+            "updates",
+            "evaluator",
+            "classes",
+            "drift",
+            "recent event ids",
+            "lifecycle",
+        )
         for part, got, expected in zip(parts, served.state(), want.state(), strict=True):
             assert fingerprint(got) == fingerprint(expected), (p, name, part)
 

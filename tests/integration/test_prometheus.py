@@ -40,7 +40,7 @@ def promtool(tools: Path, *args: str, stdin: bytes | None = None) -> str:
 
 
 def test_rules_and_config_pass_promtool(tools: Path) -> None:
-    assert "SUCCESS: 8 rules found" in promtool(tools, "check", "rules", "rules.yml")
+    assert "SUCCESS: 10 rules found" in promtool(tools, "check", "rules", "rules.yml")
     assert "SUCCESS" in promtool(tools, "test", "rules", "rules_test.yml")
     assert "SUCCESS" in promtool(tools, "check", "config", "prometheus.yml")
 
