@@ -38,11 +38,12 @@ from schemas.control import (
     GatePlan,
     ModelPlan,
     ModelStatus,
+    PartitionOwner,
     Role,
     VersionPlan,
 )
 
-Message = TypeVar("Message", bound=ModelPlan | ModelStatus)
+Message = TypeVar("Message", bound=ModelPlan | ModelStatus | PartitionOwner)
 _CONTROL: TypeAdapter[ControlMessage] = TypeAdapter(ControlMessage)
 
 
@@ -82,17 +83,22 @@ def verify(raw: bytes | None, key: bytes) -> ControlMessage:
         raise ControlRefused(
             "malformed", f"not a control message ({where}: {first['msg']})"
         ) from None
+    what = (
+        f"the owner of {message.topic}[{message.partition}]"
+        if isinstance(message, PartitionOwner)
+        else f"the {message.kind} of {message.model!r}"
+    )
     if not message.signature:
         raise ControlRefused(
             "unsigned",
-            f"the {message.kind} of {message.model!r} is not signed: only "
+            f"{what} is not signed: only "
             "`riverrun models` and workers with RIVERRUN_CHECKPOINT_KEY may write control "
             "messages",
         )
     if not hmac.compare_digest(_digest(message, key), message.signature):
         raise ControlRefused(
             "bad_signature",
-            f"the {message.kind} of {message.model!r} fails its signature: it was altered, "
+            f"{what} fails its signature: it was altered, "
             "or signed with another key; give the CLI and every worker the same "
             "RIVERRUN_CHECKPOINT_KEY",
         )

@@ -297,7 +297,7 @@ class ModelGroup:
         the same arm, which the label rewards. A labelled event without a waiting
         decision is a decision and its outcome at once."""
         assert self.plan is not None
-        s, plan = self.state, self.plan
+        s = self.state
         if s.bandit is not None:
             waiting = s.waiting.pop(key, None) if labelled else None
             if waiting is not None:
@@ -310,6 +310,28 @@ class ModelGroup:
                     if len(s.waiting) > MAX_WAITING:
                         del s.waiting[next(iter(s.waiting))]  # the oldest decision
             return arm, Routing(role="arm", served=True, arm=arm, probability=probability)
+        return self._route_by_key(key)
+
+    def route_now(self, key: str) -> tuple[str, Routing]:
+        """The version that would serve `key` now, changing nothing (a request-time
+        prediction). Under a bandit: the arm of the key's waiting decision, else the arm
+        the policy now gives the highest probability (no draw: the stream's own draws
+        stay as they would be without requests)."""
+        s = self.state
+        if s.bandit is not None:
+            waiting = s.waiting.get(key)
+            if waiting is None:
+                shares = s.bandit.probabilities()
+                arm = max(shares, key=lambda a: (shares[a], a))
+                waiting = (arm, shares[arm])
+            arm, probability = waiting
+            return arm, Routing(role="arm", served=True, arm=arm, probability=probability)
+        return self._route_by_key(key)
+
+    def _route_by_key(self, key: str) -> tuple[str, Routing]:
+        """Experiment arm, canary or champion: what a key's hash and the plan decide."""
+        assert self.plan is not None
+        plan = self.plan
         if plan.experiment is not None and plan.experiment.result is None:
             e = plan.experiment
             arm = assign_arm(key, e.arms, salt=e.experiment_id)

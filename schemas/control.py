@@ -13,12 +13,15 @@ it): nobody without the key steers the models. Signing and checking live in
 - `ModelStatus` (written by the worker owning an input partition): per version, how many
   labelled events it was scored on since it joined and its mean loss on them next to
   the champion's over the same events (the gate's figures), and the experiment's counts.
+- `PartitionOwner` (written by the worker that owns an input partition, keyed
+  `owner:<topic>:<partition>`): where that worker's HTTP API answers for the partition's
+  keys, so that another worker forwards a request for one of them there.
 """
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from schemas.types import (
     EventTime,
@@ -218,7 +221,25 @@ class ModelStatus(BaseModel):
     signature: StrictStr = ""
 
 
-ControlMessage = ModelPlan | ModelStatus
+class PartitionOwner(BaseModel):
+    """A message on the `control` topic, keyed `owner:<topic>:<partition>`: the worker
+    holding the partition's replicas and the URL of its /v1 API. Of two claims, the one
+    of the newer consumer group generation wins (then the later one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Annotated[Literal[1], ExactInt] = 1
+    kind: Literal["owner"] = "owner"
+    topic: Identifier
+    partition: StrictNonNegativeInt
+    url: StrictStr = Field(description="The owner's RIVERRUN_API_ADVERTISED_URL.")
+    generation: StrictInt = Field(description="Consumer group generation of the assignment.")
+    worker: StrictStr = Field(description="The owner's client id (for people reading logs).")
+    at: datetime
+    signature: StrictStr = ""
+
+
+ControlMessage = ModelPlan | ModelStatus | PartitionOwner
 
 
 class ComparisonResult(BaseModel):

@@ -6,13 +6,14 @@ from pydantic import BaseModel
 
 from schemas.activity import ActivityEvent
 from schemas.checkpoint import CheckpointHeader
-from schemas.control import ExperimentResult, ModelPlan, ModelStatus
+from schemas.control import ExperimentResult, ModelPlan, ModelStatus, PartitionOwner
 from schemas.dead_letter import DeadLetter
 from schemas.drift import DriftReport
 from schemas.feedback import Click, Conversion, Impression, Outcome
 from schemas.input_event import InputEvent
 from schemas.metrics_report import MetricsReport
 from schemas.prediction import ClassPrediction, Prediction
+from schemas.serving import PredictRequest, RequestPrediction
 
 #: Schemas of versions no model renders any more, kept as they were published: version 1
 #: messages still match them (tested).
@@ -34,6 +35,9 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "model_plan.v1.json": ModelPlan,
     "model_status.v1.json": ModelStatus,
     "experiment_result.v1.json": ExperimentResult,
+    "partition_owner.v1.json": PartitionOwner,
+    "predict_request.v1.json": PredictRequest,
+    "request_prediction.v1.json": RequestPrediction,
 }
 
 

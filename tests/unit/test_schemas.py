@@ -263,6 +263,16 @@ VALID: dict[str, dict[str, object]] = {
                                                    "ci_low": 0.0, "ci_high": 0.2,
                                                    "p_value": 0.04, "decision": "better"}],
                                   "decision": "b", "at": T},
+    "partition_owner.v1.json": {"schema_version": 1, "kind": "owner", "topic": "events",
+                                "partition": 0, "url": "http://w1:9465", "generation": 3,
+                                "worker": "w1", "at": T, "signature": "ab"},
+    "predict_request.v1.json": {"schema_version": 1, "key": "visitor-7",
+                                "features": {"price": 0.2, "device": "mobile"}},
+    "request_prediction.v1.json": {"schema_version": 1, "model": "segment", "key": "k",
+                                   "prediction": "sky", "probabilities": {"sky": 0.7},
+                                   "model_version": "segment@1", "role": "arm", "arm": "b",
+                                   "experiment": "x", "model_updates": 4, "partition": 1,
+                                   "next_offset": 9},
 }  # fmt: skip
 
 

@@ -1,0 +1,58 @@
+"""The /v1 API's bodies: a request-time prediction asked for, and the answer.
+
+`POST /v1/models/{name}/predict` takes one `PredictRequest` or a JSON list of them and
+answers one `RequestPrediction` (or a list, in the same order). Features are validated
+exactly as an event's are (`schemas.input_event`): a request that would be a dead letter
+as an event gets the same reason, with status 400.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
+
+from schemas.control import Role
+from schemas.input_event import MAX_FEATURES, FeatureName, FeatureValue
+from schemas.types import ExactInt, Identifier, StrictNonNegativeInt
+
+
+class PredictRequest(BaseModel):
+    """What to predict: the entity's key (it picks the partition, hence the replica,
+    and the version serving it) and its features now.
+
+    >>> PredictRequest.model_validate_json('{"key": "visitor-7", "features": {"price": 0.2}}').key
+    'visitor-7'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Annotated[Literal[1], ExactInt] = 1
+    key: Identifier = Field(description="Entity id, as the events' `key`.")
+    features: dict[FeatureName, FeatureValue] = Field(max_length=MAX_FEATURES)
+
+
+class RequestPrediction(BaseModel):
+    """A request-time prediction from the live replica of the key's partition; nothing
+    was learnt from the request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Annotated[Literal[1], ExactInt] = 1
+    model: Identifier
+    key: Identifier
+    prediction: bool | StrictFloat | int | StrictStr | None = Field(
+        description="Binary: the probability of true; regression: the value; multiclass: "
+        "the most probable class (null before any class is learnt)."
+    )
+    probabilities: dict[str, StrictFloat] | None = Field(
+        default=None, description="Multiclass only: each class's probability, by its text."
+    )
+    model_version: StrictStr = Field(description="The version that answered.")
+    role: Role = Field(description="Why that version serves the key: champion, canary or arm.")
+    arm: StrictStr | None = Field(default=None, description="The experiment or bandit arm.")
+    experiment: StrictStr | None = None
+    model_updates: StrictNonNegativeInt = Field(description="Labelled events it has learnt.")
+    partition: StrictNonNegativeInt = Field(description="Input partition of the key.")
+    next_offset: StrictNonNegativeInt = Field(
+        description="The replica has learnt every event of the partition below this offset "
+        "and none from it on."
+    )
