@@ -183,12 +183,18 @@ def worker_env(bootstrap: str, events_topic: str, run: str, **chosen: Any) -> di
         group_id=run,
         log_level="warn",
         metrics_port=free_port(),
+        api_port=free_port(),
         data_dir=LOG_DIR / run,
         checkpoint_key=SecretStr(f"bench-{run}"),
         **chosen,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
     return {**env, **settings.as_environment()}
+
+
+def own_ports() -> dict[str, str]:
+    """A worker's own /metrics and /v1 ports, for several workers on one machine."""
+    return {"RIVERRUN_METRICS_PORT": str(free_port()), "RIVERRUN_API_PORT": str(free_port())}
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -287,7 +293,7 @@ def bench_worker(
     processes = [
         start(
             [sys.executable, "-m", "streams.cli", "worker"],
-            {**env, "RIVERRUN_METRICS_PORT": str(free_port())},  # one web server each
+            {**env, **own_ports()},  # one web server and one API each
             LOG_DIR / f"worker-{run}-{i}.log",
         )
         for i in range(workers)

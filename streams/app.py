@@ -67,6 +67,20 @@ class Worker:
                 settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
             )
             self.app.service(self.join)  # type: ignore[arg-type]
+        self.api: Any = None
+        if settings.api_enabled:  # /v1 on a server of its own (TLS, tokens, limits)
+            from streams.http_api import Api
+
+            self.api = Api(settings, self.metrics, self.events, loop=self.app.loop,
+                           beacon=self.app.beacon)  # fmt: skip
+            self.app.service(self.api)
+        self.push: Any = None
+        if settings.push_sinks:
+            from streams.push import PushSinks
+
+            self.push = PushSinks(settings, self.metrics, loop=self.app.loop,
+                                  beacon=self.app.beacon)  # fmt: skip
+            self.app.service(self.push)
         self._wire()
 
     def _raw_topic(self, name: str) -> Any:

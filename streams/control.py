@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaProducer
 
 from online_models.control import ControlRefused, sign, verify
-from schemas.control import ControlMessage, ModelPlan, ModelStatus
+from schemas.control import ControlMessage, ModelPlan, ModelStatus, PartitionOwner
 from streams.checkpoints import checkpoint_key
 from streams.kafka_security import aiokafka_options, kafka_options
 from streams.metrics import WorkerMetrics
@@ -36,12 +36,18 @@ def status_key(model: str, partition: int) -> bytes:
     return f"status:{model}:{partition}".encode()
 
 
+def owner_key(topic: str, partition: int) -> bytes:
+    return f"owner:{topic}:{partition}".encode()
+
+
 @dataclass
 class ControlState:
-    """The newest plan of each model and status of each model and partition."""
+    """The newest plan of each model, status of each model and partition, and owner of
+    each input partition."""
 
     plans: dict[str, ModelPlan] = field(default_factory=dict)
     statuses: dict[tuple[str, int], ModelStatus] = field(default_factory=dict)
+    owners: dict[tuple[str, int], PartitionOwner] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
 
     def add(self, raw: bytes | None, key: bytes) -> ControlMessage | None:
@@ -62,6 +68,11 @@ class ControlState:
             current = self.plans.get(message.model)
             if current is None or message.revision >= current.revision:
                 self.plans[message.model] = message
+        elif isinstance(message, PartitionOwner):
+            where = (message.topic, message.partition)
+            known = self.owners.get(where)
+            if known is None or message.generation >= known.generation:
+                self.owners[where] = message
         else:
             self.statuses[message.model, message.partition] = message
 
@@ -95,9 +106,11 @@ def write_control(settings: Settings, messages: Iterable[ModelPlan | ModelStatus
         producer.close()
 
 
-def _key(message: ModelPlan | ModelStatus) -> bytes:
+def _key(message: ControlMessage) -> bytes:
     if isinstance(message, ModelPlan):
         return plan_key(message.model)
+    if isinstance(message, PartitionOwner):
+        return owner_key(message.topic, message.partition)
     return status_key(message.model, message.partition)
 
 
@@ -166,7 +179,7 @@ class ControlLog:
             await self.consumer.stop()
 
     async def publish(
-        self, producer: AIOKafkaProducer, messages: Iterable[ModelPlan | ModelStatus]
+        self, producer: AIOKafkaProducer, messages: Iterable[ControlMessage]
     ) -> list[Any]:
         """Sign and send `messages`; the returned futures resolve on acknowledgement. A
         plan is taken into this worker's view at once (it applied it already)."""

@@ -51,6 +51,9 @@ class EventsPartition(PartitionState):
         self.tp = tp
         self.learner = learner
         self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
+        #: The replicas have learnt every event below this offset (request-time
+        #: predictions say so); None until the partition's first batch.
+        self.learnt_until: int | None = None
 
 
 class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
@@ -242,11 +245,14 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             state.learner.drain_shadow()
             state.learner.drain_changes()  # (published by the last owner)
             messages = messages[len(replayed) :]
+            state.learnt_until = replayed[-1].offset + 1
         predicted: Counter[str] = Counter()
         learned: Counter[str] = Counter()
         latency: dict[str, Any] = {}  # each model's histogram, looked up once per batch
         outputs = pipeline.run([m.value for m in messages], self.received_at,
                                [m.offset for m in messages])  # fmt: skip
+        if messages:
+            state.learnt_until = messages[-1].offset + 1
         for message, output in zip(messages, outputs, strict=True):
             if isinstance(output, Rejection):
                 await dead_letter(outbox, message, output, self.metrics, s)

@@ -222,6 +222,33 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        # --- the /v1 API (streams.http_api)
+        self.api_requests = Counter(
+            "riverrun_api_requests_total",
+            "Requests to the /v1 API, by route and HTTP status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.api_latency = Histogram(
+            "riverrun_api_request_seconds",
+            "Time to answer a /v1 request, forwards included.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_forwarded = Counter(
+            "riverrun_api_forwarded_total",
+            "Requests for keys another worker owns, by outcome (answered, unreachable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.api_predictions = Counter(
+            "riverrun_api_predictions_total",
+            "Request-time predictions answered by this worker's replicas.",
+            ["model"],
+            registry=r,
+        )
+        # --- push sinks (streams.push)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -9,6 +9,8 @@ from socket import gethostname
 from typing import Any, Literal
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     PositiveInt,
     PrivateAttr,
@@ -35,6 +37,37 @@ def user_cache_dir() -> Path:
     """riverrun's directory in the user's cache ($XDG_CACHE_HOME, else ~/.cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "riverrun"
+
+
+class PushSink(BaseModel):
+    """One HTTP endpoint predictions are pushed to (an item of RIVERRUN_PUSH_SINKS).
+
+    >>> PushSink(name="audience", url="https://ads.example/v1/audience",
+    ...          models=["propensity_shoes"], min_score=0.3).batch_size
+    100
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Names its consumer group.")
+    url: str = Field(pattern=r"^https?://", description="Where batches are POSTed.")
+    topic: str | None = Field(
+        default=None, description="Topic of the predictions pushed. Unset: the predictions topic."
+    )
+    models: list[str] = Field(default_factory=list, description="Only these models (all: empty).")
+    min_score: float | None = Field(
+        default=None, description="Only predictions of at least this value (e.g. an audience)."
+    )
+    batch_size: PositiveInt = Field(default=100, description="Most predictions per request.")
+    max_attempts: PositiveInt = Field(
+        default=8, description="Attempts per batch before its predictions become dead letters."
+    )
+    backoff_seconds: float = Field(default=0.2, gt=0, description="First retry's wait.")
+    max_backoff_seconds: float = Field(default=30.0, gt=0, description="Longest retry wait.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one request.")
+    token: SecretStr | None = Field(
+        default=None, description="Sent as 'Authorization: Bearer <token>' when set."
+    )
 
 
 class Settings(BaseSettings):
@@ -328,6 +361,54 @@ class Settings(BaseSettings):
         "figures, experiment counts) on the control topic.",
     )
 
+    # --- serving over HTTP -------------------------------------------------------------
+    api_enabled: bool = Field(
+        default=True,
+        description="Serve /v1 (request-time predictions, events in, the live stream) on "
+        "RIVERRUN_API_HOST:RIVERRUN_API_PORT.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the /v1 API listens on.")
+    api_port: int = Field(default=9465, description="Port of the /v1 API.")
+    api_advertised_url: str | None = Field(
+        default=None,
+        description="How the other workers of the group reach this one's API (a request "
+        "for a key another worker owns is forwarded there). Unset: http(s)://<api host, or "
+        "the host name when it listens on every address>:<api port>.",
+    )
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        description="Bearer tokens accepted on every /v1 route, separated by commas (two "
+        "during a rotation). Unset: /v1 is open (bind it to a private address).",
+    )
+    api_max_request_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest /v1 request body; larger ones get 413."
+    )
+    api_max_items: int = Field(
+        default=1000, gt=0, description="Most predictions or events in one /v1 request."
+    )
+    api_forward_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="How long a forwarded request waits for the key's owner."
+    )
+    api_ssl_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain) of the API: set, /v1 is HTTPS only."
+    )
+    api_ssl_keyfile: Path | None = Field(
+        default=None, description="PEM private key of RIVERRUN_API_SSL_CERTFILE."
+    )
+    api_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of RIVERRUN_API_SSL_KEYFILE, if it has one."
+    )
+    api_ssl_cafile: Path | None = Field(
+        default=None,
+        description="CA bundle a worker trusts when it forwards to another worker over "
+        "HTTPS. Unset: the system's.",
+    )
+    push_sinks: list[PushSink] = Field(
+        default_factory=list,
+        description="HTTP endpoints the worker pushes predictions to (JSON list of objects: "
+        "name, url, models, min_score, ...; see README 'Serving over HTTP').",
+    )
+
     # --- durability --------------------------------------------------------------------
     checkpoints_topic: str = Field(
         default="checkpoints",
@@ -418,7 +499,30 @@ class Settings(BaseSettings):
                 "choose another"
             )
         self._consistent_security()
+        self._consistent_api()
         return self
+
+    def _consistent_api(self) -> None:
+        if self.api_enabled and self.api_port == self.metrics_port:
+            raise ValueError(
+                f"RIVERRUN_API_PORT and RIVERRUN_METRICS_PORT are both {self.api_port}: the API "
+                "and /metrics are two servers; give each its own port"
+            )
+        if self.api_ssl_keyfile is not None and self.api_ssl_certfile is None:
+            raise ValueError(
+                "RIVERRUN_API_SSL_KEYFILE is set without RIVERRUN_API_SSL_CERTFILE: HTTPS needs "
+                "the certificate; set it or unset the key"
+            )
+        for field_name in ("api_ssl_certfile", "api_ssl_keyfile", "api_ssl_cafile"):
+            path = getattr(self, field_name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(
+                    f"{env_name(field_name)} {path} is not a file; give the path of a PEM file "
+                    "readable by the worker"
+                )
+        names = [sink.name for sink in self.push_sinks]
+        if len(set(names)) != len(names):
+            raise ValueError("RIVERRUN_PUSH_SINKS names a sink twice; give each its own name")
 
     def _consistent_security(self) -> None:
         protocol = self.security_protocol
@@ -523,7 +627,7 @@ class Settings(BaseSettings):
             elif value is None:
                 text = ""
             else:
-                text = _env_value(value)
+                text = _env_value(value, reveal=False)
             source = (
                 "environment"
                 if name in from_env
@@ -542,6 +646,15 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """The cluster to use: RIVERRUN_BROKER, else the local broker."""
         return self.broker or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def api_url(self) -> str:
+        """Where the other workers reach this one's API (RIVERRUN_API_ADVERTISED_URL)."""
+        if self.api_advertised_url:
+            return self.api_advertised_url.rstrip("/")
+        scheme = "https" if self.api_ssl_certfile is not None else "http"
+        host = gethostname() if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"{scheme}://{host}:{self.api_port}"
 
     @property
     def exactly_once(self) -> bool:
@@ -612,14 +725,29 @@ def env_name(field_name: str) -> str:
     return f"{ENV_PREFIX}{field_name.upper()}"
 
 
-def _env_value(value: Any) -> str:
+def _env_value(value: Any, reveal: bool = True) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     if isinstance(value, list | dict | tuple):
-        return json.dumps(value)
+        return json.dumps(_plain(value, reveal))
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def _plain(value: Any, reveal: bool) -> Any:
+    """`value` as JSON data; secrets inside it (a push sink's token) as they are, or masked."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value() if reveal else MASK
+    if isinstance(value, BaseModel):
+        value = {name: getattr(value, name) for name in value.model_fields_set}
+    if isinstance(value, dict):
+        return {k: _plain(v, reveal) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, reveal) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def _unknown_variable(name: str, known: set[str]) -> str:

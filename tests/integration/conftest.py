@@ -154,10 +154,13 @@ class Env:
 
     def start_worker(self) -> "WorkerProcess":
         """Start `riverrun worker`; the first one serves /metrics on the settings' port,
-        later ones each on a free port (`WorkerProcess.metrics_port`)."""
-        port = self.settings.metrics_port if not self.workers else free_port()
-        env = {**self.env, "RIVERRUN_METRICS_PORT": str(port)}
-        worker = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log", port)
+        later ones each on a free port (`WorkerProcess.metrics_port`); the same for the
+        /v1 API (`WorkerProcess.api_port`)."""
+        first = not self.workers
+        port = self.settings.metrics_port if first else free_port()
+        api_port = self.settings.api_port if first else free_port()
+        env = {**self.env, "RIVERRUN_METRICS_PORT": str(port), "RIVERRUN_API_PORT": str(api_port)}
+        worker = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log", port, api_port)
         self.workers.append(worker)
         return worker
 
@@ -165,8 +168,11 @@ class Env:
 class WorkerProcess:
     """`riverrun worker` in a subprocess, exactly as a user runs it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, metrics_port: int) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, metrics_port: int, api_port: int = 0
+    ) -> None:
         self.metrics_port = metrics_port
+        self.api_port = api_port
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -251,6 +257,7 @@ def env_factory(
             "checkpoint_key": f"key-{run}",
             "group_id": f"g-{run}",
             "metrics_port": free_port(),
+            "api_port": free_port(),
             "data_dir": tmp_path / f"data-{run}",
             "session_timeout_seconds": 6.0,
             "log_level": "info",

@@ -25,6 +25,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKER_COMPOSE = PROJECT_DIR / ".cache" / "docker-compose" / "bin" / "docker-compose"
 PORT = Settings.model_fields["metrics_port"].default
+API_PORT = Settings.model_fields["api_port"].default
 SETTINGS = {env_name(name) for name in Settings.model_fields}
 # `${NAME:-default}` in compose.yaml: the demo's value when NAME is unset.
 SUBSTITUTION = re.compile(r"\$\{[A-Za-z0-9_]+:-([^}]*)\}")
@@ -36,7 +37,7 @@ def k8s_documents() -> dict[str, dict[str, Any]]:
     documents = {}
     for resource in kustomization["resources"]:
         for document in yaml.safe_load_all((K8S / resource).read_text()):
-            documents[document["kind"]] = document
+            documents.setdefault(document["kind"], document)  # (the first of each kind)
     return documents
 
 
@@ -162,7 +163,13 @@ def test_ports_and_probe_paths_are_the_workers() -> None:
     documents = k8s_documents()
     container = documents["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": PORT}
+    assert ports == {"http": PORT, "api": API_PORT}
+    assert documents["ConfigMap"]["data"]["RIVERRUN_API_PORT"] == str(API_PORT)
+    advertised = {e["name"]: e for e in container["env"]}["RIVERRUN_API_ADVERTISED_URL"]
+    assert advertised["value"] == f"http://$(RIVERRUN_TRANSACTIONAL_ID).riverrun:{API_PORT}"
+    services = [d for d in yaml.safe_load_all((K8S / "service.yaml").read_text())]
+    assert {(d["metadata"]["name"], p["port"]) for d in services for p in d["spec"]["ports"]} == {
+        ("riverrun", PORT), ("riverrun", API_PORT), ("riverrun-api", API_PORT)}  # fmt: skip
     assert documents["ConfigMap"]["data"]["RIVERRUN_METRICS_PORT"] == str(PORT)
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -178,6 +185,8 @@ def test_ports_and_probe_paths_are_the_workers() -> None:
     for name in ("worker-1", "worker-2"):
         service = compose["services"][name]
         assert service["environment"]["RIVERRUN_METRICS_PORT"] == str(PORT)
+        assert service["environment"]["RIVERRUN_API_ADVERTISED_URL"] == f"http://{name}:{API_PORT}"
+        assert any(port.endswith(f":{API_PORT}") for port in service["ports"])
         assert any(port.endswith(f":{PORT}") for port in service["ports"])
         assert f"127.0.0.1:{PORT}/readyz" in " ".join(service["healthcheck"]["test"])
     transactional = {compose["services"][n]["environment"]["RIVERRUN_TRANSACTIONAL_ID"]
@@ -188,7 +197,7 @@ def test_ports_and_probe_paths_are_the_workers() -> None:
     assert targets == [f"worker-1:{PORT}", f"worker-2:{PORT}"]
 
     dockerfile = DOCKERFILE.read_text()
-    assert f"EXPOSE {PORT}" in dockerfile
+    assert f"EXPOSE {PORT} {API_PORT}" in dockerfile
     assert f"http://127.0.0.1:{PORT}/healthz" in dockerfile
 
 

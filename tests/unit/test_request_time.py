@@ -1,0 +1,164 @@
+"""Request-time predictions (online_models.request_time) and the API's pure parts
+(streams.http_api): the version the stream would route a key to, the prediction it would
+make, nothing changed by asking; keys placed as producers place them; bearer tokens."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kafka.partitioner.default import murmur2
+
+from online_models import control
+from online_models.learner import Learner, LearningError
+from online_models.request_time import Answer, predict_now
+from schemas import InputEvent
+from schemas.codec import InvalidMessage, decode_many
+from schemas.control import BanditPlan, ModelPlan, PartitionOwner
+from schemas.serving import PredictRequest, RequestPrediction
+from streams.control import ControlState
+from streams.http_api import answer_json, bearer_check, partition_of
+from streams.settings import Settings
+from tests.unit.test_lifecycle import GOOD, clicks, learner_with, run
+
+
+def test_a_key_goes_to_the_partition_a_kafka_producer_puts_it_in() -> None:
+    for count in (1, 2, 3, 6, 12):  # kafka-python's murmur2: a second implementation
+        for key in ("visitor-7", "v0", "ü-ñ", "x" * 200, *(f"k{i}" for i in range(200))):
+            expected = (murmur2(key.encode()) & 0x7FFFFFFF) % count
+            assert partition_of(key, count) == expected, (key, count)
+
+
+def test_the_prediction_is_the_one_the_stream_would_make_and_nothing_is_learnt() -> None:
+    learner = Learner(["logreg"])
+    events = clicks(500)
+    run(learner, events)
+    served = learner.models["logreg"]
+    before = (served.updates, len(served.evaluator.headline() or ()), served.estimator)
+    asked = [predict_now(learner, "logreg", e.key, e.features) for e in clicks(50, start=500)]
+    assert (served.updates, len(served.evaluator.headline() or ())) == before[:2]
+    # The stream, given the same features unlabelled, predicts exactly the same.
+    unlabelled = clicks(50, start=500, label=False)
+    stream = run(learner, unlabelled, 500)
+    assert [a.prediction for a in asked] == [p.prediction for p in stream]
+    assert {(a.version, a.role, a.updates) for a in asked} == {(served.version, "champion", 500)}
+    # The request's features did not enter the de-duplication window either.
+    assert run(learner, clicks(1, start=550), 550)[0].learned
+
+
+def test_a_canary_key_is_answered_by_the_canary_as_the_stream_routes_it() -> None:
+    def edits(plan: ModelPlan, spec: Any) -> ModelPlan:
+        return control.deploy(plan, spec.with_params(**GOOD), role="canary", share=0.5)
+
+    learner, _ = learner_with(edits)
+    run(learner, clicks(300))
+    events = clicks(200, start=300, label=False)
+    asked = [predict_now(learner, "logreg", e.key, e.features) for e in events]
+    stream = run(learner, events, 300)
+    assert [(a.version, a.role, a.prediction) for a in asked] == [
+        (p.model_version, p.routing.role, p.prediction) for p in stream
+    ]
+    assert {a.role for a in asked} == {"champion", "canary"}
+
+
+def test_asking_under_a_bandit_draws_nothing_and_follows_the_keys_waiting_decision() -> None:
+    def edits(plan: ModelPlan, spec: Any) -> ModelPlan:
+        plan = control.deploy(plan, spec.with_params(**GOOD), role="shadow")
+        arms = [spec.version, spec.with_params(**GOOD).version]
+        return control.start_bandit(plan, BanditPlan(policy="thompson", arms=arms, seed=3))
+
+    quiet, _ = learner_with(edits)
+    asked_often, _ = learner_with(edits)
+    events = clicks(400, label=False)
+    for i, event in enumerate(events):
+        expected = run(quiet, [event], i)[0]
+        for other in events[:5]:  # requests in between: no decision, no draw
+            predict_now(asked_often, "logreg", other.key, other.features)
+        got = run(asked_often, [event], i)[0]
+        assert (got.model_version, got.routing) == (expected.model_version, expected.routing)
+        # The key now waits for its outcome: a request for it is answered by that arm.
+        answer = predict_now(asked_often, "logreg", event.key, event.features)
+        assert (answer.version, answer.arm, answer.role) == (
+            got.model_version, got.routing.arm, "arm")  # fmt: skip
+    bandit = asked_often.groups["logreg"].state.bandit
+    assert bandit is not None and bandit.decisions == len(events)
+
+
+def test_an_unknown_model_is_refused_with_the_dead_letters_reason() -> None:
+    with pytest.raises(LearningError) as refused:
+        predict_now(Learner(["logreg"]), "nope", "k", {})
+    assert refused.value.error_type.value == "unknown_model"
+    assert "no model named 'nope' is served here (served: logreg)" in refused.value.reason
+
+
+def test_the_answer_is_a_request_prediction_of_the_committed_schema() -> None:
+    binary = Answer("logreg", "logreg@1", "canary", "binary", 0.25, 7)
+    body = answer_json(binary, "k", 1, 40)
+    assert RequestPrediction.model_validate(body).prediction == 0.25
+    assert "probabilities" not in body and "arm" not in body
+    multiclass = Answer("seg", "seg@1", "arm", "multiclass", {True: 0.2, 3: 0.5, "sky": 0.3}, 2,
+                        arm="seg@1", experiment="x")  # fmt: skip
+    body = answer_json(multiclass, "k", 0, 9)
+    parsed = RequestPrediction.model_validate(body)
+    assert (parsed.prediction, parsed.probabilities) == (3, {"true": 0.2, "3": 0.5, "sky": 0.3})
+    assert (parsed.arm, parsed.experiment) == ("seg@1", "x")
+    empty = answer_json(Answer("seg", "seg@1", "champion", "multiclass", {}, 0), "k", 0, 0)
+    assert (empty["prediction"], empty["probabilities"]) == (None, {})
+
+
+def test_requests_are_validated_as_events_are_with_the_item_named() -> None:
+    raw = b'[{"key": "a", "features": {}}, {"key": "b", "features": {"x": [1]}}]'
+    with pytest.raises(InvalidMessage) as invalid:
+        decode_many(PredictRequest, raw, max_bytes=10_000, max_items=10)
+    assert invalid.value.reason.startswith("invalid PredictRequest v1: [1].features.x: expected")
+    many = b"[" + b",".join([b'{"key": "a", "features": {}}'] * 11) + b"]"
+    with pytest.raises(InvalidMessage, match="a list of 11 PredictRequests: send 1 to 10"):
+        decode_many(PredictRequest, many, max_bytes=10_000, max_items=10)
+    with pytest.raises(InvalidMessage, match="over the 100-byte limit"):
+        decode_many(PredictRequest, many, max_bytes=100, max_items=10)
+    # The same reason as the dead letter of the same event on the stream.
+    event = b'{"event_id": "e", "ts": 0, "model": "m", "key": "k", "features": {"a": "x"}, "b": 1}'
+    with pytest.raises(InvalidMessage) as one:
+        decode_many(InputEvent, event, max_bytes=10_000, max_items=10)
+    with pytest.raises(InvalidMessage) as listed:
+        decode_many(InputEvent, b"[" + event + b"]", max_bytes=10_000, max_items=10)
+    assert listed.value.reason.replace("[0].", "") == one.value.reason
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [("Bearer t1", True), ("bearer t2", True), ("Bearer  t2 ", True), ("Bearer t3", False),
+     ("Basic t1", False), ("t1", False), (None, False), ("Bearer ", False)],
+)  # fmt: skip
+def test_bearer_tokens_any_of_the_configured_ones(header: str | None, accepted: bool) -> None:
+    assert bearer_check(Settings(api_tokens="t1, t2"))(header) is accepted
+    assert bearer_check(Settings())(header) is True  # no tokens: open
+
+
+def test_of_two_owner_claims_the_newer_generation_wins_and_claims_are_signed() -> None:
+    def claim(generation: int, url: str) -> PartitionOwner:
+        return PartitionOwner(topic="events", partition=3, url=url, generation=generation,
+                              worker="w", at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+
+    state = ControlState()
+    for message in (claim(4, "http://b"), claim(3, "http://a"), claim(4, "http://c")):
+        assert state.add(control.sign(message, b"key").model_dump_json().encode(), b"key")
+    assert state.owners["events", 3].url == "http://c"  # 3 came late: older, ignored
+    assert state.add(claim(9, "http://evil").model_dump_json().encode(), b"key") is None
+    assert state.refused == ["unsigned"] and state.owners["events", 3].url == "http://c"
+
+
+def test_api_settings_that_cannot_work_are_refused_and_sink_tokens_are_masked() -> None:
+    with pytest.raises(ValueError, match="RIVERRUN_API_PORT and RIVERRUN_METRICS_PORT are both"):
+        Settings(api_port=9464)
+    Settings(api_port=9464, api_enabled=False)
+    sink = {"name": "audience", "url": "https://ads.example/v1", "token": "sink-secret"}
+    with pytest.raises(ValueError, match="names a sink twice"):
+        Settings(push_sinks=[sink, sink])
+    settings = Settings(push_sinks=[sink], api_tokens="api-secret")
+    shown = " ".join(value for _, value, _ in settings.shown())
+    assert "sink-secret" not in shown and "api-secret" not in shown
+    assert "sink-secret" in settings.as_environment()["RIVERRUN_PUSH_SINKS"]  # for a child
+    assert Settings(api_host="0.0.0.0").api_url.startswith("http://")
+    assert Settings(api_advertised_url="https://w1.example:8443/").api_url == (
+        "https://w1.example:8443"
+    )
