@@ -3,9 +3,11 @@
 make, nothing changed by asking; keys placed as producers place them; bearer tokens."""
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from kafka.partitioner.default import murmur2
 
 from online_models import control
@@ -16,7 +18,9 @@ from schemas.codec import InvalidMessage, decode_many
 from schemas.control import BanditPlan, ModelPlan, PartitionOwner
 from schemas.serving import PredictRequest, RequestPrediction
 from streams.control import ControlState
-from streams.http_api import answer_json, bearer_check, partition_of
+from streams.hot_path import EventsPartition
+from streams.http_api import Api, Unavailable, answer_json, bearer_check, partition_of
+from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 from tests.unit.test_lifecycle import GOOD, clicks, learner_with, run
 
@@ -162,3 +166,44 @@ def test_api_settings_that_cannot_work_are_refused_and_sink_tokens_are_masked() 
     assert Settings(api_advertised_url="https://w1.example:8443/").api_url == (
         "https://w1.example:8443"
     )
+
+
+def api_over(owned: dict[Any, Any], assigned: set[Any], owners: dict[Any, Any] | None = None,
+             rebalancing: bool = False) -> Any:  # fmt: skip
+    """The API over a stand-in of the events service's ownership state."""
+    consumer = SimpleNamespace(assignment=lambda: assigned)
+    control_log = SimpleNamespace(state=ControlState(owners=owners or {}))
+    events = SimpleNamespace(owned=owned, consumer=consumer, control=control_log,
+                             rebalancing=rebalancing, models={})  # fmt: skip
+    return Api(Settings(api_port=9465), WorkerMetrics(), events)  # type: ignore[arg-type]
+
+
+def test_a_partition_answers_here_only_once_restored_and_caught_up() -> None:
+    tp = TopicPartition("events", 0)
+    state = EventsPartition(tp, Learner(["logreg"]))
+    state.positions[tp], state.replay_until[tp] = 40, 100
+    with pytest.raises(Unavailable, match="being restored"):
+        api_over({}, {tp}).local(0)  # assigned, its restore not done
+    with pytest.raises(Unavailable, match="re-running events"):
+        api_over({tp: state}, {tp}).local(0)  # restored at 40, outputs delivered up to 100
+    state.learnt_until = 100
+    assert api_over({tp: state}, {tp}).local(0) is state
+    assert api_over({tp: state}, {tp}).next_offset(state) == 100
+    with pytest.raises(Unavailable, match="rebalancing"):
+        api_over({tp: state}, {tp}, rebalancing=True).local(0)
+    assert api_over({}, set()).local(0) is None  # another worker's: forward it
+
+
+def test_a_request_is_forwarded_only_to_another_workers_claim() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    here = Settings(api_port=9465).api_url
+    claims = {("events", 1): PartitionOwner(topic="events", partition=1, url="http://w2:9465",
+                                           generation=2, worker="w2", at=at),
+              ("events", 2): PartitionOwner(topic="events", partition=2, url=here,
+                                           generation=2, worker="w1", at=at)}  # fmt: skip
+    api = api_over({}, set(), claims)
+    assert api.owner(1) == "http://w2:9465"
+    with pytest.raises(Unavailable, match="no worker owns partition 2"):
+        api.owner(2)  # a stale claim of this worker's own: never forwarded to itself
+    with pytest.raises(Unavailable, match="no worker owns partition 3"):
+        api.owner(3)
