@@ -21,6 +21,7 @@ class ErrorType(StrEnum):
     INVALID_LABEL = "invalid_label"
     LEARNING_ERROR = "learning_error"
     DUPLICATE_EVENT = "duplicate_event"
+    PUSH_FAILED = "push_failed"
 
 
 class DeadLetter(BaseModel):

@@ -249,6 +249,38 @@ class WorkerMetrics:
             registry=r,
         )
         # --- push sinks (streams.push)
+        self.push_delivered = Counter(
+            "riverrun_push_delivered_total",
+            "Predictions a push sink's endpoint acknowledged (2xx).",
+            ["sink"],
+            registry=r,
+        )
+        self.push_attempts = Counter(
+            "riverrun_push_attempts_total",
+            "Requests of a push sink, by outcome: ok, retry (failed, sent again unless it was "
+            "the last attempt), refused (a 4xx: dead-lettered at once).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.push_dead_letters = Counter(
+            "riverrun_push_dead_letters_total",
+            "Predictions a push sink could not deliver, sent to the dead-letter topic.",
+            ["sink"],
+            registry=r,
+        )
+        self.push_lag = Gauge(
+            "riverrun_push_lag_messages",
+            "Messages of a partition a push sink has not handled yet (high watermark - position).",
+            ["sink", "partition"],
+            registry=r,
+        )
+        self.push_request_seconds = Histogram(
+            "riverrun_push_request_seconds",
+            "Duration of one request of a push sink, failed ones included.",
+            ["sink"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
