@@ -256,8 +256,8 @@ def test_the_readmes_curl_examples_run_against_a_worker(make_env) -> None:  # ty
     until_answered(api(worker) + "/v1/models/logreg/predict", {"key": "k", "features": {}})
     readme = (PROJECT_DIR / "README.md").read_text()
     section = readme.split("## Serving over HTTP", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) >= 4 and all("curl" in block for block in blocks)
+    blocks = [b for b in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL) if "curl" in b]
+    assert len(blocks) >= 4
     for block in blocks:
         script = block.replace("http://127.0.0.1:9465", api(worker))
         done = subprocess.run(["bash", "-c", "set -eo pipefail\n" + script],
