@@ -8,11 +8,12 @@ checkpointed per model; a newly assigned partition resumes from each model's new
 checkpoint, at the lowest offset some model has not learnt.
 """
 
+import asyncio
 import gc
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from online_models.checkpoint import Checkpoint, Replica, encode_checkpoint, res
 from online_models.control import stop_routing
 from online_models.learner import ServedModel
 from online_models.lifecycle import GroupState, ModelGroup, experiment_verdict
-from schemas import encode_prediction
+from schemas import AnyPrediction, encode_prediction
 from schemas.control import ModelPlan, ModelStatus
 from schemas.drift import DriftReport
 from streams.control import ControlLog
@@ -41,6 +42,12 @@ from streams.pipeline import EventPipeline
 __all__ = ["MAX_BATCHES_IN_FLIGHT", "BatchedEvents", "EventsPartition"]
 
 log = logging.getLogger(__name__)
+
+#: Events predicted-then-learnt per call of the pipeline within a batch ...
+SLICE_EVENTS = 16
+#: ... and how long a batch keeps the event loop before it lets /v1 requests (and every
+#: other task) run: a request waits for at most about one slice, not a whole batch.
+SLICE_SECONDS = 0.001
 
 
 class EventsPartition(PartitionState):
@@ -238,33 +245,29 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         pipeline = EventPipeline(state.learner, s.max_event_bytes)
         replayed = [m for m in messages if state.replayed(m)]
         if replayed:  # rebuilding the model: outputs were delivered by the last owner
-            pipeline.run([m.value for m in replayed], self.received_at,
-                         [m.offset for m in replayed])  # fmt: skip
+            async for _ in self._learn(state, pipeline, replayed):
+                pass
             state.learner.drain_reports()
             state.learner.drain_drift()
             state.learner.drain_shadow()
             state.learner.drain_changes()  # (published by the last owner)
             messages = messages[len(replayed) :]
-            state.learnt_until = replayed[-1].offset + 1
         predicted: Counter[str] = Counter()
         learned: Counter[str] = Counter()
         latency: dict[str, Any] = {}  # each model's histogram, looked up once per batch
-        outputs = pipeline.run([m.value for m in messages], self.received_at,
-                               [m.offset for m in messages])  # fmt: skip
-        if messages:
-            state.learnt_until = messages[-1].offset + 1
-        for message, output in zip(messages, outputs, strict=True):
-            if isinstance(output, Rejection):
-                await dead_letter(outbox, message, output, self.metrics, s)
-                continue
-            await outbox.add(s.predictions_topic, output.event_id.encode(),
-                             encode_prediction(output), tp, message.offset)  # fmt: skip
-            predicted[output.model] += 1
-            learned[output.model] += output.learned
-            histogram = latency.get(output.model)
-            if histogram is None:
-                histogram = latency[output.model] = self.metrics.latency.labels(output.model)
-            histogram.observe(output.latency_seconds)
+        async for sliced, outputs in self._learn(state, pipeline, messages):
+            for message, output in zip(sliced, outputs, strict=True):
+                if isinstance(output, Rejection):
+                    await dead_letter(outbox, message, output, self.metrics, s)
+                    continue
+                await outbox.add(s.predictions_topic, output.event_id.encode(),
+                                 encode_prediction(output), tp, message.offset)  # fmt: skip
+                predicted[output.model] += 1
+                learned[output.model] += output.learned
+                histogram = latency.get(output.model)
+                if histogram is None:
+                    histogram = latency[output.model] = self.metrics.latency.labels(output.model)
+                histogram.observe(output.latency_seconds)
         last = messages[-1].offset if messages else -1  # (reports come with an offset)
         for offset, report in state.learner.drain_reports_at():
             await publish_report(outbox, report, tp.partition, self.metrics, s.metrics_topic,
@@ -283,6 +286,25 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         self._export(state, predicted, learned)
         await self._publish_lifecycle(state)
         return Counter({tp: len(replayed) + len(messages)})
+
+    async def _learn(
+        self, state: EventsPartition, pipeline: EventPipeline, messages: list[Any]
+    ) -> AsyncIterator[tuple[list[Any], list[AnyPrediction | Rejection]]]:
+        """Predict-then-learn `messages` in slices of SLICE_EVENTS: the outputs of each.
+
+        The event loop is handed back whenever SLICE_SECONDS have gone by, so that /v1
+        requests are answered within a batch rather than after it; `learnt_until` is
+        up to date at every such point (an answer sees exactly the events before it)."""
+        since = time.perf_counter()
+        for start in range(0, len(messages), SLICE_EVENTS):
+            sliced = messages[start : start + SLICE_EVENTS]
+            outputs = pipeline.run([m.value for m in sliced], self.received_at,
+                                   [m.offset for m in sliced])  # fmt: skip
+            state.learnt_until = sliced[-1].offset + 1
+            yield sliced, outputs
+            if time.perf_counter() - since >= SLICE_SECONDS:
+                await asyncio.sleep(0)
+                since = time.perf_counter()
 
     # --- versions (online_models.lifecycle) ------------------------------------------
     async def _follow_plans(self, state: EventsPartition) -> bool:

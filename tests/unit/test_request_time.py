@@ -2,6 +2,7 @@
 (streams.http_api): the version the stream would route a key to, the prediction it would
 make, nothing changed by asking; keys placed as producers place them; bearer tokens."""
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -17,10 +18,12 @@ from schemas import InputEvent
 from schemas.codec import InvalidMessage, decode_many
 from schemas.control import BanditPlan, ModelPlan, PartitionOwner
 from schemas.serving import PredictRequest, RequestPrediction
+from streams import hot_path
 from streams.control import ControlState
 from streams.hot_path import EventsPartition
 from streams.http_api import Api, Unavailable, answer_json, bearer_check, partition_of
 from streams.metrics import WorkerMetrics
+from streams.pipeline import EventPipeline
 from streams.settings import Settings
 from tests.unit.test_lifecycle import GOOD, clicks, learner_with, run
 
@@ -207,3 +210,47 @@ def test_a_request_is_forwarded_only_to_another_workers_claim() -> None:
         api.owner(2)  # a stale claim of this worker's own: never forwarded to itself
     with pytest.raises(Unavailable, match="no worker owns partition 3"):
         api.owner(3)
+
+
+def test_a_batch_hands_the_loop_back_between_slices_with_learnt_until_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hot_path, "SLICE_SECONDS", 0.0)  # hand it back after every slice
+    tp = TopicPartition("events", 0)
+    state = EventsPartition(tp, Learner(["logreg"]))
+    events = clicks(100)
+    messages = [
+        SimpleNamespace(value=e.model_dump_json().encode(), offset=1000 + i)
+        for i, e in enumerate(events)
+    ]
+    seen: list[tuple[int | None, int]] = []  # what a request between slices would see
+
+    async def learn_and_look() -> list[Any]:
+        done = asyncio.Event()
+
+        async def look() -> None:
+            while not done.is_set():
+                seen.append((state.learnt_until, state.learner.models["logreg"].updates))
+                await asyncio.sleep(0)
+
+        looking = asyncio.create_task(look())
+        pipeline = EventPipeline(state.learner, 10_000)
+        outputs: list[Any] = []
+        service: Any = SimpleNamespace(received_at=0.0)  # all _learn reads of the service
+        async for sliced, found in hot_path.BatchedEvents._learn(
+            service, state, pipeline, messages
+        ):
+            assert sliced == messages[len(outputs) : len(outputs) + len(sliced)]
+            outputs.extend(found)
+        done.set()
+        await looking
+        return outputs
+
+    outputs = asyncio.run(learn_and_look())
+    assert [o.event_id for o in outputs] == [e.event_id for e in events]
+    slices = -(-len(events) // hot_path.SLICE_EVENTS)
+    during = [(until, updates) for until, updates in seen if until is not None]
+    assert len({until for until, _ in during}) >= slices - 1  # it yielded within the batch
+    for learnt_until, updates in during:  # every event below learnt_until, none from it
+        assert updates == learnt_until - 1000
+    assert state.learnt_until == 1100
