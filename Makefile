@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: venv demo test unit unit-other-pythons integration lint bench soak lock schemas kafka-up kafka-down clean prometheus
+.PHONY: venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -96,6 +96,11 @@ $(BENCH_VENV)/.installed: bench/requirements-frameworks.txt
 
 bench: venv $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+	$(BIN)/python -m bench.serving $(SERVING_ARGS)
+
+# The /v1 predict API under load beside the stream (SERVING_ARGS=--quick for ~2 min).
+bench-serving: venv
+	$(BIN)/python -m bench.serving $(SERVING_ARGS)
 
 # ~35 min on 2 cores (SOAK_ARGS="--events 1000000" for a shorter one).
 soak: venv
