@@ -149,10 +149,7 @@ class Api(Service):
         self.streams = 0  # open /v1/stream connections
         self.advertised: tuple[int, frozenset[int]] | None = None
         self.advertised_at = 0.0
-        #: The metrics' children, looked up once (labels() costs as much as the rest).
-        self.counted: dict[tuple[str, int], Any] = {}  # requests by (route, status)
-        self.predicted: dict[str, Any] = {}  # answers by model
-        self.timed: dict[str, Any] = {}
+        self.children: dict[tuple[Any, tuple[str, ...]], Any] = {}  # see _child
 
     # --- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -216,17 +213,17 @@ class Api(Service):
                 log.exception("%s %s failed", request.method, request.path)
                 response = problem(500, "internal", "the worker failed to answer (its log says "
                                    "why); retry, and report it if it persists")  # fmt: skip
-        counter = self.counted.get((name, response.status))
-        if counter is None:
-            counter = self.counted[name, response.status] = self.metrics.api_requests.labels(
-                name, str(response.status)
-            )
-        counter.inc()
-        histogram = self.timed.get(name)
-        if histogram is None:
-            histogram = self.timed[name] = self.metrics.api_latency.labels(name)
-        histogram.observe(time.perf_counter() - started)
+        self._child(self.metrics.api_requests, name, str(response.status)).inc()
+        self._child(self.metrics.api_latency, name).observe(time.perf_counter() - started)
         return response
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: labels() costs a request as much as
+        the rest of its bookkeeping."""
+        child = self.children.get((metric, labels))
+        if child is None:
+            child = self.children[metric, labels] = metric.labels(*labels)
+        return child
 
     # --- where a key's replica is ----------------------------------------------------
     def partitions(self) -> int:
@@ -327,10 +324,7 @@ class Api(Service):
         self, state: EventsPartition, model: str, item: PredictRequest, partition: int
     ) -> dict[str, Any]:
         answer = predict_now(state.learner, model, item.key, item.features)
-        counter = self.predicted.get(model)
-        if counter is None:
-            counter = self.predicted[model] = self.metrics.api_predictions.labels(model)
-        counter.inc()
+        self._child(self.metrics.api_predictions, model).inc()
         return answer_json(answer, item.key, partition, self.next_offset(state))
 
     async def _forward(
