@@ -32,7 +32,6 @@ import math
 import multiprocessing
 import os
 import platform
-import sys
 import threading
 import time
 import urllib.error
@@ -49,16 +48,17 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.throughput import (
     LOG_DIR,
+    WORKER,
     CPUMeter,
     broker_pid,
     create_topic,
-    free_port,
+    local_broker,
+    own_ports,
     start,
     stop,
     worker_env,
 )
 from streams.http_api import SERVED_BY, partition_of
-from streams.local_kafka import LocalKafka
 from streams.replay import dataset_events, encode, produce
 from streams.settings import Settings
 
@@ -449,9 +449,7 @@ def catch_up(
     run = f"serving-{uuid.uuid4().hex[:8]}-catchup"
     env = worker_env(bootstrap, topic, run)
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
-    worker = start(
-        [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / f"serving-{run}.log"
-    )
+    worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
     load = LoadProcess(Load(predict_url(api_url(env)), bodies, rate))
     cpu = meter({"worker": worker.pid, "generator": load.pid})
     outputs = Outputs(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"])
@@ -481,6 +479,18 @@ def catch_up(
     return result
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What (3) and (4) put on the worker(s): a stream of pre-encoded events at
+    `stream_rate`, and `rate` requests/s measured for `seconds` after `warmup`."""
+
+    stream: list[tuple[bytes, bytes]]
+    stream_rate: float
+    rate: float
+    warmup: float
+    seconds: float
+
+
 def serve(
     bootstrap: str,
     topic: str,
@@ -488,18 +498,15 @@ def serve(
     target: str,
     owner: str,
     bodies: list[bytes],
-    stream: list[tuple[bytes, bytes]],
-    stream_rate: float,
-    rate: float,
-    warmup: float,
-    seconds: float,
+    traffic: Traffic,
     label: str,
     pids: dict[str, int],
 ) -> Run:
-    """(3) or (4): the generator sends `rate` requests/s to `target` (answers expected
-    from `owner`) while a paced producer feeds `topic` at `stream_rate`."""
-    producer = PacedProducer(bootstrap, topic, stream, stream_rate)
-    load = LoadProcess(Load(predict_url(target), bodies, rate, warmup, seconds, owner))
+    """(3) or (4): the generator sends `traffic.rate` requests/s of `bodies` to `target`
+    (answers expected from `owner`) while a paced producer feeds `topic` the stream."""
+    t = traffic
+    producer = PacedProducer(bootstrap, topic, t.stream, t.stream_rate)
+    load = LoadProcess(Load(predict_url(target), bodies, t.rate, t.warmup, t.seconds, owner))
     cpu = meter({**pids, "generator": load.pid})
     outputs = Outputs(bootstrap, envs[0]["RIVERRUN_PREDICTIONS_TOPIC"])
     try:
@@ -507,7 +514,7 @@ def serve(
         producer.start()  # the stream flows through the warm-up and the measurement
         load.wait_for("measuring")
         cpu.start()
-        summary = dict(load.wait_for("done", timeout=seconds + 60))
+        summary = dict(load.wait_for("done", timeout=t.seconds + 60))
         cpu.stop()
         load.finish()
         offered = producer.finish()
@@ -524,7 +531,7 @@ def serve(
         inside,
         summary,
         {k: v / cpu.seconds for k, v in cpu.used.items()},
-        f"stream offered {stream_rate:,.0f}/s, the producer achieved {offered:,.0f}/s",
+        f"stream offered {t.stream_rate:,.0f}/s, the producer achieved {offered:,.0f}/s",
     )
 
 
@@ -551,20 +558,14 @@ def owners(urls: list[str], keys: dict[int, tuple[str, bytes]]) -> dict[int, str
 def serve_one(
     bootstrap: str,
     bodies: list[tuple[str, bytes]],
-    stream: list[tuple[bytes, bytes]],
-    stream_rate: float,
-    rate: float,
-    warmup: float,
-    seconds: float,
+    traffic: Traffic,
 ) -> Run:
     """(3): requests to the owning worker."""
     run = f"serving-{uuid.uuid4().hex[:8]}-owner"
     topic = create_topic(bootstrap, f"{run}-events")
     env = worker_env(bootstrap, topic, run)
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
-    worker = start(
-        [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / f"serving-{run}.log"
-    )
+    worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
     try:
         return serve(
             bootstrap,
@@ -573,11 +574,7 @@ def serve_one(
             api_url(env),
             api_url(env),
             [b for _, b in bodies],
-            stream,
-            stream_rate,
-            rate,
-            warmup,
-            seconds,
+            traffic,
             "(3) owner",
             {"worker": worker.pid},
         )
@@ -588,27 +585,15 @@ def serve_one(
 def serve_forwarded(
     bootstrap: str,
     bodies: list[tuple[str, bytes]],
-    stream: list[tuple[bytes, bytes]],
-    stream_rate: float,
-    rate: float,
-    warmup: float,
-    seconds: float,
+    traffic: Traffic,
 ) -> Run:
     """(4): two workers on 2 partitions; requests to B for keys of A's partition."""
     run = f"serving-{uuid.uuid4().hex[:8]}-forward"
     topic = create_topic(bootstrap, f"{run}-events", partitions=2)
     env = worker_env(bootstrap, topic, run)
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=2, output=True)
-    envs = [
-        {**env, "RIVERRUN_METRICS_PORT": str(free_port()), "RIVERRUN_API_PORT": str(free_port())}
-        for _ in range(2)
-    ]
-    workers = [
-        start(
-            [sys.executable, "-m", "streams.cli", "worker"], e, LOG_DIR / f"serving-{run}-{i}.log"
-        )
-        for i, e in enumerate(envs)
-    ]
+    envs = [{**env, **own_ports()} for _ in range(2)]
+    workers = [start(WORKER, e, LOG_DIR / f"serving-{run}-{i}.log") for i, e in enumerate(envs)]
     urls = [api_url(e) for e in envs]
     by_partition: dict[int, list[tuple[str, bytes]]] = {0: [], 1: []}
     for key, body in bodies:
@@ -640,11 +625,7 @@ def serve_forwarded(
             target,
             owner,
             [b for _, b in by_partition[0]],
-            stream,
-            stream_rate,
-            rate,
-            warmup,
-            seconds,
+            traffic,
             "(4) forwarded B -> A",
             pids,
         )
@@ -709,13 +690,8 @@ def main() -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
 
     settings = Settings()
-    kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
-    started_kafka = kafka is not None and not kafka.is_running()
-    if kafka is not None and started_kafka:
-        print(kafka.up())
-    bootstrap = settings.bootstrap_servers
     began = time.monotonic()
-    try:
+    with local_broker(settings) as bootstrap:
         cpu = platform.processor() or platform.machine()
         print(
             f"{n:,} seeded click events, model {MODEL}, {args.rate:,.0f} predict requests/s; "
@@ -753,15 +729,14 @@ def main() -> None:
             for e in dataset_events("clicks", limit=count, model=MODEL, seed=7, id_prefix="srv-")
         ]
         print(f"\n(3) requests to the owning worker, stream at {stream_rate:,.0f} events/s:")
-        owner = serve_one(bootstrap, bodies, stream, stream_rate, args.rate, warmup, seconds)
+        traffic = Traffic(stream, stream_rate, args.rate, warmup, seconds)
+        owner = serve_one(bootstrap, bodies, traffic)
         print(f"  stream {owner.stream_per_s:,.0f} events/s processed ({owner.note})")
         print_requests(owner)
         print(f"    CPU in cores: {cores(owner)}")
 
         print(f"\n(4) requests forwarded B -> A, 2 partitions, stream at {stream_rate:,.0f}/s:")
-        forward = serve_forwarded(
-            bootstrap, bodies, stream, stream_rate, args.rate, warmup, seconds
-        )
+        forward = serve_forwarded(bootstrap, bodies, traffic)
         print(f"  stream {forward.stream_per_s:,.0f} events/s processed ({forward.note})")
         print_requests(forward)
         print(f"    CPU in cores: {cores(forward)}")
@@ -778,9 +753,6 @@ def main() -> None:
         }
         (LOG_DIR / "serving.json").write_text(json.dumps(summary, indent=2))
         print(f"\nresults: {LOG_DIR / 'serving.json'}; {time.monotonic() - began:.0f} s")
-    finally:
-        if kafka is not None and started_kafka:
-            print(kafka.down())
 
 
 def table(

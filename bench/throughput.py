@@ -26,6 +26,7 @@ Nothing here is asserted; targets are printed beside the measured ratios.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ from streams.settings import Settings
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 LOG_DIR = PROJECT_DIR / ".cache" / "bench"
+#: How a bench starts a riverrun worker (then `start(WORKER, env, log)`).
+WORKER = [sys.executable, "-m", "streams.cli", "worker"]
 #: Bytewax and Quix Streams live in their own environment (see Makefile, `make bench`).
 FRAMEWORKS_PYTHON = PROJECT_DIR / ".cache" / "bench-venv" / "bin" / "python"
 CONTENDERS = {  # key: (label, module, python)
@@ -192,6 +196,21 @@ def worker_env(bootstrap: str, events_topic: str, run: str, **chosen: Any) -> di
     return {**env, **settings.as_environment()}
 
 
+@contextlib.contextmanager
+def local_broker(settings: Settings) -> Iterator[str]:
+    """The bootstrap servers of the bench: the local broker, started for it when it is not
+    running and stopped again after, or RIVERRUN_BROKER."""
+    kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
+    started = kafka is not None and not kafka.is_running()
+    if kafka is not None and started:
+        print(kafka.up())
+    try:
+        yield settings.bootstrap_servers
+    finally:
+        if kafka is not None and started:
+            print(kafka.down())
+
+
 def own_ports() -> dict[str, str]:
     """A worker's own /metrics and /v1 ports, for several workers on one machine."""
     return {"RIVERRUN_METRICS_PORT": str(free_port()), "RIVERRUN_API_PORT": str(free_port())}
@@ -292,7 +311,7 @@ def bench_worker(
     started = time.perf_counter()
     processes = [
         start(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            WORKER,
             {**env, **own_ports()},  # one web server and one API each
             LOG_DIR / f"worker-{run}-{i}.log",
         )
@@ -332,9 +351,7 @@ def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
     topic = create_topic(bootstrap, f"{run}-events")
     env = worker_env(bootstrap, topic, run)
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
-    worker = start(
-        [sys.executable, "-m", "streams.cli", "worker"], env, LOG_DIR / "latency-worker.log"
-    )
+    worker = start(WORKER, env, LOG_DIR / "latency-worker.log")
     count = int(rate * seconds)
     messages = [encode(e) for e in dataset_events("clicks", limit=count, model="logreg", seed=7,
                                                    id_prefix="lat-")]  # fmt: skip
@@ -404,12 +421,7 @@ def main() -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
 
     settings = Settings()
-    kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
-    started_kafka = kafka is not None and not kafka.is_running()
-    if kafka is not None and started_kafka:
-        print(kafka.up())
-    bootstrap = settings.bootstrap_servers
-    try:
+    with local_broker(settings) as bootstrap:
         cpu = platform.processor() or platform.machine()
         print(f"{n:,} seeded click events, model logreg; {cpu}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}; broker {bootstrap}")  # fmt: skip
@@ -441,9 +453,6 @@ def main() -> None:
             wall = f"wall {r.wall_s or 0:.1f} s"
             print(f"  {r.name:<44} {fmt(r.events_per_s):>8} events/s  {wall} {r.note}")
         report(results, bootstrap, topic, messages, n, args.quick)
-    finally:
-        if kafka is not None and started_kafka:
-            print(kafka.down())
 
 
 def report(results: dict[str, Result], bootstrap: str, topic: str,
