@@ -6,6 +6,7 @@
 >>> model = spec.create()
 """
 
+import ast
 import difflib
 import functools
 import hashlib
@@ -14,6 +15,7 @@ import json
 import math
 import numbers
 import re
+import textwrap
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
@@ -33,9 +35,10 @@ class ModelError(ValueError):
 class ModelSpec:
     """A named factory: what kind of model it makes and with which parameters.
 
-    `version` names what the factory builds: it changes when the factory's code, the code
-    of the non-River classes and functions in the model it builds, or the parameters
-    change, unless the user pins it (`pinned_version`).
+    `version` names what the factory builds: it changes when what the factory's code
+    does, what the non-River classes and functions in the model it builds do, or the
+    parameters change (comments, docstrings and formatting do not count), unless the
+    user pins it (`pinned_version`).
     """
 
     name: str
@@ -187,10 +190,58 @@ def _source(obj: Any) -> str | None:
 
 
 def _code(obj: Any) -> Any:
-    """A function or class as its name and, where readable, a hash of its source."""
+    """A function or class as its name and, where readable, a hash of what its source
+    does (`_syntax`: comments, docstrings and formatting left out)."""
     source = _source(obj)
     name = _qualified(obj)
-    return [name, _digest(source)] if source is not None else [name]
+    return [name, _digest(_syntax(source))] if source is not None else [name]
+
+
+_DEFINITIONS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _syntax(source: str) -> str:
+    """The syntax tree of `source` as text, without docstrings, comments, line numbers or
+    formatting: the same for code that does the same, whatever its layout, and the same
+    in every supported Python (empty fields, as a newer Python's additions are in older
+    code, are left out). Source that does not parse alone (a lambda's line) stays text.
+
+    >>> _syntax('def f(x):\\n    "Doc."\\n    return x + 1  # one more') == _syntax(
+    ...     "def f(x): return (x\\n    + 1)")
+    True
+    >>> _syntax("def f(x): return x + 1") == _syntax("def f(x): return x + 2")
+    False
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return source
+    return json.dumps(_shape(tree), separators=(",", ":"))
+
+
+def _shape(node: Any) -> Any:
+    """A syntax tree as JSON-able lists: node type, then each non-empty field."""
+    if isinstance(node, ast.AST):
+        fields: list[Any] = [type(node).__name__]
+        for name, value in ast.iter_fields(node):
+            if name == "body" and isinstance(node, _DEFINITIONS) and _docstring(value):
+                value = value[1:]
+            if name == "type_comment" or value is None or value == []:
+                continue
+            fields.append([name, _shape(value)])
+        return fields
+    if isinstance(node, list):
+        return [_shape(item) for item in node]
+    return [type(node).__name__, repr(node)]  # a constant: 1, 1.0 and True differ
+
+
+def _docstring(body: list[ast.stmt]) -> bool:
+    first = body[0] if body else None
+    return (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
 
 
 def _describe(value: Any) -> Any:
