@@ -36,7 +36,8 @@ def decode(model: type[ModelT], raw: bytes | None, *, max_bytes: int) -> ModelT:
     ... except InvalidMessage as err:
     ...     print(err.reason)
     invalid InputEvent v1: key: Field required; features: Field required. Fix the producer so \
-that it sends messages matching schemas/json/input_event.v1.json
+that it sends messages matching the JSON Schema input_event.v1.json (`riverrun schemas export \
+--dir DIR` writes it)
     """
     name = model.__name__
     if raw is None:
@@ -122,7 +123,8 @@ def _invalid(name: str, err: ValidationError) -> InvalidMessage:
     return InvalidMessage(
         ErrorType.INVALID_EVENT,
         f"invalid {name} v1: {'; '.join(shown)}. Fix the producer so that it sends messages "
-        f"matching schemas/json/{schema_file}",
+        f"matching the JSON Schema {schema_file} (`riverrun schemas export --dir DIR` writes "
+        "it)",
     )
 
 

@@ -450,9 +450,10 @@ def schemas() -> None:
 @schemas.command("export")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("schemas") / "json", show_default=True,
-              help="Where to write them (the checkout's schemas/json by default).")  # fmt: skip
+              help="Where to write them (schemas/json of the working directory by "
+                   "default: in a checkout, the committed files).")  # fmt: skip
 def schemas_export(directory: Path) -> None:
-    """(Re)write schemas/json/*.json from the pydantic models."""
+    """Write the JSON Schema of every topic's messages, from the pydantic models."""
     from schemas.json_schema import render_all
 
     directory.mkdir(parents=True, exist_ok=True)

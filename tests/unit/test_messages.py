@@ -1,0 +1,30 @@
+"""Messages a user acts on say what is true: where a schema is, why a model failed, where
+a partition starts, what a CLI option compares with."""
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from schemas import ErrorType, InputEvent
+from schemas.codec import InvalidMessage, decode
+from streams.cli import main
+
+
+def test_an_invalid_event_points_to_a_schema_file_an_installed_wheel_can_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wheel user has no checkout, hence no schemas/json/: the reason names the file and
+    # the command that writes it, and that command, run anywhere, does write it.
+    with pytest.raises(InvalidMessage) as caught:
+        decode(InputEvent, b'{"event_id": "e1", "ts": 0, "model": "m"}', max_bytes=1000)
+    reason = caught.value.reason
+    assert caught.value.error_type is ErrorType.INVALID_EVENT
+    assert "schemas/json/" not in reason
+    found = re.search(r"JSON Schema (\S+) \(`riverrun (schemas export) --dir DIR`", reason)
+    assert found is not None, reason
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(main, ["schemas", "export", "--dir", "out"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "out" / found.group(1)).is_file()
