@@ -541,8 +541,9 @@ def models_list(name: str | None, as_json: bool, app_path: str | None) -> None:
 @click.option(
     "--backfill-from",
     metavar="TIME",
-    help="Before it joins, learn each partition's events from this event time on "
-    "(ISO-8601; no zone = UTC).",
+    help="Before it joins, learn each partition's events from the first record written "
+    "at or after TIME (Kafka record timestamps, i.e. when each event was produced, not its "
+    "'ts'; ISO-8601; no zone = UTC).",
 )
 @app_option
 def models_deploy(name: str, params_json: str, role: str, share: float | None,

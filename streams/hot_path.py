@@ -193,7 +193,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         group.apply(group.plan, committed, {})  # roles, learning flags, tracks
 
     async def _offset_at(self, tp: TopicPartition, when: Any, default: int) -> int:
-        """The first offset of `tp` at or after event time `when` (Kafka timestamps)."""
+        """The first offset of `tp` whose Kafka record timestamp (when it was produced,
+        not the event's `ts`) is at or after `when`."""
         assert self.consumer is not None
         found = await self.consumer.offsets_for_times({tp: int(when.timestamp() * 1000)})
         hit = found.get(tp)
