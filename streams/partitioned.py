@@ -120,6 +120,32 @@ async def resume_at(
     return start
 
 
+def where_it_starts(tp: TopicPartition, start: int, committed: int | None, wanted: int) -> str:
+    """The log line of a partition acquired at offset `start` (`resume_at` of `wanted`,
+    the restored state's next offset, and `committed`).
+
+    >>> where_it_starts(TopicPartition("events", 2), 0, None, 0)
+    'events[2]: starting at the beginning (nothing committed yet)'
+    >>> print(where_it_starts(TopicPartition("events", 2), 400, 900, 400))
+    events[2]: resuming at offset 400, where the state ends, before the committed \
+offset 900: events 400 to 899 are learnt again and their outputs, delivered before, are not \
+sent again
+    """
+    where = f"{tp.topic}[{tp.partition}]"
+    why = "the first offset still in the log" if start > wanted else "where the state ends"
+    if committed is None:
+        if start == 0:
+            return f"{where}: starting at the beginning (nothing committed yet)"
+        return f"{where}: starting at offset {start}, {why} (nothing committed yet)"
+    if start >= committed:
+        return f"{where}: resuming at the committed offset {committed}"
+    return (
+        f"{where}: resuming at offset {start}, {why}, before the committed offset "
+        f"{committed}: events {start} to {committed - 1} are learnt again and their "
+        "outputs, delivered before, are not sent again"
+    )
+
+
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before partitions move elsewhere, let the batch in flight finish, every processed
     batch commit and their states checkpoint: the next owner starts exactly after the
@@ -366,11 +392,7 @@ class PartitionedService(Service, Generic[Key, State]):
                 state.replay_until[tp] = committed[tp] or 0
                 state.check_start.add(tp)
                 if start != committed[tp]:
-                    log.info(
-                        "%s[%d]: resuming at offset %d (committed: %s); outputs below %s "
-                        "were delivered before and are not sent again",
-                        tp.topic, tp.partition, start, committed[tp], committed[tp] or 0,
-                    )  # fmt: skip
+                    log.info("%s", where_it_starts(tp, start, committed[tp], wanted[tp]))
             self.owned[key] = state
         if sources and not self.settings.exactly_once:
             found = await find_delivered(self.settings, sources, self.output_topics())

@@ -39,3 +39,22 @@ def test_backfill_help_and_readme_say_record_timestamps_as_the_code_seeks() -> N
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     deploy = next(line for line in readme.splitlines() if "--backfill-from`:" in line)
     assert "record timestamps" in deploy and "event time" not in deploy
+
+
+def test_a_fresh_partition_starts_at_the_beginning_and_a_resume_says_what_is_replayed() -> None:
+    from aiokafka import TopicPartition
+
+    from streams.partitioned import where_it_starts
+
+    tp = TopicPartition("events", 3)
+    assert where_it_starts(tp, 0, None, 0) == (
+        "events[3]: starting at the beginning (nothing committed yet)"
+    )
+    # Retention deleted offsets 0-119: nothing committed, the log starts later.
+    assert where_it_starts(tp, 120, None, 0) == (
+        "events[3]: starting at offset 120, the first offset still in the log (nothing "
+        "committed yet)"
+    )
+    resumed = where_it_starts(tp, 500, 800, 500)
+    assert "None" not in resumed and "offset 500" in resumed and "offset 800" in resumed
+    assert "events 500 to 799" in resumed and "not sent again" in resumed
