@@ -104,7 +104,23 @@ def event_source(limit_help: str) -> Callable[[Command], Command]:
             help="A JSONL or CSV file of feature records.",
         ),
         click.option("--model", help="Model name for the events (default: the dataset's)."),
-        click.option("--label-column", default="label", show_default=True),
+        click.option(
+            "--label-column",
+            default="label",
+            show_default=True,
+            help="(--file) The column of the labels; refused when not in the file.",
+        ),
+        click.option(
+            "--key-column",
+            help="(--file) The column of each event's key (its partition; the key to ask "
+            "predictions for over HTTP). Default: the event id.",
+        ),
+        click.option(
+            "--time-column",
+            help="(--file) The column of each event's time: ISO 8601 (no zone: UTC) or "
+            "seconds since the epoch (milliseconds beyond 2e10). Default: 1 s apart from "
+            "2026-01-01.",
+        ),
         click.option("--limit", type=int, help=limit_help),
         click.option("--seed", type=int, default=42, show_default=True),
     ]
@@ -137,8 +153,9 @@ def worker(app_path: str | None) -> None:
     served(app, settings)
     require_broker(settings)
     ensure_topics(settings)
-    faust_app = Worker(settings, app.models).app
-    FaustWorker(faust_app, loglevel=settings.log_level).execute_from_commandline()
+    runtime = Worker(settings, app.models)
+    FaustWorker(runtime.app, loglevel=settings.log_level,
+                log_filters=[runtime.broker.quiet]).execute_from_commandline()  # fmt: skip
 
 
 @main.command()
@@ -147,21 +164,44 @@ def worker(app_path: str | None) -> None:
 @click.option("--id-prefix", default="", help="Prefix of the deterministic event ids.")
 @click.option("--topic", help="Target topic (default: RIVERRUN_EVENTS_TOPIC).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--unlabelled",
+    is_flag=True,
+    help="(--file) The file has no labels: every column is a feature (events are predicted, "
+    "nothing is learnt).",
+)
+@click.option(
+    "--wait-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Wait this long for the worker to handle the events, then summarise the dead "
+    "letters they caused (0: do not wait).",
+)
 @app_option
 def replay(dataset: str | None, path: Path | None, model: str | None, label_column: str,
-           limit: int | None, rate: float | None, seed: int, id_prefix: str,
-           topic: str | None, quiet: bool, app_path: str | None) -> None:  # fmt: skip
-    """Produce a dataset or a file as input events, in order, with deterministic ids."""
-    from streams.replay import encode, produce
+           key_column: str | None, time_column: str | None, limit: int | None,
+           rate: float | None, seed: int, id_prefix: str, topic: str | None, quiet: bool,
+           unlabelled: bool, wait_seconds: float, app_path: str | None) -> None:  # fmt: skip
+    """Produce a dataset or a file as input events, in order, with deterministic ids;
+    then summarise what the worker made of them (dead letters by reason)."""
+    from streams.replay import Produced, aftermath, dead_letter_ends, encode, produce
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    events = _events(dataset, path, model, label_column, limit, seed, id_prefix)
+    events = _events(dataset, path, model, None if unlabelled else label_column, limit, seed,
+                     id_prefix, key_column=key_column, time_column=time_column)  # fmt: skip
     require_broker(settings)
     target = topic or settings.events_topic
+    follow = wait_seconds > 0 and target == settings.events_topic
+    dead_letters_from = dead_letter_ends(settings) if follow else {}
+    produced = Produced(target)
     sent = produce(settings, target, map(encode, events), rate=rate,
-                   total=limit, progress=not quiet)  # fmt: skip
+                   total=limit, progress=not quiet, produced=produced)  # fmt: skip
     click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
+    if follow and produced.count():
+        for line in aftermath(settings, produced, dead_letters_from, wait_seconds).lines():
+            click.echo(line)
 
 
 def _known_model(models: Mapping[str, ModelSpec], name: str | None) -> None:
@@ -176,20 +216,28 @@ def _known_model(models: Mapping[str, ModelSpec], name: str | None) -> None:
     )
 
 
-def _events(dataset: str | None, path: Path | None, model: str | None, label_column: str,
-            limit: int | None, seed: int, id_prefix: str = ""):  # type: ignore[no-untyped-def]  # fmt: skip
-    """Input events from exactly one of a bundled dataset or a file (see `replay`)."""
-    import itertools
-
-    from streams.replay import build_events, dataset_events, file_samples
+def _events(dataset: str | None, path: Path | None, model: str | None,
+            label_column: str | None, limit: int | None, seed: int, id_prefix: str = "",
+            key_column: str | None = None, time_column: str | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Input events from exactly one of a bundled dataset or a file (see `replay`); a file
+    is read through first, so that a mistake in it stops the command before any event."""
+    from streams.replay import FileError, count_file_events, dataset_events, file_events
 
     if (dataset is None) == (path is None):
         raise click.UsageError("give exactly one of --dataset NAME or --file PATH")
     if path is not None:
         if not model:
             raise click.UsageError("--file needs --model NAME")
-        samples = itertools.islice(file_samples(path, label_column), limit)
-        return build_events(samples, model=model, source=path.stem, id_prefix=id_prefix)
+        options: dict[str, Any] = dict(model=model, label_column=label_column, limit=limit,
+                                       key_column=key_column, time_column=time_column,
+                                       id_prefix=id_prefix)  # fmt: skip
+        try:
+            count_file_events(path, **options)
+        except FileError as err:
+            raise click.ClickException(str(err)) from None
+        return file_events(path, **options)
+    if key_column or time_column:
+        raise click.UsageError("--key-column and --time-column are for --file")
     assert dataset is not None
     if dataset in DATASETS and DATASETS[dataset].size is None and limit is None:
         limit = 10_000
@@ -215,6 +263,7 @@ def _events(dataset: str | None, path: Path | None, model: str | None, label_col
 )
 @app_option
 def evaluate(dataset: str | None, path: Path | None, model: str | None, label_column: str,
+             key_column: str | None, time_column: str | None,
              limit: int | None, seed: int, compare_river: bool,
              reports_path: Path | None, app_path: str | None) -> None:  # fmt: skip
     """Run the stream's learning code offline over a dataset and print its metrics.
@@ -228,7 +277,8 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    events = list(_events(dataset, path, model, label_column, limit, seed))
+    events = list(_events(dataset, path, model, label_column, limit, seed,
+                          key_column=key_column, time_column=time_column))  # fmt: skip
     if not events:
         raise click.UsageError("no events to evaluate")
     name = events[0].model
@@ -526,9 +576,15 @@ def models_list(name: str | None, as_json: bool, app_path: str | None) -> None:
 @click.option(
     "--params",
     "params_json",
-    required=True,
     metavar="JSON",
     help="Factory parameters over the app's served ones, e.g. '{\"lr\": 0.1}'.",
+)
+@click.option(
+    "--version",
+    "registered",
+    metavar="VERSION",
+    help="Deploy the factory registered under NAME with this pinned version (another "
+    'pipeline of the model, e.g. @app.model(NAME, ..., version="2")).',
 )
 @click.option(
     "--role",
@@ -546,17 +602,23 @@ def models_list(name: str | None, as_json: bool, app_path: str | None) -> None:
     "'ts'; ISO-8601; no zone = UTC).",
 )
 @app_option
-def models_deploy(name: str, params_json: str, role: str, share: float | None,
-                  backfill_from: str | None, app_path: str | None) -> None:  # fmt: skip
+def models_deploy(name: str, params_json: str | None, registered: str | None, role: str,
+                  share: float | None, backfill_from: str | None,
+                  app_path: str | None) -> None:  # fmt: skip
     """Deploy another version of a model.
 
-    The app's factory of NAME with --params over its served parameters, in shadow
-    (predicts and learns, never serves) or as a canary (serves --share of the keys).
+    The app's factory of NAME (or, with --version, the one registered under NAME with
+    that version) with --params over its parameters, in shadow (predicts and learns,
+    never serves) or as a canary (serves --share of the keys).
     """
     from streams import lifecycle_cli as lc
 
     spec, settings = _served_model(app_path, name)
-    version = lc.new_version(spec, lc.parse_params(params_json))
+    if registered is None and params_json is None:
+        raise click.UsageError("pass --params JSON (other parameters) or --version VERSION")
+    factory = spec if registered is None else lc.registered_version(spec, registered)
+    params = lc.parse_params(params_json) if params_json is not None else {}
+    version = lc.new_version(factory, params)
     when = lc.parse_time(backfill_from, "--backfill-from")
     _apply(settings, spec, lc.deploying(version, role, share, when))
 
@@ -594,18 +656,25 @@ def models_rollback(name: str, reason: str, app_path: str | None) -> None:
 
 @models.command("retire")
 @click.argument("target", metavar="NAME@VERSION")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retire even the champion or an arm (e.g. a version the code can no longer build).",
+)
 @app_option
-def models_retire(target: str, app_path: str | None) -> None:
+def models_retire(target: str, force: bool, app_path: str | None) -> None:
     """Remove a version that does not serve.
 
     Not the champion (promote another or roll back first), not an arm (stop the
-    experiment or bandit first).
+    experiment or bandit first), unless --force: then the champion's place goes to the
+    latest previous champion the app's code builds, else to the app's version (what a
+    worker of this code serves); an arm's experiment or bandit stops.
     """
     from streams import lifecycle_cli as lc
 
     name, version = lc.parse_target(target)
     spec, settings = _served_model(app_path, name)
-    _apply(settings, spec, lc.retiring(version))
+    _apply(settings, spec, lc.retiring(version, force=force, app=spec))
 
 
 @models.command("pause-learning")

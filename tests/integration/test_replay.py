@@ -1,0 +1,109 @@
+"""`riverrun replay --file` and `evaluate --file` against the real broker and a real
+worker: a column that is not in the file stops them before any event, key and time
+columns become the events' key and time, and a replay ends with the dead letters it
+caused."""
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from schemas import InputEvent
+from streams.http_api import partition_of
+
+
+def riverrun(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env.env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(models=["logreg"])
+    path = tmp_path / "offers.csv"
+    path.write_text("device,price,label\nmobile,0.5,1\ndesktop,2,0\nmobile,1,1\n")
+    for command in ("replay", "evaluate"):
+        done = riverrun(env, command, "--file", str(path), "--model", "logreg",
+                        "--label-column", "WRONG")  # fmt: skip
+        # Before: replay said "replayed 3 events" with the label as a feature, evaluate
+        # "0 reports".
+        assert done.returncode == 1, done.stdout
+        assert done.stderr.strip() == (
+            "Error: offers.csv has no column 'WRONG' (its columns: device, label, price): "
+            "pass --label-column with the column that holds the labels (or --unlabelled for "
+            "a file without labels)"
+        )
+    jsonl = tmp_path / "offers.jsonl"
+    jsonl.write_text('{"device": "mobile", "clicked": true}\n{"device": "desktop"}\n')
+    done = riverrun(env, "replay", "--file", str(jsonl), "--model", "logreg")
+    assert done.returncode == 1 and "offers.jsonl has no column 'label'" in done.stderr
+    assert env.count(env.settings.events_topic) == 0  # nothing produced
+
+
+def test_key_and_time_columns_make_the_events_key_and_time(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(topic_partitions=2, models=["logreg"])
+    path = tmp_path / "visits.csv"
+    path.write_text(
+        "visitor,when,price,clicked\n"
+        "visitor-7,2026-03-01T10:00:00Z,0.5,1\n"
+        "visitor-8,1772359200,2,0\n"  # epoch seconds: 2026-03-01T10:00:00Z
+        "visitor-9,1772359200500,1,\n"  # epoch milliseconds
+    )
+    done = riverrun(env, "replay", "--file", str(path), "--model", "logreg", "--quiet",
+                    "--label-column", "clicked", "--key-column", "visitor",
+                    "--time-column", "when", "--wait-seconds", "0")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    messages = env.read(env.settings.events_topic, 3)
+    events = {InputEvent.model_validate_json(m.value).key: (m, InputEvent.model_validate_json(m.value))
+              for m in messages}  # fmt: skip
+    ten = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert {key: (e.ts, e.features, e.label) for key, (_, e) in events.items()} == {
+        "visitor-7": (ten, {"price": 0.5}, 1),
+        "visitor-8": (ten, {"price": 2}, 0),
+        "visitor-9": (ten.replace(microsecond=500_000), {"price": 1}, None),
+    }
+    # Each on its key's partition: predictions over HTTP for that key see its events.
+    for key, (message, _) in events.items():
+        assert message.key == key.encode() and message.partition == partition_of(key, 2)
+
+    path.write_text("visitor,when,price\nvisitor-7,yesterday,0.5\n")
+    done = riverrun(env, "replay", "--file", str(path), "--model", "logreg", "--unlabelled",
+                    "--key-column", "visitor", "--time-column", "when")  # fmt: skip
+    assert done.returncode == 1
+    assert "visits.csv line 2: the time column 'when' holds 'yesterday', which is not a time" in (
+        done.stderr
+    )
+    assert env.count(env.settings.events_topic) == 3  # the bad file produced nothing
+
+
+def test_a_replay_ends_with_the_dead_letters_it_caused(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(topic_partitions=2, models=["logreg"])
+    path = tmp_path / "offers.csv"
+    path.write_text("price,label\n" + "".join(f"{i / 10},{i % 2}\n" for i in range(100)))
+    replay = ["replay", "--file", str(path), "--model", "logreg", "--quiet"]
+
+    # No worker yet: said so, within the wait.
+    done = riverrun(env, *replay, "--wait-seconds", "2")
+    assert done.returncode == 0, done.stderr
+    assert "no worker handled any of the 100 events within 2 s" in done.stdout
+
+    env.start_worker()
+    env.wait_for_group_members(1)
+    env.read(env.settings.predictions_topic, 100)  # the first replay, learnt
+    # The same file again: every id was processed before -> 100 duplicate_event.
+    done = riverrun(env, *replay, "--wait-seconds", "60")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("replayed 100 events to ")
+    assert lines[1].startswith("the worker handled all 100 events within ")
+    assert lines[1].endswith(": 100 became dead letters (`riverrun tail dead-letters "
+                             "--from-beginning` shows them)")  # fmt: skip
+    assert lines[2].startswith("  100 duplicate_event, e.g. event_id 'offers-000000")
+    assert "pass a new --id-prefix" in lines[3]
+
+    # New ids and one label a binary model cannot learn: only that one is told.
+    path.write_text("price,label\n0.5,1\n0.7,maybe\n")
+    done = riverrun(env, *replay, "--id-prefix", "run2-", "--wait-seconds", "60")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith("the worker handled all 2 events within ")
+    assert lines[1].split(": ", 1)[1].startswith("1 became dead letters")
+    assert lines[2].startswith("  1 invalid_label, e.g. label 'maybe' is not a class of binary")
