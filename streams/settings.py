@@ -3,11 +3,13 @@
 import difflib
 import json
 import os
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from socket import gethostname
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -16,8 +18,11 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.dedup import DEFAULT_DEDUP_WINDOW
@@ -76,7 +81,11 @@ class Settings(BaseSettings):
     Created once at the edge (the CLI) and passed down; nothing else reads the environment.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    # Lists and objects are decoded by `_from_text`, not by pydantic-settings: its
+    # SettingsError for malformed JSON is a traceback that names no variable.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", enable_decoding=False
+    )
 
     _oauth_token_provider: TokenProvider | None = PrivateAttr(default=None)
 
@@ -93,7 +102,7 @@ class Settings(BaseSettings):
         description="Bootstrap servers of an existing cluster. Unset: the local broker "
         "(`riverrun kafka up`) on 127.0.0.1:KAFKA_PORT is used and started when needed.",
     )
-    kafka_port: int = Field(default=19092, description="Port of the local broker.")
+    kafka_port: int = Field(default=19092, ge=1, le=65535, description="Port of the local broker.")
     kafka_cache_dir: Path = Field(
         default_factory=lambda: user_cache_dir() / "kafka",
         description="Where the local broker's jars, data and log live (default: "
@@ -186,12 +195,14 @@ class Settings(BaseSettings):
     # --- models ------------------------------------------------------------------------
     models: list[str] | None = Field(
         default=None,
-        description="Model names this worker serves (JSON list); events for others are "
-        "dead-lettered. Default: every model of the app.",
+        description="Model names this worker serves (separated by commas, or a JSON list); "
+        "events for others are dead-lettered. Default: every model of the app.",
+        examples=["ctr,fraud"],
     )
     model_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description='Factory parameters per model (JSON), e.g. {"ctr": {"alpha": 0.1}}.',
+        examples=['{"ctr": {"alpha": 0.1}}'],
     )
 
     # --- model quality -----------------------------------------------------------------
@@ -215,7 +226,9 @@ class Settings(BaseSettings):
     )
     segment_features: list[str] = Field(
         default_factory=list,
-        description='Features whose values segment the metrics (JSON list), e.g. ["device"].',
+        description="Features whose values segment the metrics (separated by commas, or a "
+        "JSON list), e.g. device,country.",
+        examples=["device,country"],
     )
     max_segments: int = Field(
         default=50, gt=0, description="Values per segment feature; the rest are '__other__'."
@@ -283,7 +296,9 @@ class Settings(BaseSettings):
     ctr_model: str = Field(default="ctr", description="Registered model scoring clicks.")
     products: list[str] = Field(
         default_factory=list,
-        description='Products with a propensity model each (JSON list), e.g. ["shoes", "bags"].',
+        description="Products with a propensity model each (separated by commas, or a JSON "
+        "list), e.g. shoes,bags.",
+        examples=["shoes,bags"],
     )
     propensity_model: str = Field(
         default="ctr", description="Registered model each product's propensity model is made of."
@@ -311,13 +326,16 @@ class Settings(BaseSettings):
     activity_types: list[str] = Field(
         default_factory=lambda: list(JoinConfig.activity_types),
         min_length=1,
-        description="Activity types counted as the visitors' activity features (JSON list).",
+        description="Activity types counted as the visitors' activity features (separated "
+        "by commas, or a JSON list).",
+        examples=["view,cart"],
     )
     activity_hours: list[PositiveInt] = Field(
         default_factory=lambda: list(JoinConfig.activity_hours),
         min_length=1,
-        description="Windows (hours) of the activity counts (JSON list); the longest is "
-        "also the cap of activity_recency_hours.",
+        description="Windows (hours) of the activity counts (separated by commas, or a JSON "
+        "list); the longest is also the cap of activity_recency_hours.",
+        examples=["1,24,168"],
     )
 
     # --- delivery ----------------------------------------------------------------------
@@ -368,7 +386,13 @@ class Settings(BaseSettings):
         "RIVERRUN_API_HOST:RIVERRUN_API_PORT.",
     )
     api_host: str = Field(default="127.0.0.1", description="Address the /v1 API listens on.")
-    api_port: int = Field(default=9465, description="Port of the /v1 API.")
+    api_port: int = Field(
+        default=9465,
+        ge=0,
+        le=65535,
+        description="Port of the /v1 API. Unset and in use (a second worker on the machine): "
+        "the next free port, advertised as such; 0: any free port.",
+    )
     api_advertised_url: str | None = Field(
         default=None,
         description="How the other workers of the group reach this one's API (a request "
@@ -389,6 +413,11 @@ class Settings(BaseSettings):
     api_forward_timeout_seconds: float = Field(
         default=2.0, gt=0, description="How long a forwarded request waits for the key's owner."
     )
+    api_events_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long POST /v1/events waits for the broker's acknowledgement (then 503).",
+    )
     api_ssl_certfile: Path | None = Field(
         default=None, description="PEM certificate (chain) of the API: set, /v1 is HTTPS only."
     )
@@ -407,6 +436,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="HTTP endpoints the worker pushes predictions to (JSON list of objects: "
         "name, url, models, min_score, ...; see README 'Serving over HTTP').",
+        examples=['[{"name": "crm", "url": "https://crm.example/hook"}]'],
     )
 
     # --- durability --------------------------------------------------------------------
@@ -450,7 +480,11 @@ class Settings(BaseSettings):
     # --- operations --------------------------------------------------------------------
     metrics_host: str = Field(default="127.0.0.1", description="Address /metrics listens on.")
     metrics_port: int = Field(
-        default=9464, description="Port of the worker's web server (/metrics)."
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of the worker's web server (/metrics). Unset and in use (a second "
+        "worker on the machine): the next free port; 0: any free port.",
     )
     data_dir: Path = Field(
         default=Path(".riverrun"),
@@ -458,8 +492,36 @@ class Settings(BaseSettings):
         "checkpoint key) and the demo its logs; relative to the working directory.",
     )
     log_level: Literal["debug", "info", "warn", "error"] = "info"
+    progress_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often a worker logs a progress line (events/s, lag, partitions, "
+        "checkpoint age); 0 turns it off.",
+    )
 
     # --- validation ------------------------------------------------------------------
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """A list or object given as text (an environment variable): JSON, or for a
+        list of names or numbers also items separated by commas (`a,b`)."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        if not _is_complex(annotation):
+            return value
+        text = value.strip()
+        if not text:  # `RIVERRUN_X=` in an env file: the default, as if unset
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        if _is_scalar_list(annotation) and not text.startswith("["):
+            return [item.strip() for item in text.split(",") if item.strip()]
+        try:
+            return json.loads(text)
+        except ValueError as err:
+            raise PydanticCustomError(
+                "json_invalid", "not valid JSON ({error})", {"error": str(err)}
+            ) from None
+
     @model_validator(mode="before")
     @classmethod
     def _no_unknown_variables(cls, data: Any) -> Any:
@@ -761,14 +823,173 @@ def _unknown_variable(name: str, known: set[str]) -> str:
 
 
 def describe_error(err: ValidationError) -> str:
-    """A settings ValidationError as sentences naming the variables, without the
-    values (a secret could be among them)."""
+    """A settings ValidationError as one sentence per mistake, each naming the variable,
+    what it got (secrets masked) and the form it wants.
+
+    >>> try:
+    ...     Settings(batch_size="many")
+    ... except ValidationError as err:
+    ...     print(describe_error(err))
+    RIVERRUN_BATCH_SIZE is 'many', not a whole number: it wants a whole number greater than 0
+    """
+    return "; ".join(_mistake(error) for error in err.errors(include_url=False))
+
+
+#: Why a value was refused, by pydantic's error type (else pydantic's own message).
+_REASONS = {
+    "int_parsing": "not a whole number",
+    "int_type": "not a whole number",
+    "int_from_float": "not a whole number",
+    "float_parsing": "not a number",
+    "float_type": "not a number",
+    "bool_parsing": "not true or false",
+    "bool_type": "not true or false",
+    "greater_than": "out of range",
+    "greater_than_equal": "out of range",
+    "less_than": "out of range",
+    "less_than_equal": "out of range",
+    "finite_number": "not a finite number",
+    "literal_error": "not one of the choices",
+    "list_type": "not a list",
+    "dict_type": "not a JSON object",
+    "model_type": "not a JSON object",
+    "model_attributes_type": "not a JSON object",
+    "string_type": "not text",
+    "too_short": "too short",
+    "string_pattern_mismatch": "not of the expected form",
+}
+
+
+def _mistake(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc or loc[0] not in Settings.model_fields:
+        return message  # a model validator's own sentence
+    field = Settings.model_fields[str(loc[0])]
+    where = env_name(str(loc[0])) + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:]
+    )
+    annotation = _annotation_at(field.annotation, loc[1:])
+    if error["type"] == "missing":
+        parent = where.rpartition(".")[0]
+        wanted = _wanted(_annotation_at(field.annotation, loc[1:-1]))
+        return f"{parent} has no {loc[-1]!r}: it wants {wanted}"
+    if error["type"] == "extra_forbidden":
+        parent = _annotation_at(field.annotation, loc[1:-1])
+        known = ", ".join(parent.model_fields) if _is_model(parent) else ""
+        return f"{where} is not a field it knows: rename or remove it (fields: {known})"
+    got = MASK if _has_secret(annotation) else _shown(error["input"])
+    reason = (
+        error["msg"] if error["type"] == "json_invalid" else _REASONS.get(error["type"], message)
+    )
+    example = f", e.g. {field.examples[0]}" if field.examples and len(loc) == 1 else ""
+    return f"{where} is {got}, {reason}: it wants {_wanted(annotation, field.metadata)}{example}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(_plain(value, False), default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _wanted(annotation: Any, metadata: "list[Any] | tuple[Any, ...]" = ()) -> str:
+    """The form a value of `annotation` takes, in words (bounds from `metadata`)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _wanted(args[0], [*metadata, *args[1:]])
+    if origin in (Union, types.UnionType):
+        chosen = [arg for arg in args if arg is not type(None)]
+        return " or ".join(_wanted(arg, metadata) for arg in chosen)
+    if origin is Literal:
+        return "one of " + ", ".join(str(arg) for arg in args)
+    if origin is list:
+        item = args[0] if args else Any
+        if _is_model(item):
+            return f"a JSON list of objects, each {_wanted(item)}"
+        return f"a JSON list or items separated by commas, each {_wanted(item)}" + _bounds(
+            metadata, "list"
+        )
+    if origin is dict:
+        return "a JSON object"
+    if _is_model(annotation):
+        required = [name for name, f in annotation.model_fields.items() if f.is_required()]
+        optional = [name for name in annotation.model_fields if name not in required]
+        return f"an object with {' and '.join(required)} (optional: {', '.join(optional)})"
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+             Path: "a file path", SecretStr: "a secret"}  # fmt: skip
+    return words.get(annotation, "any JSON value") + _bounds(metadata)
+
+
+def _bounds(metadata: "list[Any] | tuple[Any, ...]", of: str = "") -> str:
     parts = []
-    for error in err.errors(include_url=False, include_input=False):
-        message = error["msg"].removeprefix("Value error, ")
-        loc = [str(part) for part in error["loc"]]
-        if loc and loc[0] in Settings.model_fields:
-            parts.append(f"{env_name(loc[0])}: {message}")
+    for bound in metadata:
+        if of:  # a list's own bounds: its length
+            if isinstance(bound, annotated_types.MinLen) and bound.min_length:
+                parts.append(f"at least {bound.min_length} of them")
+            continue
+        if getattr(bound, "pattern", None):
+            parts.append(f"matching {bound.pattern}")
+        if isinstance(bound, annotated_types.Gt):
+            parts.append(f"greater than {bound.gt}")
+        elif isinstance(bound, annotated_types.Ge):
+            parts.append(f"at least {bound.ge}")
+        elif isinstance(bound, annotated_types.Lt):
+            parts.append(f"less than {bound.lt}")
+        elif isinstance(bound, annotated_types.Le):
+            parts.append(f"at most {bound.le}")
+    return (", with " if of else " ") + " and ".join(parts) if parts else ""
+
+
+def _annotation_at(annotation: Any, path: "tuple[int | str, ...]") -> Any:
+    """The type of the part of a value that `path` (a pydantic error's loc) points at."""
+    for part in path:
+        annotation = _unwrapped(annotation)
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin is list and args:
+            annotation = args[0]
+        elif origin is dict and args:
+            annotation = args[1]
+        elif _is_model(annotation) and part in annotation.model_fields:
+            annotation = annotation.model_fields[str(part)].annotation
         else:
-            parts.append(message)
-    return "; ".join(parts)
+            return Any
+    return annotation
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """`annotation` without Annotated and without `| None`."""
+    while True:
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin is Annotated:
+            annotation = args[0]
+        elif origin in (Union, types.UnionType):
+            chosen = [arg for arg in args if arg is not type(None)]
+            if len(chosen) != 1:
+                return annotation
+            annotation = chosen[0]
+        else:
+            return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Given as JSON (or a comma list) in the environment: a list, an object or a model."""
+    bare = _unwrapped(annotation)
+    return get_origin(bare) in (list, dict) or _is_model(bare)
+
+
+def _is_scalar_list(annotation: Any) -> bool:
+    bare = _unwrapped(annotation)
+    args = get_args(bare)
+    return get_origin(bare) is list and bool(args) and not _is_complex(args[0])
+
+
+def _has_secret(annotation: Any) -> bool:
+    """Whether a value of `annotation` can hold a secret (then it is never shown)."""
+    if annotation is SecretStr:
+        return True
+    if _is_model(annotation):
+        return any(_has_secret(f.annotation) for f in annotation.model_fields.values())
+    return any(_has_secret(arg) for arg in get_args(annotation))

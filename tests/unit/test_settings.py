@@ -87,5 +87,7 @@ def test_settings_given_in_code_are_overridden_by_the_environment(
 
 def test_an_invalid_value_names_its_variable_without_its_value() -> None:
     message = error_of(batch_size=0, checkpoint_key=SecretStr("hunter2"), metrics_threshold=2)
-    assert "RIVERRUN_BATCH_SIZE: Input should be greater than 0" in message
+    assert "RIVERRUN_BATCH_SIZE is 0, out of range: it wants a whole number greater than 0" in (
+        message
+    )
     assert "RIVERRUN_METRICS_THRESHOLD" in message and "hunter2" not in message
