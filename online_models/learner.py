@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from online_models import failure_reasons
 from online_models.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
 from online_models.drift import DriftConfig, DriftMonitor
 from online_models.evaluation import EvaluationConfig, Evaluator, most_probable
@@ -29,13 +30,24 @@ class Rejection:
 
 
 class LearningError(ValueError):
-    """An event that is valid JSON but cannot be learnt from; carries the dead-letter type."""
+    """An event that is valid JSON but cannot be learnt from; carries the dead-letter type.
+    `diverged`: the model's numbers left the finite range (not its code raising)."""
 
-    def __init__(self, error_type: ErrorType, reason: str) -> None:
+    def __init__(self, error_type: ErrorType, reason: str, *, diverged: bool = False) -> None:
         super().__init__(reason)
         self.error_type = error_type
         self.reason = reason
+        self.diverged = diverged
 
+    @property
+    def summary(self) -> str:
+        """What failed, without the advice (a rollback's reason quotes it)."""
+        return failure_reasons.summary(self.reason)
+
+
+#: Exceptions of a model's code (a feature function, River fed a wrong value) that are the
+#: event's fault or the code's, not the worker's: the event is dead-lettered.
+MODEL_FAULTS = (ArithmeticError, ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 #: The fields a v1 prediction is built with (the rest are defaults), as model_construct
 #: records them.
@@ -185,31 +197,31 @@ class ServedModel:
             if self.binary:
                 y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
             elif self.task == "multiclass":
-                return self._probabilities(self.estimator.predict_proba_one(features))
+                proba = self.estimator.predict_proba_one(features)
             else:
                 y_pred = float(self.estimator.predict_one(features))
-        except (ArithmeticError, ValueError, TypeError) as err:
-            raise LearningError(
-                ErrorType.LEARNING_ERROR,
-                f"model {self.version} failed to predict ({err!r}): it may have diverged; "
-                "lower its learning rate or scale the features",
-            ) from err
+        except MODEL_FAULTS as err:
+            raise self._fault(err, "predicting") from err
+        if self.task == "multiclass":
+            return self._probabilities(proba)
         if not math.isfinite(y_pred):
-            raise LearningError(
-                ErrorType.LEARNING_ERROR,
-                f"model {self.version} predicted {y_pred}: it has diverged; lower its "
-                "learning rate or scale the features, then restart it",
-            )
+            raise LearningError(ErrorType.LEARNING_ERROR, failure_reasons.diverged(
+                self.version, y_pred, self.estimator), diverged=True)  # fmt: skip
         return y_pred
+
+    def _fault(self, err: Exception, doing: str) -> LearningError:
+        """An exception of the model's code, or a numeric overflow (it diverged)."""
+        if isinstance(err, failure_reasons.NUMERIC_FAULTS):
+            reason = failure_reasons.diverged(self.version, err, self.estimator)
+            return LearningError(ErrorType.LEARNING_ERROR, reason, diverged=True)
+        reason = failure_reasons.raised(self.version, err, doing)
+        return LearningError(ErrorType.LEARNING_ERROR, reason)
 
     def _probabilities(self, proba: dict[Any, float]) -> dict[Any, float]:
         for value in proba.values():
             if not math.isfinite(value):
-                raise LearningError(
-                    ErrorType.LEARNING_ERROR,
-                    f"model {self.version} predicted a probability of {value}: it has "
-                    "diverged; lower its learning rate or scale the features, then restart it",
-                )
+                raise LearningError(ErrorType.LEARNING_ERROR, failure_reasons.diverged(
+                    self.version, value, self.estimator), diverged=True)  # fmt: skip
         return {label: float(p) for label, p in proba.items()}
 
     def output(
@@ -266,12 +278,8 @@ class ServedModel:
     def learn(self, features: dict[str, Any], y: Any) -> None:
         try:
             self.estimator.learn_one(features, y)
-        except (ArithmeticError, ValueError, TypeError) as err:
-            raise LearningError(
-                ErrorType.LEARNING_ERROR,
-                f"model {self.version} failed to learn from this event ({err!r}); "
-                "check the feature values",
-            ) from err
+        except MODEL_FAULTS as err:
+            raise self._fault(err, "learning") from err
         self.updates += 1
 
 

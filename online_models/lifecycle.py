@@ -527,7 +527,8 @@ class ModelGroup:
         if not previous or serving_champion == previous[-1]:
             return False
         self.state.rollbacks += 1
-        reason = f"{serving_champion} diverged ({error.reason.split(':')[0]})"
+        failed = "diverged" if error.diverged else "failed"  # its numbers, or its code
+        reason = f"{serving_champion} {failed} ({error.summary})"
         where = offset if offset is not None else 0
         self._change(control.rollback(plan, reason=reason, changed_by=self._by()), where)
         return True

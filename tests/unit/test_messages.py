@@ -1,15 +1,77 @@
 """Messages a user acts on say what is true: where a schema is, why a model failed, where
 a partition starts, what a CLI option compares with."""
 
+import math
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from river import base, compose, linear_model, tree
 
+from online_models import Learner, Rejection
+from online_models.registry import ModelSpec
 from schemas import ErrorType, InputEvent
 from schemas.codec import InvalidMessage, decode
 from streams.cli import main
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def to_features(x: dict[str, Any]) -> dict[str, Any]:
+    """A user's feature function that fails on a string amount."""
+    return {"log_amount": math.log(x["amount"])}
+
+
+def fraud_tree() -> base.Estimator:
+    return compose.FuncTransformer(to_features) | tree.HoeffdingTreeClassifier()
+
+
+class Diverged(base.Regressor):
+    """A regressor without a learning rate whose numbers blew up."""
+
+    def learn_one(self, x: dict[str, Any], y: float) -> None:
+        pass
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        return math.inf
+
+
+def diverged_linear() -> base.Estimator:
+    model = linear_model.LinearRegression()
+    model.predict_one = lambda x: math.nan  # type: ignore[method-assign]
+    return model
+
+
+def reason_of(spec: ModelSpec, **features: Any) -> str:
+    learner = Learner([spec.name], registry={spec.name: spec})
+    event = InputEvent(event_id="e1", ts=T0, model=spec.name, key="k", features=features,
+                       label=1.0 if spec.task == "regression" else True)  # fmt: skip
+    out = learner.process([event])[0]
+    assert isinstance(out, Rejection) and out.error_type is ErrorType.LEARNING_ERROR
+    return out.reason
+
+
+def test_an_exception_of_the_feature_function_is_told_as_one_not_as_divergence() -> None:
+    # The issue's case: a Hoeffding tree (no learning rate) behind a FuncTransformer whose
+    # function gets a string. The reason names the exception, the user's line and what
+    # to fix; nothing about diverging or learning rates.
+    reason = reason_of(ModelSpec("fraud", "binary", fraud_tree), amount="12")
+    line = to_features.__code__.co_firstlineno + 2
+    assert reason.startswith("model fraud@")
+    assert "'s code raised TypeError('must be real number, not str') at " in reason
+    assert f"test_messages.py:{line} (in to_features) while predicting" in reason
+    assert reason.endswith("fix the feature function, or the features sent")
+    assert "diverge" not in reason and "learning rate" not in reason
+
+
+def test_divergence_names_a_learning_rate_only_when_the_model_has_one() -> None:
+    plain = reason_of(ModelSpec("plain", "regression", Diverged), x=1.0)
+    assert "predicted inf: it has diverged" in plain and "learning rate" not in plain
+    linear = reason_of(ModelSpec("linear", "regression", diverged_linear), x=1.0)
+    assert "predicted nan: it has diverged; lower its learning rate" in linear
 
 
 def test_an_invalid_event_points_to_a_schema_file_an_installed_wheel_can_write(
