@@ -272,14 +272,28 @@ def gate_verdict(
     """Whether `version` passed the gate on the partitions' statuses: at least
     `min_labelled` labelled events (summed over partitions) since it joined, with a mean
     loss at most the champion's on the same events plus `delta`; and why."""
-    gate, target = plan.gate, version_of(plan, version).version
+    gate, v = plan.gate, version_of(plan, version)
+    target = v.version
     figures = version_figures(plan, statuses)[target]
     n = figures.labelled
     if n < gate.min_labelled:
+        # The count starts again at each role: say from when, and which partitions'
+        # statuses are still of an older revision (their events are not counted yet).
+        behind = sorted(
+            s.partition
+            for s in statuses
+            if s.model == plan.model and s.revision < v.joined_revision
+        )
+        waiting = (
+            f"; partition(s) {', '.join(map(str, behind))} not yet at that revision"
+            if behind
+            else ("; no partition has reported yet" if not figures.partitions else "")
+        )
         return False, (
-            f"{version} was scored on {n} labelled events since it joined; the gate needs "
-            f"{gate.min_labelled}: wait, or lower it (`riverrun models gate {plan.model} "
-            "--min-labelled N`)"
+            f"{version} was scored on {n} labelled events since it became {v.role} at "
+            f"revision {v.joined_revision} (the gate counts each role afresh{waiting}); the "
+            f"gate needs {gate.min_labelled}: wait, or lower it (`riverrun models gate "
+            f"{plan.model} --min-labelled N`)"
         )
     mean, champion_mean = figures.loss_sum / n, figures.champion_loss_sum / n
     if mean > champion_mean + gate.delta:
@@ -422,6 +436,25 @@ def set_learning(
     verb = "resumed learning of" if learning else "paused learning of"
     return _revised(
         plan, f"{verb} {', '.join(sorted(names))} ({reason})", changed_by, versions=versions
+    )
+
+
+#: How the `paused_reason` of a version stopped by `stop_diverged` begins.
+DIVERGED = "diverged"
+
+
+def stop_diverged(
+    plan: ModelPlan, version: str, *, reason: str, changed_by: str = "cli"
+) -> ModelPlan:
+    """Stop a version that can no longer predict: it learns no more, and `reason` (which
+    begins with DIVERGED) says why and what to do (`models list` shows it)."""
+    target = version_of(plan, version)
+    stopped = target.model_copy(update={"learning": False, "paused_reason": reason})
+    return _revised(
+        plan,
+        f"stopped {target.version}: {reason}",
+        changed_by,
+        versions=_with_version(plan, stopped),
     )
 
 

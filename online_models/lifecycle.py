@@ -370,16 +370,19 @@ class ModelGroup:
         # First every version predicts (a failure of the serving one leaves nothing
         # learnt: the event is then served by another version or dead-lettered) ...
         taking: list[tuple[str, ServedModel, Any, Any]] = []
+        failed: dict[str, str] = {}  # challengers that diverged: stopped below
         for version, served in self.versions.items():
             if routed_only and self.roles[version].role == "arm" and version != serving:
                 continue
             y = None if event.label is None else served.target(event.label)
             try:
                 y_pred = served.predict(features)
-            except LearningError:
+            except LearningError as err:
                 if version == serving:
                     raise
-                continue  # a challenger that diverged serves nothing and is not scored
+                if err.diverged:  # for good (not an exception of its code on this event)
+                    failed[version] = err.summary
+                continue  # a challenger that failed serves nothing and is not scored
             taking.append((version, served, y, y_pred))
         # ... then the labelled event is learnt and scored.
         losses: dict[str, float] = {}
@@ -404,27 +407,30 @@ class ModelGroup:
         for served in self.versions.values():
             served.remember(event.event_id, offset)
         latency_at = clock()
+        # The roles as this event was predicted: its label may promote a version below.
+        roles, versions = {v: p.role for v, p in self.roles.items()}, self.versions
         if counted:
             self._count(event, serving, losses, offset, loss_alarm)
         latency = max(0.0, latency_at - received_at)
         for version, (y_pred, updates, learns) in outputs.items():
             if version != serving:
-                role = self.roles[version].role
                 self.shadow.append(
                     (
                         offset,
-                        self.versions[version].output(
+                        versions[version].output(
                             event,
                             y_pred,
                             updates,
                             learns,
                             latency,
-                            Routing(role=role, served=False),
+                            Routing(role=roles[version], served=False),
                         ),
                     )
                 )
+        for version, reason in failed.items():
+            self._stop_diverged(version, event, reason, offset)
         y_pred, updates, learns = outputs[serving]
-        prediction = self.versions[serving].output(event, y_pred, updates, learns, latency, routing)
+        prediction = versions[serving].output(event, y_pred, updates, learns, latency, routing)
         return prediction, reports, drifts
 
     def _routed_only(self) -> bool:
@@ -532,6 +538,25 @@ class ModelGroup:
         where = offset if offset is not None else 0
         self._change(control.rollback(plan, reason=reason, changed_by=self._by()), where)
         return True
+
+    def _stop_diverged(
+        self, version: str, event: InputEvent, reason: str, offset: int | None
+    ) -> None:
+        """A version that did not serve diverged on `event` (`reason`): stop it in the
+        plan (a revision the worker logs and `models list` shows), once, not every event."""
+        plan, v = self.plan, self.roles.get(version)
+        if plan is None or v is None:
+            return
+        if not v.learning and (v.paused_reason or "").startswith(control.DIVERGED):
+            return  # stopped already
+        where = f"offset {offset}" if offset is not None else "no offset"
+        why = (
+            f"{control.DIVERGED} on event {event.event_id} ({where}): {reason}; it predicts "
+            f"and learns nothing more: retire it (`riverrun models retire {version}`), then "
+            "deploy it again to start it afresh"
+        )
+        stopped = control.stop_diverged(plan, version, reason=why, changed_by=self._by())
+        self._change(stopped, (offset if offset is not None else 0) + 1)
 
     def _promote_if_passed(self, version: str, offset: int) -> None:
         """With `auto_promote`: `version` one step up (shadow -> canary -> champion) when

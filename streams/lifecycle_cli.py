@@ -489,6 +489,10 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
     for v in plan.versions:
         f = figures[v.version]
         paused = f"paused ({v.paused_reason})" if v.paused_reason else "paused"
+        stopped = not v.learning and (v.paused_reason or "").startswith(control.DIVERGED)
+        if stopped:
+            paused = "stopped (diverged)"  # the reason, long, in a note below
+            notes.append(f"  stopped {v.version}: {v.paused_reason}")
         headline = ", ".join(f"{k} {_number(x)}" for k, x in f.headline_means().items())
         rows.append([
             v.version,
@@ -502,7 +506,7 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
             headline or "-",
             _provenance(v),
         ])  # fmt: skip
-        if v.role in ("shadow", "canary"):
+        if v.role in ("shadow", "canary") and not stopped:
             passed, why = control.gate_verdict(plan, v.version, statuses)
             notes.append(f"  {'passed' if passed else 'not past'} the gate: {why}")
         problem = _buildable(spec, v)
@@ -555,6 +559,8 @@ def describe_models(specs: Mapping[str, ModelSpec], state: ControlState) -> list
             lines.append("")
         lines += block
         previous = len(block)
+    if not state.statuses:
+        lines.append("no worker has published a status yet: start one with `riverrun worker`")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -121,6 +122,8 @@ class TopicReader:
             for topic in topics
             for p in sorted(self.consumer.partitions_for_topic(topic) or ())
         ]
+        if not self.partitions:  # no such topic (yet): nothing to read, nothing to seek
+            return
         self.consumer.assign(self.partitions)
         if from_beginning:
             self.consumer.seek_to_beginning(*self.partitions)
@@ -131,6 +134,9 @@ class TopicReader:
     def poll(self, timeout_ms: int = 200) -> list[ConsumerRecord]:
         """The messages that arrived since the last call (maybe none), partition by
         partition in offset order."""
+        if not self.partitions:
+            time.sleep(timeout_ms / 1000)  # as a poll of an empty topic would wait
+            return []
         batches = self.consumer.poll(timeout_ms=timeout_ms)
         return [message for messages in batches.values() for message in messages]
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from scipy import stats
 
-from online_models.control import initial_plan, sign
+from online_models.control import initial_plan, sign, stop_diverged
 from online_models.experiments import SEQUENTIAL_BURN_IN, ArmOutcomes, ExperimentDesign
 from online_models.registry import MODELS
 from schemas.control import (
@@ -203,8 +203,27 @@ def test_promoting_before_the_gate_passed_is_refused_with_the_gates_count(topic:
     deploy_shadow(topic)
     topic.report(0, scored(SHADOW, 400, 0.3, 0.4))
     done = refused("models", "promote", f"logreg@{SHADOW}")
-    assert "scored on 400 labelled events since it joined; the gate needs 1000" in done.output
+    assert (
+        "scored on 400 labelled events since it became shadow at revision 2 (the gate counts "
+        "each role afresh); the gate needs 1000"
+    ) in done.output
     assert len(topic.written) == 2
+
+
+def test_promoting_a_new_canary_says_what_its_count_starts_from(topic: Topic) -> None:
+    deploy_shadow(topic)
+    topic.report(0, scored(SHADOW, 1000, 0.3, 0.4))
+    topic.report(1, scored(SHADOW, 1000, 0.3, 0.4))
+    ok("models", "promote", f"logreg@{SHADOW}")  # to canary, at revision 3
+    # Right after, the partitions still report revision 2 (their shadow figures): the
+    # canary's count is 0, because it starts again at the promotion, not at its deploy.
+    done = refused("models", "promote", f"logreg@{SHADOW}")
+    assert (
+        f"{SHADOW} was scored on 0 labelled events since it became canary at revision 3 (the "
+        "gate counts each role afresh; partition(s) 0, 1 not yet at that revision); the gate "
+        "needs 1000: wait, or lower it"
+    ) in done.output
+    assert "since it joined" not in done.output
 
 
 def test_promoting_a_worse_version_is_refused(topic: Topic) -> None:
@@ -315,9 +334,13 @@ def test_gate_changes_only_the_options_given(topic: Topic) -> None:
 # --- list --------------------------------------------------------------------------------
 def test_list_without_plans_says_the_apps_version_is_the_champion(topic: Topic) -> None:
     done = ok("models", "list", "logreg")
-    assert done.output == f"logreg: {CHAMPION} is the champion (the app's version); no plan\n"
+    assert done.output.splitlines() == [
+        f"logreg: {CHAMPION} is the champion (the app's version); no plan",
+        "no worker has published a status yet: start one with `riverrun worker`",
+    ]
     every = ok("models", "list").output.splitlines()
-    assert len(every) == len(cli.served(*cli.load("riverrun.builtin:app")))  # one line each
+    # One line each, and the one line saying no worker reported.
+    assert len(every) == len(cli.served(*cli.load("riverrun.builtin:app"))) + 1
 
 
 def test_list_shows_each_version_with_its_figures_over_the_partitions(topic: Topic) -> None:
@@ -354,6 +377,21 @@ def test_list_says_which_versions_the_apps_code_no_longer_builds(topic: Topic) -
         "not logreg@0ld0c0de"
     ) in out
     assert f"cannot build {CHAMPION}" not in out
+
+
+def test_list_shows_a_diverged_version_as_stopped_with_the_reason(topic: Topic) -> None:
+    deploy_shadow(topic)
+    why = (
+        "diverged on event c300 (offset 300): model predicted nan; it predicts and learns "
+        f"nothing more: retire it (`riverrun models retire {SHADOW}`)"
+    )
+    topic.write(None, [stop_diverged(topic.plan(), SHADOW, reason=why, changed_by="worker")])
+    topic.report(0, scored(SHADOW, 400, 0.3, 0.4))
+    lines = ok("models", "list", "logreg").output.splitlines()
+    row = next(line for line in lines if line.strip().startswith(SHADOW))
+    assert "stopped (diverged)" in row and " yes " not in row
+    assert f"  stopped {SHADOW}: {why}" in lines
+    assert not any("not past the gate" in line for line in lines)  # no gate note for it
 
 
 def test_list_json_holds_the_plans_and_statuses(topic: Topic) -> None:
