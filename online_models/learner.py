@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from online_models import failure_reasons
+from online_models.admission import label_problem
 from online_models.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
 from online_models.drift import DriftConfig, DriftMonitor
 from online_models.evaluation import EvaluationConfig, Evaluator, most_probable
@@ -145,34 +146,20 @@ class ServedModel:
             self.recent.add(event_id, offset)
 
     def target(self, label: bool | float | str) -> bool | float | int | str:
-        """The label as the estimator wants it; raises LearningError when it cannot be."""
+        """The label as the estimator wants it; raises LearningError when it cannot be
+        (`online_models.admission`: what the task refuses, also checked by POST /v1/events)."""
+        problem = label_problem(self.spec.name, self.task, label)
+        if problem is not None:
+            raise LearningError(ErrorType.INVALID_LABEL, problem)
         if self.binary:
-            if not isinstance(label, str) and label in (0, 1):  # True/False, 0/1, 0.0/1.0
-                return bool(label)
-            raise LearningError(
-                ErrorType.INVALID_LABEL,
-                f"label {label!r} is not a class of binary model {self.spec.name!r}: "
-                "send true/false or 0/1",
-            )
-        if self.task == "multiclass":
+            return bool(label)
+        if self.task == "multiclass" and not isinstance(label, float):  # (floats refused)
             return self._class(label)
-        if isinstance(label, str):
-            raise LearningError(
-                ErrorType.INVALID_LABEL,
-                f"label {label!r} is not a number: regression model {self.spec.name!r} learns "
-                "finite numbers",
-            )
         return float(label)
 
-    def _class(self, label: bool | float | str) -> bool | int | str:
-        """A multiclass label, refused when it is a float or shares its text (or, as True
-        and 1 do, its Python identity) with a class of another type."""
-        if isinstance(label, float):
-            raise LearningError(
-                ErrorType.INVALID_LABEL,
-                f"label {label!r} is not a class of multiclass model {self.spec.name!r}: send "
-                "a string, an integer or true/false",
-            )
+    def _class(self, label: bool | int | str) -> bool | int | str:
+        """A multiclass label, refused when it shares its text (or, as True and 1 do, its
+        Python identity) with a class of another type."""
         text = class_text(label)
         known = self.classes.get(text)
         if known is None:  # a new class: no known one may equal it (True == 1 in Python)

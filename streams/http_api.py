@@ -11,8 +11,10 @@ and /readyz unauthenticated on RIVERRUN_METRICS_HOST:PORT:
   worker for the partitions it owns). A forwarded request is never forwarded again:
   mid-rebalance it gets 503 with Retry-After, as does a partition being restored.
 - `POST /v1/events` — one event or a list: validated as the stream validates them (400
-  with a dead letter's reason), appended to the events topic keyed by `key`, answered
-  once the broker acknowledged every one (202). Learning happens from the log.
+  with a dead letter's reason: the schema, the model, the label for the model's task;
+  what depends on a replica's state, a duplicate id, is left to the stream), appended
+  to the events topic keyed by `key`, answered once the broker acknowledged every one
+  (202). Learning happens from the log.
 - `GET /v1/stream` — Server-Sent Events: the predictions and metrics reports (and drift
   reports) as they are published, for dashboards (`?model=` filters, `?topics=` chooses).
 
@@ -38,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 from mode import Service
 
+from online_models.admission import refusal
 from online_models.evaluation import most_probable
 from online_models.learner import LearningError
 from online_models.request_time import Answer, predict_now
@@ -359,13 +362,9 @@ class Api(Service):
                                  max_items=s.api_max_items)  # fmt: skip
         except InvalidMessage as err:
             return problem(400, err.error_type.value, err.reason)
-        served = s.model_names(self.events.models)
-        for i, event in enumerate(events):
-            if event.model not in served:
-                where = f"[{i}]: " if len(events) > 1 else ""
-                return problem(400, ErrorType.UNKNOWN_MODEL.value,
-                               f"{where}no model named {event.model!r} is served here (served: "
-                               f"{', '.join(served)}); fix the event's 'model' field")  # fmt: skip
+        refused = refusal(events, s.model_names(self.events.models), self.events.models)
+        if refused is not None:  # what the stream would dead-letter whatever its state
+            return problem(400, refused[0].value, refused[1])
         assert self.producer is not None
         single = len(events) == 1 and not raw.lstrip().startswith(b"[")
         values = [raw] if single else [e.model_dump_json().encode() for e in events]
