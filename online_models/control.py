@@ -392,22 +392,95 @@ def rollback(plan: ModelPlan, *, reason: str = "by hand", changed_by: str = "cli
     )
 
 
-def retire(plan: ModelPlan, version: str, *, changed_by: str = "cli") -> ModelPlan:
-    """Remove a version that does not serve (its checkpoints stay on the topic)."""
+def retire(
+    plan: ModelPlan,
+    version: str,
+    *,
+    changed_by: str = "cli",
+    force: bool = False,
+    app: ModelSpec | None = None,
+) -> ModelPlan:
+    """Remove a version that does not serve (its checkpoints stay on the topic).
+
+    `force` removes any version, e.g. one the code can no longer build: an arm ends
+    its experiment or bandit (the arms go back to shadow); the champion's place goes to
+    the latest previous champion that `app` (the app's served model) builds, else to
+    `app`'s own version (deployed if absent)."""
     target = version_of(plan, version)
-    if target.role == "champion":
+    if target.role == "champion" and not force:
         raise PlanError(
-            f"{target.version} is the champion: promote another version or roll "
-            "back before retiring it"
+            f"{target.version} is the champion: promote another version or roll back "
+            "before retiring it, or retire it with --force (the previous champion the "
+            "code builds, else the app's version, serves in its place)"
         )
-    if target.role == "arm":
+    if target.role == "arm" and not force:
         raise PlanError(
-            f"{target.version} is an arm of a running experiment or bandit; stop it first"
+            f"{target.version} is an arm of a running experiment or bandit; stop it first "
+            "(or retire it with --force, which stops it)"
         )
+    if force and target.role in ("champion", "arm"):
+        return _forced_retire(plan, target, app, changed_by)
     versions = [v for v in plan.versions if v.version != target.version]
     history = [p for p in plan.previous_champions if p != target.version]
     return _revised(
         plan, f"retired {target.version}", changed_by, versions=versions, previous_champions=history
+    )
+
+
+def _forced_retire(
+    plan: ModelPlan, target: VersionPlan, app: ModelSpec | None, changed_by: str
+) -> ModelPlan:
+    """`retire(force=True)` of the champion or an arm (see `retire`)."""
+    routing = plan.experiment is not None or plan.bandit is not None
+    stopped = " and stopped the experiment or bandit" if routing else ""
+    versions = [
+        v.model_copy(update={"role": "shadow", "joined_revision": plan.revision + 1})
+        if v.role == "arm"
+        else v
+        for v in plan.versions
+        if v.version != target.version
+    ]
+    history = [p for p in plan.previous_champions if p != target.version]
+    successor = None
+    if target.role == "champion":
+        buildable = {
+            v.version
+            for v in versions
+            if app is None or app.building(v.version, v.params) is not None
+        }
+        previous = [p for p in history if p in buildable]
+        if previous:
+            successor = previous[-1]
+        elif app is not None:
+            successor = app.version
+            if all(v.version != successor for v in versions):
+                joins = VersionPlan(
+                    version=successor, params=_json_params(app), role="shadow", joined_revision=0
+                )
+                versions.append(joins)  # made champion below
+        else:
+            raise PlanError(
+                f"{plan.model} has no previous champion to serve in {target.version}'s "
+                "place; deploy and promote another version"
+            )
+        versions = [
+            v.model_copy(
+                update={"role": "champion", "share": 0.0, "joined_revision": plan.revision + 1}
+            )
+            if v.version == successor
+            else v
+            for v in versions
+        ]
+        history = [p for p in history if p != successor]
+    instead = f" ({successor} is the champion now)" if successor is not None else ""
+    return _revised(
+        plan,
+        f"retired {target.version} by force{stopped}{instead}",
+        changed_by,
+        versions=versions,
+        previous_champions=history,
+        experiment=None,
+        bandit=None,
     )
 
 

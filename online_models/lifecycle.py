@@ -213,14 +213,21 @@ class ModelGroup:
         self.changes: list[ModelPlan] = []
         #: Versions of the plan this worker cannot build, with the reason.
         self.unbuildable: dict[str, str] = {}
+        #: Unbuildable versions already told (`Learner.drain_unbuildable`).
+        self.told: set[str] = set()
+        #: The version serving as champion while the plan's champion is unbuildable: its
+        #: latest buildable predecessor, else the app's version (a fresh model).
+        self.stand_in: str | None = None
         self.shadow: list[tuple[int | None, AnyPrediction]] = []
         self.exported = (0, 0)  # rollbacks and breaker trips counted in the metrics
 
     # --- plans -----------------------------------------------------------------------
     @property
     def champion(self) -> str:
+        """The version that serves every key nothing else takes: the plan's champion, or
+        its stand-in while this worker cannot build it (`stand_in`)."""
         assert self.plan is not None
-        return control.champion(self.plan).version
+        return self.stand_in or control.champion(self.plan).version
 
     def replica_name(self, version: str) -> str:
         """The checkpoint replica of a version: the model's name for the app's version
@@ -234,15 +241,13 @@ class ModelGroup:
         self.plan = plan
         joined = []
         versions: dict[str, ServedModel] = {}
+        self.unbuildable = {}
         for v in plan.versions:
             served = self.versions.get(v.version) or models.get(v.version)
             if served is None:
-                spec = self.spec.with_params(**v.params)
-                if spec.version != v.version:
-                    self.unbuildable[v.version] = (
-                        f"{v.version} is not what this worker's code builds with {v.params} "
-                        f"({spec.version}): deploy the app's code that made it, or retire it"
-                    )
+                spec = self.spec.building(v.version, v.params)
+                if spec is None:
+                    self.unbuildable[v.version] = self._unbuildable(plan, v)
                     continue
                 served = self.build(spec)
                 served.resume_offset = offset
@@ -250,8 +255,11 @@ class ModelGroup:
                 self.state.joined_at.setdefault(v.version, offset)
             served.learning = v.learning
             versions[v.version] = served
-        self.versions = versions
         self.roles = {v.version: v for v in plan.versions if v.version in versions}
+        self.stand_in = None
+        if control.champion(plan).version not in versions:
+            joined += self._stand_in(plan, versions, models, offset)
+        self.versions = versions
         tracks = self.state.tracks
         for version, v in self.roles.items():
             if version not in tracks or tracks[version].joined_revision != v.joined_revision:
@@ -264,6 +272,70 @@ class ModelGroup:
         if self.state.breaker.tripped and all(v.learning for v in self.roles.values()):
             self.state.breaker.reset()  # learning resumed
         self.state.revision = plan.revision
+        return joined
+
+    def _unbuildable(self, plan: ModelPlan, v: VersionPlan) -> str:
+        """Why this worker does not serve `v`, and what to do: one sentence."""
+        builds = ", ".join(spec.version for spec in self.spec.variants())
+        way_out = (
+            f"`riverrun models retire --force {v.version}`"
+            if v.role == "champion"
+            else f"`riverrun models retire {v.version}`"
+        )
+        if v.role == "arm":
+            way_out = f"`riverrun experiments stop {plan.model}`, then {way_out}"
+        return (
+            f"this worker's code builds {builds}, not it with parameters {v.params} (the code "
+            f"changed since it was deployed); deploy the code that made it, or run {way_out}"
+        )
+
+    def untold(self) -> list[str]:
+        """One sentence per unbuildable version not told before (for the log): which
+        version, who serves in its place, why, and what to do."""
+        lines = []
+        roles = {v.version: v.role for v in self.plan.versions} if self.plan else {}
+        for version, reason in self.unbuildable.items():
+            if version in self.told:
+                continue
+            self.told.add(version)
+            role = roles[version]
+            instead = f"; {self.stand_in} serves in its place" if role == "champion" else ""
+            lines.append(
+                f"{self.name}: cannot build {version} ({role}) of the plan{instead}: {reason}"
+            )
+        return lines
+
+    def _stand_in(
+        self,
+        plan: ModelPlan,
+        versions: dict[str, ServedModel],
+        models: Mapping[str, ServedModel],
+        offset: int,
+    ) -> list[str]:
+        """Choose the version serving in the unbuildable champion's place: the latest
+        previous champion this worker builds, else the app's version (fresh, or as it
+        served already). Returns it when it joined."""
+        previous = [p for p in plan.previous_champions if p in versions]
+        if previous:
+            self.stand_in = previous[-1]
+            return []
+        app = self.spec.version
+        self.stand_in = app
+        joined = []
+        if app not in versions:
+            served = self.versions.get(app) or models.get(app)
+            if served is None:
+                served = self.build(self.spec)
+                served.resume_offset = offset
+                joined.append(app)
+            self.state.joined_at.setdefault(app, offset)
+            versions[app] = served
+            self.roles[app] = VersionPlan(
+                version=app,
+                params=dict(self.spec.params),
+                role="champion",
+                joined_revision=plan.revision,
+            )
         return joined
 
     def _routing(self, plan: ModelPlan) -> None:
@@ -613,6 +685,8 @@ class ModelGroup:
             bandit_decisions=bandit.decisions if bandit is not None else 0,
             breaker_trips=s.breaker.trips if s.breaker is not None else 0,
             rollbacks=s.rollbacks,
+            unbuildable=dict(self.unbuildable),
+            serving=self.champion,
             at=at,
         )
 

@@ -46,6 +46,9 @@ class ModelSpec:
     factory: Callable[..., base.Estimator]
     params: Mapping[str, Any] = field(default_factory=dict)
     pinned_version: str | None = None
+    #: Other factories registered under the same name, each with its pinned version:
+    #: other versions of the model a plan may deploy (`riverrun models deploy --version`).
+    others: tuple["ModelSpec", ...] = ()
 
     def create(self) -> base.Estimator:
         """A fresh, untrained model."""
@@ -58,6 +61,33 @@ class ModelSpec:
         if pinned is not None and _canonical(merged) != _canonical(self.params):
             pinned = f"{pinned}+{_digest(_canonical(merged))}"
         return replace(self, params=merged, pinned_version=pinned)
+
+    def variants(self) -> tuple["ModelSpec", ...]:
+        """This factory and the other versions registered under its name, in order."""
+        return (replace(self, others=()), *self.others)
+
+    def registered(self, version: str) -> "ModelSpec | None":
+        """The factory registered under this name with pinned `version` (or `name@version`),
+        with its own parameters; None when there is none."""
+        for spec in self.variants():
+            if spec.pinned_version is not None and version in (
+                spec.pinned_version,
+                f"{self.name}@{spec.pinned_version}",
+            ):
+                return spec
+        return None
+
+    def building(self, version: str, params: Mapping[str, Any]) -> "ModelSpec | None":
+        """The factory registered under this name that builds `version` (`name@...`) with
+        `params`, with them applied; None when this code builds no such version."""
+        for spec in self.variants():
+            try:
+                candidate = spec.with_params(**params)
+                if candidate.version == version:
+                    return candidate
+            except Exception:  # the user's factory cannot take these parameters
+                continue
+        return None
 
     def renamed(self, name: str) -> "ModelSpec":
         """The same factory and parameters under another name (another replica)."""

@@ -17,6 +17,7 @@ import importlib
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -72,6 +73,11 @@ class App:
         model's version is a hash of the factory's code, its parameters and the model it
         builds, unless `version` pins it: a checkpoint is restored only into the version
         that wrote it.
+
+        Another factory registered under a name taken already, with a `version` of its
+        own and the same task, is another version of that model (e.g. a second
+        pipeline): a worker serves the first registered one until a plan says otherwise
+        (`riverrun models deploy NAME --version V`).
         """
 
         def register(factory: Factory) -> Factory:
@@ -88,12 +94,11 @@ class App:
 
     def _add(self, spec: ModelSpec) -> None:
         existing = self._models.get(spec.name)
-        if existing is not None:
-            raise ModelError(
-                f"model name {spec.name!r} is registered twice ({_where(existing.factory)} and "
-                f"{_where(spec.factory)}); give one of them another name"
-            )
-        self._models[spec.name] = spec
+        if existing is None:
+            self._models[spec.name] = spec
+            return
+        for added in spec.variants():
+            self._models[spec.name] = _another_version(self._models[spec.name], added)
 
     @property
     def models(self) -> Mapping[str, ModelSpec]:
@@ -117,6 +122,32 @@ class App:
 
     def __repr__(self) -> str:
         return f"<riverrun.App models={sorted(self._models)}>"
+
+
+def _another_version(served: ModelSpec, added: ModelSpec) -> ModelSpec:
+    """`served` (the model a worker serves) with `added`, a factory registered later under
+    the same name, as another version; ModelError unless `added` pins a version of its own
+    and has the same task."""
+    both = f"({_where(served.factory)} and {_where(added.factory)})"
+    if added.pinned_version is None:
+        raise ModelError(
+            f"model name {added.name!r} is registered twice {both}; give one of them another "
+            f'name, or pin a version on the later one (e.g. version="2") to make it another '
+            f"version of {added.name!r}"
+        )
+    taken = [s.pinned_version for s in served.variants()]
+    if added.pinned_version in taken:
+        raise ModelError(
+            f"model {added.name!r} has version {added.pinned_version!r} twice {both}; give "
+            "each factory its own version"
+        )
+    if added.task != served.task:
+        raise ModelError(
+            f"model {added.name!r} is registered with task {served.task!r} and "
+            f"{added.task!r} {both}; versions of one model serve one task: give the other "
+            "one another name"
+        )
+    return replace(served, others=(*served.others, added))
 
 
 def _where(factory: Callable[..., Any]) -> str:

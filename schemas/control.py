@@ -217,6 +217,15 @@ class ModelStatus(BaseModel):
     bandit_decisions: StrictNonNegativeInt = 0
     breaker_trips: StrictNonNegativeInt = 0
     rollbacks: StrictNonNegativeInt = 0
+    unbuildable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Versions of the plan this partition's code cannot build, with why.",
+    )
+    serving: str | None = Field(
+        default=None,
+        description="The version serving as champion (another than the plan's while the "
+        "plan's champion is unbuildable).",
+    )
     at: datetime
     signature: StrictStr = ""
 

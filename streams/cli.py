@@ -144,6 +144,7 @@ def main() -> None:
 def worker(app_path: str | None) -> None:
     """Run a worker: consume events, predict, learn, publish predictions."""
     from streams.app import FaustWorker, Worker
+    from streams.ports import PortError, choose_ports
     from streams.topics import ensure_topics
 
     app, settings = load(app_path)
@@ -153,6 +154,12 @@ def worker(app_path: str | None) -> None:
     served(app, settings)
     require_broker(settings)
     ensure_topics(settings)
+    try:  # just before the servers bind: the ports free now, a taken one in one sentence
+        ports = choose_ports(settings)
+    except PortError as err:
+        raise click.ClickException(str(err)) from None
+    settings = ports.settings
+    click.echo(ports.line, err=True)
     runtime = Worker(settings, app.models)
     FaustWorker(runtime.app, loglevel=settings.log_level,
                 log_filters=[runtime.broker.quiet]).execute_from_commandline()  # fmt: skip
@@ -360,12 +367,16 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
     from streams.settings import MASK
 
     environment = load_settings()
-    _, settings = load(app_path)
+    app, settings = load(app_path)
     problems = settings.worker_problems()
     try:
         aiokafka_options(settings)  # the TLS files load, a token source exists
     except SecurityError as err:
         problems.append(str(err))
+    try:
+        served(app, settings)  # each served model builds with its parameters
+    except click.ClickException as err:
+        problems.append(err.message)
     rows = settings.shown(environment)
     if as_env:
         for variable, value, source in rows:
@@ -379,6 +390,9 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
         width = max(len(variable) for variable, _, _ in rows)
         for variable, value, source in rows:
             click.echo(f"{variable:<{width}}  {value or '(unset)'}  [{source}]")
+        if app_path is not None:
+            click.echo(f"\nmodels of {app_path}:")
+            click.echo(_columns(_model_rows(app.models, settings)))
     if connect and not problems:
         require_broker(settings)
         click.echo(f"connected to {settings.bootstrap_servers} as configured", err=True)
@@ -386,6 +400,35 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(1)
+
+
+def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[list[str]]:
+    """name, task, version, served, params of each model registered in an app (each
+    version of it), with RIVERRUN_MODEL_PARAMS applied to the served one."""
+    import json
+
+    served_names = set(settings.model_names(models))
+    rows = [["name", "task", "version", "served", "params"]]
+    for name, spec in models.items():
+        versions = [spec, *getattr(spec, "others", ())]
+        for number, version in enumerate(versions):
+            if number == 0:  # the one a worker builds, with its parameters
+                version = version.with_params(**settings.model_params.get(name, {}))
+            try:
+                label = version.version
+            except Exception:  # the user's factory, with these parameters (said below)
+                label = "(cannot build)"
+            serves = name in served_names and number == 0
+            rows.append([name, version.task, label, "yes" if serves else "no",
+                         json.dumps(dict(version.params), default=repr)])  # fmt: skip
+    return rows
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]  # fmt: skip
+    return "\n".join("  " + line.rstrip() for line in lines)
 
 
 @main.group()

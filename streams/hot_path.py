@@ -132,6 +132,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         state = EventsPartition(tp, self.new_learner(tp.partition))
         for plan in self.plans().values():
             state.learner.apply_plan(plan, committed[tp] or 0)
+        for reason in state.learner.drain_unbuildable():
+            log.warning("%s[%d]: %s", tp.topic, tp.partition, reason)
         replicas = state.learner.replicas()
         found = await self.store.read(
             tp.partition, {self._replica(tp, n).prefix: n for n in replicas}
@@ -324,7 +326,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                      plan.revision, plan.change)  # fmt: skip
             joined = learner.apply_plan(plan, position)
             group = learner.groups[name]
-            for reason in group.unbuildable.values():
+            for reason in learner.drain_unbuildable():
                 log.warning("%s[%d]: %s", tp.topic, tp.partition, reason)
             for version in joined:
                 when = group.roles[version].backfill_from
@@ -422,6 +424,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 m.version_role.labels(status.model, v.version, v.role,
                                       str(v.learning).lower()).set(1)  # fmt: skip
                 m.learning_paused.labels(status.model, v.version).set(0 if v.learning else 1)
+            m.versions_unbuildable.labels(status.model, partition).set(len(status.unbuildable))
                 for metric, value in v.headline.items():
                     m.version_quality.labels(status.model, v.version, partition, metric).set(value)
             for arm, outcomes in status.arms.items():

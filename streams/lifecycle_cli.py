@@ -163,6 +163,21 @@ def parse_policy_params(items: Sequence[str]) -> dict[str, float | int]:
     return params
 
 
+def registered_version(spec: ModelSpec, version: str) -> ModelSpec:
+    """`--version`: the factory the app registers under the model's name with that
+    pinned version (another pipeline of the same model); one sentence when none does."""
+    found = spec.registered(version)
+    if found is not None:
+        return found
+    pinned = [f"{s.pinned_version!r}" for s in spec.variants() if s.pinned_version is not None]
+    has = f"it registers {', '.join(pinned)}" if pinned else "it registers none"
+    raise click.BadParameter(
+        f"the app registers no factory of {spec.name!r} with version {version!r} ({has}); "
+        f'register one with @app.model("{spec.name}", task=..., version="{version}")',
+        param_hint="--version",
+    )
+
+
 def new_version(spec: ModelSpec, params: Mapping[str, Any]) -> ModelSpec:
     """The app's served `spec` with `params` over its own, built once to check it."""
     candidate = spec.with_params(**params)
@@ -210,9 +225,12 @@ def rolling_back(reason: str) -> Edit:
     return lambda plan, _: control.rollback(plan, reason=reason, changed_by=CHANGED_BY)
 
 
-def retiring(version: str) -> Edit:
-    """`models retire`: remove a version that does not serve."""
-    return lambda plan, _: control.retire(plan, version, changed_by=CHANGED_BY)
+def retiring(version: str, *, force: bool = False, app: ModelSpec | None = None) -> Edit:
+    """`models retire`: remove a version that does not serve; `--force`: any version (the
+    champion's place goes to its latest predecessor `app` builds, else to `app`'s version)."""
+    return lambda plan, _: control.retire(
+        plan, version, changed_by=CHANGED_BY, force=force, app=app
+    )
 
 
 def learning(version: str, on: bool, reason: str) -> Edit:
@@ -459,17 +477,37 @@ def _provenance(v: VersionPlan) -> str:
 
 def _buildable(spec: ModelSpec, v: VersionPlan) -> str | None:
     """Why the app cannot build version `v` (its code changed since), or None."""
-    candidate = spec.with_params(**v.params)
+    candidate = spec.building(v.version, v.params)
+    if candidate is None:
+        try:
+            builds = spec.with_params(**v.params).version
+        except Exception:  # the user's factory: these parameters are another factory's
+            builds = ", ".join(other.version for other in spec.variants())
+        way_out = "retire --force" if v.role == "champion" else "retire"
+        return (
+            f"the app's code builds {builds} with these params, not {v.version}: "
+            "workers skip it until it is retired or the code that made it is deployed "
+            f"(`riverrun models {way_out} {v.version}`)"
+        )
     try:
         candidate.check()
     except ModelError as err:
         return str(err)
-    if candidate.version != v.version:
-        return (
-            f"the app's code builds {candidate.version} with these params, not {v.version}: "
-            "workers skip it until it is retired or the code that made it is deployed"
-        )
     return None
+
+
+def _unbuilt(v: VersionPlan, statuses: Sequence[ModelStatus]) -> list[str]:
+    """What the partitions whose code cannot build `v` report, and who serves instead."""
+    reporting = [s for s in statuses if v.version in s.unbuildable]
+    if not reporting:
+        return []
+    partitions = ", ".join(str(s.partition) for s in sorted(reporting, key=lambda s: s.partition))
+    lines = [f"  cannot build {v.version} on partition(s) {partitions}: "
+             f"{reporting[0].unbuildable[v.version]}"]  # fmt: skip
+    stand_ins = sorted({s.serving for s in reporting if s.serving and s.serving != v.version})
+    if v.role == "champion" and stand_ins:
+        lines.append(f"  serving in its place there: {', '.join(stand_ins)}")
+    return lines
 
 
 def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
@@ -512,6 +550,7 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
         problem = _buildable(spec, v)
         if problem is not None:
             notes.append(f"  cannot build {v.version}: {problem}")
+        notes += _unbuilt(v, statuses)
     lines += table(rows)
     lines += notes
     lines.append(f"  gate: {describe_gate(plan.gate)}")

@@ -150,6 +150,13 @@ class WorkerMetrics:
             ["model", "version", "role", "learning"],
             registry=r,
         )
+        self.versions_unbuildable = Gauge(
+            "riverrun_model_versions_unbuildable",
+            "Versions of the model's plan this partition's code cannot build: it serves the "
+            "others (see `riverrun models list`, `models retire --force`).",
+            ["model", "partition"],
+            registry=r,
+        )
         self.version_quality = Gauge(
             "riverrun_version_quality",
             "Rolling quality of each version (as riverrun_model_quality), per partition.",
