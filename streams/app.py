@@ -11,6 +11,7 @@ from faust.types import EventT
 from online_models import ModelSpec, Rejection
 from schemas import ActivityEvent
 from schemas.codec import InvalidMessage, decode
+from streams.broker_health import BrokerWatch
 from streams.feedback import FeedbackJoin
 from streams.hot_path import BatchedEvents
 from streams.kafka_security import faust_options
@@ -57,6 +58,9 @@ class Worker:
         )
         self.activity = self._raw_topic(settings.activity_topic)
         self.dead_letters = self._raw_topic(settings.dead_letters_topic)
+        self.broker = BrokerWatch(settings, self.metrics, loop=self.app.loop,
+                                  beacon=self.app.beacon)  # fmt: skip
+        self.app.service(self.broker)  # type: ignore[arg-type]
         self.events = BatchedEvents(
             settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
         )
@@ -71,8 +75,8 @@ class Worker:
         if settings.api_enabled:  # /v1 on a server of its own (TLS, tokens, limits)
             from streams.http_api import Api
 
-            self.api = Api(settings, self.metrics, self.events, loop=self.app.loop,
-                           beacon=self.app.beacon)  # fmt: skip
+            self.api = Api(settings, self.metrics, self.events, self.broker.health,
+                           loop=self.app.loop, beacon=self.app.beacon)  # fmt: skip
             self.app.service(self.api)
         self.push: Any = None
         if settings.push_sinks:
@@ -112,7 +116,16 @@ class Worker:
         @self.app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
             ready, services = self.readiness()
-            return web.json({"ready": ready, "services": services}, status=200 if ready else 503)
+            body = {"ready": ready, "services": services, "broker": self.broker.health.describe()}
+            return web.json(body, status=200 if ready else 503)
+
+        @self.app.page("/readyz/broker")
+        async def readyz_broker(web: Any, request: Any) -> Any:
+            # The second probe (README, Health endpoints): 503 during a broker outage, for
+            # what must not start then (a rollout's gate), while /readyz stays 200 so that
+            # the /v1 predictions from the models in memory go on.
+            health = self.broker.health
+            return web.json(health.describe(), status=200 if health.reachable else 503)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, each partitioned service's readiness): ready when every one consumes
@@ -143,8 +156,17 @@ class FaustWorker(faust.Worker):
 
     To spin on every log record, the spinner sets the root logger to DEBUG: every
     `log.debug` in aiokafka (one per message sent) then builds a LogRecord. That was 13 %
-    of a worker's CPU in a profile.
+    of a worker's CPU in a profile. `log_filters` are put on the root logger's handlers
+    (e.g. `BrokerWatch.quiet`: a logger's own filters would miss its children's records).
     """
+
+    def __init__(self, *services: Any, log_filters: Sequence[logging.Filter] = (),
+                 **kwargs: Any) -> None:  # fmt: skip
+        self.log_filters = log_filters
+        super().__init__(*services, **kwargs)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+        for handler in logger.handlers:
+            for log_filter in self.log_filters:
+                handler.addFilter(log_filter)

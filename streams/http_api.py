@@ -50,6 +50,7 @@ from schemas.control import PartitionOwner
 from schemas.dead_letter import ErrorType
 from schemas.prediction import class_text
 from schemas.serving import PredictRequest
+from streams.broker_health import BrokerHealth
 from streams.hot_path import BatchedEvents, EventsPartition
 from streams.kafka_security import aiokafka_options
 from streams.metrics import WorkerMetrics
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 FORWARDED = "X-Riverrun-Forwarded-By"
 #: Header of every answer: the URL of the worker whose replica answered.
 SERVED_BY = "X-Riverrun-Served-By"
+#: Header of a prediction answered during a broker outage: "stalled" (the replica learns
+#: nothing new until the broker answers again).
+STREAM = "X-Riverrun-Stream"
 #: How often the owned partitions are checked (and re-advertised when they changed).
 ADVERTISE_EVERY_SECONDS = 0.5
 #: ... and re-advertised anyway, in case a claim was lost.
@@ -138,12 +142,14 @@ class Api(Service):
     """The /v1 API server of one worker, over the worker's events service."""
 
     def __init__(
-        self, settings: Settings, metrics: WorkerMetrics, events: BatchedEvents, **kwargs: Any
-    ) -> None:
+        self, settings: Settings, metrics: WorkerMetrics, events: BatchedEvents,
+        health: BrokerHealth | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.settings = settings
         self.metrics = metrics
         self.events = events
+        self.health = health  # the broker's reachability (None: not watched)
         self.url = settings.api_url
         self.authorized = bearer_check(settings)
         self.producer: AIOKafkaProducer | None = None
@@ -321,7 +327,10 @@ class Api(Service):
         except LearningError as err:
             return problem(500, err.error_type.value, err.reason)
         body = answers if raw.lstrip().startswith(b"[") else answers[0]
-        return web.json_response(body, headers={SERVED_BY: ", ".join(sorted(served_by))})
+        headers = {SERVED_BY: ", ".join(sorted(served_by))}
+        if self.health is not None and not self.health.reachable:
+            headers[STREAM] = "stalled"  # answered from memory: next_offset stays where it is
+        return web.json_response(body, headers=headers)
 
     def _answer(
         self, state: EventsPartition, model: str, item: PredictRequest, partition: int
@@ -366,14 +375,19 @@ class Api(Service):
         if refused is not None:  # what the stream would dead-letter whatever its state
             return problem(400, refused[0].value, refused[1])
         assert self.producer is not None
+        if self.health is not None and not self.health.reachable:
+            return self._unacknowledged(len(events), sent=[])  # not produced: not written later
         single = len(events) == 1 and not raw.lstrip().startswith(b"[")
         values = [raw] if single else [e.model_dump_json().encode() for e in events]
+        sent: list[asyncio.Future[Any]] = []
         try:
-            sent = [
-                await self.producer.send(s.events_topic, key=e.key.encode(), value=value)
-                for e, value in zip(events, values, strict=True)
-            ]
-            written = await asyncio.gather(*sent)
+            async with asyncio.timeout(s.api_events_timeout_seconds):
+                for e, value in zip(events, values, strict=True):
+                    sent.append(await self.producer.send(s.events_topic, key=e.key.encode(),
+                                                         value=value))  # fmt: skip
+                written = await self._acknowledged(sent)
+        except TimeoutError:
+            return self._unacknowledged(len(events), sent=sent)
         except Exception as err:  # the broker away or refusing: nothing is claimed accepted
             log.warning("appending %d events over HTTP failed: %r", len(events), err)
             return problem(503, "unavailable", f"the broker did not acknowledge the events "
@@ -382,6 +396,36 @@ class Api(Service):
         accepted = [{"event_id": e.event_id, "partition": w.partition, "offset": w.offset}
                     for e, w in zip(events, written, strict=True)]  # fmt: skip
         return web.json_response({"accepted": accepted}, status=202)
+
+    async def _acknowledged(self, sent: list[asyncio.Future[Any]]) -> list[Any]:
+        """The broker's acknowledgements of `sent`, or TimeoutError at the events' deadline
+        (sends go on: they cannot be taken back once handed to the producer)."""
+        together = asyncio.gather(*sent)
+        together.add_done_callback(_retrieved)  # a failure after the deadline is not an error
+        return await asyncio.shield(together)
+
+    def _unacknowledged(self, count: int, sent: list[asyncio.Future[Any]]) -> web.Response:
+        """503 for events the broker did not acknowledge: during a known outage none was
+        produced; after the deadline those handed to the producer may still be written."""
+        health, s = self.health, self.settings
+        outage = health.outage if health is not None else None
+        if health is not None:
+            health.refused_events()
+        if not sent:  # nothing handed to the producer: nothing is written later
+            why = (f"has been unreachable since {outage.since:%H:%M:%S} UTC ({outage.error})"
+                   if outage is not None else
+                   f"did not answer within {s.api_events_timeout_seconds:g} s")  # fmt: skip
+            reason = (f"the Kafka broker {why}, so the events were not written: send them "
+                      "again once GET /readyz/broker answers 200")  # fmt: skip
+            return problem(503, "broker_unreachable", reason, **{"Retry-After": "5"})
+        log.warning("the broker did not acknowledge %d events over HTTP within %g s", count,
+                    s.api_events_timeout_seconds)  # fmt: skip
+        bound = s.api_events_timeout_seconds
+        reason = (f"the broker did not acknowledge the events within {bound:g} s "
+                  "(RIVERRUN_API_EVENTS_TIMEOUT_SECONDS) and they may still be written once "
+                  "it answers: send them again with the same event ids, which the stream "
+                  "learns from once")  # fmt: skip
+        return problem(503, "unacknowledged", reason, **{"Retry-After": "5"})
 
     # --- GET /v1/stream --------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
@@ -493,6 +537,11 @@ def answer_json(answer: Answer, key: str, partition: int, next_offset: int) -> d
     if answer.experiment is not None:
         body["experiment"] = answer.experiment
     return body
+
+
+def _retrieved(future: "asyncio.Future[Any]") -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "Future exception was never retrieved" at exit
 
 
 def _retry(status: int) -> Mapping[str, str]:

@@ -288,6 +288,22 @@ class WorkerMetrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        # --- the broker's reachability (streams.broker_health)
+        self.broker_reachable = Gauge(
+            "riverrun_broker_reachable",
+            "1 while a broker of the cluster answers the worker's probe, 0 during an outage.",
+            registry=r,
+        )
+        self.broker_outage_seconds = Gauge(
+            "riverrun_broker_outage_seconds",
+            "How long the current broker outage has lasted (0 when the broker answers).",
+            registry=r,
+        )
+        self.broker_outages = Counter(
+            "riverrun_broker_outages_total",
+            "Broker outages the worker saw (a probe failing after one answered).",
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
