@@ -565,7 +565,7 @@ class Settings(BaseSettings):
         return self
 
     def _consistent_api(self) -> None:
-        if self.api_enabled and self.api_port == self.metrics_port:
+        if self.api_enabled and self.api_port == self.metrics_port != 0:  # 0: any free port
             raise ValueError(
                 f"RIVERRUN_API_PORT and RIVERRUN_METRICS_PORT are both {self.api_port}: the API "
                 "and /metrics are two servers; give each its own port"
