@@ -217,6 +217,14 @@ def test_a_diverging_champion_is_rolled_back_and_a_poisoned_burst_pauses_learnin
     assert set(versions[300:]) == {spec.version}
     rolled = [p for p in plans(env) if p.change.startswith("rolled back")]
     assert len(rolled) == 1 and "diverged" in rolled[0].change
+    # The diverged version is stopped, not silent: one revision saying on which event
+    # (c1100: its 1100th update came from c1099), one log line, and `models list`.
+    stopped = [p for p in plans(env) if p.change.startswith(f"stopped {diverging.version}")]
+    assert len(stopped) == 1 and "diverged on event c1100 " in stopped[0].change
+    logged = worker.log_path.read_text().count(f"stopped {diverging.version}: diverged")
+    assert logged == 1
+    listed = cli(env, "models", "list")
+    assert listed.returncode == 0 and "stopped (diverged)" in listed.stdout, listed.stderr
     # A poisoned burst: every label positive (the stream's click rate is ~3%).
     env.produce([encode(e) for e in clicks(800, start=4000, poisoned=True)])
     served = predictions(env, env.settings.predictions_topic, 4800)
