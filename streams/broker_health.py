@@ -163,7 +163,7 @@ class BrokerHealth:
             return {"reachable": True, "outages": self.outages}
         return {
             "reachable": False,
-            "since": outage.since.isoformat().replace("+00:00", "Z"),
+            "since": outage.since.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "seconds": round(self.seconds(), 1),
             "error": outage.error,
             "refused_events": outage.refused_events,
