@@ -41,16 +41,15 @@ def bare(annotation: Any) -> tuple[Any, list[Any]]:
 def out_of_range(kind: type, metadata: list[Any]) -> list[str]:
     """Values just outside each bound."""
     step = 1 if kind is int else 0.5
-    values = []
+    values: list[Any] = []
     for bound in metadata:
-        if isinstance(bound, annotated_types.Gt):
-            values.append(bound.gt)
+        limit: Any = getattr(bound, type(bound).__name__.lower(), None)  # Gt(gt=0).gt
+        if isinstance(bound, annotated_types.Gt | annotated_types.Lt):
+            values.append(limit)
         elif isinstance(bound, annotated_types.Ge):
-            values.append(bound.ge - step)
-        elif isinstance(bound, annotated_types.Lt):
-            values.append(bound.lt)
+            values.append(limit - step)
         elif isinstance(bound, annotated_types.Le):
-            values.append(bound.le + step)
+            values.append(limit + step)
     return [str(value) for value in values]
 
 
