@@ -17,6 +17,7 @@ from streams.hot_path import BatchedEvents
 from streams.kafka_security import faust_options
 from streams.metrics import WorkerMetrics
 from streams.outbox import reject
+from streams.progress import ProgressLog
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ class Worker:
             self.push = PushSinks(settings, self.metrics, loop=self.app.loop,
                                   beacon=self.app.beacon)  # fmt: skip
             self.app.service(self.push)
+        # Last: its banner is logged once the services above have started (ports bound).
+        self.progress = ProgressLog(settings, self.events, self.consumed_events, self.urls,
+                                    loop=self.app.loop, beacon=self.app.beacon)  # fmt: skip
+        self.app.service(self.progress)  # type: ignore[arg-type]
         self._wire()
 
     def _raw_topic(self, name: str) -> Any:
@@ -93,6 +98,24 @@ class Worker:
         return self.app.topic(
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
+
+    def consumed_events(self) -> float:
+        """Events consumed from the events topic since the worker started."""
+        found = self.metrics.registry.get_sample_value(
+            "riverrun_events_consumed_total", {"topic": self.settings.events_topic}
+        )
+        return found or 0.0
+
+    def urls(self) -> tuple[str, str | None]:
+        """Where /metrics answers, and /v1 (None when the API is off), as bound."""
+        metrics = f"http://{self.settings.metrics_host}:{self.app.conf.web_port}/metrics"
+        if self.api is None:
+            return metrics, None
+        s, runner = self.settings, self.api.runner
+        bound = [address[1] for address in runner.addresses] if runner is not None else []
+        scheme = "https" if s.api_ssl_certfile is not None else "http"
+        api = f"{scheme}://{s.api_host}:{bound[0] if bound else s.api_port}/v1"
+        return metrics, api if self.api.url == api[:-3] else f"{api} (advertised as {self.api.url})"
 
     def _wire(self) -> None:
         settings = self.settings

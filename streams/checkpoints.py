@@ -105,10 +105,11 @@ async def write_checkpoint(
     partition: int,
     started: float,
     transactional: bool = False,
-) -> None:
+) -> int:
     """Send a checkpoint's chunk messages to the checkpoints topic (partition `partition`
-    mod its partition count), wait for their acknowledgement and count it. A
-    `transactional` producer (exactly_once) sends them as one transaction."""
+    mod its partition count), wait for their acknowledgement and count it; return its
+    size in bytes. A `transactional` producer (exactly_once) sends them as one
+    transaction."""
     topic = settings.checkpoints_topic
     where = partition % len(await producer.partitions_for(topic))
 
@@ -122,10 +123,12 @@ async def write_checkpoint(
             await send()
     else:
         await asyncio.gather(*await send())
-    labels = (name, str(partition))
+    labels, size = (name, str(partition)), sum(len(v) for _, v in records)
+    seconds = time.perf_counter() - started
     metrics.checkpoints.labels(*labels).inc()
-    metrics.checkpoint_bytes.labels(*labels).set(sum(len(v) for _, v in records))
-    metrics.checkpoint_duration.labels(name).observe(time.perf_counter() - started)
+    metrics.checkpoint_bytes.labels(*labels).set(size)
+    metrics.checkpoint_duration.labels(name).observe(seconds)
+    return size
 
 
 class CheckpointStore:
@@ -178,9 +181,9 @@ class CheckpointStore:
     async def write(
         self, records: list[tuple[bytes, bytes]], *, name: str, partition: int, started: float,
         transactional: bool,
-    ) -> None:  # fmt: skip
-        """Send a checkpoint's chunks (see `write_checkpoint`)."""
-        await write_checkpoint(
+    ) -> int:  # fmt: skip
+        """Send a checkpoint's chunks (see `write_checkpoint`); their size in bytes."""
+        return await write_checkpoint(
             self.producer, self.settings, self.metrics, records, name=name, partition=partition,
             started=started, transactional=transactional,
         )  # fmt: skip

@@ -402,6 +402,22 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Show the worker group: members, partitions and lag, versions served, last
+    checkpoints (exit 1, with one sentence, when the broker is unreachable)."""
+    from streams.kafka_security import SecurityError
+    from streams.status import BrokerUnreachable, read_status, status_json, status_lines
+
+    settings = load_settings()
+    try:
+        found = read_status(settings)
+    except (BrokerUnreachable, SecurityError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(status_json(found) if as_json else "\n".join(status_lines(found)))
+
+
 def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[list[str]]:
     """name, task, version, served, params of each model registered in an app (each
     version of it), with RIVERRUN_MODEL_PARAMS applied to the served one."""

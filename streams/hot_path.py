@@ -212,9 +212,10 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
         return load
 
-    async def checkpoint(self, state: EventsPartition, *, transactional: bool) -> None:
-        """Checkpoint every model of `state` at its position."""
+    async def checkpoint(self, state: EventsPartition, *, transactional: bool) -> int:
+        """Checkpoint every model of `state` at its position; the bytes written."""
         assert self.store is not None
+        size = 0
         for name, served in state.learner.replicas().items():
             started = time.perf_counter()
             records = encode_checkpoint(
@@ -222,9 +223,12 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 next_offset=state.positions[state.tp], sequence=state.sequences[name],
                 chunk_bytes=self.settings.checkpoint_chunk_bytes,
             )  # fmt: skip
-            await self.store.write(records, name=name, partition=state.tp.partition,
-                                   started=started, transactional=transactional)  # fmt: skip
+            size += await self.store.write(
+                records, name=name, partition=state.tp.partition, started=started,
+                transactional=transactional,
+            )  # fmt: skip
             state.sequences[name] += 1
+        return size
 
     def replica_names(self, state: EventsPartition) -> Iterable[tuple[str, int]]:
         return [(name, state.tp.partition) for name in state.learner.replicas()]

@@ -146,6 +146,34 @@ sent again
     )
 
 
+def idle_warning(topic: str, partitions: int, members: int | None) -> str:
+    """What a worker that got no partition of `topic` logs.
+
+    >>> print(idle_warning("events", 2, 3))
+    this worker got no partition of events (2 partitions, 3 members): add partitions or \
+run fewer workers
+    """
+    group = f"{members} members" if members is not None else "more members than partitions"
+    return (
+        f"this worker got no partition of {topic} ({partitions} partitions, {group}): add "
+        "partitions or run fewer workers"
+    )
+
+
+def checkpoint_line(
+    service: str, positions: Mapping[TopicPartition, int], size: int | None, seconds: float
+) -> str:
+    """What a worker logs when a partition's checkpoint is written.
+
+    >>> checkpoint_line("events", {TopicPartition("events", 3): 1200}, 46500, 0.0123)
+    'events: checkpoint written for events[3] up to offset 1200: 46500 bytes in 12 ms'
+    """
+    where = ", ".join(f"{tp.topic}[{tp.partition}] up to offset {offset}"
+                      for tp, offset in sorted(positions.items()))  # fmt: skip
+    written = "" if size is None else f"{size} bytes "
+    return f"{service}: checkpoint written for {where}: {written}in {seconds * 1000:.0f} ms"
+
+
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before partitions move elsewhere, let the batch in flight finish, every processed
     batch commit and their states checkpoint: the next owner starts exactly after the
@@ -159,6 +187,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.service.batch_lock:
             try:
                 await self.service.release(revoked)
+                self.service.log_committed(revoked, "handing over")
             except Exception:  # aiokafka would log it and go on: say what it means
                 log.exception(
                     "could not commit or checkpoint revoked %s partitions: their next owner "
@@ -170,6 +199,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s partitions assigned: %s", self.service.name,
                  sorted({tp.partition for tp in assigned}))  # fmt: skip
+        self.service.warn_if_idle(assigned)
         async with self.service.batch_lock:
             try:
                 await self.service.acquire(assigned)
@@ -219,6 +249,8 @@ class PartitionedService(Service, Generic[Key, State]):
         self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self.joined = False  # received a first assignment from the group
         self.rebalancing = False  # between a revoke and the end of the next assignment
+        #: The offsets this worker committed last, for the log line on stop and hand-over.
+        self.committed: dict[TopicPartition, int] = {}
 
     # --- what subclasses say ---------------------------------------------------------
     def topics(self) -> list[str]:
@@ -260,8 +292,9 @@ class PartitionedService(Service, Generic[Key, State]):
         """Whether some state holds fetched messages it has not handled yet."""
         return False
 
-    async def checkpoint(self, state: State, *, transactional: bool) -> None:
-        """Write `state`'s checkpoint(s) at its positions, until acknowledged."""
+    async def checkpoint(self, state: State, *, transactional: bool) -> int | None:
+        """Write `state`'s checkpoint(s) at its positions, until acknowledged; the bytes
+        written (None: not counted)."""
         raise NotImplementedError
 
     def replica_names(self, state: State) -> Iterable[tuple[str, int]]:
@@ -318,7 +351,9 @@ class PartitionedService(Service, Generic[Key, State]):
         async with self.batch_lock:  # the batch in flight is sent and committed first
             try:
                 if self.store is not None:  # started
-                    await self.release(self.assigned())
+                    assigned = self.assigned()
+                    await self.release(assigned)
+                    self.log_committed(assigned, "on stop")
             except Exception:
                 log.exception(
                     "could not commit or checkpoint %s on stop: a restart resumes from the "
@@ -332,6 +367,33 @@ class PartitionedService(Service, Generic[Key, State]):
                     await self.consumer.stop()
                 if self.producer is not None:
                     await self.producer.stop()
+
+    def log_committed(self, tps: set[TopicPartition], when: str) -> None:
+        """One line: the offset this worker committed last for each of `tps` (where its
+        next owner starts), which it then forgets (`tps` are no longer its own)."""
+        if not tps:
+            return
+        shown = ", ".join(
+            f"{tp.topic}[{tp.partition}] at {self.committed.pop(tp)}" if tp in self.committed
+            else f"{tp.topic}[{tp.partition}] as before (nothing processed here since)"
+            for tp in sorted(tps)
+        )  # fmt: skip
+        log.info("%s: offsets committed %s: %s", self.name, when, shown)
+
+    def warn_if_idle(self, assigned: set[TopicPartition]) -> None:
+        """Warn (in the background) when the group gave this worker no partition of its
+        first topic: the group has more members than the topic has partitions."""
+        topic = self.topics()[0]
+        if self.consumer is not None and not any(tp.topic == topic for tp in assigned):
+            self.add_future(self._warn_idle(topic))
+
+    async def _warn_idle(self, topic: str) -> None:
+        from streams.status import group_members
+
+        assert self.consumer is not None
+        partitions = len(self.consumer.partitions_for_topic(topic) or ())
+        members = await asyncio.to_thread(group_members, self.settings, self.group_id())
+        log.warning("%s", idle_warning(topic, partitions, members))
 
     def assigned(self) -> set[TopicPartition]:
         """Every topic partition of the owned states."""
@@ -413,7 +475,10 @@ class PartitionedService(Service, Generic[Key, State]):
 
     async def write(self, state: State) -> None:
         """Checkpoint `state`; called only with every offset it covers committed."""
-        await self.checkpoint(state, transactional=self.settings.exactly_once)
+        started = time.perf_counter()
+        size = await self.checkpoint(state, transactional=self.settings.exactly_once)
+        log.info("%s", checkpoint_line(self.name, state.positions, size,
+                                       time.perf_counter() - started))  # fmt: skip
         state.since_checkpoint = 0
         state.checkpointed_at = time.monotonic()
 
@@ -477,6 +542,7 @@ class PartitionedService(Service, Generic[Key, State]):
             if offsets:
                 await self.producer.send_offsets_to_transaction(offsets, self.group_id())
             await self.producer.commit_transaction()
+            self.committed.update(offsets)
         except BaseException:
             log.exception(
                 "a %s transaction failed: aborting it and stopping; a restart resumes after "
@@ -557,6 +623,7 @@ class PartitionedService(Service, Generic[Key, State]):
                     end = (await delivery).offset + count  # after the batch's last record
                     self.written[where] = max(self.written.get(where, 0), end)
                 await self.consumer.commit(self._with_metadata(offsets, inherited))
+                self.committed.update(offsets)
             except Exception:
                 log.exception(
                     "%s outputs could not be delivered or offsets committed: stopping so that "

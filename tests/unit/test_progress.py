@@ -1,0 +1,150 @@
+"""What a worker logs about itself: the banner, progress lines, checkpoint and commit
+lines, and the warning of a worker without a partition."""
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from aiokafka import TopicPartition
+from pydantic import ValidationError
+
+from online_models import MODELS, control
+from streams.metrics import WorkerMetrics
+from streams.partitioned import PartitionedService, PartitionState, checkpoint_line, idle_warning
+from streams.progress import (
+    Progress,
+    ProgressLog,
+    ServedVersion,
+    banner,
+    broker_shown,
+    progress_line,
+    served_versions,
+)
+from streams.settings import Settings
+
+SECRETS = {"sasl_password": "pw-secret-1", "api_tokens": "tok-secret-2",
+           "checkpoint_key": "key-secret-3"}  # fmt: skip
+
+
+def sasl_settings(**values: object) -> Settings:
+    return Settings(app="mypkg.models:app", broker="b1:9093,b2:9093", security_protocol="SASL_SSL",
+                    sasl_mechanism="PLAIN", sasl_username="alice", group_id="fraud-workers",
+                    events_topic="tx", checkpoint_every_events=500,
+                    checkpoint_every_seconds=15, **SECRETS, **values)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_the_banner_says_what_runs_where_and_never_a_secret() -> None:
+    versions = [ServedVersion("fraud", "fraud@aa", "binary", "champion"),
+                ServedVersion("fraud", "fraud@bb", "binary", "shadow")]  # fmt: skip
+    text = banner(sasl_settings(), versions, metrics_url="http://127.0.0.1:9500/metrics",
+                  api_url="http://127.0.0.1:9501/v1", riverrun_version="1.2.3")  # fmt: skip
+
+    assert text.startswith("riverrun 1.2.3 worker started\n")
+    for expected in ["mypkg.models:app", "fraud@aa (binary, champion)",
+                     "fraud@bb (binary, shadow)", "one replica per input partition",
+                     "tx -> predictions", "control control", "checkpoints checkpoints",
+                     "fraud-workers (events)", "b1:9093,b2:9093 (SASL_SSL)",
+                     "http://127.0.0.1:9500/metrics", "http://127.0.0.1:9501/v1",
+                     "every 500 events or 15 s per partition (at_least_once)",
+                     "a line every 30 s"]:  # fmt: skip
+        assert expected in text, expected
+    for secret in [*SECRETS.values(), "alice"]:
+        assert secret not in text
+    off = banner(sasl_settings(progress_seconds=0), [], metrics_url="m", api_url=None,
+                 riverrun_version="1")  # fmt: skip
+    assert "api:           off" in off and "progress:      off" in off
+
+
+def test_a_password_written_into_the_broker_address_is_not_shown() -> None:
+    assert broker_shown("u:p@k1:9092,k2:9092") == "k1:9092,k2:9092"
+
+
+def test_a_model_with_a_plan_shows_the_plan_versions_and_roles() -> None:
+    spec = MODELS["logreg"]
+    plan = control.initial_plan(spec, changed_by="test")
+    found = served_versions({"logreg": (spec.version, "binary"), "linreg": ("linreg@x", "regression")},
+                            {"logreg": plan})  # fmt: skip
+    assert found == [ServedVersion("logreg", spec.version, "binary", "champion"),
+                     ServedVersion("linreg", "linreg@x", "regression", "served")]  # fmt: skip
+
+
+def test_a_progress_line_gives_the_rate_since_the_last_one() -> None:
+    line = progress_line(Progress(events=4500, seconds=30.0, lag=7, partitions=3,
+                                  checkpoint_age=12.4, unsaved=800))  # fmt: skip
+    assert line == ("progress: 150.0 events/s over 30 s, lag 7, 3 partition(s), oldest "
+                    "checkpoint 12 s ago (800 events since)")  # fmt: skip
+
+
+class _Consumer:
+    def __init__(self, highwaters: dict[TopicPartition, int | None]) -> None:
+        self.highwaters = highwaters
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters[tp]
+
+
+def _state(tp: TopicPartition, position: int, since: int, age: float) -> PartitionState:
+    import time
+
+    state = PartitionState()
+    state.positions[tp] = position
+    state.since_checkpoint = since
+    state.checkpointed_at = time.monotonic() - age
+    return state
+
+
+def test_progress_sums_the_lag_of_owned_partitions_and_ages_the_oldest_unsaved_checkpoint() -> None:
+    a, b, c = (TopicPartition("events", p) for p in range(3))
+    owned = {a: _state(a, 100, 0, 90.0),  # checkpointed long ago, nothing new since
+             b: _state(b, 40, 25, 20.0),
+             c: _state(c, 5, 3, 8.0)}  # not fetched yet: no high watermark  # fmt: skip
+    events = SimpleNamespace(owned=owned, consumer=_Consumer({a: 130, b: 40, c: None}))
+    service = ProgressLog(Settings(), events, lambda: 0.0, lambda: ("m", None))
+
+    p = service.figures(events=600, seconds=30.0)
+
+    assert (p.lag, p.partitions, p.unsaved) == (30, 3, 28)  # 130-100 + 40-40
+    assert p.checkpoint_age == pytest.approx(20.0, abs=1.0)  # b's: a has nothing unsaved
+    idle = ProgressLog(Settings(), SimpleNamespace(owned={}, consumer=None), lambda: 0.0,
+                       lambda: ("m", None)).figures(0, 30.0)  # fmt: skip
+    assert (idle.lag, idle.partitions, idle.checkpoint_age) == (0, 0, None)
+
+
+def test_progress_seconds_zero_turns_it_off_and_negative_is_refused() -> None:
+    assert Settings().progress_seconds == 30.0
+    assert Settings(progress_seconds=0).progress_seconds == 0
+    with pytest.raises(ValidationError):
+        Settings(progress_seconds=-1)
+
+
+def test_the_checkpoint_line_names_partition_offset_size_and_time() -> None:
+    positions = {TopicPartition("events", 2): 1200}
+    assert checkpoint_line("events", positions, 46_500, 0.012) == (
+        "events: checkpoint written for events[2] up to offset 1200: 46500 bytes in 12 ms"
+    )
+
+
+def test_the_idle_warning_says_how_many_partitions_and_members_and_what_to_do() -> None:
+    assert idle_warning("tx", 4, 6) == (
+        "this worker got no partition of tx (4 partitions, 6 members): add partitions or "
+        "run fewer workers"
+    )
+
+
+def test_the_offsets_committed_are_logged_once_per_partition_then_forgotten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service: PartitionedService = PartitionedService(Settings(), WorkerMetrics(), {})  # type: ignore[type-arg]
+    a, b = TopicPartition("events", 0), TopicPartition("events", 1)
+    service.committed[a] = 300
+    with caplog.at_level(logging.INFO, logger="streams.partitioned"):
+        service.log_committed({a, b}, "on stop")
+        service.log_committed({a}, "handing over")
+    assert caplog.messages == [
+        "partitioned: offsets committed on stop: events[0] at 300, events[1] as before "
+        "(nothing processed here since)",
+        # Given up: a later line must not claim a commit this worker no longer owns.
+        "partitioned: offsets committed handing over: events[0] as before (nothing processed "
+        "here since)",
+    ]
+    assert not service.committed
