@@ -19,6 +19,7 @@ from tqdm import tqdm
 from online_models.datasets import DATASETS, Sample
 from schemas import ActivityEvent, DeadLetter, ErrorType, InputEvent
 from schemas.feedback import Click, Conversion, Impression
+from schemas.input_event import EXPECTED_FEATURE, EXPECTED_LABEL
 from schemas.types import EventTime
 from streams.kafka_security import kafka_options
 from streams.settings import Settings
@@ -112,14 +113,22 @@ def file_events(
                 label=None if label == "" else label,
             )  # fmt: skip
         except ValidationError as err:
-            error = err.errors(include_url=False)[0]
-            loc = ".".join(str(part) for part in error["loc"])
-            raise FileError(
-                f"{where}: {loc}: {error['msg']} (InputEvent v1 wants a flat record of "
-                "numbers, booleans and strings): fix the record or leave the column out"
-            ) from None
+            reason = _refused(err)
+            raise FileError(f"{where}: {reason}: fix the record or leave the column out") from None
     if not label_seen:
         raise FileError(_missing(path.name, "label", label_column, columns))
+
+
+def _refused(err: ValidationError) -> str:
+    """The first thing the event schema refused, its location folded as dead letters fold
+    it (`features.price: expected ..., got {...}`, not one error per member of a union)."""
+    error = err.errors(include_url=False)[0]
+    loc = error["loc"]
+    if loc[0] == "features" and len(loc) == 3:
+        return f"features.{loc[1]}: expected {EXPECTED_FEATURE}, got {error['input']!r}"
+    if loc[0] == "label" and len(loc) == 2:
+        return f"label: expected {EXPECTED_LABEL}, got {error['input']!r}"
+    return f"{'.'.join(str(part) for part in loc)}: {error['msg']}"
 
 
 def count_file_events(path: Path, **options: Any) -> int:
@@ -136,7 +145,13 @@ def _csv_records(path: Path, named: dict[str, str | None]) -> Iterator[tuple[int
             if column and column not in header:
                 raise FileError(_missing(path.name, role, column, header))
         for row in reader:
-            yield reader.line_num, {k: _csv_value(v) for k, v in row.items() if k is not None}
+            cells = len(header) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+            if cells != len(header):
+                raise FileError(
+                    f"{path.name} line {reader.line_num} has {cells} cells where the header "
+                    f"names {len(header)} columns: give every row one cell per column"
+                )
+            yield reader.line_num, {k: _csv_value(v) for k, v in row.items()}
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -362,6 +377,7 @@ class Aftermath:
     handled: int
     waited: float
     dead_letters: dict[ErrorType, tuple[int, str]] = field(default_factory=dict)
+    dead_letters_topic: str = "dead-letters"
 
     def count(self, letter: DeadLetter) -> None:
         """Count a dead letter of the replay (its reason kept when it is the first)."""
@@ -392,8 +408,8 @@ class Aftermath:
             )
         if not letters:
             return [f"{head}: no dead letters"]
-        lines = [f"{head}: {letters} became dead letters (`riverrun tail dead-letters "
-                 "--from-beginning` shows them)"]  # fmt: skip
+        lines = [f"{head}: {letters} became dead letters (`riverrun tail "
+                 f"{self.dead_letters_topic} --from-beginning` shows them)"]  # fmt: skip
         by_count = sorted(self.dead_letters.items(), key=lambda item: -item[1][0])
         for error_type, (count, reason) in by_count:
             lines.append(f"  {count} {error_type.value}, e.g. {reason}")
@@ -437,7 +453,8 @@ def aftermath(
     finally:
         group.close()
     waited = time.monotonic() - started if done else wait  # (the bound, when it was reached)
-    result = Aftermath(produced.count(), produced.below(committed), waited)
+    result = Aftermath(produced.count(), produced.below(committed), waited,
+                       dead_letters_topic=settings.dead_letters_topic)  # fmt: skip
     reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                            **kafka_options(settings), client_id="riverrun-replay",
                            group_id=None, enable_auto_commit=False,

@@ -94,8 +94,8 @@ def test_a_replay_ends_with_the_dead_letters_it_caused(make_env, tmp_path) -> No
     lines = done.stdout.splitlines()
     assert lines[0].startswith("replayed 100 events to ")
     assert lines[1].startswith("the worker handled all 100 events within ")
-    assert lines[1].endswith(": 100 became dead letters (`riverrun tail dead-letters "
-                             "--from-beginning` shows them)")  # fmt: skip
+    assert lines[1].endswith(f": 100 became dead letters (`riverrun tail "
+                             f"{env.settings.dead_letters_topic} --from-beginning` shows them)")  # fmt: skip
     assert lines[2].startswith("  100 duplicate_event, e.g. event_id 'offers-000000")
     assert "pass a new --id-prefix" in lines[3]
 
