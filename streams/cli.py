@@ -197,7 +197,8 @@ def replay(dataset: str | None, path: Path | None, model: str | None, label_colu
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
     events = _events(dataset, path, model, None if unlabelled else label_column, limit, seed,
-                     id_prefix, key_column=key_column, time_column=time_column)  # fmt: skip
+                     id_prefix, key_column=key_column, time_column=time_column,
+                     task=app.models[model].task if model in app.models else None)  # fmt: skip
     require_broker(settings)
     target = topic or settings.events_topic
     follow = wait_seconds > 0 and target == settings.events_topic
@@ -225,9 +226,11 @@ def _known_model(models: Mapping[str, ModelSpec], name: str | None) -> None:
 
 def _events(dataset: str | None, path: Path | None, model: str | None,
             label_column: str | None, limit: int | None, seed: int, id_prefix: str = "",
-            key_column: str | None = None, time_column: str | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+            key_column: str | None = None, time_column: str | None = None,
+            task: str | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
     """Input events from exactly one of a bundled dataset or a file (see `replay`); a file
-    is read through first, so that a mistake in it stops the command before any event."""
+    is read through first, so that a mistake in it (a label `task` cannot learn too) stops
+    the command before any event."""
     from streams.replay import FileError, count_file_events, dataset_events, file_events
 
     if (dataset is None) == (path is None):
@@ -237,7 +240,7 @@ def _events(dataset: str | None, path: Path | None, model: str | None,
             raise click.UsageError("--file needs --model NAME")
         options: dict[str, Any] = dict(model=model, label_column=label_column, limit=limit,
                                        key_column=key_column, time_column=time_column,
-                                       id_prefix=id_prefix)  # fmt: skip
+                                       id_prefix=id_prefix, task=task)  # fmt: skip
         try:
             count_file_events(path, **options)
         except FileError as err:
@@ -284,8 +287,9 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
+    task = app.models[model].task if model in app.models else None
     events = list(_events(dataset, path, model, label_column, limit, seed,
-                          key_column=key_column, time_column=time_column))  # fmt: skip
+                          key_column=key_column, time_column=time_column, task=task))  # fmt: skip
     if not events:
         raise click.UsageError("no events to evaluate")
     name = events[0].model

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 from tqdm import tqdm
 
+from online_models.admission import label_problem
 from online_models.datasets import DATASETS, Sample
 from schemas import ActivityEvent, DeadLetter, ErrorType, InputEvent
 from schemas.feedback import Click, Conversion, Impression
@@ -72,6 +73,7 @@ def file_events(
     time_column: str | None = None,
     id_prefix: str = "",
     limit: int | None = None,
+    task: str | None = None,
 ) -> Iterator[InputEvent]:
     """Input events of a JSONL file (one object per line) or a CSV file with a header.
 
@@ -82,12 +84,13 @@ def file_events(
     a number of seconds since the epoch, read as milliseconds beyond 2e10 (as pydantic
     reads them). A record without a label (an empty CSV cell, a JSON object without the
     column) is predicted, not learnt from. `label_column=None`: the file has no labels.
+    `task`, the model's task: a label it cannot learn is refused as the stream would.
 
     Raises FileError for a column named but not in the file (a CSV header without it, or
     no JSON object with it: then only once the file is read to its end), a record without
-    a key or with a time that does not parse, a line that is not a JSON object, or an
-    event the schema refuses. `count_file_events` reads a file through before anything
-    is sent.
+    a key or with a time that does not parse, a line that is not a JSON object, an event
+    the schema refuses, or a label the task refuses. `count_file_events` reads a file
+    through before anything is sent.
     """
     named = {"label": label_column, "key": key_column, "time": time_column}
     not_features = {column for column in named.values() if column}
@@ -103,7 +106,7 @@ def file_events(
         label = record.get(label_column) if label_column else None
         event_id = f"{id_prefix}{path.stem}-{i:08d}"
         try:
-            yield InputEvent(
+            event = InputEvent(
                 event_id=event_id,
                 ts=_event_time(record, time_column, where) if time_column else
                    DEFAULT_START + timedelta(seconds=i),
@@ -115,6 +118,11 @@ def file_events(
         except ValidationError as err:
             reason = _refused(err)
             raise FileError(f"{where}: {reason}: fix the record or leave the column out") from None
+        if task is not None and event.label is not None:
+            problem = label_problem(model, task, event.label)
+            if problem is not None:
+                raise FileError(f"{where}: {problem} (is --label-column the column of labels?)")
+        yield event
     if not label_seen:
         raise FileError(_missing(path.name, "label", label_column, columns))
 

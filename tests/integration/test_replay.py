@@ -31,6 +31,14 @@ def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tm
             "pass --label-column with the column that holds the labels (or --unlabelled for "
             "a file without labels)"
         )
+    # A label the model's task cannot learn: refused as the stream would, before any event.
+    path.write_text("device,price,label\nmobile,0.5,1\ndesktop,2,maybe\n")
+    done = riverrun(env, "replay", "--file", str(path), "--model", "logreg")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "Error: offers.csv line 3: label 'maybe' is not a class of binary model 'logreg': send "
+        "true/false or 0/1 (is --label-column the column of labels?)"
+    )
     jsonl = tmp_path / "offers.jsonl"
     jsonl.write_text('{"device": "mobile", "clicked": true}\n{"device": "desktop"}\n')
     done = riverrun(env, "replay", "--file", str(jsonl), "--model", "logreg")
@@ -99,11 +107,12 @@ def test_a_replay_ends_with_the_dead_letters_it_caused(make_env, tmp_path) -> No
     assert lines[2].startswith("  100 duplicate_event, e.g. event_id 'offers-000000")
     assert "pass a new --id-prefix" in lines[3]
 
-    # New ids and one label a binary model cannot learn: only that one is told.
-    path.write_text("price,label\n0.5,1\n0.7,maybe\n")
-    done = riverrun(env, *replay, "--id-prefix", "run2-", "--wait-seconds", "60")
+    # New ids, for a model of the app that this worker does not serve (RIVERRUN_MODELS).
+    done = riverrun(env, *replay, "--id-prefix", "run2-", "--model", "linreg", "--limit", "3",
+                    "--wait-seconds", "60")  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[1].startswith("the worker handled all 2 events within ")
-    assert lines[1].split(": ", 1)[1].startswith("1 became dead letters")
-    assert lines[2].startswith("  1 invalid_label, e.g. label 'maybe' is not a class of binary")
+    assert lines[1].startswith("the worker handled all 3 events within ")
+    assert lines[1].split(": ", 1)[1].startswith("3 became dead letters")
+    assert lines[2].startswith("  3 unknown_model, e.g. no model named 'linreg' is served here")
+    assert lines[3] == "    pass --model with a model the worker serves"

@@ -121,3 +121,18 @@ def test_the_summary_groups_dead_letters_by_reason_with_a_hint() -> None:
         "  1 invalid_label, e.g. label 'x' is not a class",
         "    check --label-column and that the labels suit the model's task",
     ]
+
+
+def test_a_label_the_models_task_cannot_learn_is_refused_as_the_stream_would(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("price,label\n1,true\n2,0\n3,yes\n")
+    assert len(events(path, task="regression", limit=1)) == 1  # (True is a number)
+    with pytest.raises(FileError) as raised:
+        count_file_events(path, model="logreg", task="binary")
+    assert str(raised.value) == (
+        "f.csv line 4: label 'yes' is not a class of binary model 'logreg': send true/false or "
+        "0/1 (is --label-column the column of labels?)"
+    )
+    assert len(events(path)) == 3  # without a task: left to the stream
