@@ -166,7 +166,7 @@ class Pending:
     ts: float
     when: datetime
     features: dict[str, Any]
-    predictions: dict[str, tuple[float, str]]  # model -> (prediction as published, version)
+    predictions: dict[str, tuple[float | None, str]]  # model -> (prediction as published, version)
     clicked: bool = False
     converted: set[str] = field(default_factory=set)
     #: Sequence numbers of its windows' entries in the expiry heap (an entry of an
@@ -338,10 +338,11 @@ class FeedbackJoiner:
         self.stats.features_stale += status == "stale"
         features: dict[str, Any] = {**imp.features, "item": imp.item, **activity}
         outputs: list[Prediction | Outcome | Rejection] = []
-        predictions: dict[str, tuple[float, str]] = {}
+        predictions: dict[str, tuple[float | None, str]] = {}
         for name, model in self.models.items():
             try:
-                q = recalibrate(model.predict(features), self.config.negative_rate)
+                p = model.predict(features)  # None: the model knows no class yet
+                q = None if p is None else recalibrate(p, self.config.negative_rate)
             except LearningError as err:
                 return [Rejection(err.error_type, err.reason)]
             predictions[name] = (q, model.version)
@@ -544,11 +545,12 @@ class FeedbackJoiner:
         if not label:
             self.stats.negatives_learnt += learn
             self.stats.negatives_skipped += not learn
-        self.reports += model.evaluator.observe(
-            label, q, pending.features, pending.visitor, resolved
-        )
-        if label_type == "click":
-            self._resolved(q, resolved)
+        if q is not None:  # a prediction of a model that knew nothing is not scored
+            self.reports += model.evaluator.observe(
+                label, q, pending.features, pending.visitor, resolved
+            )
+            if label_type == "click":
+                self._resolved(q, resolved)
         if delay is not None:
             self.stats.delays.append((label_type, max(delay, 0.0)))
             self.stats.recent_delays[label_type].append(max(delay, 0.0))

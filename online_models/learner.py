@@ -65,6 +65,12 @@ State = tuple[
 ]
 
 
+def scored(y_pred: Any) -> bool:
+    """Whether a prediction is scored: not that of a classifier that knows no class yet
+    (None, or no probabilities), which River's `progressive_val_score` skips too."""
+    return y_pred is not None and y_pred != {}
+
+
 class ServedModel:
     """One live model: the River estimator, how many events it learnt, its rolling quality,
     its drift detectors and the event ids it processed lately."""
@@ -179,10 +185,14 @@ class ServedModel:
 
     def predict(self, features: dict[str, Any]) -> Any:
         """The probability of the positive class (binary), the value (regression), or the
-        probabilities of the classes (multiclass)."""
+        probabilities of the classes (multiclass). A classifier that has learnt no class
+        yet knows nothing: None (binary) or no probabilities (multiclass), never scored."""
         try:
             if self.binary:
-                y_pred = float(self.estimator.predict_proba_one(features).get(True, 0.0))
+                proba = self.estimator.predict_proba_one(features)
+                if not proba:  # no class learnt yet (a tree, a forest): it knows nothing
+                    return None
+                y_pred = float(proba.get(True, 0.0))
             elif self.task == "multiclass":
                 proba = self.estimator.predict_proba_one(features)
             else:
@@ -254,8 +264,7 @@ class ServedModel:
         drift); the reports that come due are appended, with `offset`, to `reports` and
         `drifts`."""
         self.learn(features, y)
-        # River scores no empty class probabilities (a model that knows no class yet).
-        if self.task != "multiclass" or y_pred:
+        if scored(y_pred):
             for report in self.evaluator.observe(y, y_pred, features, event.key, event.ts):
                 reports.append((offset, report))
             if self.drift is not None:

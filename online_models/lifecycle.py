@@ -39,7 +39,7 @@ from online_models.experiments import (
     ExperimentError,
     assign_arm,
 )
-from online_models.learner import LearningError, ServedModel
+from online_models.learner import LearningError, ServedModel, scored
 from online_models.registry import ModelSpec
 from schemas import AnyPrediction, ErrorType, InputEvent, MetricsReport
 from schemas.control import (
@@ -464,7 +464,7 @@ class ModelGroup:
         outputs: dict[str, tuple[Any, int, bool]] = {}
         for version, served, y, y_pred in taking:
             updates = served.updates
-            if y is not None and (served.task != "multiclass" or y_pred):
+            if y is not None and scored(y_pred):
                 losses[version] = event_loss(served.task, y, y_pred)
             learns = y is not None and served.learning
             if offset is not None and offset < served.resume_offset:

@@ -87,3 +87,38 @@ def river_progressive(
     ]
     evaluate.progressive_val_score(dataset, spec.create(), union)
     return {name: metric.get() for name, metric in chosen.items()}
+
+
+#: How close the stream's metrics and River's must be (they are the same computation).
+AGREEMENT = 1e-9
+
+
+def river_agreement(ours: Mapping[str, float | None], river: Mapping[str, float]) -> str:
+    """One line saying whether every metric of segment `all` equals River's value.
+
+    >>> river_agreement({"n": 9.0, "logloss": 0.4, "accuracy": 0.8},
+    ...                 {"logloss": 0.4, "accuracy": 0.8})
+    "logloss and accuracy equal River's progressive_val_score to 1e-9 (9 labelled events \
+scored; predictions of a classifier that knew no class yet are not scored, in both)"
+    >>> print(river_agreement({"n": 9.0, "logloss": 0.4}, {"logloss": 0.41}))
+    logloss differs from River's progressive_val_score (0.4 against 0.41): a bug; please report it
+    """
+    compared = [name for name in river if name in ours]
+    differ = [
+        name
+        for name in compared
+        if (value := ours[name]) is None or abs(value - river[name]) > AGREEMENT
+    ]
+    if differ:
+        shown = ", ".join(f"{ours[name]} against {river[name]}" for name in differ)
+        return (
+            f"{' and '.join(differ)} differs from River's progressive_val_score ({shown}): a "
+            "bug; please report it"
+        )
+    n = ours.get("n")
+    scored = f"{n:.0f} labelled events scored; " if n is not None else ""
+    return (
+        f"{', '.join(compared[:-1])}{' and ' if len(compared) > 1 else ''}{compared[-1]} equal "
+        f"River's progressive_val_score to 1e-9 ({scored}predictions of a classifier that "
+        "knew no class yet are not scored, in both)"
+    )

@@ -68,7 +68,10 @@ class Outcome(BaseModel):
     model_version: str
     label_type: Literal["click", "conversion"]
     label: StrictBool
-    prediction: FiniteFloat = Field(description="The (recalibrated) prediction made at impression.")
+    prediction: FiniteFloat | None = Field(
+        description="The (recalibrated) prediction made at impression; null when the model "
+        "knew no class yet (not scored)."
+    )
     ts: EventTime = Field(description="The impression's event time.")
     resolved_ts: EventTime = Field(
         description="Event time of the click or conversion (positive), or the end of the "

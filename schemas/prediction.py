@@ -45,8 +45,10 @@ class Prediction(BaseModel):
         description="Events the model had learnt from when it made this prediction."
     )
     ts: EventTime = Field(description="The input event's event time.")
-    prediction: FiniteFloat = Field(
-        description="Probability of the positive class (classifiers) or the value (regressors)."
+    prediction: FiniteFloat | None = Field(
+        description="Probability of the positive class (classifiers) or the value "
+        "(regressors); null while a classifier knows no class yet (a tree or forest before "
+        "its first labelled event): it has no prediction, and the event is not scored."
     )
     label: NumericLabel | None = None
     learned: StrictBool = Field(

@@ -41,7 +41,8 @@ class RequestPrediction(BaseModel):
     key: Identifier
     prediction: bool | StrictFloat | int | StrictStr | None = Field(
         description="Binary: the probability of true; regression: the value; multiclass: "
-        "the most probable class (null before any class is learnt)."
+        "the most probable class. Null for a classifier before any class is learnt (it "
+        "knows nothing yet)."
     )
     probabilities: dict[str, StrictFloat] | None = Field(
         default=None, description="Multiclass only: each class's probability, by its text."

@@ -282,7 +282,7 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
     RIVERRUN_SEGMENT_FEATURES), so its reports equal what the worker publishes for the
     same events in the same order.
     """
-    from online_models.offline import river_progressive, run_offline
+    from online_models.offline import river_agreement, river_progressive, run_offline
     from online_models.registry import resolve
 
     app, settings = load(app_path)
@@ -305,9 +305,11 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
         click.echo(f"\nsegment {segment}")
         for metric, value in values.items():
             line = f"  {metric:<28} {_fmt(value)}"
-            if metric in reference:
+            if segment == "all" and metric in reference:  # River's run has no segments
                 line += f"   river {_fmt(reference[metric])}"
             click.echo(line)
+    if reference:
+        click.echo("\n" + river_agreement(result.final.get("all", {}), reference))
     if reports_path is not None:
         reports_path.write_text("".join(r.model_dump_json() + "\n" for r in result.reports))
         click.echo(f"\nwrote {len(result.reports)} reports to {reports_path}")

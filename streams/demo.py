@@ -383,6 +383,7 @@ class FeedbackScenario:
         reader.close()
         clicks = [o for o in streamed if o.label_type == "click"]
         late = clicks[len(clicks) // 2 :]
+        predicted = sum(o.prediction for o in late if o.prediction is not None)
         same = sorted((o.impression_id, o.model, o.label) for o in streamed) == sorted(
             (o.impression_id, o.model, o.label) for o in expected
         )
@@ -399,7 +400,7 @@ class FeedbackScenario:
             f"{_number(figures.get('late_positive_rate'))})",
             f"  conversions joined   {_number(figures.get('conversion_join_rate'))} of conversions "
             f"inside a {settings.conversion_window_seconds / 3600:.0f} h window",
-            f"  calibration          {sum(o.prediction for o in late):,.1f} predicted clicks vs "
+            f"  calibration          {predicted:,.1f} predicted clicks vs "
             f"{sum(o.label for o in late)} actual (last {len(late)} click labels)",
             "  result               "
             + (

@@ -142,6 +142,8 @@ def calibration_chart(data: RunData, model: str) -> str | None:
     predicted: dict[str, float] = defaultdict(float)
     actual: dict[str, float] = defaultdict(float)
     for p in labelled:
+        if p.prediction is None:  # a model that knew no class yet predicted nothing
+            continue
         period = p.ts.strftime(fmt)
         predicted[period] += p.prediction
         actual[period] += float(p.label)  # type: ignore[arg-type]

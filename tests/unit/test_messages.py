@@ -1,6 +1,7 @@
 """Messages a user acts on say what is true: where a schema is, why a model failed, where
 a partition starts, what a CLI option compares with."""
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -120,3 +121,51 @@ def test_a_fresh_partition_starts_at_the_beginning_and_a_resume_says_what_is_rep
     resumed = where_it_starts(tp, 500, 800, 500)
     assert "None" not in resumed and "offset 500" in resumed and "offset 800" in resumed
     assert "events 500 to 799" in resumed and "not sent again" in resumed
+
+
+def test_a_classifier_that_knows_no_class_predicts_null_not_a_confident_no() -> None:
+    # A Hoeffding tree's predict_proba_one is {} before its first label: no prediction,
+    # published as null (a valid v1 message, as the /v1 answer), then numbers once it knows.
+    import jsonschema
+
+    from online_models import MODELS
+    from online_models.request_time import predict_now
+    from schemas import Prediction
+    from schemas.serving import RequestPrediction
+    from streams.http_api import answer_json
+
+    learner = Learner(["ctr_tree"], registry={"ctr_tree": MODELS["ctr_tree"]})
+    asked = answer_json(predict_now(learner, "ctr_tree", "k", {"x": 1.0}), "k", 0, 0)
+    assert RequestPrediction.model_validate(asked).prediction is None
+    first, second = learner.process([
+        InputEvent(event_id=f"e{i}", ts=T0, model="ctr_tree", key="k", features={"x": 1.0},
+                   label=True)
+        for i in range(2)
+    ])  # fmt: skip
+    assert isinstance(first, Prediction) and first.model_updates == 0
+    assert first.prediction is None and '"prediction":null' in first.model_dump_json()
+    schema_dir = Path(__file__).resolve().parents[2] / "schemas" / "json"
+    schema = (schema_dir / "prediction.v1.json").read_text()
+    jsonschema.validate(first.model_dump(mode="json"), json.loads(schema))
+    assert isinstance(second, Prediction) and second.prediction == 1.0  # it learnt "true"
+
+
+def test_evaluate_of_a_tree_equals_river_on_every_metric_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # River's progressive_val_score skips empty probabilities (a tree's first event); the
+    # stream scored them as 0.0, so its logloss and accuracy differed from River's in the
+    # 4th to 6th decimal (one event in n). Same quantity now: equal to 1e-9, and the
+    # per-segment lines no longer carry River's whole-stream figures.
+    monkeypatch.setenv("RIVERRUN_SEGMENT_FEATURES", '["device"]')
+    done = CliRunner().invoke(
+        main, ["evaluate", "--dataset", "clicks", "--model", "ctr_tree", "--limit", "1500"]
+    )
+    assert done.exit_code == 0, done.output
+    pairs = re.findall(r"^  (\w+) +([\d.]+)   river ([\d.]+)$", done.output, re.M)
+    assert {name for name, _, _ in pairs} == {"logloss", "accuracy", "precision", "recall", "f1"}
+    for name, ours, river in pairs:
+        assert ours == river, name
+    assert "equal River's progressive_val_score to 1e-9 (1499 labelled events scored" in (
+        done.output
+    )
