@@ -198,7 +198,7 @@ def replay(dataset: str | None, path: Path | None, model: str | None, label_colu
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
     events = _events(dataset, path, model, None if unlabelled else label_column, limit, seed,
                      id_prefix, key_column=key_column, time_column=time_column,
-                     task=app.models[model].task if model in app.models else None)  # fmt: skip
+                     task=_task(app.models, model))  # fmt: skip
     require_broker(settings)
     target = topic or settings.events_topic
     follow = wait_seconds > 0 and target == settings.events_topic
@@ -222,6 +222,12 @@ def _known_model(models: Mapping[str, ModelSpec], name: str | None) -> None:
         f"the app has no model {name!r} ({hint}it has: {', '.join(sorted(models))}); pass "
         "--model NAME or --app with the app that serves it"
     )
+
+
+def _task(models: Mapping[str, ModelSpec], name: str | None) -> str | None:
+    """The task of the app's model `name` (None: not one of the app's)."""
+    spec = models.get(name) if name is not None else None
+    return spec.task if spec is not None else None
 
 
 def _events(dataset: str | None, path: Path | None, model: str | None,
@@ -287,9 +293,8 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    task = app.models[model].task if model in app.models else None
-    events = list(_events(dataset, path, model, label_column, limit, seed,
-                          key_column=key_column, time_column=time_column, task=task))  # fmt: skip
+    events = list(_events(dataset, path, model, label_column, limit, seed, key_column=key_column,
+                          time_column=time_column, task=_task(app.models, model)))  # fmt: skip
     if not events:
         raise click.UsageError("no events to evaluate")
     name = events[0].model
