@@ -415,13 +415,14 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(as_json: bool) -> None:
+@app_option
+def status(as_json: bool, app_path: str | None) -> None:
     """Show the worker group: members, partitions and lag, versions served, last
     checkpoints (exit 1, with one sentence, when the broker is unreachable)."""
     from streams.kafka_security import SecurityError
     from streams.status import BrokerUnreachable, read_status, status_json, status_lines
 
-    settings = load_settings()
+    _, settings = load(app_path)  # (an App's settings in code may name the group)
     try:
         found = read_status(settings)
     except (BrokerUnreachable, SecurityError) as err:

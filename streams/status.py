@@ -144,8 +144,10 @@ def _gather(
         name = client_id + "-" + member_id[len(client_id) + 1 :][:8]
         members.append(Member(name, client_id, m["client_host"].lstrip("/"), partitions))
         owners.update({p: name for p in partitions})
-    status = GroupStatus(broker, s.group_id, group.get("group_state", "Dead"), s.events_topic,
-                         members, [], notes)  # fmt: skip
+    state = group.get("group_state") or "Dead"
+    if state == "Dead" and not members:  # what Kafka says of a group it does not know
+        state = "unknown to the broker (no worker has joined it)"
+    status = GroupStatus(broker, s.group_id, state, s.events_topic, members, [], notes)
     if s.events_topic not in topics:
         notes.append(f"the events topic {s.events_topic} does not exist yet (a worker "
                      "creates it at start)")  # fmt: skip
