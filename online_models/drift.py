@@ -73,12 +73,38 @@ def jensen_shannon(reference: dict[str, float], current: dict[str, float]) -> fl
     return total
 
 
+def page_hinkley_statistic(detector: drift.PageHinkley) -> float:
+    """The value River's Page-Hinkley (mode "up") compares with its threshold: the
+    cumulative sum of the signal's deviations from its running mean (less its delta),
+    above the sum's minimum so far; 0 before its first update.
+
+    River keeps it in private attributes (no public accessor): read here only, and
+    pinned by a test (an alarm exactly when it exceeds the threshold).
+
+    >>> ph = drift.PageHinkley(mode="up")
+    >>> page_hinkley_statistic(ph)
+    0.0
+    >>> for x in [0.0] * 40 + [5.0] * 12:
+    ...     ph.update(x)
+    >>> ph.drift_detected, page_hinkley_statistic(ph) > ph.threshold
+    (True, True)
+    """
+    value = detector._sum_increase - detector._min_increase
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
 def _proportions(counts: Counter[Any], n: int) -> dict[Any, float]:
     return {k: v / n for k, v in counts.items()} if n else {}
 
 
 class DriftMonitor:
     """Drift detectors of one model replica; `observe` returns the reports due."""
+
+    #: Page-Hinkley: the largest statistic of the window among the updates River tested,
+    #: and the updates since its last (re)start. (Class defaults: a monitor restored from
+    #: a checkpoint of an older version has neither attribute.)
+    ph_peak = 0.0
+    ph_seen = 0
 
     def __init__(self, model: str, version: str, task: str, config: DriftConfig) -> None:
         self.model, self.version, self.task, self.config = model, version, task, config
@@ -136,22 +162,27 @@ class DriftMonitor:
         reports: list[DriftReport] = []
         for key, state in self.detectors.items():
             detector, signal = key
+            statistic = None
             if key == ("adwin", "loss"):  # alarm on increases only
                 before = state.estimation
                 state.update(loss)
                 fired = state.drift_detected and state.estimation > before
+            elif detector == "page_hinkley":
+                self.ph_seen = 1 if state.drift_detected else self.ph_seen + 1  # (it resets)
+                state.update(signals[signal])
+                fired = state.drift_detected
+                statistic = page_hinkley_statistic(state)
+                if self.ph_seen >= state.min_instances:  # River tested it
+                    self.ph_peak = max(self.ph_peak, statistic)
             else:
                 state.update(signals[signal])
                 fired = state.drift_detected
             if fired:
                 self.alarms.add((detector, signal))
-                threshold = (
-                    self.config.adwin_delta if detector == "adwin" else self.config.ph_threshold
-                )
                 mean = self.sums[signal] / max(self.window_n, 1)
-                reports.append(
-                    self._report(detector, signal, "alarm", mean, threshold, True, ts, offset)
-                )
+                report = self._detector_report(detector, signal, "alarm", mean, statistic, True,
+                                               ts, offset)  # fmt: skip
+                reports.append(report)
         for signal in self.sums:
             self.sums[signal] += signals[signal]
         self._features(x)
@@ -212,11 +243,11 @@ class DriftMonitor:
         c = self.config
         reports = []
         for (detector, signal), _ in self.detectors.items():
-            threshold = c.adwin_delta if detector == "adwin" else c.ph_threshold
             mean = self.sums[signal] / self.window_n
             fired = (detector, signal) in self.alarms
+            peak = self.ph_peak if detector == "page_hinkley" else None
             reports.append(
-                self._report(detector, signal, "window", mean, threshold, fired, ts, offset)
+                self._detector_report(detector, signal, "window", mean, peak, fired, ts, offset)
             )
         assert self.edges is not None
         for name, expected in self.expected_numeric.items():
@@ -245,6 +276,7 @@ class DriftMonitor:
 
     def _reset(self, ts: datetime, offset: int | None) -> None:
         self.sums = dict.fromkeys(self.sums, 0.0)
+        self.ph_peak = 0.0
         self.alarms.clear()
         for bins in self.window_numeric.values():
             bins.clear()
@@ -253,21 +285,44 @@ class DriftMonitor:
         self.window_n = 0
         self.start = None
 
+    def _detector_report(
+        self,
+        detector: str,
+        signal: str,
+        trigger: str,
+        mean: float,
+        statistic: float | None,
+        flag: bool,
+        ts: datetime,
+        offset: int | None,
+    ) -> DriftReport:
+        """An ADWIN or Page-Hinkley report: the signal's mean over the window, and what
+        the detector compares. ADWIN has no single statistic: it compares the means of
+        every split of its window against a bound its delta sets."""
+        if detector == "adwin":
+            return self._report(detector, signal, trigger, None, None, flag, ts, offset,
+                                mean=mean, delta=self.config.adwin_delta)  # fmt: skip
+        return self._report(detector, signal, trigger, statistic, self.config.ph_threshold,
+                            flag, ts, offset, mean=mean)  # fmt: skip
+
     def _report(
         self,
         detector: str,
         signal: str,
         trigger: str,
-        statistic: float,
-        threshold: float,
+        statistic: float | None,
+        threshold: float | None,
         flag: bool,
         ts: datetime,
         offset: int | None,
+        *,
+        mean: float | None = None,
+        delta: float | None = None,
     ) -> DriftReport:
         start_ts, start_offset = self.start or (ts, offset)
         return DriftReport.model_construct(
             model=self.model, model_version=self.version, partition=None, detector=detector,
             signal=signal, trigger=trigger, statistic=statistic, threshold=threshold,
-            drift=flag, window_start=start_ts, window_end=ts,
-            window_start_offset=start_offset, window_end_offset=offset, schema_version=1,
+            mean=mean, delta=delta, drift=flag, window_start=start_ts, window_end=ts,
+            window_start_offset=start_offset, window_end_offset=offset, schema_version=2,
         )  # fmt: skip

@@ -3,7 +3,7 @@ with the reference window."""
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from schemas.types import (
     EventTime,
@@ -15,11 +15,18 @@ from schemas.types import (
 
 
 class DriftReport(BaseModel):
-    """A message on the `drift` topic, keyed by model."""
+    """A message on the `drift` topic, keyed by model.
+
+    Version 2: `statistic` is what the detector compares with `threshold` (drift when it
+    is above), and `mean` the signal's mean over the window; ADWIN, which has no single
+    statistic, gives its `delta` instead. Version 1 (still read) put the signal's mean in
+    `statistic` and ADWIN's delta in `threshold` for ADWIN and Page-Hinkley: not
+    comparable.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    schema_version: Annotated[Literal[1], ExactInt] = 1
+    schema_version: Annotated[Literal[1, 2], ExactInt] = 2
     model: Identifier
     model_version: str
     partition: StrictNonNegativeInt | None = Field(
@@ -34,16 +41,41 @@ class DriftReport(BaseModel):
         description="'alarm': the detector fired on this event; 'window': the periodic "
         "statistic of a window of RIVERRUN_DRIFT_WINDOW labelled events."
     )
-    statistic: FiniteFloat = Field(
-        description="adwin/page_hinkley: mean of the signal over the window; psi: population "
-        "stability index; jensen_shannon: divergence (base 2, 0 to 1)."
+    statistic: FiniteFloat | None = Field(
+        description="The value the detector compares with `threshold`: page_hinkley: the "
+        "cumulative sum of the signal's deviations from its running mean above the sum's "
+        "minimum (at the alarm; for a 'window' report the largest in the window); psi: "
+        "population stability index; jensen_shannon: divergence (base 2, 0 to 1); null for "
+        "adwin (see `delta`). Version 1: the signal's mean for adwin and page_hinkley."
     )
-    threshold: FiniteFloat = Field(
-        description="adwin: delta; page_hinkley: threshold; psi/jensen_shannon: the value "
-        "above which `drift` is true."
+    threshold: FiniteFloat | None = Field(
+        description="`drift` is true when `statistic` is above it (page_hinkley: its "
+        "lambda, 50; psi and jensen_shannon: their settings' thresholds); null "
+        "for adwin. Version 1: adwin's delta."
+    )
+    mean: FiniteFloat | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # version 1 reports stay byte for byte
+        description="adwin and page_hinkley: the signal's mean over the window so far "
+        "(version 2; absent otherwise).",
+    )
+    delta: FiniteFloat | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="adwin (version 2): its confidence delta; it alarms when the means of two "
+        "parts of its window differ by more than a bound this delta sets (absent otherwise).",
     )
     drift: StrictBool
     window_start: EventTime
     window_end: EventTime
     window_start_offset: StrictNonNegativeInt | None = None
     window_end_offset: StrictNonNegativeInt | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_the_version(self) -> "DriftReport":
+        if self.schema_version == 1 and (
+            self.statistic is None or self.threshold is None or self.mean is not None
+            or self.delta is not None
+        ):  # fmt: skip
+            raise ValueError("a version 1 report has a statistic and a threshold, no mean or delta")
+        return self

@@ -17,7 +17,7 @@ from schemas.serving import PredictRequest, RequestPrediction
 
 #: Schemas of versions no model renders any more, kept as they were published: version 1
 #: messages still match them (tested).
-FROZEN_FILES = ("metrics_report.v1.json",)
+FROZEN_FILES = ("metrics_report.v1.json", "drift_report.v1.json")
 #: File name (without directory) -> the model whose JSON Schema it holds.
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "input_event.v1.json": InputEvent,
@@ -31,7 +31,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "click.v1.json": Click,
     "conversion.v1.json": Conversion,
     "outcome.v1.json": Outcome,
-    "drift_report.v1.json": DriftReport,
+    "drift_report.v2.json": DriftReport,
     "model_plan.v1.json": ModelPlan,
     "model_status.v1.json": ModelStatus,
     "experiment_result.v1.json": ExperimentResult,

@@ -466,7 +466,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         labels = (report.model, str(partition), report.detector, report.signal)
         if report.drift:
             self.metrics.drift.labels(*labels).inc()
-        if report.trigger == "window":
+        if report.trigger == "window" and report.statistic is not None:  # (none for ADWIN)
             self.metrics.drift_statistic.labels(*labels).set(report.statistic)
         await outbox.add(self.settings.drift_topic, report.model.encode(),
                          report.model_dump_json().encode(), source, offset)  # fmt: skip

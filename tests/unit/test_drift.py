@@ -105,7 +105,7 @@ def test_multiclass_drift_watches_loss_confidence_and_calibration() -> None:
         reports += monitor.observe({"x": float(i % 10)}, label, proba, T0 + timedelta(seconds=i), i)
     windows = [r for r in reports if r.trigger == "window"]
     assert len(windows) >= 2 * 4  # two windows after the reference, 4 detectors each
-    last = {(r.detector, r.signal): r.statistic for r in windows[-5:]}
+    last = {(r.detector, r.signal): r.mean for r in windows[-5:]}  # the signal's mean
     assert {signal for _, signal in last if signal != "feature:x"} == {
         "loss", "prediction", "calibration",
     }  # fmt: skip

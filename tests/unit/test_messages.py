@@ -169,3 +169,63 @@ def test_evaluate_of_a_tree_equals_river_on_every_metric_and_says_so(
     assert "equal River's progressive_val_score to 1e-9 (1499 labelled events scored" in (
         done.output
     )
+
+
+def test_a_drift_report_shows_the_quantities_its_detector_compares() -> None:
+    # The report: "statistic": 0.46, "threshold": 50.0, "drift": true (Page-
+    # Hinkley's window mean beside its lambda). Now: statistic > threshold exactly when
+    # drift is true, for every detector that has a threshold; ADWIN gives its delta.
+    import random
+
+    from river import drift as river_drift
+
+    from online_models.drift import DriftConfig, page_hinkley_statistic
+    from tests.unit.test_drift import agrawal_events
+
+    learner = Learner(["logreg"], drift=DriftConfig())
+    events = agrawal_events(1, n=8_000)
+    learner.process(events, offsets=range(len(events)))
+    reports = learner.drain_drift()
+    assert any(r.detector == "page_hinkley" and r.trigger == "alarm" for r in reports)
+    for r in reports:
+        assert r.schema_version == 2
+        if r.detector == "adwin":
+            assert r.statistic is None and r.threshold is None and r.delta == 0.002
+            assert r.mean is not None
+            continue
+        assert r.statistic is not None and r.threshold is not None, r
+        assert r.drift == (r.statistic > r.threshold), r
+        assert (r.mean is not None) == (r.detector == "page_hinkley")
+    # The one private read (River has no accessor): an alarm exactly when the statistic
+    # is above the threshold, on every update River tests.
+    rng = random.Random(7)
+    ph = river_drift.PageHinkley(mode="up", threshold=5.0)
+    fired = seen = 0
+    for i in range(3_000):
+        seen = 1 if ph.drift_detected else seen + 1  # it restarts after an alarm
+        ph.update(rng.gauss(0.0, 1.0) + (2.0 if (i // 500) % 2 else 0.0))
+        fired += ph.drift_detected
+        if seen >= ph.min_instances:
+            assert ph.drift_detected == (page_hinkley_statistic(ph) > ph.threshold)
+        else:
+            assert not ph.drift_detected
+    assert fired >= 2
+
+
+def test_version_1_drift_reports_are_still_read_and_version_2_fails_their_schema() -> None:
+    import jsonschema
+
+    from schemas.drift import DriftReport
+
+    old = {"schema_version": 1, "model": "m", "model_version": "m@1", "partition": 0,
+           "detector": "page_hinkley", "signal": "loss", "trigger": "alarm",
+           "statistic": 0.46, "threshold": 50.0, "drift": True,
+           "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:00:00Z",
+           "window_start_offset": 0, "window_end_offset": 9}  # fmt: skip
+    schema_dir = Path(__file__).resolve().parents[2] / "schemas" / "json"
+    frozen = json.loads((schema_dir / "drift_report.v1.json").read_text())
+    jsonschema.validate(old, frozen)
+    read = DriftReport.model_validate_json(json.dumps(old))
+    assert json.loads(read.model_dump_json()) == old  # byte for byte, no new fields
+    new = read.model_copy(update={"schema_version": 2, "statistic": 51.0, "mean": 0.46})
+    assert not jsonschema.Draft202012Validator(frozen).is_valid(json.loads(new.model_dump_json()))

@@ -15,6 +15,7 @@ from online_models.evaluation import EvaluationConfig
 from schemas import ClassPrediction, DeadLetter, ErrorType, InputEvent, decode_prediction
 from schemas.checkpoint import CheckpointHeader
 from schemas.codec import InvalidMessage, decode
+from schemas.drift import DriftReport
 from schemas.json_schema import SCHEMA_FILES, render_all
 from streams.replay import dataset_events
 
@@ -47,7 +48,7 @@ def test_every_schema_has_a_version() -> None:
         if model is CheckpointHeader:  # a required field: a reader refuses unknown formats
             assert model.model_fields["format_version"].is_required()
         else:  # what a new message of the model is (metrics reports: v2 for multiclass)
-            default = 2 if model is ClassPrediction else 1
+            default = 2 if model in (ClassPrediction, DriftReport) else 1
             assert model.model_fields["schema_version"].default == default, name
 
 
@@ -57,8 +58,8 @@ def validator(file_name: str) -> jsonschema.Draft202012Validator:
 
 def test_old_consumers_are_not_broken_silently() -> None:
     """Binary and regression outputs still match the version 1 schemas published before
-    multiclass models existed (prediction.v1.json is unchanged, metrics_report.v1.json is
-    kept as it was); multiclass outputs match version 2 and fail version 1 loudly."""
+    multiclass models existed (prediction.v1.json is unchanged but for a null `prediction`
+    while a classifier knows no class yet, metrics_report.v1.json is kept as it was); multiclass outputs match version 2 and fail version 1 loudly."""
     phishing = list(dataset_events("phishing", limit=300, model=None, seed=42))
     segments = list(dataset_events("segments", limit=1000, model=None, seed=42))
     learner = Learner(["logreg", "softmax"], evaluation=EvaluationConfig(every_events=100))
@@ -232,10 +233,10 @@ VALID: dict[str, dict[str, object]] = {
                         "model": "ctr", "model_version": "ctr@1", "label_type": "click",
                         "label": True, "prediction": 0.1, "ts": T, "resolved_ts": T,
                         "delay_seconds": 4.5, "learned": True},
-    "drift_report.v1.json": {"schema_version": 1, "model": "m", "model_version": "m@1",
-                             "partition": 0, "detector": "psi", "signal": "loss",
-                             "trigger": "window", "statistic": 0.2, "threshold": 0.25,
-                             "drift": False, "window_start": T, "window_end": T,
+    "drift_report.v2.json": {"schema_version": 2, "model": "m", "model_version": "m@1",
+                             "partition": 0, "detector": "page_hinkley", "signal": "loss",
+                             "trigger": "alarm", "statistic": 50.4, "threshold": 50.0,
+                             "mean": 0.46, "drift": True, "window_start": T, "window_end": T,
                              "window_start_offset": 0, "window_end_offset": 99},
     "model_plan.v1.json": {"schema_version": 1, "kind": "plan", "model": "m", "revision": 2,
                            "versions": [{"version": "m@1", "params": {"lr": 0.1},
