@@ -10,11 +10,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mode import Service
 
+from online_models import Learner
 from schemas.control import ModelPlan
+from streams.partitioned import PartitionState
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -127,19 +129,32 @@ ago (1500 events since)
     )
 
 
+class EventsView(Protocol):
+    """What the progress log reads of the events service (`BatchedEvents`)."""
+
+    @property
+    def owned(self) -> Mapping[Any, PartitionState]: ...
+
+    @property
+    def consumer(self) -> Any: ...  # (its public `highwater(tp)`)
+
+    def new_learner(self, partition: int | None = None) -> Learner: ...
+
+    def plans(self) -> dict[str, ModelPlan]: ...
+
+
 class ProgressLog(Service):
     """Logs the banner once the worker's services started, then a progress line every
     RIVERRUN_PROGRESS_SECONDS (0: none).
 
-    `events` is the worker's events service (`streams.hot_path.BatchedEvents`: owned
-    partition states, consumer, plans); `consumed` the count of events consumed so far;
-    `urls` where /metrics and /v1 answer (None: /v1 is off).
+    `events` is the worker's events service; `consumed` the count of events consumed so
+    far; `urls` where /metrics and /v1 answer (None: /v1 is off).
     """
 
     def __init__(
         self,
         settings: Settings,
-        events: Any,
+        events: EventsView,
         consumed: Callable[[], float],
         urls: Callable[[], tuple[str, str | None]],
         **kwargs: Any,
