@@ -187,7 +187,7 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.service.batch_lock:
             try:
                 await self.service.release(revoked)
-                self.service.log_committed(revoked, "handing over")
+                self.service.log_committed(revoked, "as the group rebalances")
             except Exception:  # aiokafka would log it and go on: say what it means
                 log.exception(
                     "could not commit or checkpoint revoked %s partitions: their next owner "
