@@ -119,7 +119,7 @@ def parse_target(text: str, *, every: bool = False) -> tuple[str, str]:
         return name, "*"
     alone = " (or NAME alone for every version)" if every else ""
     raise click.BadParameter(
-        f"{text!r} names no version; pass NAME@VERSION{alone}, e.g. logreg@cb47a876 "
+        f"{text!r} names no version; pass NAME@VERSION{alone}, e.g. logreg@d79eff0f "
         "(see `riverrun models list`)",
         param_hint="NAME@VERSION",
     )
