@@ -256,6 +256,8 @@ def _shape(node: Any) -> Any:
         for name, value in ast.iter_fields(node):
             if name == "body" and isinstance(node, _DEFINITIONS) and _docstring(value):
                 value = value[1:]
+            if name == "values" and isinstance(node, ast.JoinedStr):
+                value = _text_parts(value)
             if name == "type_comment" or value is None or value == []:
                 continue
             fields.append([name, _shape(value)])
@@ -263,6 +265,21 @@ def _shape(node: Any) -> Any:
     if isinstance(node, list):
         return [_shape(item) for item in node]
     return [type(node).__name__, repr(node)]  # a constant: 1, 1.0 and True differ
+
+
+def _text_parts(values: list[ast.expr]) -> list[Any]:
+    """An f-string's parts with adjacent text joined and empty text left out (Pythons
+    split and pad them differently: 3.12.1 adds an empty one after a format spec)."""
+    parts: list[Any] = []
+    for value in values:
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += value.value
+            elif value.value:
+                parts.append(value.value)
+        else:
+            parts.append(value)
+    return [ast.Constant(p) if isinstance(p, str) else p for p in parts]
 
 
 def _docstring(body: list[ast.stmt]) -> bool:

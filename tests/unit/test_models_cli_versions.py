@@ -79,8 +79,16 @@ def test_list_says_cannot_build_and_retire_force_recovers(topic: base.Topic) -> 
     reason = "this worker's code builds ..."
     topic.report(
         0,
-        VersionStatus(version=CHAMPION, role="champion", learning=True, updates=5, labelled=0,
-                      loss=None, champion_loss=None, served=5),  # fmt: skip
+        VersionStatus(
+            version=CHAMPION,
+            role="champion",
+            learning=True,
+            updates=5,
+            labelled=0,
+            loss=None,
+            champion_loss=None,
+            served=5,
+        ),
         unbuildable={former.version: reason},
         serving=CHAMPION,
     )
@@ -94,8 +102,7 @@ def test_list_says_cannot_build_and_retire_force_recovers(topic: base.Topic) -> 
     assert "retire it with --force" in done.output
     done = base.ok("models", "retire", "--force", former.version)
     assert done.output == (
-        f"logreg: retired {former.version} by force ({CHAMPION} is the champion now) "
-        "(revision 2)\n"
+        f"logreg: retired {former.version} by force ({CHAMPION} is the champion now) (revision 2)\n"
     )
     plan = topic.plan()
     assert [(v.version, v.role) for v in plan.versions] == [(CHAMPION, "champion")]

@@ -180,7 +180,7 @@ def test_a_second_factory_with_its_own_version_is_another_version_of_the_model()
     assert spec.building("ctr@2", {"grace_period": 50}) == second
     assert spec.building("ctr@2", {"grace_period": 10}) is None
 
-    with pytest.raises(ValueError, match="registered twice .*pin a version on the later one"):
+    with pytest.raises(ValueError, match=r"registered twice .*pin a version on the later one"):
         app.model("ctr", task="binary")(hoeffding)
     with pytest.raises(ValueError, match="has version '2' twice"):
         app.model("ctr", task="binary", version="2")(hoeffding)
