@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from mode import Service
 
-from online_models import Learner
+from online_models import Learner, control
 from schemas.control import ModelPlan
 from streams.partitioned import PartitionState
 from streams.settings import Settings
@@ -32,22 +32,31 @@ class ServedVersion:
     role: str  # "served" (no plan), else its role in the model's plan
 
 
-def served_versions(
-    versions: Mapping[str, tuple[str, str]], plans: Mapping[str, ModelPlan]
-) -> list[ServedVersion]:
-    """The versions of each served model (`versions`: name -> (app's version, task)):
-    those of its plan when it has one, else the app's.
+def served_versions(learner: Learner, plans: Mapping[str, ModelPlan]) -> list[ServedVersion]:
+    """The versions `learner` (a fresh one) serves once `plans` apply: a model's plan
+    versions with their roles (one this code cannot build as such, and who serves in its
+    place), else the app's version.
 
-    >>> [v.version for v in served_versions({"ctr": ("ctr@1", "binary")}, {})]
-    ['ctr@1']
+    >>> [(v.model, v.task, v.role) for v in served_versions(Learner(["logreg"]), {})]
+    [('logreg', 'binary', 'served')]
     """
+    for plan in plans.values():
+        learner.apply_plan(plan, 0)
     out = []
-    for name, (version, task) in versions.items():
-        plan = plans.get(name)
-        if plan is None:
-            out.append(ServedVersion(name, version, task, "served"))
+    for name, served in learner.models.items():
+        group = learner.groups.get(name)
+        if group is None or group.plan is None:
+            out.append(ServedVersion(name, served.version, served.task, "served"))
             continue
-        out += [ServedVersion(name, v.version, task, v.role) for v in plan.versions]
+        roles = {v.version: v.role for v in group.plan.versions}
+        instead = f"champion in place of {control.champion(group.plan).version}"
+        for version in group.versions:
+            role = roles.get(version, "")
+            if version == group.stand_in:
+                role = f"{role}, {instead}" if role else instead
+            out.append(ServedVersion(name, version, served.task, role))
+        out += [ServedVersion(name, version, served.task, f"{roles[version]}, cannot build it")
+                for version in group.unbuildable]  # fmt: skip
     return out
 
 
@@ -168,10 +177,9 @@ class ProgressLog(Service):
     async def on_started(self) -> None:
         from riverrun import __version__
 
-        learner = self.events.new_learner()
-        versions = {name: (m.version, m.task) for name, m in learner.models.items()}
+        versions = served_versions(self.events.new_learner(), self.events.plans())
         metrics_url, api_url = self.urls()
-        log.info("%s", banner(self.settings, served_versions(versions, self.events.plans()),
+        log.info("%s", banner(self.settings, versions,
                               metrics_url=metrics_url, api_url=api_url,
                               riverrun_version=__version__))  # fmt: skip
 

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from online_models import MODELS, control
+from online_models import MODELS, Learner, control
 from streams.metrics import WorkerMetrics
 from streams.partitioned import PartitionedService, PartitionState, checkpoint_line, idle_warning
 from streams.progress import (
@@ -60,12 +60,25 @@ def test_a_password_written_into_the_broker_address_is_not_shown() -> None:
 
 
 def test_a_model_with_a_plan_shows_the_plan_versions_and_roles() -> None:
+    spec, linreg = MODELS["logreg"], MODELS["linreg"]
+    challenger = spec.with_params(lr=0.01)
+    plan = control.deploy(control.initial_plan(spec, changed_by="test"), challenger)
+    found = served_versions(Learner(["logreg", "linreg"]), {"logreg": plan})
+    assert found == [ServedVersion("logreg", spec.version, "binary", "champion"),
+                     ServedVersion("logreg", challenger.version, "binary", "shadow"),
+                     ServedVersion("linreg", linreg.version, "regression", "served")]  # fmt: skip
+
+
+def test_a_plan_version_this_code_cannot_build_is_said_with_who_serves_instead() -> None:
     spec = MODELS["logreg"]
     plan = control.initial_plan(spec, changed_by="test")
-    found = served_versions({"logreg": (spec.version, "binary"), "linreg": ("linreg@x", "regression")},
-                            {"logreg": plan})  # fmt: skip
-    assert found == [ServedVersion("logreg", spec.version, "binary", "champion"),
-                     ServedVersion("linreg", "linreg@x", "regression", "served")]  # fmt: skip
+    lost = plan.versions[0].model_copy(update={"version": "logreg@00000000"})  # older code's
+    forged = plan.model_copy(update={"versions": [lost]})
+    found = served_versions(Learner(["logreg"]), {"logreg": forged})
+    assert found == [
+        ServedVersion("logreg", spec.version, "binary", "champion in place of logreg@00000000"),
+        ServedVersion("logreg", "logreg@00000000", "binary", "champion, cannot build it"),
+    ]
 
 
 def test_a_progress_line_gives_the_rate_since_the_last_one() -> None:
