@@ -40,7 +40,7 @@ from online_models.experiments import (
     assign_arm,
 )
 from online_models.learner import LearningError, ServedModel, scored
-from online_models.registry import ModelSpec
+from online_models.registry import ModelError, ModelSpec
 from schemas import AnyPrediction, ErrorType, InputEvent, MetricsReport
 from schemas.control import (
     ArmStatus,
@@ -246,8 +246,14 @@ class ModelGroup:
             served = self.versions.get(v.version) or models.get(v.version)
             if served is None:
                 spec = self.spec.building(v.version, v.params)
-                if spec is None:
-                    self.unbuildable[v.version] = self._unbuildable(plan, v)
+                failed = None
+                if spec is not None:
+                    try:  # a pinned version's factory has not built a model yet
+                        spec.check()
+                    except ModelError as err:
+                        failed = str(err)
+                if spec is None or failed is not None:
+                    self.unbuildable[v.version] = self._unbuildable(plan, v, failed)
                     continue
                 served = self.build(spec)
                 served.resume_offset = offset
@@ -274,9 +280,9 @@ class ModelGroup:
         self.state.revision = plan.revision
         return joined
 
-    def _unbuildable(self, plan: ModelPlan, v: VersionPlan) -> str:
-        """Why this worker does not serve `v`, and what to do: one sentence."""
-        builds = ", ".join(spec.version for spec in self.spec.variants())
+    def _unbuildable(self, plan: ModelPlan, v: VersionPlan, failed: str | None = None) -> str:
+        """Why this worker does not serve `v` (`failed`: its factory's failure), and what
+        to do: one sentence."""
         way_out = (
             f"`riverrun models retire --force {v.version}`"
             if v.role == "champion"
@@ -284,6 +290,9 @@ class ModelGroup:
         )
         if v.role == "arm":
             way_out = f"`riverrun experiments stop {plan.model}`, then {way_out}"
+        if failed is not None:
+            return f"{failed}, or run {way_out}"
+        builds = ", ".join(spec.version for spec in self.spec.variants())
         return (
             f"this worker's code builds {builds}, not it with parameters {v.params} (the code "
             f"changed since it was deployed); deploy the code that made it, or run {way_out}"

@@ -546,5 +546,6 @@ def resolve(
             )
     specs = {name: registry[name].with_params(**params.get(name, {})) for name in names}
     for spec in specs.values():
-        spec.check()
+        for variant in spec.variants():  # other versions registered under its name too
+            variant.check()
     return specs

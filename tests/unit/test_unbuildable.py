@@ -224,3 +224,41 @@ def test_a_second_pipeline_deployed_in_shadow_is_promoted_by_the_gate() -> None:
     assert [r["logreg@2"] for r in roles][:2] == ["canary", "champion"]
     assert learner.models["logreg"].version == "logreg@2"
     assert "with_one" in learner.models["logreg"].estimator.steps  # the second pipeline serves
+
+
+def test_a_second_factory_that_fails_is_refused_at_start_or_left_unbuilt_by_a_plan() -> None:
+    import riverrun
+    from online_models.registry import ModelError, resolve
+
+    app = riverrun.App()
+
+    @app.model("logreg", task="binary")
+    def linear(lr: float = 0.0005) -> Any:
+        return mixed_features() | linear_model.LogisticRegression()
+
+    @app.model("logreg", task="binary", version="2")
+    def picky(grace_period: int = 50) -> Any:
+        if grace_period < 0:
+            raise ValueError("grace_period must be positive")
+        return tree.HoeffdingTreeClassifier(grace_period=grace_period)
+
+    @app.model("other", task="binary")
+    def other() -> Any:
+        return mixed_features() | linear_model.LogisticRegression()
+
+    @app.model("other", task="binary", version="2")
+    def broken() -> Any:
+        raise RuntimeError("no such file")
+
+    with pytest.raises(ModelError, match=r"broken\) failed to build its model \(RuntimeError"):
+        resolve(app.models, ["other"], {})
+    spec = resolve(app.models, ["logreg"], {})["logreg"]
+    bad = spec.registered("2").with_params(grace_period=-1)  # type: ignore[union-attr]
+    plan = control.deploy(control.initial_plan(spec, changed_by="test"), bad, role="shadow")
+    learner = Learner(["logreg"], registry=app.models)
+    learner.apply_plan(plan, 0)  # its factory raises: the version is left out, not a crash
+    (told,) = learner.drain_unbuildable()
+    assert f"cannot build {bad.version} (shadow) of the plan: model 'logreg'" in told
+    assert "failed to build its model (ValueError: grace_period must be positive)" in told
+    assert f"`riverrun models retire {bad.version}`" in told
+    assert {o.model_version for o in run(learner, clicks(10))} == {spec.version}
