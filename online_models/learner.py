@@ -413,8 +413,15 @@ class Learner:
                                                          self.partition)  # fmt: skip
             models.setdefault(spec.version, base)
         joined = group.apply(plan, offset, models)
+        # The champion, or its stand-in when this code cannot build it (see
+        # `ModelGroup.apply`): a plan never stops the partition.
         self.models[plan.model] = group.versions[group.champion]
         return joined
+
+    def drain_unbuildable(self) -> list[str]:
+        """One sentence per version of a plan this learner cannot build, not told
+        before: which version, why, and what to do."""
+        return [line for group in self.groups.values() for line in group.untold()]
 
     def replicas(self) -> dict[str, ServedModel]:
         """Every model replica by its checkpoint name (a version's lifecycle state is
@@ -422,16 +429,9 @@ class Learner:
         replicas: dict[str, ServedModel] = {}
         for name, served in self.models.items():
             group = self.groups.get(name)
-        # The champion, or its stand-in when this code cannot build it (see
-        # `ModelGroup.apply`): a plan never stops the partition.
             if group is None:
                 replicas[name] = served
                 continue
-    def drain_unbuildable(self) -> list[str]:
-        """One sentence per version of a plan this learner cannot build, not told
-        before: which version, why, and what to do."""
-        return [line for group in self.groups.values() for line in group.untold()]
-
             for version, member in group.versions.items():
                 member.lifecycle = group.state
                 replicas[group.replica_name(version)] = member
