@@ -424,11 +424,11 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         for status in statuses:
             group = state.learner.groups[status.model]
             m.plan_revision.labels(status.model).set(status.revision)
+            m.versions_unbuildable.labels(status.model, partition).set(len(status.unbuildable))
             for v in status.versions:
                 m.version_role.labels(status.model, v.version, v.role,
                                       str(v.learning).lower()).set(1)  # fmt: skip
                 m.learning_paused.labels(status.model, v.version).set(0 if v.learning else 1)
-            m.versions_unbuildable.labels(status.model, partition).set(len(status.unbuildable))
                 for metric, value in v.headline.items():
                     m.version_quality.labels(status.model, v.version, partition, metric).set(value)
             for arm, outcomes in status.arms.items():
