@@ -142,6 +142,12 @@ class Worker:
             body = {"ready": ready, "services": services, "broker": self.broker.health.describe()}
             return web.json(body, status=200 if ready else 503)
 
+        @self.app.on_before_shutdown.connect
+        async def tell_a_stop_in_an_outage(app: Any, /, *_: Any, **__: Any) -> None:
+            line = self.broker.health.stopping()
+            if line:
+                log.warning("%s", line)
+
         @self.app.page("/readyz/broker")
         async def readyz_broker(web: Any, request: Any) -> Any:
             # The second probe (README, Health endpoints): 503 during a broker outage, for

@@ -139,6 +139,17 @@ class BrokerHealth:
             f"{outage.since:%H:%M:%S} UTC; {_held_back(outage)} so far"
         )
 
+    def stopping(self) -> str | None:
+        """The worker stops: during an outage, a line on what the stop waits for."""
+        if self.outage is None:
+            return None
+        return (
+            f"stopping during a broker outage ({self.seconds():.0f} s so far): the outputs in "
+            "flight, the offsets and the checkpoints are written once the broker answers; kill "
+            "the worker not to wait (a restart resumes from the last committed offset and "
+            "checkpoint)"
+        )
+
     def suspect(self, symptom: str) -> None:
         """A client logged a symptom of an unreachable broker: probe now."""
         self.last_symptom, self.last_symptom_at = symptom, self.clock()

@@ -316,6 +316,9 @@ class PartitionedService(Service, Generic[Key, State]):
             **security,
             client_id=f"{s.group_id}-{self.name}-producer",
             acks="all",
+            # Idempotent: a batch is retried until the broker answers, so outputs wait out
+            # a broker outage instead of expiring after 40 s (which stopped the worker).
+            enable_idempotence=True,
             **transactions,
             linger_ms=s.producer_linger_ms,
             max_batch_size=s.producer_batch_bytes,
@@ -348,25 +351,27 @@ class PartitionedService(Service, Generic[Key, State]):
         self.written = {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     async def on_stop(self) -> None:
-        async with self.batch_lock:  # the batch in flight is sent and committed first
-            try:
+        try:
+            async with self.batch_lock:  # the batch in flight is sent and committed first
                 if self.store is not None:  # started
                     assigned = self.assigned()
                     await self.release(assigned)
                     self.log_committed(assigned, "on stop")
-            except Exception:
-                log.exception(
-                    "could not commit or checkpoint %s on stop: a restart resumes from the "
-                    "last committed offset and checkpoint",
-                    self.name,
-                )
-            finally:
-                if self.store is not None:
-                    await self.store.stop()
-                if self.consumer is not None:
-                    await self.consumer.stop()
-                if self.producer is not None:
-                    await self.producer.stop()
+        except Exception:
+            log.exception(
+                "could not commit or checkpoint %s on stop: a restart resumes from the "
+                "last committed offset and checkpoint",
+                self.name,
+            )
+        finally:
+            # Outside the lock: a rebalance begun meanwhile (e.g. as the broker comes back
+            # from an outage) waits for it in its revoke, and the consumer's stop for that.
+            if self.store is not None:
+                await self.store.stop()
+            if self.consumer is not None:
+                await self.consumer.stop()
+            if self.producer is not None:
+                await self.producer.stop()
 
     def log_committed(self, tps: set[TopicPartition], when: str) -> None:
         """One line: the offset this worker committed last for each of `tps` (where its

@@ -10,6 +10,7 @@ worker learns again.
 
 import json
 import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -148,3 +149,30 @@ def test_an_outage_is_told_predictions_go_on_and_events_are_refused_at_once(
     log = worker.log_path.read_text(errors="replace")
     assert "Future exception was never retrieved" not in log
     assert "Traceback" not in log
+
+
+def test_a_worker_stopped_during_an_outage_says_so_and_stops_once_the_broker_is_back(
+    own_broker: LocalKafka, make_own_env: Callable[..., Env]
+) -> None:
+    env = make_own_env()
+    worker = env.start_worker()
+    events = list(dataset_events("phishing", limit=40, model=None, seed=42, id_prefix="s-"))
+    env.produce([encode(e) for e in events])
+    env.read(env.settings.predictions_topic, len(events))
+    own_broker.down()
+    health = f"http://127.0.0.1:{worker.metrics_port}"
+    until(lambda: call(f"{health}/readyz/broker")[0] == 503, "the outage seen", timeout=15)
+    worker.process.terminate()  # SIGTERM, as an orchestrator stops a pod
+    until(lambda: "stopping during a broker outage" in worker.log_path.read_text(
+        errors="replace"), "the stop's line", timeout=15)  # fmt: skip
+    assert worker.process.poll() is None  # it waits for the broker to write what it holds
+    own_broker.up(timeout=120)
+    # Once the broker answers, it commits and checkpoints, and exits (a rebalance begun
+    # meanwhile by the group's coordinator used to deadlock with the stop).
+    try:
+        worker.process.wait(60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not stop within 60 s:\n{worker.tail()}", pytrace=False)
+    assert worker.stop() == 0, worker.tail()
+    log = worker.log_path.read_text(errors="replace")
+    assert "offsets committed on stop" in log and "Traceback" not in log

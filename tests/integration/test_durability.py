@@ -319,8 +319,8 @@ def test_the_worker_rides_out_a_broker_restart(make_env, local_kafka) -> None:  
     assert worker.process.poll() is None  # the same process: it recovered by itself
     assert worker.stop() == 0, worker.tail()
 
-    # A send retried after the broker came back may have landed before: no idempotent
-    # producer, so duplicates stay possible here (README, "Guarantees").
+    # A send retried after the broker came back may have landed before; the idempotent
+    # producer writes it once (README, "Guarantees"), the bound is what at least once allows.
     bound = MAX_BATCHES_IN_FLIGHT * env.settings.batch_size
     check_predictions(predictions, expected.predictions, bound)
     check_final_models(env, expected.learners, len(events))

@@ -157,3 +157,14 @@ def test_a_warning_every_few_seconds_is_still_logged_once_a_window() -> None:
         clock.now += 6
         passed += quiet.filter(record("aiokafka.consumer.fetcher", logging.WARNING, "odd"))
     assert passed == 2
+
+
+def test_a_stop_during_an_outage_says_what_it_waits_for() -> None:
+    clock = Clock()
+    health = BrokerHealth("kafka:9092", clock=clock)
+    assert health.stopping() is None  # a normal stop says nothing more
+    health.failed("KafkaConnectionError")
+    clock.now += 12
+    line = health.stopping()
+    assert line is not None and line.startswith("stopping during a broker outage (12 s so far)")
+    assert "kill the worker not to wait" in line
