@@ -241,7 +241,7 @@ class QuietClients(logging.Filter):
             return False
         if streak.held:
             record.msg = f"{text} ({streak.held} more like it held back)"
-            record.args = None
+            record.args = ()  # (a tuple: mode's formatter makes any other value one)
         streak.logged, streak.held = now, 0
         return True
 

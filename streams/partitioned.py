@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
@@ -174,6 +175,15 @@ def checkpoint_line(
     return f"{service}: checkpoint written for {where}: {written}in {seconds * 1000:.0f} ms"
 
 
+def log_failure(err: BaseException, message: str, *args: object) -> None:
+    """Log `message` about `err`: one line for a Kafka error (the broker away, the group
+    gone on without this worker after an outage), with the traceback for anything else."""
+    if isinstance(err, KafkaError):
+        log.error(f"{message} ({type(err).__name__})", *args)
+    else:
+        log.exception(message, *args)
+
+
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before partitions move elsewhere, let the batch in flight finish, every processed
     batch commit and their states checkpoint: the next owner starts exactly after the
@@ -188,8 +198,9 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
             try:
                 await self.service.release(revoked)
                 self.service.log_committed(revoked, "as the group rebalances")
-            except Exception:  # aiokafka would log it and go on: say what it means
-                log.exception(
+            except Exception as err:  # aiokafka would log it and go on: say what it means
+                log_failure(
+                    err,
                     "could not commit or checkpoint revoked %s partitions: their next owner "
                     "resumes from the last committed offset and checkpoint",
                     self.service.name,
@@ -197,6 +208,8 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
                 raise
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.service.should_stop:  # (a group that rebalances as this worker leaves it)
+            return
         log.info("%s partitions assigned: %s", self.service.name,
                  sorted({tp.partition for tp in assigned}))  # fmt: skip
         self.service.warn_if_idle(assigned)
@@ -357,8 +370,9 @@ class PartitionedService(Service, Generic[Key, State]):
                     assigned = self.assigned()
                     await self.release(assigned)
                     self.log_committed(assigned, "on stop")
-        except Exception:
-            log.exception(
+        except Exception as err:
+            log_failure(
+                err,
                 "could not commit or checkpoint %s on stop: a restart resumes from the "
                 "last committed offset and checkpoint",
                 self.name,
@@ -629,8 +643,9 @@ class PartitionedService(Service, Generic[Key, State]):
                     self.written[where] = max(self.written.get(where, 0), end)
                 await self.consumer.commit(self._with_metadata(offsets, inherited))
                 self.committed.update(offsets)
-            except Exception:
-                log.exception(
+            except Exception as err:
+                log_failure(
+                    err,
                     "%s outputs could not be delivered or offsets committed: stopping so that "
                     "a restart re-processes from the last committed offset (check the broker)",
                     self.name,

@@ -147,6 +147,9 @@ def test_any_other_client_warning_is_logged_once_a_window() -> None:
     clock.now += CLIENT_LOG_WINDOW_SECONDS
     again = warning()
     assert quiet.filter(again) and again.getMessage().endswith("(1 more like it held back)")
+    # Formatted as the worker's handlers do (mode's formatter wraps args that are not a
+    # tuple: None became (None,), and the line a "--- Logging error ---").
+    assert isinstance(again.args, tuple) and again.getMessage() == again.msg
 
 
 def test_a_warning_every_few_seconds_is_still_logged_once_a_window() -> None:
