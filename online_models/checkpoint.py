@@ -133,10 +133,15 @@ class Identity:
     factory: str
     params: dict[str, Any]
     version: str
+    #: Other names of the same version a checkpoint may carry (the hash riverrun 0.1.0
+    #: gave the same source text).
+    aliases: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, spec: ModelSpec) -> "Identity":
-        return cls(_factory(spec), _params(spec), spec.version)
+        legacy = spec.legacy_version
+        aliases = (legacy,) if legacy is not None and legacy != spec.version else ()
+        return cls(_factory(spec), _params(spec), spec.version, aliases)
 
 
 def encode_checkpoint(
@@ -355,7 +360,8 @@ def restore_state(
     if theirs != ours:
         raise CheckpointRefused(Refusal.FOREIGN, f"{name} belongs to {theirs}, not {ours}")
     expected = (identity.factory, identity.params, identity.version, river_version)
-    if (h.factory, h.params, h.model_version, h.river_version) != expected:
+    version = identity.version if h.model_version in identity.aliases else h.model_version
+    if (h.factory, h.params, version, h.river_version) != expected:
         raise CheckpointRefused(
             Refusal.INCOMPATIBLE,
             f"{name} was made by {h.factory} {h.params} on River {h.river_version}; this "

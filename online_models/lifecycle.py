@@ -232,7 +232,7 @@ class ModelGroup:
     def replica_name(self, version: str) -> str:
         """The checkpoint replica of a version: the model's name for the app's version
         (as before any plan), the version otherwise."""
-        return self.name if version == self.spec.version else version
+        return self.name if self.spec.is_version(version) else version
 
     def apply(self, plan: ModelPlan, offset: int, models: Mapping[str, ServedModel]) -> list[str]:
         """Run `plan` from input offset `offset` on; `models` are replicas restored or

@@ -7,6 +7,7 @@
 """
 
 import ast
+import contextvars
 import difflib
 import functools
 import hashlib
@@ -85,6 +86,8 @@ class ModelSpec:
                 candidate = spec.with_params(**params)
                 if candidate.version == version:
                     return candidate
+                if candidate.legacy_version == version:  # a plan of riverrun 0.1.0
+                    return replace(candidate, pinned_version=version.partition("@")[2])
             except Exception:  # the user's factory cannot take these parameters
                 continue
         return None
@@ -100,6 +103,21 @@ class ModelSpec:
         if self.pinned_version is not None:
             return f"{self.name}@{self.pinned_version}"
         return f"{self.name}@{_code_version(self.factory, self.params)}"
+
+    @property
+    def legacy_version(self) -> str | None:
+        """The version riverrun 0.1.0 gave the same code (a hash of its source text, not of
+        its syntax tree), so that checkpoints and plans written before the change are
+        still this version's while the source is byte for byte the same; None when
+        pinned (a pinned version never changed)."""
+        if self.pinned_version is not None:
+            return None
+        return f"{self.name}@{_code_version(self.factory, self.params, legacy=True)}"
+
+    def is_version(self, version: str) -> bool:
+        """Whether `version` names what this spec builds (today's hash or, for the same
+        source text, the hash of riverrun 0.1.0)."""
+        return version in (self.version, self.legacy_version)
 
     def check(self) -> None:
         """Build the model once; raise ModelError when it cannot serve its task."""
@@ -219,12 +237,18 @@ def _source(obj: Any) -> str | None:
         return None
 
 
+#: Set while a version is computed as riverrun 0.1.0 did (hash of the source text).
+_SOURCE_TEXT: contextvars.ContextVar[bool] = contextvars.ContextVar("source_text", default=False)
+
+
 def _code(obj: Any) -> Any:
     """A function or class as its name and, where readable, a hash of what its source
     does (`_syntax`: comments, docstrings and formatting left out)."""
     source = _source(obj)
     name = _qualified(obj)
-    return [name, _digest(_syntax(source))] if source is not None else [name]
+    if source is None:
+        return [name]
+    return [name, _digest(source if _SOURCE_TEXT.get() else _syntax(source))]
 
 
 _DEFINITIONS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -320,19 +344,26 @@ def _describe(value: Any) -> Any:
     return _ADDRESS.sub("", repr(value))
 
 
-#: Versions already computed, by (factory, canonical parameters): computing one builds
-#: the model once.
-_VERSIONS: dict[tuple[Any, str], str] = {}
+#: Versions already computed, by (factory, canonical parameters, legacy): computing one
+#: builds the model once.
+_VERSIONS: dict[tuple[Any, str, bool], str] = {}
 
 
-def _code_version(factory: Callable[..., Any], params: Mapping[str, Any]) -> str:
-    """Hash of the factory's code, its parameters and the model it builds with them."""
+def _code_version(
+    factory: Callable[..., Any], params: Mapping[str, Any], *, legacy: bool = False
+) -> str:
+    """Hash of the factory's code, its parameters and the model it builds with them
+    (`legacy`: of the code's source text, as riverrun 0.1.0 hashed it)."""
     canonical = _canonical(params)
-    key = (factory, canonical)
+    key = (factory, canonical, legacy)
     version = _VERSIONS.get(key)
     if version is None:
-        built = _describe(factory(**params))
-        blob = json.dumps([_code(factory), canonical, built], sort_keys=True)
+        token = _SOURCE_TEXT.set(legacy)
+        try:
+            built = _describe(factory(**params))
+            blob = json.dumps([_code(factory), canonical, built], sort_keys=True)
+        finally:
+            _SOURCE_TEXT.reset(token)
         version = _VERSIONS[key] = _digest(blob)
     return version
 

@@ -139,3 +139,57 @@ def test_the_syntax_hashed_is_the_same_in_every_supported_python() -> None:
     assert "''" not in _syntax('f"{x:<{width}}"')
     assert _syntax('f"a" f"{x}" "b"') == _syntax('f"a{x}b"')
     assert '"type_params"' not in _syntax("def f(x): return x")  # [] from 3.12 on
+
+
+def test_a_checkpoint_of_the_source_text_hash_restores_while_the_source_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    """Upgrading riverrun must not discard what was learnt: a checkpoint written under
+    the version 0.1.0 gave (a hash of the source text) restores into the same source; an
+    edited source no longer matches that old hash, so it is refused as before."""
+    from dataclasses import replace
+
+    from online_models import Learner
+    from online_models.checkpoint import (
+        CheckpointRefused,
+        Replica,
+        encode_checkpoint,
+        gather,
+        restore,
+    )
+
+    spec = user_app(tmp_path / "old", USER_MODULE, keep=True).models["mine"]
+    try:
+        legacy = spec.legacy_version
+        assert legacy is not None and legacy != spec.version
+        # What 0.1.0 wrote: the same model under its source-text version.
+        as_written = replace(spec, pinned_version=legacy.partition("@")[2])
+        learner = Learner(["mine"], registry={"mine": as_written})
+        replica = Replica("g", "events", 0, "mine")
+        records = encode_checkpoint(learner.models["mine"], replica, key=b"k", next_offset=9,
+                                    sequence=0)  # fmt: skip
+        checkpoint = gather(value for _, value in records)[0][0]
+        assert restore(checkpoint, replica, spec, key=b"k").resume_offset == 9
+        edited = USER_MODULE.replace("(1 + abs(", "(2 + abs(")
+        changed = user_app(tmp_path / "new", edited, keep=True).models["mine"]
+        with pytest.raises(CheckpointRefused):
+            restore(checkpoint, replica, changed, key=b"k")
+    finally:
+        sys.modules.pop("team_models", None)
+
+
+def test_a_plan_naming_the_source_text_hash_is_built_under_that_name(tmp_path: Path) -> None:
+    """A plan written before the upgrade names the old hash: the same code builds it
+    (under that name, so its checkpoints and statuses keep it), its replica is the
+    model's own; a version whose code changed is not built."""
+    from online_models.lifecycle import ModelGroup
+
+    spec = user_app(tmp_path / "old", USER_MODULE).models["mine"]
+    legacy = spec.legacy_version
+    assert legacy is not None
+    built = spec.building(legacy, {})
+    assert built is not None and built.version == legacy
+    group = ModelGroup("mine", spec, lambda s: None)  # type: ignore[arg-type, return-value]
+    assert group.replica_name(legacy) == "mine"
+    assert group.replica_name("mine@00000000") == "mine@00000000"
+    assert spec.building("mine@00000000", {}) is None
