@@ -46,7 +46,9 @@ def test_refusal_names_the_first_refused_item_of_a_list() -> None:
     error_type, reason = refusal([event("logreg", True), event("logreg", "yes")], served,
                                  MODELS) or (None, "")  # fmt: skip
     assert error_type is ErrorType.INVALID_LABEL
-    assert reason == "[1]: label 'yes' is not a class of binary model 'logreg': send true/false or 0/1"
+    assert (
+        reason == "[1]: label 'yes' is not a class of binary model 'logreg': send true/false or 0/1"
+    )
     assert refusal([event("softmax", "cat")], served, MODELS) == (
         ErrorType.UNKNOWN_MODEL,
         "no model named 'softmax' is served here (served: logreg, linreg); fix the event's "
