@@ -47,8 +47,11 @@ def listening_on(worker: WorkerProcess, timeout: float = 90.0) -> tuple[int, str
         found = LISTENING.search(worker.log_path.read_text(errors="replace"))
         if found:
             worker.metrics_port, worker.api_port = int(found[1]), int(found[3])
+            # Both servers listen (/v1 starts a moment after /metrics): a worker started
+            # next must find both ports taken.
             with contextlib.suppress(OSError):
                 worker.scrape()
+                socket.create_connection(("127.0.0.1", worker.api_port), timeout=1).close()
                 return worker.metrics_port, found[2]
         time.sleep(0.3)
     raise AssertionError(f"no start-up line or no /metrics in {timeout} s:\n{worker.tail()}")
