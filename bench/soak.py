@@ -60,9 +60,12 @@ def checkpoint_mb(learner: Learner, next_offset: int) -> float:
     total = 0
     for name, served in learner.models.items():
         records = encode_checkpoint(
-            served, Replica("soak", "events", 0, name), key=b"soak", next_offset=next_offset,
+            served,
+            Replica("soak", "events", 0, name),
+            key=b"soak",
+            next_offset=next_offset,
             sequence=0,
-        )  # fmt: skip
+        )
         total += sum(len(key) + len(value) for key, value in records)
     return total / MB
 
@@ -88,9 +91,11 @@ def soak(events: int, every: int, model: str, segments: list[str], batch: int) -
     settings = Settings(models=[model], segment_features=segments)
     # As the worker builds a partition's replicas (BatchedEvents.new_learner).
     learner = Learner(
-        settings.model_names(MODELS), params=settings.model_params,
-        evaluation=settings.evaluation(), drift=settings.drift(),
-    )  # fmt: skip
+        settings.model_names(MODELS),
+        params=settings.model_params,
+        evaluation=settings.evaluation(),
+        drift=settings.drift(),
+    )
     pipeline = EventPipeline(learner, settings.max_event_bytes)
     stream = dataset_events("clicks", limit=events, model=model, seed=42)
     samples = [Sample(0, rss_mb(), checkpoint_mb(learner, 0), 0.0)]
@@ -130,9 +135,11 @@ def main() -> None:
     samples = soak(args.events, args.every, args.model, segments, args.batch)
     for label, mb in (("RSS", attrgetter("rss_mb")), ("checkpoint", attrgetter("checkpoint_mb"))):
         fitted = slope(samples, mb)
-        text = "n/a (needs two samples from the first million on)" if fitted is None else (
-            f"{fitted:+.2f} MB per million events"
-        )  # fmt: skip
+        text = (
+            "n/a (needs two samples from the first million on)"
+            if fitted is None
+            else (f"{fitted:+.2f} MB per million events")
+        )
         print(f"slope {label:<10} {text}")
 
 

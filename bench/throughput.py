@@ -134,8 +134,14 @@ class CPUMeter:
             self.used = {n: cpu_seconds(p) - self.started[n] for n, p in self.pids.items()}
 
 
-def output_rate(bootstrap: str, topic: str, expected: int, process: subprocess.Popen[bytes],
-                timeout: float, cpu: CPUMeter | None = None) -> tuple[float, int]:  # fmt: skip
+def output_rate(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    cpu: CPUMeter | None = None,
+) -> tuple[float, int]:
     """(events/s, outputs seen), reading until `expected` outputs arrived, the process
     died, or `timeout` passed without progress.
 
@@ -218,8 +224,9 @@ def own_ports() -> dict[str, str]:
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -288,8 +295,21 @@ def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result
         return Result(name, None, note=f"not run: no {python} (`make bench` creates it)")
     run = f"bench-{uuid.uuid4().hex[:8]}-{key}"
     output = create_topic(bootstrap, f"{run}-out", output=True)
-    command = [str(python), "-m", module, "--bootstrap", bootstrap, "--input", topic,
-               "--output", output, "--group", run, "--events", str(events)]  # fmt: skip
+    command = [
+        str(python),
+        "-m",
+        module,
+        "--bootstrap",
+        bootstrap,
+        "--input",
+        topic,
+        "--output",
+        output,
+        "--group",
+        run,
+        "--events",
+        str(events),
+    ]
     started = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
     process = start(command, env, LOG_DIR / f"{key}.log")
@@ -353,8 +373,10 @@ def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
     worker = start(WORKER, env, LOG_DIR / "latency-worker.log")
     count = int(rate * seconds)
-    messages = [encode(e) for e in dataset_events("clicks", limit=count, model="logreg", seed=7,
-                                                   id_prefix="lat-")]  # fmt: skip
+    messages = [
+        encode(e)
+        for e in dataset_events("clicks", limit=count, model="logreg", seed=7, id_prefix="lat-")
+    ]
     try:
         time.sleep(6)  # let the worker join its group before the clock starts
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
@@ -423,8 +445,10 @@ def main() -> None:
     settings = Settings()
     with local_broker(settings) as bootstrap:
         cpu = platform.processor() or platform.machine()
-        print(f"{n:,} seeded click events, model logreg; {cpu}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}; broker {bootstrap}")  # fmt: skip
+        print(
+            f"{n:,} seeded click events, model logreg; {cpu}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; broker {bootstrap}"
+        )
         messages = [encode(e) for e in dataset_events("clicks", limit=n, model="logreg", seed=42)]
         run = f"bench-{uuid.uuid4().hex[:8]}"
         topic = create_topic(bootstrap, f"{run}-events-1p")
@@ -455,8 +479,14 @@ def main() -> None:
         report(results, bootstrap, topic, messages, n, args.quick)
 
 
-def report(results: dict[str, Result], bootstrap: str, topic: str,
-           messages: list[tuple[bytes, bytes]], n: int, quick: bool) -> None:  # fmt: skip
+def report(
+    results: dict[str, Result],
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    n: int,
+    quick: bool,
+) -> None:
     d = results.get("d")
     if d is None or not d.events_per_s:
         return
@@ -467,8 +497,14 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
         if any(k in results for k in "bef")
         else None
     )
-    for key, target in [("h", 0.5), ("a", None), ("b", None), ("c", None), ("e", None),
-                        ("f", None)]:  # fmt: skip
+    for key, target in [
+        ("h", 0.5),
+        ("a", None),
+        ("b", None),
+        ("c", None),
+        ("e", None),
+        ("f", None),
+    ]:
         other = results.get(key)
         if other is None or not other.events_per_s:
             continue
@@ -496,8 +532,10 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
     two_cpu = sum(v for k, v in two.extra.items() if k.startswith("cores worker"))
     if one_cpu and two_cpu and two.events_per_s:
         efficiency = (two.events_per_s / two_cpu) / (rate / one_cpu)
-        print(f"  events per worker-CPU-second, 2 workers / 1: {efficiency:.2f}x  [>= 0.9x] "
-              f"({two.events_per_s / two_cpu:,.0f} vs {rate / one_cpu:,.0f})")  # fmt: skip
+        print(
+            f"  events per worker-CPU-second, 2 workers / 1: {efficiency:.2f}x  [>= 0.9x] "
+            f"({two.events_per_s / two_cpu:,.0f} vs {rate / one_cpu:,.0f})"
+        )
     print(f"  CPU while 2 workers ran, in cores (of {os.cpu_count()}): {cores_used(two)}")
     if any(v < 0.2 for k, v in two.extra.items() if k.startswith("cores worker")):
         print("  (one worker hardly worked: the stream ended before both had joined the group,")
@@ -505,8 +543,10 @@ def report(results: dict[str, Result], bootstrap: str, topic: str,
 
     latency = bench_latency(bootstrap, rate / 2, 10 if quick else 20)
     p50, p99 = latency.extra.get("p50_ms"), latency.extra.get("p99_ms")
-    print(f"  event -> prediction latency at {rate / 2:,.0f} events/s (half the max): "
-          f"p50 {p50} ms, p99 {p99} ms  [p50 <= 15, p99 <= 50 ms]  ({latency.note})")  # fmt: skip
+    print(
+        f"  event -> prediction latency at {rate / 2:,.0f} events/s (half the max): "
+        f"p50 {p50} ms, p99 {p99} ms  [p50 <= 15, p99 <= 50 ms]  ({latency.note})"
+    )
     summary = {
         k: {"name": r.name, "events_per_s": r.events_per_s, **r.extra} for k, r in results.items()
     }

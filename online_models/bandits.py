@@ -212,9 +212,11 @@ def _beta_greater(a1: int, b1: int, a2: int, b2: int) -> float:
         a1, b1, a2, b2 = b2, a2, b1, a1
     if a2 <= _LOOP_TERMS:  # a Python loop from t_0 = B(a1, b1 + b2) / B(a1, b1)
         log_t0 = (
-            math.lgamma(b1 + b2) + math.lgamma(a1 + b1) - math.lgamma(a1 + b1 + b2)
+            math.lgamma(b1 + b2)
+            + math.lgamma(a1 + b1)
+            - math.lgamma(a1 + b1 + b2)
             - math.lgamma(b1)
-        )  # fmt: skip
+        )
         term = total = 1.0
         for i in range(a2 - 1):
             term *= _ratio(a1, b1, b2, i)
@@ -232,10 +234,16 @@ def _beta_greater(a1: int, b1: int, a2: int, b2: int) -> float:
     log_terms = np.concatenate(([0.0], np.cumsum(np.log(_ratio(a1, b1, b2, indices)))))
     top = float(log_terms.max())
     log_low = (  # log t_low = log C(b2 + low - 1, low) + log B(a1 + low, b1 + b2) - log B(a1, b1)
-        math.lgamma(b2 + low) - math.lgamma(low + 1) - math.lgamma(b2)
-        + math.lgamma(a1 + low) + math.lgamma(b1 + b2) - math.lgamma(a1 + low + b1 + b2)
-        - math.lgamma(a1) - math.lgamma(b1) + math.lgamma(a1 + b1)
-    )  # fmt: skip
+        math.lgamma(b2 + low)
+        - math.lgamma(low + 1)
+        - math.lgamma(b2)
+        + math.lgamma(a1 + low)
+        + math.lgamma(b1 + b2)
+        - math.lgamma(a1 + low + b1 + b2)
+        - math.lgamma(a1)
+        - math.lgamma(b1)
+        + math.lgamma(a1 + b1)
+    )
     return math.exp(log_low + top + math.log(float(np.exp(log_terms - top).sum())))
 
 

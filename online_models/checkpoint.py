@@ -157,9 +157,16 @@ def encode_checkpoint(
     """The (Kafka key, value) messages of a checkpoint of `served` covering every offset
     of the replica's partition below `next_offset`."""
     return encode_state(
-        served.state(), replica, Identity.of(served.spec), key=key, next_offset=next_offset,
-        sequence=sequence, updates=served.updates, chunk_bytes=chunk_bytes, created_at=created_at,
-    )  # fmt: skip
+        served.state(),
+        replica,
+        Identity.of(served.spec),
+        key=key,
+        next_offset=next_offset,
+        sequence=sequence,
+        updates=served.updates,
+        chunk_bytes=chunk_bytes,
+        created_at=created_at,
+    )
 
 
 def encode_state(

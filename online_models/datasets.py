@@ -168,21 +168,52 @@ def _poisson(rng: random.Random, lam: float) -> int:
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
-        Dataset("phishing", "logreg", _river(datasets.Phishing), 1250,
-                "River's Phishing: 1,250 web pages, 9 numeric features, phishing or not"),
-        Dataset("bananas", "logreg", _river(datasets.Bananas), 5300,
-                "River's Bananas: 5,300 2-D points in two banana-shaped classes"),
-        Dataset("segments", "softmax", _river(datasets.ImageSegments), 2310,
-                "River's ImageSegments: 2,310 image regions, 18 numeric features, 7 classes "
-                "(brickface, sky, foliage, cement, window, path, grass)"),
-        Dataset("trump", "linreg", _river(datasets.TrumpApproval), 1001,
-                "River's TrumpApproval: 1,001 daily approval ratings to regress"),
-        Dataset("clicks", "ctr", synthetic_clicks, None,
-                "Seeded synthetic ad impressions (device, category, merchant, hour, position, "
-                "price) with a ~4% click rate"),
-        Dataset("offers", "clicks", synthetic_offers, None,
-                "Seeded synthetic daily clicks of 300 offers (category, merchant, device, "
-                "price, date parts) with weekly seasonality and a price effect",
-                seconds_per_event=86_400 / OFFERS, key_feature="offer"),
+        Dataset(
+            "phishing",
+            "logreg",
+            _river(datasets.Phishing),
+            1250,
+            "River's Phishing: 1,250 web pages, 9 numeric features, phishing or not",
+        ),
+        Dataset(
+            "bananas",
+            "logreg",
+            _river(datasets.Bananas),
+            5300,
+            "River's Bananas: 5,300 2-D points in two banana-shaped classes",
+        ),
+        Dataset(
+            "segments",
+            "softmax",
+            _river(datasets.ImageSegments),
+            2310,
+            "River's ImageSegments: 2,310 image regions, 18 numeric features, 7 classes "
+            "(brickface, sky, foliage, cement, window, path, grass)",
+        ),
+        Dataset(
+            "trump",
+            "linreg",
+            _river(datasets.TrumpApproval),
+            1001,
+            "River's TrumpApproval: 1,001 daily approval ratings to regress",
+        ),
+        Dataset(
+            "clicks",
+            "ctr",
+            synthetic_clicks,
+            None,
+            "Seeded synthetic ad impressions (device, category, merchant, hour, position, "
+            "price) with a ~4% click rate",
+        ),
+        Dataset(
+            "offers",
+            "clicks",
+            synthetic_offers,
+            None,
+            "Seeded synthetic daily clicks of 300 offers (category, merchant, device, "
+            "price, date parts) with weekly seasonality and a price effect",
+            seconds_per_event=86_400 / OFFERS,
+            key_feature="offer",
+        ),
     ]
-}  # fmt: skip
+}

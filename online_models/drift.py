@@ -180,8 +180,9 @@ class DriftMonitor:
             if fired:
                 self.alarms.add((detector, signal))
                 mean = self.sums[signal] / max(self.window_n, 1)
-                report = self._detector_report(detector, signal, "alarm", mean, statistic, True,
-                                               ts, offset)  # fmt: skip
+                report = self._detector_report(
+                    detector, signal, "alarm", mean, statistic, True, ts, offset
+                )
                 reports.append(report)
         for signal in self.sums:
             self.sums[signal] += signals[signal]
@@ -258,8 +259,9 @@ class DriftMonitor:
             current = [counts[i] / n for i in range(len(expected))]
             value = psi(expected, current)
             flag = value > c.psi_threshold
-            report = self._report("psi", f"feature:{name}", "window", value, c.psi_threshold, flag,
-                                  ts, offset)  # fmt: skip
+            report = self._report(
+                "psi", f"feature:{name}", "window", value, c.psi_threshold, flag, ts, offset
+            )
             reports.append(report)
         for name, expected_dist in self.expected_categorical.items():
             seen = self.window_categorical.get(name, Counter())
@@ -268,8 +270,16 @@ class DriftMonitor:
                 continue
             value = jensen_shannon(expected_dist, _proportions(seen, total))
             flag = value > c.js_threshold
-            report = self._report("jensen_shannon", f"feature:{name}", "window", value,
-                                  c.js_threshold, flag, ts, offset)  # fmt: skip
+            report = self._report(
+                "jensen_shannon",
+                f"feature:{name}",
+                "window",
+                value,
+                c.js_threshold,
+                flag,
+                ts,
+                offset,
+            )
             reports.append(report)
         self._reset(ts, offset)
         return reports
@@ -300,10 +310,29 @@ class DriftMonitor:
         the detector compares. ADWIN has no single statistic: it compares the means of
         every split of its window against a bound its delta sets."""
         if detector == "adwin":
-            return self._report(detector, signal, trigger, None, None, flag, ts, offset,
-                                mean=mean, delta=self.config.adwin_delta)  # fmt: skip
-        return self._report(detector, signal, trigger, statistic, self.config.ph_threshold,
-                            flag, ts, offset, mean=mean)  # fmt: skip
+            return self._report(
+                detector,
+                signal,
+                trigger,
+                None,
+                None,
+                flag,
+                ts,
+                offset,
+                mean=mean,
+                delta=self.config.adwin_delta,
+            )
+        return self._report(
+            detector,
+            signal,
+            trigger,
+            statistic,
+            self.config.ph_threshold,
+            flag,
+            ts,
+            offset,
+            mean=mean,
+        )
 
     def _report(
         self,
@@ -321,8 +350,20 @@ class DriftMonitor:
     ) -> DriftReport:
         start_ts, start_offset = self.start or (ts, offset)
         return DriftReport.model_construct(
-            model=self.model, model_version=self.version, partition=None, detector=detector,
-            signal=signal, trigger=trigger, statistic=statistic, threshold=threshold,
-            mean=mean, delta=delta, drift=flag, window_start=start_ts, window_end=ts,
-            window_start_offset=start_offset, window_end_offset=offset, schema_version=2,
-        )  # fmt: skip
+            model=self.model,
+            model_version=self.version,
+            partition=None,
+            detector=detector,
+            signal=signal,
+            trigger=trigger,
+            statistic=statistic,
+            threshold=threshold,
+            mean=mean,
+            delta=delta,
+            drift=flag,
+            window_start=start_ts,
+            window_end=ts,
+            window_start_offset=start_offset,
+            window_end_offset=offset,
+            schema_version=2,
+        )

@@ -21,8 +21,10 @@ from river import base, optim
 NUMERIC_FAULTS = (OverflowError, FloatingPointError)
 
 _RIVER = Path(river.__file__).resolve().parent
-_OURS = tuple(Path(__file__).resolve().parents[1] / name
-              for name in ("online_models", "schemas", "streams", "riverrun"))  # fmt: skip
+_OURS = tuple(
+    Path(__file__).resolve().parents[1] / name
+    for name in ("online_models", "schemas", "streams", "riverrun")
+)
 _STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 _INSTALLED = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
 

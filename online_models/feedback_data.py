@@ -78,8 +78,15 @@ def delayed_feedback(
             if t > span:
                 break
             type_ = rng.choices(ACTIVITY_TYPES, weights=(6, 3, 1, 0.3))[0]
-            add(t, ActivityEvent(visitor=visitor, ts=T0 + timedelta(seconds=t), type=type_,
-                                 category=rng.choice(CATEGORIES)))  # fmt: skip
+            add(
+                t,
+                ActivityEvent(
+                    visitor=visitor,
+                    ts=T0 + timedelta(seconds=t),
+                    type=type_,
+                    category=rng.choice(CATEGORIES),
+                ),
+            )
     t = 0.0
     for n in range(impressions):
         t += rng.expovariate(1 / seconds_between)
@@ -91,14 +98,27 @@ def delayed_feedback(
         p = _sigmoid(logit)
         impression_id = f"imp-{n:07d}"
         stream.click_probability[impression_id] = p
-        add(t, Impression(impression_id=impression_id, ts=T0 + timedelta(seconds=t),
-                          visitor=visitor, item=item,
-                          features={"position": position, "device": device}))  # fmt: skip
+        add(
+            t,
+            Impression(
+                impression_id=impression_id,
+                ts=T0 + timedelta(seconds=t),
+                visitor=visitor,
+                item=item,
+                features={"position": position, "device": device},
+            ),
+        )
         if rng.random() < p:
             stream.clicked.add(impression_id)
             delay = rng.expovariate(1 / CLICK_DELAY_MEAN)
-            add(t + delay, Click(click_id=f"click-{n:07d}", impression_id=impression_id,
-                                 ts=T0 + timedelta(seconds=t + delay)))  # fmt: skip
+            add(
+                t + delay,
+                Click(
+                    click_id=f"click-{n:07d}",
+                    impression_id=impression_id,
+                    ts=T0 + timedelta(seconds=t + delay),
+                ),
+            )
         for product in products:
             boost = 1.5 if engaged[visitor] else 0.6
             if rng.random() < conversion_rate * boost:
@@ -107,8 +127,12 @@ def delayed_feedback(
                 )
                 delay = rng.expovariate(1 / mean)
                 stream.conversions.append((impression_id, product, delay))
-                add(t + delay, Conversion(visitor=visitor, product=product,
-                                          ts=T0 + timedelta(seconds=t + delay)))  # fmt: skip
+                add(
+                    t + delay,
+                    Conversion(
+                        visitor=visitor, product=product, ts=T0 + timedelta(seconds=t + delay)
+                    ),
+                )
     timed.sort(key=lambda x: (x[0], x[1]))
     stream.events = [event for ts, _, event in timed if ts <= span]  # type: ignore[misc]
     return stream

@@ -364,12 +364,16 @@ class FeedbackJoiner:
             outputs += self._evict()
         pending = Pending(imp.impression_id, imp.visitor, ts, imp.ts, features, predictions)
         self.pending[imp.impression_id] = pending
-        windows = [self._expire_at(ts + self.config.click_window_seconds, "click",
-                                   imp.impression_id)]  # fmt: skip
+        windows = [
+            self._expire_at(ts + self.config.click_window_seconds, "click", imp.impression_id)
+        ]
         if self.config.products:
             self.by_visitor.setdefault(imp.visitor, []).append(imp.impression_id)
-            windows.append(self._expire_at(ts + self.config.conversion_window_seconds,
-                                           "conversion", imp.impression_id))  # fmt: skip
+            windows.append(
+                self._expire_at(
+                    ts + self.config.conversion_window_seconds, "conversion", imp.impression_id
+                )
+            )
         pending.windows = tuple(windows)
         early = self.early_clicks.pop(imp.impression_id, None)
         if early is not None:
@@ -555,11 +559,18 @@ class FeedbackJoiner:
             self.stats.delays.append((label_type, max(delay, 0.0)))
             self.stats.recent_delays[label_type].append(max(delay, 0.0))
         return Outcome(
-            impression_id=pending.impression_id, visitor=pending.visitor, model=name,
-            model_version=version, label_type=label_type, label=label,  # type: ignore[arg-type]
-            prediction=q, ts=pending.when, resolved_ts=resolved,
-            delay_seconds=None if delay is None else max(delay, 0.0), learned=learn,
-        )  # fmt: skip
+            impression_id=pending.impression_id,
+            visitor=pending.visitor,
+            model=name,
+            model_version=version,
+            label_type=label_type,  # type: ignore[arg-type]
+            label=label,  # type: ignore[arg-type]
+            prediction=q,
+            ts=pending.when,
+            resolved_ts=resolved,
+            delay_seconds=None if delay is None else max(delay, 0.0),
+            learned=learn,
+        )
 
     def _resolved(self, q: float, when: datetime) -> None:
         self.stats.resolved += 1
@@ -572,7 +583,12 @@ class FeedbackJoiner:
     def report(self, when: datetime) -> MetricsReport:
         """The join's own figures, as a report of the pseudo-model 'join'."""
         return MetricsReport(
-            model="join", model_version="join@1", segment="all", trigger="events", ts=when,
-            period_start=when, period_end=when,
+            model="join",
+            model_version="join@1",
+            segment="all",
+            trigger="events",
+            ts=when,
+            period_start=when,
+            period_end=when,
             metrics=self.stats.values(len(self.pending)),
-        )  # fmt: skip
+        )

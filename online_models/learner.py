@@ -106,8 +106,15 @@ class ServedModel:
     def state(self) -> State:
         """Everything learnt and every detector, for a checkpoint: a restored replica
         goes on exactly as this one would."""
-        return (self.estimator, self.updates, self.evaluator, self.classes, self.drift,
-                self.recent, self.lifecycle)  # fmt: skip
+        return (
+            self.estimator,
+            self.updates,
+            self.evaluator,
+            self.classes,
+            self.drift,
+            self.recent,
+            self.lifecycle,
+        )
 
     @classmethod
     def from_state(
@@ -202,8 +209,11 @@ class ServedModel:
         if self.task == "multiclass":
             return self._probabilities(proba)
         if not math.isfinite(y_pred):
-            raise LearningError(ErrorType.LEARNING_ERROR, failure_reasons.diverged(
-                self.version, y_pred, self.estimator), diverged=True)  # fmt: skip
+            raise LearningError(
+                ErrorType.LEARNING_ERROR,
+                failure_reasons.diverged(self.version, y_pred, self.estimator),
+                diverged=True,
+            )
         return y_pred
 
     def _fault(self, err: Exception, doing: str) -> LearningError:
@@ -217,8 +227,11 @@ class ServedModel:
     def _probabilities(self, proba: dict[Any, float]) -> dict[Any, float]:
         for value in proba.values():
             if not math.isfinite(value):
-                raise LearningError(ErrorType.LEARNING_ERROR, failure_reasons.diverged(
-                    self.version, value, self.estimator), diverged=True)  # fmt: skip
+                raise LearningError(
+                    ErrorType.LEARNING_ERROR,
+                    failure_reasons.diverged(self.version, value, self.estimator),
+                    diverged=True,
+                )
         return {label: float(p) for label, p in proba.items()}
 
     def output(
@@ -235,19 +248,37 @@ class ServedModel:
         # prediction): built without re-validation, as model_construct would build it
         # (every field in the model's order; `schema_version` of v1 left as a default).
         if self.task != "multiclass":
-            values = {"schema_version": 1, "event_id": event.event_id, "key": event.key,
-                      "model": event.model, "model_version": self.version,
-                      "model_updates": updates, "ts": event.ts, "prediction": y_pred,
-                      "label": event.label, "learned": learned,
-                      "latency_seconds": latency, "routing": routing}  # fmt: skip
+            values = {
+                "schema_version": 1,
+                "event_id": event.event_id,
+                "key": event.key,
+                "model": event.model,
+                "model_version": self.version,
+                "model_updates": updates,
+                "ts": event.ts,
+                "prediction": y_pred,
+                "label": event.label,
+                "learned": learned,
+                "latency_seconds": latency,
+                "routing": routing,
+            }
             given = _PREDICTION_SET if routing is None else _PREDICTION_SET | {"routing"}
             return constructed(Prediction, values, set(given))
-        values = {"schema_version": 2, "event_id": event.event_id, "key": event.key,
-                  "model": event.model, "model_version": self.version, "model_updates": updates,
-                  "ts": event.ts, "prediction": most_probable(y_pred) if y_pred else None,
-                  "probabilities": {class_text(c): p for c, p in y_pred.items()},
-                  "label": event.label, "learned": learned, "latency_seconds": latency,
-                  "routing": routing}  # fmt: skip
+        values = {
+            "schema_version": 2,
+            "event_id": event.event_id,
+            "key": event.key,
+            "model": event.model,
+            "model_version": self.version,
+            "model_updates": updates,
+            "ts": event.ts,
+            "prediction": most_probable(y_pred) if y_pred else None,
+            "probabilities": {class_text(c): p for c, p in y_pred.items()},
+            "label": event.label,
+            "learned": learned,
+            "latency_seconds": latency,
+            "routing": routing,
+        }
         return constructed(ClassPrediction, values, set(values) - _NO_ROUTING[routing is None])
 
     def learn_and_score(
@@ -367,8 +398,9 @@ class Learner:
         updates = model.updates
         y_pred = model.predict(features)
         if y is not None:
-            model.learn_and_score(event, features, y, y_pred, offset, self.pending_reports,
-                                  self.pending_drift)  # fmt: skip
+            model.learn_and_score(
+                event, features, y, y_pred, offset, self.pending_reports, self.pending_drift
+            )
         model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
         return model.output(event, y_pred, updates, y is not None, latency)
@@ -391,8 +423,9 @@ class Learner:
     # --- versions (online_models.lifecycle) ------------------------------------------
     def build(self, spec: ModelSpec) -> ServedModel:
         """A fresh replica of `spec` with this learner's settings."""
-        return ServedModel(spec, self.evaluation or EvaluationConfig(), self.drift,
-                           dedup_window=self.dedup_window)  # fmt: skip
+        return ServedModel(
+            spec, self.evaluation or EvaluationConfig(), self.drift, dedup_window=self.dedup_window
+        )
 
     def apply_plan(
         self, plan: ModelPlan, offset: int, restored: Mapping[str, ServedModel] | None = None
@@ -409,8 +442,9 @@ class Learner:
         models = dict(restored or {})
         if group is None:
             spec = base.spec
-            group = self.groups[plan.model] = ModelGroup(plan.model, spec, self.build,
-                                                         self.partition)  # fmt: skip
+            group = self.groups[plan.model] = ModelGroup(
+                plan.model, spec, self.build, self.partition
+            )
             models.setdefault(spec.version, base)
         joined = group.apply(plan, offset, models)
         # The champion, or its stand-in when this code cannot build it (see

@@ -546,8 +546,12 @@ class ModelGroup:
                 track.champion_loss += champion_loss
                 # The gate is looked at every min_labelled events (at the event that
                 # completes them: the same event on every re-run).
-                if gate is not None and gate.auto_promote and version != champion and \
-                        track.labelled % gate.min_labelled == 0:  # fmt: skip
+                if (
+                    gate is not None
+                    and gate.auto_promote
+                    and version != champion
+                    and track.labelled % gate.min_labelled == 0
+                ):
                     due.append(version)
         label = event.label
         if label is not None and serving in losses:
@@ -722,8 +726,15 @@ def merged_outcomes(parts: list[ArmStatus]) -> ArmOutcomes:
 
 def design_of(e: ExperimentPlan) -> ExperimentDesign:
     """The statistical design of an experiment of a plan."""
-    return ExperimentDesign(metric=e.metric, arms=tuple(e.arms), alpha=e.alpha, power=e.power,
-                            mde=e.mde, baseline=e.baseline, sequential=e.sequential)  # fmt: skip
+    return ExperimentDesign(
+        metric=e.metric,
+        arms=tuple(e.arms),
+        alpha=e.alpha,
+        power=e.power,
+        mde=e.mde,
+        baseline=e.baseline,
+        sequential=e.sequential,
+    )
 
 
 def merged_arms(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> dict[str, ArmOutcomes]:

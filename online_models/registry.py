@@ -337,8 +337,11 @@ def _describe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_describe(v) for v in value]
     if isinstance(value, functools.partial):
-        return {"partial": _describe(value.func), "args": _describe(value.args),
-                "keywords": _describe(value.keywords)}  # fmt: skip
+        return {
+            "partial": _describe(value.func),
+            "args": _describe(value.args),
+            "keywords": _describe(value.keywords),
+        }
     if inspect.isroutine(value) or inspect.isclass(value):
         return {"code": _code(value)}
     return _ADDRESS.sub("", repr(value))

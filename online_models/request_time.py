@@ -61,13 +61,25 @@ def predict_now(learner: Learner, model: str, key: str, features: Mapping[str, A
         )
     group = learner.groups.get(model)
     if group is None:
-        return Answer(model, served.version, "champion", served.task,
-                      served.predict(dict(features)), served.updates)  # fmt: skip
+        return Answer(
+            model,
+            served.version,
+            "champion",
+            served.task,
+            served.predict(dict(features)),
+            served.updates,
+        )
     version, routing = group.route_now(key)
     member = group.versions.get(version)
     if member is None:  # a version this worker cannot build: the champion serves
         member, routing = served, routing.model_copy(update={"role": "champion", "arm": None})
     return Answer(
-        model, member.version, routing.role, member.task, member.predict(dict(features)),
-        member.updates, routing.arm, routing.experiment,
-    )  # fmt: skip
+        model,
+        member.version,
+        routing.role,
+        member.task,
+        member.predict(dict(features)),
+        member.updates,
+        routing.arm,
+        routing.experiment,
+    )

@@ -74,8 +74,10 @@ class DriftReport(BaseModel):
     @model_validator(mode="after")
     def _fields_of_the_version(self) -> "DriftReport":
         if self.schema_version == 1 and (
-            self.statistic is None or self.threshold is None or self.mean is not None
+            self.statistic is None
+            or self.threshold is None
+            or self.mean is not None
             or self.delta is not None
-        ):  # fmt: skip
+        ):
             raise ValueError("a version 1 report has a statistic and a threshold, no mean or delta")
         return self

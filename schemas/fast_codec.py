@@ -102,8 +102,15 @@ def decode_input_event(raw: bytes) -> InputEvent | None:
         fields_set.add("label")
     if wire.schema_version is not msgspec.UNSET:
         fields_set.add("schema_version")
-    values = {"schema_version": 1, "event_id": wire.event_id, "ts": ts, "model": wire.model,
-              "key": wire.key, "features": wire.features, "label": label}  # fmt: skip
+    values = {
+        "schema_version": 1,
+        "event_id": wire.event_id,
+        "ts": ts,
+        "model": wire.model,
+        "key": wire.key,
+        "features": wire.features,
+        "label": label,
+    }
     # As InputEvent.model_construct(**values) builds it, without its loop over fields,
     # which would cost more than msgspec's decoding (tested equal to model_construct).
     return constructed(InputEvent, values, fields_set)

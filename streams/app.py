@@ -59,8 +59,9 @@ class Worker:
         )
         self.activity = self._raw_topic(settings.activity_topic)
         self.dead_letters = self._raw_topic(settings.dead_letters_topic)
-        self.broker = BrokerWatch(settings, self.metrics, loop=self.app.loop,
-                                  beacon=self.app.beacon)  # fmt: skip
+        self.broker = BrokerWatch(
+            settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
+        )
         self.app.service(self.broker)  # type: ignore[arg-type]
         self.events = BatchedEvents(
             settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
@@ -76,19 +77,32 @@ class Worker:
         if settings.api_enabled:  # /v1 on a server of its own (TLS, tokens, limits)
             from streams.http_api import Api
 
-            self.api = Api(settings, self.metrics, self.events, self.broker.health,
-                           loop=self.app.loop, beacon=self.app.beacon)  # fmt: skip
+            self.api = Api(
+                settings,
+                self.metrics,
+                self.events,
+                self.broker.health,
+                loop=self.app.loop,
+                beacon=self.app.beacon,
+            )
             self.app.service(self.api)
         self.push: Any = None
         if settings.push_sinks:
             from streams.push import PushSinks
 
-            self.push = PushSinks(settings, self.metrics, loop=self.app.loop,
-                                  beacon=self.app.beacon)  # fmt: skip
+            self.push = PushSinks(
+                settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
+            )
             self.app.service(self.push)
         # Last: its banner is logged once the services above have started (ports bound).
-        self.progress = ProgressLog(settings, self.events, self.consumed_events, self.urls,
-                                    loop=self.app.loop, beacon=self.app.beacon)  # fmt: skip
+        self.progress = ProgressLog(
+            settings,
+            self.events,
+            self.consumed_events,
+            self.urls,
+            loop=self.app.loop,
+            beacon=self.app.beacon,
+        )
         self.app.service(self.progress)  # type: ignore[arg-type]
         self._wire()
 
@@ -189,8 +203,9 @@ class FaustWorker(faust.Worker):
     (e.g. `BrokerWatch.quiet`: a logger's own filters would miss its children's records).
     """
 
-    def __init__(self, *services: Any, log_filters: Sequence[logging.Filter] = (),
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self, *services: Any, log_filters: Sequence[logging.Filter] = (), **kwargs: Any
+    ) -> None:
         self.log_filters = log_filters
         super().__init__(*services, **kwargs)
 

@@ -268,9 +268,11 @@ class BrokerWatch(Service):
         s = self.settings
         self.woken = asyncio.Event()
         self.client = AIOKafkaClient(
-            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.group_id}-health",
-            request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000), **aiokafka_options(s),
-        )  # fmt: skip
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-health",
+            request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000),
+            **aiokafka_options(s),
+        )
 
     async def on_stop(self) -> None:
         if self.client is not None:

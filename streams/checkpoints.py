@@ -91,8 +91,13 @@ def count_refusals(metrics: WorkerMetrics, replica: Replica, choice: Choice[Any]
     for refusal in choice.refusals:
         labels = (replica.model, str(replica.partition), refusal.reason.value)
         metrics.checkpoint_refused.labels(*labels).inc()
-        log.error("checkpoint refused for %s[%d] model %s: %s",
-                  replica.topic, replica.partition, replica.model, refusal)  # fmt: skip
+        log.error(
+            "checkpoint refused for %s[%d] model %s: %s",
+            replica.topic,
+            replica.partition,
+            replica.model,
+            refusal,
+        )
 
 
 async def write_checkpoint(
@@ -179,11 +184,22 @@ class CheckpointStore:
         return choice
 
     async def write(
-        self, records: list[tuple[bytes, bytes]], *, name: str, partition: int, started: float,
+        self,
+        records: list[tuple[bytes, bytes]],
+        *,
+        name: str,
+        partition: int,
+        started: float,
         transactional: bool,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Send a checkpoint's chunks (see `write_checkpoint`); their size in bytes."""
         return await write_checkpoint(
-            self.producer, self.settings, self.metrics, records, name=name, partition=partition,
-            started=started, transactional=transactional,
-        )  # fmt: skip
+            self.producer,
+            self.settings,
+            self.metrics,
+            records,
+            name=name,
+            partition=partition,
+            started=started,
+            transactional=transactional,
+        )

@@ -161,8 +161,9 @@ def worker(app_path: str | None) -> None:
     settings = ports.settings
     click.echo(ports.line, err=True)
     runtime = Worker(settings, app.models)
-    FaustWorker(runtime.app, loglevel=settings.log_level,
-                log_filters=[runtime.broker.quiet]).execute_from_commandline()  # fmt: skip
+    FaustWorker(
+        runtime.app, loglevel=settings.log_level, log_filters=[runtime.broker.quiet]
+    ).execute_from_commandline()
 
 
 @main.command()
@@ -186,26 +187,55 @@ def worker(app_path: str | None) -> None:
     "letters they caused (0: do not wait).",
 )
 @app_option
-def replay(dataset: str | None, path: Path | None, model: str | None, label_column: str,
-           key_column: str | None, time_column: str | None, limit: int | None,
-           rate: float | None, seed: int, id_prefix: str, topic: str | None, quiet: bool,
-           unlabelled: bool, wait_seconds: float, app_path: str | None) -> None:  # fmt: skip
+def replay(
+    dataset: str | None,
+    path: Path | None,
+    model: str | None,
+    label_column: str,
+    key_column: str | None,
+    time_column: str | None,
+    limit: int | None,
+    rate: float | None,
+    seed: int,
+    id_prefix: str,
+    topic: str | None,
+    quiet: bool,
+    unlabelled: bool,
+    wait_seconds: float,
+    app_path: str | None,
+) -> None:
     """Produce a dataset or a file as input events, in order, with deterministic ids;
     then summarise what the worker made of them (dead letters by reason)."""
     from streams.replay import Produced, aftermath, dead_letter_ends, encode, produce
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    events = _events(dataset, path, model, None if unlabelled else label_column, limit, seed,
-                     id_prefix, key_column=key_column, time_column=time_column,
-                     task=_task(app.models, model))  # fmt: skip
+    events = _events(
+        dataset,
+        path,
+        model,
+        None if unlabelled else label_column,
+        limit,
+        seed,
+        id_prefix,
+        key_column=key_column,
+        time_column=time_column,
+        task=_task(app.models, model),
+    )
     require_broker(settings)
     target = topic or settings.events_topic
     follow = wait_seconds > 0 and target == settings.events_topic
     dead_letters_from = dead_letter_ends(settings) if follow else {}
     produced = Produced(target)
-    sent = produce(settings, target, map(encode, events), rate=rate,
-                   total=limit, progress=not quiet, produced=produced)  # fmt: skip
+    sent = produce(
+        settings,
+        target,
+        map(encode, events),
+        rate=rate,
+        total=limit,
+        progress=not quiet,
+        produced=produced,
+    )
     click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
     if follow and produced.count():
         for line in aftermath(settings, produced, dead_letters_from, wait_seconds).lines():
@@ -230,10 +260,18 @@ def _task(models: Mapping[str, ModelSpec], name: str | None) -> str | None:
     return spec.task if spec is not None else None
 
 
-def _events(dataset: str | None, path: Path | None, model: str | None,
-            label_column: str | None, limit: int | None, seed: int, id_prefix: str = "",
-            key_column: str | None = None, time_column: str | None = None,
-            task: str | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+def _events(
+    dataset: str | None,
+    path: Path | None,
+    model: str | None,
+    label_column: str | None,
+    limit: int | None,
+    seed: int,
+    id_prefix: str = "",
+    key_column: str | None = None,
+    time_column: str | None = None,
+    task: str | None = None,
+):  # type: ignore[no-untyped-def]
     """Input events from exactly one of a bundled dataset or a file (see `replay`); a file
     is read through first, so that a mistake in it (a label `task` cannot learn too) stops
     the command before any event."""
@@ -244,9 +282,15 @@ def _events(dataset: str | None, path: Path | None, model: str | None,
     if path is not None:
         if not model:
             raise click.UsageError("--file needs --model NAME")
-        options: dict[str, Any] = dict(model=model, label_column=label_column, limit=limit,
-                                       key_column=key_column, time_column=time_column,
-                                       id_prefix=id_prefix, task=task)  # fmt: skip
+        options: dict[str, Any] = dict(
+            model=model,
+            label_column=label_column,
+            limit=limit,
+            key_column=key_column,
+            time_column=time_column,
+            id_prefix=id_prefix,
+            task=task,
+        )
         try:
             count_file_events(path, **options)
         except FileError as err:
@@ -278,10 +322,19 @@ def _events(dataset: str | None, path: Path | None, model: str | None,
     help="Write every metrics report the stream would publish, as JSONL.",
 )
 @app_option
-def evaluate(dataset: str | None, path: Path | None, model: str | None, label_column: str,
-             key_column: str | None, time_column: str | None,
-             limit: int | None, seed: int, compare_river: bool,
-             reports_path: Path | None, app_path: str | None) -> None:  # fmt: skip
+def evaluate(
+    dataset: str | None,
+    path: Path | None,
+    model: str | None,
+    label_column: str,
+    key_column: str | None,
+    time_column: str | None,
+    limit: int | None,
+    seed: int,
+    compare_river: bool,
+    reports_path: Path | None,
+    app_path: str | None,
+) -> None:
     """Run the stream's learning code offline over a dataset and print its metrics.
 
     Uses the same settings as the worker (RIVERRUN_MODEL_PARAMS, RIVERRUN_METRICS_*,
@@ -293,8 +346,19 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    events = list(_events(dataset, path, model, label_column, limit, seed, key_column=key_column,
-                          time_column=time_column, task=_task(app.models, model)))  # fmt: skip
+    events = list(
+        _events(
+            dataset,
+            path,
+            model,
+            label_column,
+            limit,
+            seed,
+            key_column=key_column,
+            time_column=time_column,
+            task=_task(app.models, model),
+        )
+    )
     if not events:
         raise click.UsageError("no events to evaluate")
     name = events[0].model
@@ -304,8 +368,10 @@ def evaluate(dataset: str | None, path: Path | None, model: str | None, label_co
         raise click.ClickException(str(err)) from None
     result = run_offline(events, spec, config=settings.evaluation())
     reference = river_progressive(events, spec) if compare_river else {}
-    click.echo(f"{len(events)} events, model {name}, {result.rejected} rejected, "
-               f"{len(result.reports)} reports")  # fmt: skip
+    click.echo(
+        f"{len(events)} events, model {name}, {result.rejected} rejected, "
+        f"{len(result.reports)} reports"
+    )
     for segment, values in result.final.items():
         click.echo(f"\nsegment {segment}")
         for metric, value in values.items():
@@ -447,15 +513,24 @@ def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[lis
             except Exception:  # the user's factory, with these parameters (said below)
                 label = "(cannot build)"
             serves = name in served_names and number == 0
-            rows.append([name, version.task, label, "yes" if serves else "no",
-                         json.dumps(dict(version.params), default=repr)])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    version.task,
+                    label,
+                    "yes" if serves else "no",
+                    json.dumps(dict(version.params), default=repr),
+                ]
+            )
     return rows
 
 
 def _columns(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in rows]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
     return "\n".join("  " + line.rstrip() for line in lines)
 
 
@@ -518,8 +593,13 @@ def kafka_status() -> None:
     type=int,
     help="Events per dataset (default: all of a finite one; 30 days of offers).",
 )
-@click.option("--timeout", type=float, default=180.0, show_default=True,
-              help="Give up when predictions stop arriving for this long.")  # fmt: skip
+@click.option(
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="Give up when predictions stop arriving for this long.",
+)
 @app_option
 def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
     """Run the whole system once, end to end, and print a summary."""
@@ -527,17 +607,27 @@ def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None)
 
     app, settings = load(app_path)
     try:
-        ok = run_demo(settings, app.models, datasets=datasets.split(","), limit=limit,
-                      timeout=timeout, echo=click.echo)  # fmt: skip
+        ok = run_demo(
+            settings,
+            app.models,
+            datasets=datasets.split(","),
+            limit=limit,
+            timeout=timeout,
+            echo=click.echo,
+        )
     except (ValueError, ModelError) as err:
         raise click.UsageError(str(err)) from None
     sys.exit(0 if ok else 1)
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("riverrun-report.html"), show_default=True,
-              help="The HTML file to write.")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("riverrun-report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
 @click.option("--since", help="Only events from this event time (ISO-8601; no zone = UTC).")
 @click.option("--until", help="Only events before this event time.")
 @app_option
@@ -569,10 +659,15 @@ def schemas() -> None:
 
 
 @schemas.command("export")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("schemas") / "json", show_default=True,
-              help="Where to write them (schemas/json of the working directory by "
-                   "default: in a checkout, the committed files).")  # fmt: skip
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas") / "json",
+    show_default=True,
+    help="Where to write them (schemas/json of the working directory by "
+    "default: in a checkout, the committed files).",
+)
 def schemas_export(directory: Path) -> None:
     """Write the JSON Schema of every topic's messages, from the pydantic models."""
     from schemas.json_schema import render_all
@@ -673,9 +768,15 @@ def models_list(name: str | None, as_json: bool, app_path: str | None) -> None:
     "'ts'; ISO-8601; no zone = UTC).",
 )
 @app_option
-def models_deploy(name: str, params_json: str | None, registered: str | None, role: str,
-                  share: float | None, backfill_from: str | None,
-                  app_path: str | None) -> None:  # fmt: skip
+def models_deploy(
+    name: str,
+    params_json: str | None,
+    registered: str | None,
+    role: str,
+    share: float | None,
+    backfill_from: str | None,
+    app_path: str | None,
+) -> None:
     """Deploy another version of a model.
 
     The app's factory of NAME (or, with --version, the one registered under NAME with
@@ -796,9 +897,14 @@ def models_resume_learning(target: str, app_path: str | None) -> None:
 )
 @click.option("--canary-share", type=float, help="The share of keys a promoted shadow serves.")
 @app_option
-def models_gate(name: str, min_labelled: int | None, delta: float | None,
-                auto_promote: bool | None, canary_share: float | None,
-                app_path: str | None) -> None:  # fmt: skip
+def models_gate(
+    name: str,
+    min_labelled: int | None,
+    delta: float | None,
+    auto_promote: bool | None,
+    canary_share: float | None,
+    app_path: str | None,
+) -> None:
     """Set when a challenger may serve.
 
     A challenger passes after --min-labelled labelled events since it joined, with a
@@ -808,8 +914,12 @@ def models_gate(name: str, min_labelled: int | None, delta: float | None,
     from streams import lifecycle_cli as lc
 
     spec, settings = _served_model(app_path, name)
-    changes = {"min_labelled": min_labelled, "delta": delta, "auto_promote": auto_promote,
-               "canary_share": canary_share}  # fmt: skip
+    changes = {
+        "min_labelled": min_labelled,
+        "delta": delta,
+        "auto_promote": auto_promote,
+        "canary_share": canary_share,
+    }
     if all(value is None for value in changes.values()):
         require_broker(settings)
         plan, _ = lc.current_plan(lc.read_control(settings), spec)
@@ -824,9 +934,12 @@ def experiments() -> None:
 
 
 _learn_option = click.option(
-    "--learn", type=click.Choice(["routed", "all"]), default="all", show_default=True,
+    "--learn",
+    type=click.Choice(["routed", "all"]),
+    default="all",
+    show_default=True,
     help="routed: an arm learns only the events routed to it; all: every arm learns every event.",
-)  # fmt: skip
+)
 
 
 @experiments.command("start")
@@ -872,9 +985,19 @@ _learn_option = click.option(
 @_learn_option
 @click.option("--id", "experiment_id", help="Experiment id (default: NAME-REVISION).")
 @app_option
-def experiments_start(name: str, arms: str, metric: str, alpha: float, power: float,
-                      mde: float, baseline: float, sequential: bool, learn: str,
-                      experiment_id: str | None, app_path: str | None) -> None:  # fmt: skip
+def experiments_start(
+    name: str,
+    arms: str,
+    metric: str,
+    alpha: float,
+    power: float,
+    mde: float,
+    baseline: float,
+    sequential: bool,
+    learn: str,
+    experiment_id: str | None,
+    app_path: str | None,
+) -> None:
     """Start an A/B test among versions of a model.
 
     Prints the labelled outcomes each arm needs, computed up front from --mde,
@@ -884,8 +1007,15 @@ def experiments_start(name: str, arms: str, metric: str, alpha: float, power: fl
     from streams import lifecycle_cli as lc
 
     spec, settings = _served_model(app_path, name)
-    design = lc.experiment_design(lc.parse_arms(arms), metric, alpha=alpha, power=power,
-                                  mde=mde, baseline=baseline, sequential=sequential)  # fmt: skip
+    design = lc.experiment_design(
+        lc.parse_arms(arms),
+        metric,
+        alpha=alpha,
+        power=power,
+        mde=mde,
+        baseline=baseline,
+        sequential=sequential,
+    )
     click.echo(lc.sample_size_line(design))
     edit = lc.experimenting(
         design, learn=learn, experiment_id=experiment_id, started=datetime.now(UTC)
@@ -932,8 +1062,15 @@ def experiments_status(name: str | None, app_path: str | None) -> None:
 )
 @_learn_option
 @app_option
-def experiments_bandit(name: str, arms: str, policy: str, seed: int, params: tuple[str, ...],
-                       learn: str, app_path: str | None) -> None:  # fmt: skip
+def experiments_bandit(
+    name: str,
+    arms: str,
+    policy: str,
+    seed: int,
+    params: tuple[str, ...],
+    learn: str,
+    app_path: str | None,
+) -> None:
     """Route a model's events among versions by a bandit.
 
     A River policy chooses the version of each event; its reward is the label.
@@ -941,8 +1078,9 @@ def experiments_bandit(name: str, arms: str, policy: str, seed: int, params: tup
     from streams import lifecycle_cli as lc
 
     spec, settings = _served_model(app_path, name)
-    edit = lc.banditing(lc.parse_arms(arms), policy, seed=seed,
-                        params=lc.parse_policy_params(params), learn=learn)  # fmt: skip
+    edit = lc.banditing(
+        lc.parse_arms(arms), policy, seed=seed, params=lc.parse_policy_params(params), learn=learn
+    )
     _apply(settings, spec, edit)
 
 

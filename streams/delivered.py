@@ -176,10 +176,12 @@ async def find_delivered(
                     remaining.discard(tp)
         log.info(
             "read %d outputs of %d partitions in %.2f s: %d already delivered for %s",
-            read, len(starts), time.monotonic() - started,
-            sum(d.left() for d in found.values()), sorted(f"{tp.topic}[{tp.partition}]"
-                                                          for tp, d in found.items() if d),
-        )  # fmt: skip
+            read,
+            len(starts),
+            time.monotonic() - started,
+            sum(d.left() for d in found.values()),
+            sorted(f"{tp.topic}[{tp.partition}]" for tp, d in found.items() if d),
+        )
     except (TimeoutError, KafkaError, OSError) as err:
         log.warning(
             "could not read the outputs the last owner delivered (%s): outputs of the "

@@ -39,10 +39,19 @@ DEMO_SETTINGS: dict[str, object] = {
 #: Fields named after the run unless the user set them: each demo starts from nothing
 #: (no committed offsets, no checkpoint of an earlier run) and deletes them at the end.
 RUN_FIELDS = (
-    "group_id", "events_topic", "predictions_topic", "dead_letters_topic", "activity_topic",
-    "metrics_topic", "checkpoints_topic", "drift_topic", "impressions_topic", "clicks_topic",
-    "conversions_topic", "outcomes_topic",
-)  # fmt: skip
+    "group_id",
+    "events_topic",
+    "predictions_topic",
+    "dead_letters_topic",
+    "activity_topic",
+    "metrics_topic",
+    "checkpoints_topic",
+    "drift_topic",
+    "impressions_topic",
+    "clicks_topic",
+    "conversions_topic",
+    "outcomes_topic",
+)
 #: Impressions of the delayed-feedback scenario.
 FEEDBACK_IMPRESSIONS = 6_000
 #: Events per dataset when the dataset is endless: 30 days of 300 offers.
@@ -232,8 +241,10 @@ def run_demo(
 
         report = settings.data_dir / "demo" / "riverrun-report.html"
         write_report(settings, report.absolute(), models=models)
-        echo(f"\nreport (quality with drift alarms, predicted vs actual, dead letters, "
-             f"throughput): {report}")  # fmt: skip
+        echo(
+            f"\nreport (quality with drift alarms, predicted vs actual, dead letters, "
+            f"throughput): {report}"
+        )
         return ok
     finally:
         if worker is not None:
@@ -245,15 +256,45 @@ def run_demo(
 
 #: What the summary shows of each model's last overall report, and per segment, by task.
 SHOWN = {
-    "binary": ["logloss", "normalized_entropy", "auc", "auc_window", "accuracy", "precision",
-               "recall", "f1", "lift_5_window", "lift_20_window", "mean_predicted",
-               "observed_rate", "predicted_positives", "actual_positives"],
-    "regression": ["mae", "rmse", "r2", "mae_window", "baseline_mae", "baseline_mae_window",
-                   "predicted_total", "actual_total", "period_predicted_total",
-                   "period_actual_total"],
-    "multiclass": ["logloss", "accuracy", "accuracy_window", "macro_precision", "macro_recall",
-                   "macro_f1", "micro_f1", "classes"],
-}  # fmt: skip
+    "binary": [
+        "logloss",
+        "normalized_entropy",
+        "auc",
+        "auc_window",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "lift_5_window",
+        "lift_20_window",
+        "mean_predicted",
+        "observed_rate",
+        "predicted_positives",
+        "actual_positives",
+    ],
+    "regression": [
+        "mae",
+        "rmse",
+        "r2",
+        "mae_window",
+        "baseline_mae",
+        "baseline_mae_window",
+        "predicted_total",
+        "actual_total",
+        "period_predicted_total",
+        "period_actual_total",
+    ],
+    "multiclass": [
+        "logloss",
+        "accuracy",
+        "accuracy_window",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "micro_f1",
+        "classes",
+    ],
+}
 PER_SEGMENT = {"binary": "auc", "regression": "mae", "multiclass": "accuracy"}
 
 
@@ -316,8 +357,10 @@ def summary(
                 label = f"{key} [{report.segment}]"
                 lines.append(f"      {label:<30} {_number(report.metrics.get(key))}")
     total_reports = sum(len(r) for r in expected_reports.values())
-    lines.append(f"  metrics topic      {len(collector.reports)} reports; {matching} of "
-                 f"{total_reports} identical to the offline evaluation")  # fmt: skip
+    lines.append(
+        f"  metrics topic      {len(collector.reports)} reports; {matching} of "
+        f"{total_reports} identical to the offline evaluation"
+    )
     ok = complete and matching == total_reports == len(collector.reports)
     verdict = (
         "OK: events in = predictions out + dead letters; streamed metrics = offline"
@@ -347,8 +390,9 @@ class FeedbackScenario:
         from streams.replay import feedback_messages, produce_to_topics
 
         self.settings = settings
-        stream = delayed_feedback(FEEDBACK_IMPRESSIONS, seed=42, visitors=400,
-                                  products=tuple(settings.products))  # fmt: skip
+        stream = delayed_feedback(
+            FEEDBACK_IMPRESSIONS, seed=42, visitors=400, products=tuple(settings.products)
+        )
         offline = FeedbackJoiner(
             settings.join(), settings.evaluation(), registry=models, params=settings.model_params
         )
@@ -357,9 +401,11 @@ class FeedbackScenario:
         ]
         topics = [settings.outcomes_topic, settings.metrics_topic]
         self.reader = TopicReader(settings, topics, from_beginning=False)  # this run's only
-        echo(f"producing a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, "
-             f"their clicks and conversions of {', '.join(settings.products)}, visitor "
-             f"activity ({len(stream.events)} events)")  # fmt: skip
+        echo(
+            f"producing a delayed-feedback scenario: {FEEDBACK_IMPRESSIONS} impressions, "
+            f"their clicks and conversions of {', '.join(settings.products)}, visitor "
+            f"activity ({len(stream.events)} events)"
+        )
         produce_to_topics(settings, feedback_messages(stream.events, settings))
 
     def summary(self, timeout: float, echo: Echo) -> bool:

@@ -43,9 +43,20 @@ JOIN = "join"
 #: Longest the join waits for a topic's next fetch before handling the others without it.
 MAX_ALIGNMENT_WAIT = 2.0
 #: `JoinStats` counters exported as `riverrun_join_events_total{kind}`.
-COUNTED = ("impressions", "click_positives", "late_clicks", "duplicate_clicks", "conversions",
-           "conversions_joined", "negatives_learnt", "negatives_skipped", "features_missing",
-           "features_stale", "evicted_impressions", "forgotten_visitors")  # fmt: skip
+COUNTED = (
+    "impressions",
+    "click_positives",
+    "late_clicks",
+    "duplicate_clicks",
+    "conversions",
+    "conversions_joined",
+    "negatives_learnt",
+    "negatives_skipped",
+    "features_missing",
+    "features_stale",
+    "evicted_impressions",
+    "forgotten_visitors",
+)
 
 
 class JoinPartition(PartitionState):
@@ -82,12 +93,16 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         self.rank = {topic: i for i, topic in enumerate(self.types)}
         # The versions name the models' code too: new code never restores an old state.
         versions = sorted(served.version for served in self.new_joiner().models.values())
-        params = {"join": asdict(settings.join()), "models": settings.model_params,
-                  "versions": versions}  # fmt: skip
+        params = {
+            "join": asdict(settings.join()),
+            "models": settings.model_params,
+            "versions": versions,
+        }
         blob = json.dumps(params, sort_keys=True, default=repr)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
-        self.identity = Identity(f"{FeedbackJoiner.__module__}.FeedbackJoiner",
-                                 json.loads(blob), f"join@{digest}")  # fmt: skip
+        self.identity = Identity(
+            f"{FeedbackJoiner.__module__}.FeedbackJoiner", json.loads(blob), f"join@{digest}"
+        )
 
     def topics(self) -> list[str]:
         return list(self.types)
@@ -108,8 +123,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
 
     def new_joiner(self) -> FeedbackJoiner:
         s = self.settings
-        return FeedbackJoiner(s.join(), s.evaluation(), registry=self.models,
-                              params=s.model_params)  # fmt: skip
+        return FeedbackJoiner(s.join(), s.evaluation(), registry=self.models, params=s.model_params)
 
     # --- restore and checkpoint ------------------------------------------------------
     def _replica(self, partition: int) -> Replica:
@@ -140,8 +154,12 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
             tp: (committed[tp] or 0) if fresh else (offsets or {}).get(tp.topic, 0) for tp in tps
         }
         restored = "restored" if joiner is not None else "new"
-        log.info("join partition %d: %s state, %d impressions pending", key, restored,
-                 len(state.joiner.pending))  # fmt: skip
+        log.info(
+            "join partition %d: %s state, %d impressions pending",
+            key,
+            restored,
+            len(state.joiner.pending),
+        )
         return state, wanted
 
     async def checkpoint(self, state: JoinPartition, *, transactional: bool) -> None:
@@ -149,12 +167,22 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         started = time.perf_counter()
         offsets = {tp.topic: position for tp, position in state.positions.items()}
         records = encode_state(
-            state.joiner, self._replica(state.partition), self.identity, key=self.store.key,
-            next_offset=0, sequence=state.sequence, offsets=offsets,
+            state.joiner,
+            self._replica(state.partition),
+            self.identity,
+            key=self.store.key,
+            next_offset=0,
+            sequence=state.sequence,
+            offsets=offsets,
             chunk_bytes=self.settings.checkpoint_chunk_bytes,
-        )  # fmt: skip
-        await self.store.write(records, name=JOIN, partition=state.partition, started=started,
-                               transactional=transactional)  # fmt: skip
+        )
+        await self.store.write(
+            records,
+            name=JOIN,
+            partition=state.partition,
+            started=started,
+            transactional=transactional,
+        )
         state.sequence += 1
 
     def replica_names(self, state: JoinPartition) -> Iterable[tuple[str, int]]:
@@ -245,18 +273,29 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         source, offset = TopicPartition(message.topic, message.partition), message.offset
         for output in outputs:
             if isinstance(output, Prediction):
-                await outbox.add(s.predictions_topic, output.event_id.encode(),
-                                 encode_prediction(output), source, offset)  # fmt: skip
+                await outbox.add(
+                    s.predictions_topic,
+                    output.event_id.encode(),
+                    encode_prediction(output),
+                    source,
+                    offset,
+                )
                 self.metrics.predicted.labels(output.model).inc()
             elif isinstance(output, Outcome):
-                await outbox.add(s.outcomes_topic, output.impression_id.encode(),
-                                 output.model_dump_json().encode(), source, offset)  # fmt: skip
+                await outbox.add(
+                    s.outcomes_topic,
+                    output.impression_id.encode(),
+                    output.model_dump_json().encode(),
+                    source,
+                    offset,
+                )
                 self.metrics.learned.labels(output.model).inc(output.learned)
             else:
                 await dead_letter(outbox, message, output, self.metrics, s)
         for report in reports:
-            await publish_report(outbox, report, state.partition, self.metrics, s.metrics_topic,
-                                 source, offset)  # fmt: skip
+            await publish_report(
+                outbox, report, state.partition, self.metrics, s.metrics_topic, source, offset
+            )
 
     def _export(self, state: JoinPartition) -> None:
         """Mirror the joiner's counters, delays, pending size and coverage in Prometheus."""

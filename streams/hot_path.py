@@ -78,8 +78,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     def output_topics(self) -> list[str]:
         s = self.settings
-        return [s.predictions_topic, s.dead_letters_topic, s.metrics_topic, s.drift_topic,
-                s.shadow_predictions_topic]  # fmt: skip
+        return [
+            s.predictions_topic,
+            s.dead_letters_topic,
+            s.metrics_topic,
+            s.drift_topic,
+            s.shadow_predictions_topic,
+        ]
 
     def key(self, tp: TopicPartition) -> TopicPartition:
         return tp
@@ -105,10 +110,14 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         """Fresh replicas of the served models, for one input partition."""
         s = self.settings
         return Learner(
-            s.model_names(self.models), registry=self.models, params=s.model_params,
-            evaluation=s.evaluation(), drift=s.drift(), dedup_window=s.dedup_window,
+            s.model_names(self.models),
+            registry=self.models,
+            params=s.model_params,
+            evaluation=s.evaluation(),
+            drift=s.drift(),
+            dedup_window=s.dedup_window,
             partition=partition,
-        )  # fmt: skip
+        )
 
     def plans(self) -> dict[str, ModelPlan]:
         """The newest plan of each model, as the control topic holds them."""
@@ -160,8 +169,12 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             self.metrics.restored_offset.labels(*label).set(served.resume_offset)
             log.info(
                 "restored %s on %s[%d] at offset %d (%d updates)",
-                served.version, tp.topic, tp.partition, served.resume_offset, served.updates,
-            )  # fmt: skip
+                served.version,
+                tp.topic,
+                tp.partition,
+                served.resume_offset,
+                served.updates,
+            )
         for group in state.learner.groups.values():
             await self._restore_group(group, restored, tp, committed[tp] or 0)
         self.metrics.restore_duration.observe(time.perf_counter() - started)
@@ -170,16 +183,25 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         return state, {tp: resume}
 
     async def _restore_group(
-        self, group: ModelGroup, restored: dict[str, ServedModel], tp: TopicPartition,
+        self,
+        group: ModelGroup,
+        restored: dict[str, ServedModel],
+        tp: TopicPartition,
         committed: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """The restored replicas of a model's versions and their lifecycle state (from the
         newest of them); versions without a checkpoint join where they joined before
         (the lifecycle state says), else at the committed offset, else their backfill."""
-        mine = {v: restored[group.replica_name(v)] for v in group.versions
-                if group.replica_name(v) in restored}  # fmt: skip
-        states = [(m.resume_offset, m.lifecycle) for m in mine.values()
-                  if isinstance(m.lifecycle, GroupState)]  # fmt: skip
+        mine = {
+            v: restored[group.replica_name(v)]
+            for v in group.versions
+            if group.replica_name(v) in restored
+        }
+        states = [
+            (m.resume_offset, m.lifecycle)
+            for m in mine.values()
+            if isinstance(m.lifecycle, GroupState)
+        ]
         if states:
             offset, lifecycle = max(states, key=lambda pair: pair[0])
             group.state, group.resume_offset = lifecycle, offset
@@ -207,8 +229,15 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         key, s = self.store.key, self.settings
 
         def load(checkpoint: Checkpoint) -> ServedModel:
-            return restore(checkpoint, replica, fresh.spec, key=key, evaluation=s.evaluation(),
-                           drift=s.drift(), dedup_window=s.dedup_window)  # fmt: skip
+            return restore(
+                checkpoint,
+                replica,
+                fresh.spec,
+                key=key,
+                evaluation=s.evaluation(),
+                drift=s.drift(),
+                dedup_window=s.dedup_window,
+            )
 
         return load
 
@@ -219,14 +248,20 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         for name, served in state.learner.replicas().items():
             started = time.perf_counter()
             records = encode_checkpoint(
-                served, self._replica(state.tp, name), key=self.store.key,
-                next_offset=state.positions[state.tp], sequence=state.sequences[name],
+                served,
+                self._replica(state.tp, name),
+                key=self.store.key,
+                next_offset=state.positions[state.tp],
+                sequence=state.sequences[name],
                 chunk_bytes=self.settings.checkpoint_chunk_bytes,
-            )  # fmt: skip
+            )
             size += await self.store.write(
-                records, name=name, partition=state.tp.partition, started=started,
+                records,
+                name=name,
+                partition=state.tp.partition,
+                started=started,
                 transactional=transactional,
-            )  # fmt: skip
+            )
             state.sequences[name] += 1
         return size
 
@@ -267,8 +302,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 if isinstance(output, Rejection):
                     await dead_letter(outbox, message, output, self.metrics, s)
                     continue
-                await outbox.add(s.predictions_topic, output.event_id.encode(),
-                                 encode_prediction(output), tp, message.offset)  # fmt: skip
+                await outbox.add(
+                    s.predictions_topic,
+                    output.event_id.encode(),
+                    encode_prediction(output),
+                    tp,
+                    message.offset,
+                )
                 predicted[output.model] += 1
                 learned[output.model] += output.learned
                 histogram = latency.get(output.model)
@@ -277,8 +317,15 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 histogram.observe(output.latency_seconds)
         last = messages[-1].offset if messages else -1  # (reports come with an offset)
         for offset, report in state.learner.drain_reports_at():
-            await publish_report(outbox, report, tp.partition, self.metrics, s.metrics_topic,
-                                 tp, last if offset is None else offset)  # fmt: skip
+            await publish_report(
+                outbox,
+                report,
+                tp.partition,
+                self.metrics,
+                s.metrics_topic,
+                tp,
+                last if offset is None else offset,
+            )
         for offset, drift in state.learner.drain_drift_at():
             await self._drift(outbox, drift, tp, last if offset is None else offset)
         for offset, shadow in state.learner.drain_shadow():
@@ -305,8 +352,9 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         since = time.perf_counter()
         for start in range(0, len(messages), SLICE_EVENTS):
             sliced = messages[start : start + SLICE_EVENTS]
-            outputs = pipeline.run([m.value for m in sliced], self.received_at,
-                                   [m.offset for m in sliced])  # fmt: skip
+            outputs = pipeline.run(
+                [m.value for m in sliced], self.received_at, [m.offset for m in sliced]
+            )
             state.learnt_until = sliced[-1].offset + 1
             yield sliced, outputs
             if time.perf_counter() - since >= SLICE_SECONDS:
@@ -326,8 +374,14 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 group is not None and group.state.revision >= plan.revision
             ):
                 continue
-            log.info("%s[%d]: %s plan revision %d: %s", tp.topic, tp.partition, name,
-                     plan.revision, plan.change)  # fmt: skip
+            log.info(
+                "%s[%d]: %s plan revision %d: %s",
+                tp.topic,
+                tp.partition,
+                name,
+                plan.revision,
+                plan.change,
+            )
             joined = learner.apply_plan(plan, position)
             group = learner.groups[name]
             for reason in learner.drain_unbuildable():
@@ -354,8 +408,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             group.resume_offset = max(group.resume_offset, position)
         assert self.consumer is not None
         start = await resume_at(self.consumer, tp, rewind, None)
-        log.info("%s[%d]: backfilling joining versions from offset %d up to %d",
-                 tp.topic, tp.partition, start, position)  # fmt: skip
+        log.info(
+            "%s[%d]: backfilling joining versions from offset %d up to %d",
+            tp.topic,
+            tp.partition,
+            start,
+            position,
+        )
         state.replay_until[tp] = max(state.replay_until.get(tp, 0), position)
         state.positions[tp] = state.fetched[tp] = start
         state.check_start.add(tp)
@@ -412,11 +471,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 continue
             log.warning("experiment %s of %s: %s", result.experiment_id, name, result.decision)
             await self.producer.send_and_wait(
-                self.settings.experiments_topic, key=result.experiment_id.encode(),
+                self.settings.experiments_topic,
+                key=result.experiment_id.encode(),
                 value=result.model_dump_json().encode(),
-            )  # fmt: skip
-            stopped = stop_routing(plan, result=result.model_dump(mode="json"),
-                                   changed_by="worker (partition 0)")  # fmt: skip
+            )
+            stopped = stop_routing(
+                plan, result=result.model_dump(mode="json"), changed_by="worker (partition 0)"
+            )
             await self.control.publish(self.producer, [stopped])
 
     def _export_versions(self, state: EventsPartition, statuses: list[ModelStatus]) -> None:
@@ -426,14 +487,16 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             m.plan_revision.labels(status.model).set(status.revision)
             m.versions_unbuildable.labels(status.model, partition).set(len(status.unbuildable))
             for v in status.versions:
-                m.version_role.labels(status.model, v.version, v.role,
-                                      str(v.learning).lower()).set(1)  # fmt: skip
+                m.version_role.labels(status.model, v.version, v.role, str(v.learning).lower()).set(
+                    1
+                )
                 m.learning_paused.labels(status.model, v.version).set(0 if v.learning else 1)
                 for metric, value in v.headline.items():
                     m.version_quality.labels(status.model, v.version, partition, metric).set(value)
             for arm, outcomes in status.arms.items():
-                m.experiment_outcomes.labels(status.model, status.experiment_id or "", arm,
-                                             partition).set(outcomes.n)  # fmt: skip
+                m.experiment_outcomes.labels(
+                    status.model, status.experiment_id or "", arm, partition
+                ).set(outcomes.n)
             for arm, share in status.bandit_shares.items():
                 m.bandit_share.labels(status.model, arm, partition).set(share)
             counted = group.exported
@@ -468,5 +531,10 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             self.metrics.drift.labels(*labels).inc()
         if report.trigger == "window" and report.statistic is not None:  # (none for ADWIN)
             self.metrics.drift_statistic.labels(*labels).set(report.statistic)
-        await outbox.add(self.settings.drift_topic, report.model.encode(),
-                         report.model_dump_json().encode(), source, offset)  # fmt: skip
+        await outbox.add(
+            self.settings.drift_topic,
+            report.model.encode(),
+            report.model_dump_json().encode(),
+            source,
+            offset,
+        )

@@ -105,9 +105,10 @@ def server_tls(settings: Settings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     password = settings.api_ssl_key_password
     context.load_cert_chain(
-        settings.api_ssl_certfile, settings.api_ssl_keyfile,
+        settings.api_ssl_certfile,
+        settings.api_ssl_keyfile,
         password.get_secret_value() if password is not None else None,
-    )  # fmt: skip
+    )
     return context
 
 
@@ -142,9 +143,13 @@ class Api(Service):
     """The /v1 API server of one worker, over the worker's events service."""
 
     def __init__(
-        self, settings: Settings, metrics: WorkerMetrics, events: BatchedEvents,
-        health: BrokerHealth | None = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        events: BatchedEvents,
+        health: BrokerHealth | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.metrics = metrics
@@ -164,16 +169,21 @@ class Api(Service):
     async def on_start(self) -> None:
         s = self.settings
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.group_id}-api", acks="all",
-            enable_idempotence=True, linger_ms=1, **aiokafka_options(s),
-        )  # fmt: skip
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-api",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=1,
+            **aiokafka_options(s),
+        )
         await self.producer.start()
         self.session = ClientSession(
             connector=TCPConnector(limit=64, ssl=client_tls(s)),
             timeout=ClientTimeout(total=s.api_forward_timeout_seconds),
         )
-        app = web.Application(client_max_size=s.api_max_request_bytes,
-                              middlewares=[self._middleware])  # fmt: skip
+        app = web.Application(
+            client_max_size=s.api_max_request_bytes, middlewares=[self._middleware]
+        )
         app.router.add_post("/v1/models/{name}/predict", self.predict)
         app.router.add_post("/v1/events", self.post_events)
         app.router.add_get("/v1/stream", self.stream)
@@ -204,24 +214,33 @@ class Api(Service):
         started = time.perf_counter()
         if not self.authorized(request.headers.get("Authorization")):
             response: web.StreamResponse = problem(
-                401, "unauthorized", "missing or wrong bearer token: send 'Authorization: "
-                "Bearer <token>' with one of RIVERRUN_API_TOKENS", **{"WWW-Authenticate": "Bearer"},
-            )  # fmt: skip
+                401,
+                "unauthorized",
+                "missing or wrong bearer token: send 'Authorization: "
+                "Bearer <token>' with one of RIVERRUN_API_TOKENS",
+                **{"WWW-Authenticate": "Bearer"},
+            )
         else:
             try:
                 response = await handler(request)
             except web.HTTPRequestEntityTooLarge:
                 response = problem(
-                    413, "oversized", f"the body is over the {self.settings.api_max_request_bytes}"
+                    413,
+                    "oversized",
+                    f"the body is over the {self.settings.api_max_request_bytes}"
                     "-byte limit: send fewer items per request, or raise "
                     "RIVERRUN_API_MAX_REQUEST_BYTES",
-                )  # fmt: skip
+                )
             except web.HTTPException as err:  # (unknown routes, wrong methods)
                 response = problem(err.status, "http", err.reason)
             except Exception:
                 log.exception("%s %s failed", request.method, request.path)
-                response = problem(500, "internal", "the worker failed to answer (its log says "
-                                   "why); retry, and report it if it persists")  # fmt: skip
+                response = problem(
+                    500,
+                    "internal",
+                    "the worker failed to answer (its log says "
+                    "why); retry, and report it if it persists",
+                )
         self._child(self.metrics.api_requests, name, str(response.status)).inc()
         self._child(self.metrics.api_latency, name).observe(time.perf_counter() - started)
         return response
@@ -282,15 +301,19 @@ class Api(Service):
         raw = await request.read()
         s = self.settings
         try:
-            asked = decode_many(PredictRequest, raw, max_bytes=s.api_max_request_bytes,
-                                max_items=s.api_max_items)  # fmt: skip
+            asked = decode_many(
+                PredictRequest, raw, max_bytes=s.api_max_request_bytes, max_items=s.api_max_items
+            )
         except InvalidMessage as err:
             return problem(400, err.error_type.value, err.reason)
         if name not in s.model_names(self.events.models):
             served = ", ".join(s.model_names(self.events.models))
-            return problem(404, ErrorType.UNKNOWN_MODEL.value,
-                           f"no model named {name!r} is served here (served: {served}); fix "
-                           "the model in the URL or add it to RIVERRUN_MODELS")  # fmt: skip
+            return problem(
+                404,
+                ErrorType.UNKNOWN_MODEL.value,
+                f"no model named {name!r} is served here (served: {served}); fix "
+                "the model in the URL or add it to RIVERRUN_MODELS",
+            )
         forwarded = request.headers.get(FORWARDED)
         try:
             count = self.partitions()
@@ -311,14 +334,15 @@ class Api(Service):
                 else:
                     remote.setdefault(self.owner(partition), []).extend(positions)
             if remote:
-                found = await asyncio.gather(*(
-                    self._forward(url, request, name, [asked[i] for i in positions])
-                    for url, positions in remote.items()
-                ))  # fmt: skip
+                found = await asyncio.gather(
+                    *(
+                        self._forward(url, request, name, [asked[i] for i in positions])
+                        for url, positions in remote.items()
+                    )
+                )
                 for (url, positions), (status, body) in zip(remote.items(), found, strict=True):
                     if status != 200:
-                        return web.json_response(body, status=status,
-                                                 headers=_retry(status))  # fmt: skip
+                        return web.json_response(body, status=status, headers=_retry(status))
                     for i, answer in zip(positions, body, strict=True):
                         answers[i] = answer
                     served_by.add(url)
@@ -359,16 +383,20 @@ class Api(Service):
         except (ClientError, TimeoutError, ValueError) as err:
             self.metrics.api_forwarded.labels("unreachable").inc()
             log.warning("forwarding to the owner at %s failed: %r", url, err)
-            return 503, {"error": "unavailable", "reason": f"the key's owner at {url} did not "
-                         f"answer ({type(err).__name__}); retry in a second"}  # fmt: skip
+            return 503, {
+                "error": "unavailable",
+                "reason": f"the key's owner at {url} did not "
+                f"answer ({type(err).__name__}); retry in a second",
+            }
 
     # --- POST /v1/events -------------------------------------------------------------
     async def post_events(self, request: web.Request) -> web.Response:
         raw = await request.read()
         s = self.settings
         try:
-            events = decode_many(InputEvent, raw, max_bytes=s.api_max_request_bytes,
-                                 max_items=s.api_max_items)  # fmt: skip
+            events = decode_many(
+                InputEvent, raw, max_bytes=s.api_max_request_bytes, max_items=s.api_max_items
+            )
         except InvalidMessage as err:
             return problem(400, err.error_type.value, err.reason)
         refused = refusal(events, s.model_names(self.events.models), self.events.models)
@@ -383,18 +411,25 @@ class Api(Service):
         try:
             async with asyncio.timeout(s.api_events_timeout_seconds):
                 for e, value in zip(events, values, strict=True):
-                    sent.append(await self.producer.send(s.events_topic, key=e.key.encode(),
-                                                         value=value))  # fmt: skip
+                    sent.append(
+                        await self.producer.send(s.events_topic, key=e.key.encode(), value=value)
+                    )
                 written = await self._acknowledged(sent)
         except TimeoutError:
             return self._unacknowledged(len(events), sent=sent)
         except Exception as err:  # the broker away or refusing: nothing is claimed accepted
             log.warning("appending %d events over HTTP failed: %r", len(events), err)
-            return problem(503, "unavailable", f"the broker did not acknowledge the events "
-                           f"({type(err).__name__}); send them again (ids make it safe)",
-                           **{"Retry-After": "1"})  # fmt: skip
-        accepted = [{"event_id": e.event_id, "partition": w.partition, "offset": w.offset}
-                    for e, w in zip(events, written, strict=True)]  # fmt: skip
+            return problem(
+                503,
+                "unavailable",
+                f"the broker did not acknowledge the events "
+                f"({type(err).__name__}); send them again (ids make it safe)",
+                **{"Retry-After": "1"},
+            )
+        accepted = [
+            {"event_id": e.event_id, "partition": w.partition, "offset": w.offset}
+            for e, w in zip(events, written, strict=True)
+        ]
         return web.json_response({"accepted": accepted}, status=202)
 
     async def _acknowledged(self, sent: list[asyncio.Future[Any]]) -> list[Any]:
@@ -412,54 +447,85 @@ class Api(Service):
         if health is not None:
             health.refused_events()
         if not sent:  # nothing handed to the producer: nothing is written later
-            why = (f"has been unreachable since {outage.since:%H:%M:%S} UTC ({outage.error})"
-                   if outage is not None else
-                   f"did not answer within {s.api_events_timeout_seconds:g} s")  # fmt: skip
-            reason = (f"the Kafka broker {why}, so the events were not written: send them "
-                      "again once GET /readyz/broker answers 200")  # fmt: skip
+            why = (
+                f"has been unreachable since {outage.since:%H:%M:%S} UTC ({outage.error})"
+                if outage is not None
+                else f"did not answer within {s.api_events_timeout_seconds:g} s"
+            )
+            reason = (
+                f"the Kafka broker {why}, so the events were not written: send them "
+                "again once GET /readyz/broker answers 200"
+            )
             return problem(503, "broker_unreachable", reason, **{"Retry-After": "5"})
-        log.warning("the broker did not acknowledge %d events over HTTP within %g s", count,
-                    s.api_events_timeout_seconds)  # fmt: skip
+        log.warning(
+            "the broker did not acknowledge %d events over HTTP within %g s",
+            count,
+            s.api_events_timeout_seconds,
+        )
         bound = s.api_events_timeout_seconds
-        reason = (f"the broker did not acknowledge the events within {bound:g} s "
-                  "(RIVERRUN_API_EVENTS_TIMEOUT_SECONDS) and they may still be written once "
-                  "it answers: send them again with the same event ids, which the stream "
-                  "learns from once")  # fmt: skip
+        reason = (
+            f"the broker did not acknowledge the events within {bound:g} s "
+            "(RIVERRUN_API_EVENTS_TIMEOUT_SECONDS) and they may still be written once "
+            "it answers: send them again with the same event ids, which the stream "
+            "learns from once"
+        )
         return problem(503, "unacknowledged", reason, **{"Retry-After": "5"})
 
     # --- GET /v1/stream --------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
-        kinds = {"predictions": s.predictions_topic, "metrics": s.metrics_topic,
-                 "drift": s.drift_topic}  # fmt: skip
+        kinds = {
+            "predictions": s.predictions_topic,
+            "metrics": s.metrics_topic,
+            "drift": s.drift_topic,
+        }
         chosen = request.query.get("topics", "predictions,metrics").split(",")
         unknown = [k for k in chosen if k not in kinds]
         if unknown:
-            return problem(400, "invalid_request", f"unknown topics {unknown}: choose among "
-                           f"{', '.join(kinds)} (comma-separated)")  # fmt: skip
+            return problem(
+                400,
+                "invalid_request",
+                f"unknown topics {unknown}: choose among {', '.join(kinds)} (comma-separated)",
+            )
         if self.streams >= MAX_STREAMS:
-            return problem(503, "unavailable", f"{MAX_STREAMS} streams are open on this "
-                           "worker; connect to another or retry later",
-                           **{"Retry-After": "5"})  # fmt: skip
+            return problem(
+                503,
+                "unavailable",
+                f"{MAX_STREAMS} streams are open on this worker; connect to another or retry later",
+                **{"Retry-After": "5"},
+            )
         model = request.query.get("model")
         names = {kinds[k]: EVENT_NAMES[k] for k in chosen}
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers,
-                                    enable_auto_commit=False, client_id=f"{s.group_id}-sse",
-                                    **aiokafka_options(s))  # fmt: skip
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        })  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            enable_auto_commit=False,
+            client_id=f"{s.group_id}-sse",
+            **aiokafka_options(s),
+        )
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
         self.streams += 1
         try:
             await consumer.start()
             cluster = await consumer._client.fetch_all_metadata()  # (aiokafka 0.14)
-            tps = [TopicPartition(t, p) for t in names
-                   for p in sorted(cluster.partitions_for_topic(t) or ())]  # fmt: skip
+            tps = [
+                TopicPartition(t, p)
+                for t in names
+                for p in sorted(cluster.partitions_for_topic(t) or ())
+            ]
             if not tps:
-                return problem(503, "unavailable", f"the topics {sorted(names)} do not exist "
-                               "yet; retry once the worker has created them",
-                               **{"Retry-After": "5"})  # fmt: skip
+                return problem(
+                    503,
+                    "unavailable",
+                    f"the topics {sorted(names)} do not exist "
+                    "yet; retry once the worker has created them",
+                    **{"Retry-After": "5"},
+                )
             consumer.assign(tps)
             await consumer.seek_to_end(*tps)
             await response.prepare(request)
@@ -472,8 +538,9 @@ class Api(Service):
                     for message in messages:
                         if model is not None and _model_of(message.value) != model:
                             continue
-                        lines.append(b"event: %s\ndata: %s\n\n"
-                                     % (names[tp.topic].encode(), message.value))  # fmt: skip
+                        lines.append(
+                            b"event: %s\ndata: %s\n\n" % (names[tp.topic].encode(), message.value)
+                        )
                 if lines:
                     await response.write(b"".join(lines))
                     quiet_since = time.monotonic()
@@ -508,9 +575,17 @@ class Api(Service):
             ):
                 continue
             at = datetime.now(UTC)
-            claims = [PartitionOwner(topic=self.settings.events_topic, partition=p, url=self.url,
-                                     generation=generation, worker=member or self.url,
-                                     at=at) for p in sorted(owned)]  # fmt: skip
+            claims = [
+                PartitionOwner(
+                    topic=self.settings.events_topic,
+                    partition=p,
+                    url=self.url,
+                    generation=generation,
+                    worker=member or self.url,
+                    at=at,
+                )
+                for p in sorted(owned)
+            ]
             try:
                 await asyncio.gather(*await control.publish(self.producer, claims))
             except Exception:  # the broker away: the next round tries again
@@ -524,12 +599,18 @@ def answer_json(answer: Answer, key: str, partition: int, next_offset: int) -> d
     multiclass = answer.task == "multiclass"
     prediction = answer.prediction
     body: dict[str, Any] = {
-        "schema_version": 1, "model": answer.model, "key": key,
+        "schema_version": 1,
+        "model": answer.model,
+        "key": key,
         "prediction": (most_probable(prediction) if prediction else None)
-        if multiclass else prediction,
-        "model_version": answer.version, "role": answer.role,
-        "model_updates": answer.updates, "partition": partition, "next_offset": next_offset,
-    }  # fmt: skip
+        if multiclass
+        else prediction,
+        "model_version": answer.version,
+        "role": answer.role,
+        "model_updates": answer.updates,
+        "partition": partition,
+        "next_offset": next_offset,
+    }
     if multiclass:
         body["probabilities"] = {class_text(c): p for c, p in prediction.items()}
     if answer.arm is not None:

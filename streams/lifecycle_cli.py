@@ -502,8 +502,10 @@ def _unbuilt(v: VersionPlan, statuses: Sequence[ModelStatus]) -> list[str]:
     if not reporting:
         return []
     partitions = ", ".join(str(s.partition) for s in sorted(reporting, key=lambda s: s.partition))
-    lines = [f"  cannot build {v.version} on partition(s) {partitions}: "
-             f"{reporting[0].unbuildable[v.version]}"]  # fmt: skip
+    lines = [
+        f"  cannot build {v.version} on partition(s) {partitions}: "
+        f"{reporting[0].unbuildable[v.version]}"
+    ]
     stand_ins = sorted({s.serving for s in reporting if s.serving and s.serving != v.version})
     if v.role == "champion" and stand_ins:
         lines.append(f"  serving in its place there: {', '.join(stand_ins)}")
@@ -521,8 +523,20 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
         f"{plan.model}: revision {plan.revision}, {_when(plan.changed_at)} by "
         f"{plan.changed_by}: {plan.change}"
     ]
-    rows = [["version", "role", "share", "learning", "labelled", "loss", "champion's",
-             "served", "headline", "provenance"]]  # fmt: skip
+    rows = [
+        [
+            "version",
+            "role",
+            "share",
+            "learning",
+            "labelled",
+            "loss",
+            "champion's",
+            "served",
+            "headline",
+            "provenance",
+        ]
+    ]
     notes = []
     for v in plan.versions:
         f = figures[v.version]
@@ -532,18 +546,20 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
             paused = "stopped (diverged)"  # the reason, long, in a note below
             notes.append(f"  stopped {v.version}: {v.paused_reason}")
         headline = ", ".join(f"{k} {_number(x)}" for k, x in f.headline_means().items())
-        rows.append([
-            v.version,
-            v.role,
-            f"{v.share:g}" if v.role == "canary" else "-",
-            "yes" if v.learning else paused,
-            str(f.labelled),
-            _number(f.loss),
-            _number(f.champion_loss) if v.role != "champion" else "-",
-            str(f.served),
-            headline or "-",
-            _provenance(v),
-        ])  # fmt: skip
+        rows.append(
+            [
+                v.version,
+                v.role,
+                f"{v.share:g}" if v.role == "canary" else "-",
+                "yes" if v.learning else paused,
+                str(f.labelled),
+                _number(f.loss),
+                _number(f.champion_loss) if v.role != "champion" else "-",
+                str(f.served),
+                headline or "-",
+                _provenance(v),
+            ]
+        )
         if v.role in ("shadow", "canary") and not stopped:
             passed, why = control.gate_verdict(plan, v.version, statuses)
             notes.append(f"  {'passed' if passed else 'not past'} the gate: {why}")
@@ -635,8 +651,15 @@ def describe_experiment(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> lis
     rows = [["arm", "", "labelled", "planned", "progress"]]
     for i, arm in enumerate(e.arms):
         n = arms[arm].n
-        rows.append([arm, "control" if i == 0 else "", str(n), str(e.sample_size),
-                     f"{min(n, e.sample_size) * 100 // e.sample_size}%"])  # fmt: skip
+        rows.append(
+            [
+                arm,
+                "control" if i == 0 else "",
+                str(n),
+                str(e.sample_size),
+                f"{min(n, e.sample_size) * 100 // e.sample_size}%",
+            ]
+        )
     lines += table(rows)
     if e.result is not None:
         return lines + describe_result(ExperimentResult.model_validate(e.result), "published")
@@ -676,8 +699,9 @@ def sequential_lines(e: ExperimentPlan, arms: Mapping[str, ArmOutcomes]) -> list
         low, high = msprt_confidence_sequence(
             effect, variance, design.mixing_sd, design.comparison_alpha
         )
-        lines.append(f"  {arm} vs {e.arms[0]}: effect {effect:+.4f} [{low:+.4f}, {high:+.4f}], "
-                     f"p {p:.4g}")  # fmt: skip
+        lines.append(
+            f"  {arm} vs {e.arms[0]}: effect {effect:+.4f} [{low:+.4f}, {high:+.4f}], p {p:.4g}"
+        )
     return lines
 
 

@@ -258,11 +258,21 @@ class LocalKafka:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         done = subprocess.run(
-            [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
-             "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
-             "-DincludeScope=runtime"],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         output = done.stdout + done.stderr
         (self.root / "mvn.log").write_text(output)
         if done.returncode != 0:
@@ -315,11 +325,24 @@ class LocalKafka:
                 scram = f"{self.secure.mechanism}=[name={name},password={password}]"
                 users += ["--add-scram", scram]
         done = subprocess.run(
-            [java, f"-Dlog4j2.configurationFile={self.log4j_config}",
-             "-cp", str(self.libs / "*"), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(config), "--ignore-formatted", *users],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                java,
+                f"-Dlog4j2.configurationFile={self.log4j_config}",
+                "-cp",
+                str(self.libs / "*"),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                "--ignore-formatted",
+                *users,
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         if done.returncode != 0:
             output = _tail(done.stdout + done.stderr, 15)
             for _, password in self.secure.users if self.secure else ():
@@ -427,9 +450,14 @@ class LocalKafka:
 
     def _start(self, java: str, config: Path, timeout: float) -> str:
         command = [
-            java, *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.log4j_config}",
-            "-cp", str(self.libs / "*"), "kafka.Kafka", str(config),
-        ]  # fmt: skip
+            java,
+            *JVM_OPTIONS,
+            f"-Dlog4j2.configurationFile={self.log4j_config}",
+            "-cp",
+            str(self.libs / "*"),
+            "kafka.Kafka",
+            str(config),
+        ]
         if self.log_path.exists():
             self.log_path.replace(self.log_path.with_name("server.log.1"))
         with self.log_path.open("wb") as log:
@@ -555,9 +583,12 @@ def _java() -> str:
         raise LocalKafkaError(NO_JAVA)
     try:
         done = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30,
+            [java, "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
     except (OSError, subprocess.TimeoutExpired):
         return java  # starting the broker will say what is wrong
     version = java_major_version(done.stderr + done.stdout)

@@ -4,8 +4,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 #: Latency buckets (seconds) from 0.1 ms to 5 s: a batched worker sits in the low ms.
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 #: Checkpoint and restore durations (seconds): from a small linear model to a large tree.
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -30,9 +44,11 @@ class WorkerMetrics:
             "riverrun_predictions_total", "Predictions produced.", ["model"], registry=r
         )
         self.learned = Counter(
-            "riverrun_events_learned_total", "Labelled events the model learnt from.", ["model"],
+            "riverrun_events_learned_total",
+            "Labelled events the model learnt from.",
+            ["model"],
             registry=r,
-        )  # fmt: skip
+        )
         self.dead_lettered = Counter(
             "riverrun_dead_letters_total",
             "Messages sent to the dead-letter topic, by source topic and error type.",
@@ -40,9 +56,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.activity = Counter(
-            "riverrun_activity_events_total", "Valid activity events, by activity type.", ["type"],
+            "riverrun_activity_events_total",
+            "Valid activity events, by activity type.",
+            ["type"],
             registry=r,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
             "riverrun_predict_latency_seconds",
             "Time from a batch reaching the worker to each event's prediction being built "
@@ -75,9 +93,11 @@ class WorkerMetrics:
         )
         replica = ["model", "partition"]
         self.checkpoints = Counter(
-            "riverrun_checkpoints_total", "Checkpoints written and acknowledged.", replica,
+            "riverrun_checkpoints_total",
+            "Checkpoints written and acknowledged.",
+            replica,
             registry=r,
-        )  # fmt: skip
+        )
         self.checkpoint_age = Gauge(
             "riverrun_checkpoint_age_seconds",
             "Seconds since the replica's last acknowledged checkpoint (or since its restore).",
@@ -141,9 +161,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.plan_revision = Gauge(
-            "riverrun_plan_revision", "Revision of the model's plan applied.", ["model"],
+            "riverrun_plan_revision",
+            "Revision of the model's plan applied.",
+            ["model"],
             registry=r,
-        )  # fmt: skip
+        )
         self.version_role = Gauge(
             "riverrun_version_info",
             "1 for each version of a model with a plan, with its role and whether it learns.",

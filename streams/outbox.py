@@ -112,8 +112,11 @@ def reject(message: Any, rejection: Rejection, metrics: WorkerMetrics, max_bytes
     metrics.dead_lettered.labels(message.topic, rejection.error_type.value).inc()
     log.warning(
         "dead-lettered %s[%d]@%d: %s",
-        message.topic, message.partition, message.offset, rejection.reason,
-    )  # fmt: skip
+        message.topic,
+        message.partition,
+        message.offset,
+        rejection.reason,
+    )
     return letter.model_dump_json().encode()
 
 
@@ -127,8 +130,14 @@ async def dead_letter(
     """Count, log and queue the dead letter of a rejected message (keyed as it was)."""
     letter = reject(message, rejection, metrics, settings.max_event_bytes)
     source = TopicPartition(message.topic, message.partition)
-    await outbox.add(settings.dead_letters_topic, message.key, letter, source, message.offset,
-                     fallback=message.partition)  # fmt: skip
+    await outbox.add(
+        settings.dead_letters_topic,
+        message.key,
+        letter,
+        source,
+        message.offset,
+        fallback=message.partition,
+    )
 
 
 async def publish_report(

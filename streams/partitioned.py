@@ -99,8 +99,13 @@ def accept(
     if position is None or messages[0].offset == position:
         return messages
     if check_start and messages[0].offset > position:
-        log.info("%s[%d]: dropping a batch at %d fetched before seeking to %d",
-                 tp.topic, tp.partition, messages[0].offset, position)  # fmt: skip
+        log.info(
+            "%s[%d]: dropping a batch at %d fetched before seeking to %d",
+            tp.topic,
+            tp.partition,
+            messages[0].offset,
+            position,
+        )
         consumer.seek(tp, position)
         return None
     return [m for m in messages if m.offset >= position]
@@ -169,8 +174,10 @@ def checkpoint_line(
     >>> checkpoint_line("events", {TopicPartition("events", 3): 1200}, 46500, 0.0123)
     'events: checkpoint written for events[3] up to offset 1200: 46500 bytes in 12 ms'
     """
-    where = ", ".join(f"{tp.topic}[{tp.partition}] up to offset {offset}"
-                      for tp, offset in sorted(positions.items()))  # fmt: skip
+    where = ", ".join(
+        f"{tp.topic}[{tp.partition}] up to offset {offset}"
+        for tp, offset in sorted(positions.items())
+    )
     written = "" if size is None else f"{size} bytes "
     return f"{service}: checkpoint written for {where}: {written}in {seconds * 1000:.0f} ms"
 
@@ -210,8 +217,11 @@ class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self.service.should_stop:  # (a group that rebalances as this worker leaves it)
             return
-        log.info("%s partitions assigned: %s", self.service.name,
-                 sorted({tp.partition for tp in assigned}))  # fmt: skip
+        log.info(
+            "%s partitions assigned: %s",
+            self.service.name,
+            sorted({tp.partition for tp in assigned}),
+        )
         self.service.warn_if_idle(assigned)
         async with self.service.batch_lock:
             try:
@@ -393,10 +403,11 @@ class PartitionedService(Service, Generic[Key, State]):
         if not tps:
             return
         shown = ", ".join(
-            f"{tp.topic}[{tp.partition}] at {self.committed.pop(tp)}" if tp in self.committed
+            f"{tp.topic}[{tp.partition}] at {self.committed.pop(tp)}"
+            if tp in self.committed
             else f"{tp.topic}[{tp.partition}] as before (nothing processed here since)"
             for tp in sorted(tps)
-        )  # fmt: skip
+        )
         log.info("%s: offsets committed %s: %s", self.name, when, shown)
 
     def warn_if_idle(self, assigned: set[TopicPartition]) -> None:
@@ -496,8 +507,9 @@ class PartitionedService(Service, Generic[Key, State]):
         """Checkpoint `state`; called only with every offset it covers committed."""
         started = time.perf_counter()
         size = await self.checkpoint(state, transactional=self.settings.exactly_once)
-        log.info("%s", checkpoint_line(self.name, state.positions, size,
-                                       time.perf_counter() - started))  # fmt: skip
+        log.info(
+            "%s", checkpoint_line(self.name, state.positions, size, time.perf_counter() - started)
+        )
         state.since_checkpoint = 0
         state.checkpointed_at = time.monotonic()
 
@@ -666,8 +678,9 @@ class PartitionedService(Service, Generic[Key, State]):
                 log.warning(
                     "%s: %d output partitions are too many for Kafka's commit metadata: "
                     "after a crash, outputs of the batches in flight may be sent again",
-                    self.name, len(self.written),
-                )  # fmt: skip
+                    self.name,
+                    len(self.written),
+                )
                 self.metadata_too_long = True
             metadata = ""
         return {
@@ -685,8 +698,10 @@ class PartitionedService(Service, Generic[Key, State]):
                 log.warning(
                     "%s[%d]: %d outputs the last owner delivered were not made again by "
                     "the re-run (they stay on their topics once)",
-                    tp.topic, tp.partition, delivered.left(),
-                )  # fmt: skip
+                    tp.topic,
+                    tp.partition,
+                    delivered.left(),
+                )
             del self.delivered[tp]
             self.inherited.pop(tp, None)
 

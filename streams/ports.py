@@ -101,8 +101,9 @@ def _bind(host: str, port: int, field: str) -> int | None:
     it), bound as aiohttp binds: with SO_REUSEADDR, so a port that only closed
     connections still wait on counts as free."""
     try:
-        info = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                  flags=socket.AI_PASSIVE)  # fmt: skip
+        info = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         family, _, _, _, address = info[0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -55,8 +55,10 @@ def served_versions(learner: Learner, plans: Mapping[str, ModelPlan]) -> list[Se
             if version == group.stand_in:
                 role = f"{role}, {instead}" if role else instead
             out.append(ServedVersion(name, version, served.task, role))
-        out += [ServedVersion(name, version, served.task, f"{roles[version]}, cannot build it")
-                for version in group.unbuildable]  # fmt: skip
+        out += [
+            ServedVersion(name, version, served.task, f"{roles[version]}, cannot build it")
+            for version in group.unbuildable
+        ]
     return out
 
 
@@ -81,8 +83,13 @@ def banner(
     URLs and checkpoint interval it runs with (never a secret)."""
     s = settings
     served = [f"{v.version} ({v.task}, {v.role})" for v in versions] or ["(none)"]
-    outputs = [s.predictions_topic, s.shadow_predictions_topic, s.dead_letters_topic,
-               s.metrics_topic, s.drift_topic]  # fmt: skip
+    outputs = [
+        s.predictions_topic,
+        s.shadow_predictions_topic,
+        s.dead_letters_topic,
+        s.metrics_topic,
+        s.drift_topic,
+    ]
     lines = [
         f"riverrun {riverrun_version} worker started",
         f"  app:           {s.app or 'riverrun built-in models'}",
@@ -179,9 +186,16 @@ class ProgressLog(Service):
 
         versions = served_versions(self.events.new_learner(), self.events.plans())
         metrics_url, api_url = self.urls()
-        log.info("%s", banner(self.settings, versions,
-                              metrics_url=metrics_url, api_url=api_url,
-                              riverrun_version=__version__))  # fmt: skip
+        log.info(
+            "%s",
+            banner(
+                self.settings,
+                versions,
+                metrics_url=metrics_url,
+                api_url=api_url,
+                riverrun_version=__version__,
+            ),
+        )
 
     @Service.task
     async def _progress(self) -> None:
@@ -211,7 +225,10 @@ class ProgressLog(Service):
         now = time.monotonic()
         oldest = max((now - state.checkpointed_at for state in unsaved), default=None)
         return Progress(
-            events=events, seconds=seconds, lag=sum(lags) if lags or not states else None,
-            partitions=len(states), checkpoint_age=oldest,
+            events=events,
+            seconds=seconds,
+            lag=sum(lags) if lags or not states else None,
+            partitions=len(states),
+            checkpoint_age=oldest,
             unsaved=sum(state.since_checkpoint for state in unsaved),
-        )  # fmt: skip
+        )

@@ -59,9 +59,12 @@ class PushSinks(Service):
         s = self.settings
         self.session = ClientSession()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.group_id}-push", acks="all",
-            enable_idempotence=True, **aiokafka_options(s),
-        )  # fmt: skip
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-push",
+            acks="all",
+            enable_idempotence=True,
+            **aiokafka_options(s),
+        )
         await self.producer.start()
         for sink in s.push_sinks:
             consumer = AIOKafkaConsumer(
@@ -77,8 +80,12 @@ class PushSinks(Service):
             await consumer.start()
             self.consumers.append(consumer)
             self.add_future(self._run(sink, consumer))
-            log.info("push sink %s: %s to %s", sink.name, sink.topic or s.predictions_topic,
-                     shown_url(sink.url))  # fmt: skip
+            log.info(
+                "push sink %s: %s to %s",
+                sink.name,
+                sink.topic or s.predictions_topic,
+                shown_url(sink.url),
+            )
 
     async def on_stop(self) -> None:
         # The tasks are cancelled first (by mode): a batch cut short is not committed.
@@ -100,8 +107,10 @@ class PushSinks(Service):
             except asyncio.CancelledError:
                 raise
             except Exception:  # the broker away, a rebalance: the batch comes again
-                log.exception("push sink %s: a batch failed and is fetched again in 1 s; "
-                              "check the broker", sink.name)  # fmt: skip
+                log.exception(
+                    "push sink %s: a batch failed and is fetched again in 1 s; check the broker",
+                    sink.name,
+                )
                 await asyncio.sleep(1.0)
                 for tp in consumer.assignment():
                     committed = await consumer.committed(tp)
@@ -140,8 +149,9 @@ class PushSinks(Service):
             started = time.perf_counter()
             retry_after = None
             try:
-                async with self.session.post(sink.url, data=body, headers=headers,
-                                             timeout=timeout) as answer:  # fmt: skip
+                async with self.session.post(
+                    sink.url, data=body, headers=headers, timeout=timeout
+                ) as answer:
                     await answer.read()
                     status = answer.status
                     retry_after = parse_retry_after(answer.headers.get("Retry-After"))
@@ -161,31 +171,51 @@ class PushSinks(Service):
             m.push_attempts.labels(sink.name, "retry").inc()
             if attempt < sink.max_attempts:
                 jitter = self.random.uniform(0.5, 1.0)
-                wait = backoff(attempt, base=sink.backoff_seconds, cap=sink.max_backoff_seconds,
-                               jitter=jitter, retry_after=retry_after)  # fmt: skip
-                log.warning("push sink %s: %s answered %s (attempt %d of %d); retrying in "
-                            "%.2f s", sink.name, shown_url(sink.url), last, attempt,
-                            sink.max_attempts, wait)  # fmt: skip
+                wait = backoff(
+                    attempt,
+                    base=sink.backoff_seconds,
+                    cap=sink.max_backoff_seconds,
+                    jitter=jitter,
+                    retry_after=retry_after,
+                )
+                log.warning(
+                    "push sink %s: %s answered %s (attempt %d of %d); retrying in %.2f s",
+                    sink.name,
+                    shown_url(sink.url),
+                    last,
+                    attempt,
+                    sink.max_attempts,
+                    wait,
+                )
                 await asyncio.sleep(wait)
         await self._dead_letters(sink, batch, last, sink.max_attempts, gave_up=True)
 
     async def _dead_letters(
-        self, sink: PushSink, batch: list[tuple[ConsumerRecord, dict[str, Any]]], last: str,
-        attempts: int, *, gave_up: bool,
-    ) -> None:  # fmt: skip
+        self,
+        sink: PushSink,
+        batch: list[tuple[ConsumerRecord, dict[str, Any]]],
+        last: str,
+        attempts: int,
+        *,
+        gave_up: bool,
+    ) -> None:
         """Each prediction of `batch` as a `push_failed` dead letter, acknowledged."""
         assert self.producer is not None
         s = self.settings
         reason = failure_reason(sink.name, sink.url, last, attempts, gave_up)
-        log.warning("push sink %s: %d predictions dead-lettered: %s", sink.name, len(batch),
-                    reason)  # fmt: skip
+        log.warning("push sink %s: %d predictions dead-lettered: %s", sink.name, len(batch), reason)
         sent = []
         for message, _ in batch:
             letter = DeadLetter.for_message(
-                value=message.value, topic=message.topic, partition=message.partition,
-                offset=message.offset, error_type=ErrorType.PUSH_FAILED, reason=reason,
-                ts=datetime.now(UTC), max_payload_bytes=s.max_event_bytes,
-            )  # fmt: skip
+                value=message.value,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                error_type=ErrorType.PUSH_FAILED,
+                reason=reason,
+                ts=datetime.now(UTC),
+                max_payload_bytes=s.max_event_bytes,
+            )
             value = letter.model_dump_json().encode()
             sent.append(
                 await self.producer.send(s.dead_letters_topic, key=message.key, value=value)

@@ -108,13 +108,14 @@ def file_events(
         try:
             event = InputEvent(
                 event_id=event_id,
-                ts=_event_time(record, time_column, where) if time_column else
-                   DEFAULT_START + timedelta(seconds=i),
+                ts=_event_time(record, time_column, where)
+                if time_column
+                else DEFAULT_START + timedelta(seconds=i),
                 model=model,
                 key=_key(record, key_column, where) if key_column else event_id,
                 features={k: v for k, v in record.items() if k not in not_features},
                 label=None if label == "" else label,
-            )  # fmt: skip
+            )
         except ValidationError as err:
             reason = _refused(err)
             raise FileError(f"{where}: {reason}: fix the record or leave the column out") from None
@@ -317,9 +318,13 @@ def feedback_messages(
 
 def produce_to_topics(settings: Settings, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
     """Send (topic, key, value) messages in order. Returns the count."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                             linger_ms=5, client_id="riverrun-replay",
-                             **kafka_options(settings))  # fmt: skip
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        client_id="riverrun-replay",
+        **kafka_options(settings),
+    )
     sent = 0
     try:
         for topic, key, value in messages:
@@ -416,8 +421,10 @@ class Aftermath:
             )
         if not letters:
             return [f"{head}: no dead letters"]
-        lines = [f"{head}: {letters} became dead letters (`riverrun tail "
-                 f"{self.dead_letters_topic} --from-beginning` shows them)"]  # fmt: skip
+        lines = [
+            f"{head}: {letters} became dead letters (`riverrun tail "
+            f"{self.dead_letters_topic} --from-beginning` shows them)"
+        ]
         by_count = sorted(self.dead_letters.items(), key=lambda item: -item[1][0])
         for error_type, (count, reason) in by_count:
             lines.append(f"  {count} {error_type.value}, e.g. {reason}")
@@ -428,9 +435,13 @@ class Aftermath:
 
 def dead_letter_ends(settings: Settings) -> dict[int, int]:
     """The end offset of each partition of the dead-letters topic (before a replay)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                             **kafka_options(settings), client_id="riverrun-replay",
-                             group_id=None, enable_auto_commit=False)  # fmt: skip
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        client_id="riverrun-replay",
+        group_id=None,
+        enable_auto_commit=False,
+    )
     try:
         topic = settings.dead_letters_topic
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -448,9 +459,13 @@ def aftermath(
     replayed message, read from `dead_letters_from` (the ends before the replay) on."""
     started = time.monotonic()
     ends = produced.ends()
-    group = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                          **kafka_options(settings), client_id="riverrun-replay",
-                          group_id=settings.group_id, enable_auto_commit=False)  # fmt: skip
+    group = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        client_id="riverrun-replay",
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+    )
     try:
         while True:  # committed() asks the group's coordinator; it does not join the group
             committed = {p: group.committed(TopicPartition(produced.topic, p)) or 0 for p in ends}
@@ -461,12 +476,20 @@ def aftermath(
     finally:
         group.close()
     waited = time.monotonic() - started if done else wait  # (the bound, when it was reached)
-    result = Aftermath(produced.count(), produced.below(committed), waited,
-                       dead_letters_topic=settings.dead_letters_topic)  # fmt: skip
-    reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                           **kafka_options(settings), client_id="riverrun-replay",
-                           group_id=None, enable_auto_commit=False,
-                           isolation_level="read_committed")  # fmt: skip
+    result = Aftermath(
+        produced.count(),
+        produced.below(committed),
+        waited,
+        dead_letters_topic=settings.dead_letters_topic,
+    )
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        client_id="riverrun-replay",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     try:
         topic = settings.dead_letters_topic
         tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]

@@ -115,11 +115,17 @@ def quality_chart(data: RunData, model: str, task: str) -> str | None:
         points = [(date2num(r.ts), v) for r in reports if (v := r.metrics.get(name)) is not None]
         if points:
             ax.plot([t for t, _ in points], [v for _, v in points], marker=".", label=name)
-    alarms = [r for _, r in data.drift
-              if r.model == model and r.trigger == "alarm" and r.signal == "loss"]  # fmt: skip
+    alarms = [
+        r for _, r in data.drift if r.model == model and r.trigger == "alarm" and r.signal == "loss"
+    ]
     for i, alarm in enumerate(alarms):
-        ax.axvline(date2num(alarm.window_end), color="red", alpha=0.4, linestyle="--",
-                   label="concept drift alarm (loss)" if i == 0 else None)  # fmt: skip
+        ax.axvline(
+            date2num(alarm.window_end),
+            color="red",
+            alpha=0.4,
+            linestyle="--",
+            label="concept drift alarm (loss)" if i == 0 else None,
+        )
     ax.xaxis_date()
     ax.set_title(f"{model}: quality over event time")
     ax.legend(loc="best", fontsize=8)
@@ -161,8 +167,11 @@ def calibration_chart(data: RunData, model: str) -> str | None:
 
 def confusion_table(data: RunData, model: str) -> str | None:
     """The confusion matrix of a multiclass model's last overall report, as HTML."""
-    reports = [r for _, r in data.metrics
-               if r.model == model and r.segment == "all" and r.confusion is not None]  # fmt: skip
+    reports = [
+        r
+        for _, r in data.metrics
+        if r.model == model and r.segment == "all" and r.confusion is not None
+    ]
     if not reports:
         return None
     last = reports[-1]
@@ -212,8 +221,10 @@ def render(
     data: RunData, title: str = "riverrun report", models: Mapping[str, ModelSpec] | None = None
 ) -> str:
     """The HTML page: every chart inline (base64 PNG), a table of counts, no external file."""
-    names = sorted({r.model for _, r in data.metrics if r.model != "join"}
-                   | {p.model for _, p in data.predictions})  # fmt: skip
+    names = sorted(
+        {r.model for _, r in data.metrics if r.model != "join"}
+        | {p.model for _, p in data.predictions}
+    )
     sections: list[tuple[str, str | None]] = []
     tables: list[tuple[str, str | None]] = []
     for model in names:
@@ -241,8 +252,10 @@ def render(
     ]
     for name, png in sections:
         if png is not None:
-            body.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' "
-                        f"src='data:image/png;base64,{png}'>")  # fmt: skip
+            body.append(
+                f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' "
+                f"src='data:image/png;base64,{png}'>"
+            )
     for name, table in tables:
         if table is not None:
             body.append(f"<h2>{html.escape(name)}</h2>{table}")

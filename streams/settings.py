@@ -914,8 +914,14 @@ def _wanted(annotation: Any, metadata: "list[Any] | tuple[Any, ...]" = ()) -> st
         required = [name for name, f in annotation.model_fields.items() if f.is_required()]
         optional = [name for name in annotation.model_fields if name not in required]
         return f"an object with {' and '.join(required)} (optional: {', '.join(optional)})"
-    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
-             Path: "a file path", SecretStr: "a secret"}  # fmt: skip
+    words = {
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "text",
+        Path: "a file path",
+        SecretStr: "a secret",
+    }
     return words.get(annotation, "any JSON value") + _bounds(metadata)
 
 

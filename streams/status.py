@@ -89,25 +89,33 @@ def read_status(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> GroupSt
     """The events consumer group's status now; raises BrokerUnreachable when the broker
     does not answer within `timeout` seconds."""
     shown = broker_shown(settings.bootstrap_servers)
-    options = {"bootstrap_servers": settings.bootstrap_servers, **kafka_options(settings),
-               "request_timeout_ms": int(timeout * 1000)}  # fmt: skip
+    options = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        **kafka_options(settings),
+        "request_timeout_ms": int(timeout * 1000),
+    }
     try:
-        wait_until_ready(settings.bootstrap_servers, timeout, kafka_options(settings),
-                         describe(settings, shown))  # fmt: skip
+        wait_until_ready(
+            settings.bootstrap_servers, timeout, kafka_options(settings), describe(settings, shown)
+        )
         with _closing(KafkaAdminClient(**options, client_id="riverrun-status")) as admin:
             group = admin.describe_groups([settings.group_id])[settings.group_id]
             committed = admin.list_group_offsets(settings.group_id).get(settings.group_id, {})
             topics = set(admin.list_topics())
-        with _closing(KafkaConsumer(**options, client_id="riverrun-status",
-                                    enable_auto_commit=False)) as consumer:  # fmt: skip
+        with _closing(
+            KafkaConsumer(**options, client_id="riverrun-status", enable_auto_commit=False)
+        ) as consumer:
             return _gather(settings, shown, group, committed, topics, consumer)
     except LocalKafkaError as err:
         reason = str(err)
     except (KafkaError, OSError) as err:
         name = type(err).__name__
         reason = str(err) if str(err).startswith(name) else f"{name}: {err}"
-    hint = ("start the local broker with `riverrun kafka up`" if settings.uses_local_broker
-            else "check the cluster and RIVERRUN_BROKER")  # fmt: skip
+    hint = (
+        "start the local broker with `riverrun kafka up`"
+        if settings.uses_local_broker
+        else "check the cluster and RIVERRUN_BROKER"
+    )
     raise BrokerUnreachable(f"broker {shown} unreachable: {reason} — {hint}")
 
 
@@ -135,11 +143,12 @@ def _gather(
         assignment = m.get("member_assignment")
         partitions = sorted(
             p
-            for a in (assignment.get("assigned_partitions", []) if isinstance(assignment, dict)
-                      else [])  # (not a dict while the group rebalances)
+            for a in (
+                assignment.get("assigned_partitions", []) if isinstance(assignment, dict) else []
+            )  # (not a dict while the group rebalances)
             if a["topic"] == s.events_topic
             for p in a["partitions"]
-        )  # fmt: skip
+        )
         client_id, member_id = m["client_id"], m["member_id"]
         name = client_id + "-" + member_id[len(client_id) + 1 :][:8]
         members.append(Member(name, client_id, m["client_host"].lstrip("/"), partitions))
@@ -149,11 +158,14 @@ def _gather(
         state = "unknown to the broker (no worker has joined it)"
     status = GroupStatus(broker, s.group_id, state, s.events_topic, members, [], notes)
     if s.events_topic not in topics:
-        notes.append(f"the events topic {s.events_topic} does not exist yet (a worker "
-                     "creates it at start)")  # fmt: skip
+        notes.append(
+            f"the events topic {s.events_topic} does not exist yet (a worker creates it at start)"
+        )
         return status
-    tps = [TopicPartition(s.events_topic, p)
-           for p in sorted(consumer.partitions_for_topic(s.events_topic) or ())]  # fmt: skip
+    tps = [
+        TopicPartition(s.events_topic, p)
+        for p in sorted(consumer.partitions_for_topic(s.events_topic) or ())
+    ]
     ends = consumer.end_offsets(tps)
     for tp in tps:
         commit = committed.get(tp)
@@ -185,8 +197,9 @@ def _read_topics(
     try:
         key = checkpoint_key(s)
     except (ValueError, RuntimeError, OSError) as err:
-        notes.append(f"versions are not shown: the control topic's messages cannot be "
-                     f"checked ({err})")  # fmt: skip
+        notes.append(
+            f"versions are not shown: the control topic's messages cannot be checked ({err})"
+        )
         wanted = [t for t in wanted if t != s.control_topic]
     control = ControlState() if key is not None and s.control_topic in wanted else None
     newest: dict[tuple[int, str], tuple[int, Checkpoint]] = {}
@@ -206,12 +219,19 @@ def _read_topics(
             continue
         where = (header.partition, header.model)
         if where not in newest or header.sequence > newest[where][0]:
-            seen = Checkpoint(header.model, header.model_version, header.next_offset,
-                              header.updates, header.created_at.isoformat())  # fmt: skip
+            seen = Checkpoint(
+                header.model,
+                header.model_version,
+                header.next_offset,
+                header.updates,
+                header.created_at.isoformat(),
+            )
             newest[where] = (header.sequence, seen)
     if control is not None and control.refused:
-        notes.append(f"{len(control.refused)} control message(s) refused (not signed with "
-                     "this RIVERRUN_CHECKPOINT_KEY)")  # fmt: skip
+        notes.append(
+            f"{len(control.refused)} control message(s) refused (not signed with "
+            "this RIVERRUN_CHECKPOINT_KEY)"
+        )
     return control, {where: seen for where, (_, seen) in newest.items()}
 
 
@@ -232,17 +252,22 @@ def _read_to_end(consumer: KafkaConsumer, topics: list[str]) -> list[Any]:
 
 
 def _add_versions(
-    settings: Settings, control: ControlState, partitions: dict[int, Partition],
+    settings: Settings,
+    control: ControlState,
+    partitions: dict[int, Partition],
     members: list[Member],
-) -> None:  # fmt: skip
+) -> None:
     """Each partition's versions (the workers' newest statuses) and each member's API URL
     (its owner claims)."""
     for (_, number), status in sorted(control.statuses.items()):
         partition = partitions.get(number)
         if partition is not None:
             partition.versions += [f"{v.version} {v.role}" for v in status.versions]
-    urls = {owner.worker: owner.url for (topic, _), owner in control.owners.items()
-            if topic == settings.events_topic}  # fmt: skip
+    urls = {
+        owner.worker: owner.url
+        for (topic, _), owner in control.owners.items()
+        if topic == settings.events_topic
+    }
     for member in members:
         for worker, url in urls.items():
             if worker.startswith(member.member):
@@ -273,8 +298,10 @@ def status_lines(status: GroupStatus, now: datetime | None = None) -> list[str]:
         lines.append(f"  {'partition':>9}  {'committed':>10}  {'end':>10}  {'lag':>8}  member")
         for p in status.partitions:
             committed = "-" if p.committed is None else str(p.committed)
-            lines.append(f"  {p.partition:>9}  {committed:>10}  {p.end:>10}  {p.lag:>8}  "
-                         f"{p.member or '(none)'}")  # fmt: skip
+            lines.append(
+                f"  {p.partition:>9}  {committed:>10}  {p.end:>10}  {p.lag:>8}  "
+                f"{p.member or '(none)'}"
+            )
     served = [p for p in status.partitions if p.versions]
     if served:
         lines.append("versions served (control topic):")
@@ -286,16 +313,21 @@ def status_lines(status: GroupStatus, now: datetime | None = None) -> list[str]:
         for p in saved:
             for c in p.checkpoints:
                 age = (now - datetime.fromisoformat(c.created_at)).total_seconds()
-                lines.append(f"  partition {p.partition}: {c.version} at offset {c.next_offset}, "
-                             f"{c.updates} updates, {age:.0f} s ago")  # fmt: skip
+                lines.append(
+                    f"  partition {p.partition}: {c.version} at offset {c.next_offset}, "
+                    f"{c.updates} updates, {age:.0f} s ago"
+                )
     lines += [f"note: {note}" for note in status.notes]
     return lines
 
 
 def group_members(settings: Settings, group_id: str) -> int | None:
     """How many members the consumer group has now (None when the broker cannot say)."""
-    options = {"bootstrap_servers": settings.bootstrap_servers, **kafka_options(settings),
-               "request_timeout_ms": int(TIMEOUT_SECONDS * 1000)}  # fmt: skip
+    options = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        **kafka_options(settings),
+        "request_timeout_ms": int(TIMEOUT_SECONDS * 1000),
+    }
     try:
         with _closing(KafkaAdminClient(**options, client_id="riverrun-status")) as admin:
             return len(admin.describe_groups([group_id])[group_id].get("members", []))

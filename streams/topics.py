@@ -55,8 +55,11 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
         }
     if name == settings.control_topic:
         # Compacted: the newest plan of each model, the newest status of each partition.
-        return {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000),
-                "min.cleanable.dirty.ratio": "0.1"}  # fmt: skip
+        return {
+            "cleanup.policy": "compact",
+            "segment.ms": str(10 * 60 * 1000),
+            "min.cleanable.dirty.ratio": "0.1",
+        }
     return {}
 
 

@@ -62,8 +62,10 @@ class Env:
 
     def client_options(self) -> dict[str, object]:
         """kafka-python's connection arguments for this test's cluster and security."""
-        return {"bootstrap_servers": self.settings.bootstrap_servers,
-                **kafka_options(self.settings)}  # fmt: skip
+        return {
+            "bootstrap_servers": self.settings.bootstrap_servers,
+            **kafka_options(self.settings),
+        }
 
     def produce(self, messages: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
         producer = KafkaProducer(**self.client_options(), linger_ms=5)
@@ -100,8 +102,11 @@ class Env:
             while not done(messages):
                 if time.monotonic() > deadline:
                     tails = "\n".join(w.tail(15) for w in self.workers if not w.stopped)
-                    pytest.fail(f"{topic}: still incomplete after {timeout} s with "
-                                f"{len(messages)} messages\n{tails}", pytrace=False)  # fmt: skip
+                    pytest.fail(
+                        f"{topic}: still incomplete after {timeout} s with "
+                        f"{len(messages)} messages\n{tails}",
+                        pytrace=False,
+                    )
                 messages += reader.poll(timeout_ms=200)
                 for worker in self.workers:
                     worker.assert_alive()

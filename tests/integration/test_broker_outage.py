@@ -104,8 +104,13 @@ def test_an_outage_is_told_predictions_go_on_and_events_are_refused_at_once(
     own_broker.down()
 
     # /readyz names the outage and stays 200; the second probe turns 503.
-    ready = until(lambda: (lambda r: r[1] if r[1]["broker"]["reachable"] is False else None)(
-        call(f"{health}/readyz")), "/readyz naming the outage", timeout=15)  # fmt: skip
+    ready = until(
+        lambda: (lambda r: r[1] if r[1]["broker"]["reachable"] is False else None)(
+            call(f"{health}/readyz")
+        ),
+        "/readyz naming the outage",
+        timeout=15,
+    )
     assert {"since", "seconds", "error"} <= set(ready["broker"]), ready
     assert call(f"{health}/readyz")[0] == 200
     status, broker, _ = call(f"{health}/readyz/broker")
@@ -131,20 +136,30 @@ def test_an_outage_is_told_predictions_go_on_and_events_are_refused_at_once(
     assert sum("is unreachable (" in line for line in outage_lines) == 1, outage_lines
 
     own_broker.up(timeout=120)
-    until(lambda: "answers again after an outage of" in worker.log_path.read_text(
-        errors="replace"), "the outage's last line", timeout=30)  # fmt: skip
+    until(
+        lambda: "answers again after an outage of" in worker.log_path.read_text(errors="replace"),
+        "the outage's last line",
+        timeout=30,
+    )
     until(lambda: call(f"{health}/readyz")[1]["ready"], "ready after the outage")
     assert call(f"{health}/readyz/broker")[0] == 200
 
     # The worker learns again: an event sent after the outage is predicted.
     after = {**events[1].model_dump(mode="json"), "event_id": "after-outage"}
-    status, answer, _ = until(lambda: (lambda r: r if r[0] == 202 else None)(
-        call(f"{api}/v1/events", after)), "an event accepted after the outage")  # fmt: skip
-    predicted = env.read_until(s.predictions_topic, lambda ms: any(
-        Prediction.model_validate_json(m.value).event_id == "after-outage" for m in ms))  # fmt: skip
+    status, answer, _ = until(
+        lambda: (lambda r: r if r[0] == 202 else None)(call(f"{api}/v1/events", after)),
+        "an event accepted after the outage",
+    )
+    predicted = env.read_until(
+        s.predictions_topic,
+        lambda ms: any(
+            Prediction.model_validate_json(m.value).event_id == "after-outage" for m in ms
+        ),
+    )
     assert predicted
-    written = [InputEvent.model_validate_json(m.value).event_id
-               for m in env.read_all(s.events_topic)]  # fmt: skip
+    written = [
+        InputEvent.model_validate_json(m.value).event_id for m in env.read_all(s.events_topic)
+    ]
     assert "refused-in-outage" not in written and "after-outage" in written
 
     assert worker.stop() == 0
@@ -167,8 +182,11 @@ def test_a_worker_stopped_during_an_outage_says_so_and_stops_once_the_broker_is_
     until(lambda: call(f"{health}/readyz/broker")[0] == 503, "the outage seen", timeout=15)
     time.sleep(env.settings.session_timeout_seconds + 2)  # the group's session lapses
     worker.process.terminate()  # SIGTERM, as an orchestrator stops a pod
-    until(lambda: "stopping during a broker outage" in worker.log_path.read_text(
-        errors="replace"), "the stop's line", timeout=15)  # fmt: skip
+    until(
+        lambda: "stopping during a broker outage" in worker.log_path.read_text(errors="replace"),
+        "the stop's line",
+        timeout=15,
+    )
     assert worker.process.poll() is None  # it waits for the broker to write what it holds
     own_broker.up(timeout=120)
     # Once the broker answers, it exits (a rebalance begun meanwhile by the group's
@@ -181,6 +199,7 @@ def test_a_worker_stopped_during_an_outage_says_so_and_stops_once_the_broker_is_
     # Committed, or (when its session lapsed and the group went on without it) refused in
     # one line: a restart resumes from the last committed offset.
     log = worker.log_path.read_text(errors="replace")
-    assert ("offsets committed on stop" in log
-            or "could not commit or checkpoint events on stop" in log), worker.tail()  # fmt: skip
+    assert (
+        "offsets committed on stop" in log or "could not commit or checkpoint events on stop" in log
+    ), worker.tail()
     assert "Traceback" not in log and "Logging error" not in log, worker.tail(80)

@@ -73,9 +73,12 @@ def uninterrupted(settings: Any, messages: list[Message], partitions: int) -> Ou
     expected = Outputs()
     for p in range(partitions):
         learner = expected.learners[p] = Learner(
-            settings.models, params=settings.model_params, evaluation=settings.evaluation(),
-            drift=settings.drift(), dedup_window=settings.dedup_window,
-        )  # fmt: skip
+            settings.models,
+            params=settings.model_params,
+            evaluation=settings.evaluation(),
+            drift=settings.drift(),
+            dedup_window=settings.dedup_window,
+        )
         values = [value for _, value in messages[p::partitions]]
         outputs = EventPipeline(learner, settings.max_event_bytes).run(
             values, offsets=range(len(values))
@@ -187,8 +190,9 @@ def final_models(env: Any, partitions: int) -> dict[tuple[int, str], Any]:
         for name in s.models:
             replica = Replica(s.group_id, s.events_topic, p, name)
             newest = gather(v for _, v in found[replica.prefix])[0][0]
-            models[p, name] = restore(newest, replica, MODELS[name], key=key, drift=s.drift(),
-                                      dedup_window=s.dedup_window)  # fmt: skip
+            models[p, name] = restore(
+                newest, replica, MODELS[name], key=key, drift=s.drift(), dedup_window=s.dedup_window
+            )
     return models
 
 
@@ -234,10 +238,13 @@ def test_kill_9_repeatedly_loses_nothing_duplicates_nothing_and_ends_with_the_un
 ) -> None:  # type: ignore[no-untyped-def]
     partitions, batch = 2, 500
     env = make_env(
-        models=["logreg"], topic_partitions=partitions, batch_size=batch,
-        checkpoint_every_events=2_000, processing_guarantee=guarantee,
+        models=["logreg"],
+        topic_partitions=partitions,
+        batch_size=batch,
+        checkpoint_every_events=2_000,
+        processing_guarantee=guarantee,
         transactional_id="worker-a",  # every incarnation: each fences the one before
-    )  # fmt: skip
+    )
     exactly_once = guarantee == "exactly_once"
     events = list(dataset_events("clicks", limit=30_000, model="logreg", seed=11))
     messages = with_bad_messages(events, partitions)
@@ -273,9 +280,11 @@ def test_kill_9_repeatedly_loses_nothing_duplicates_nothing_and_ends_with_the_un
 def test_a_killed_worker_s_partitions_finish_on_the_other_worker(make_env) -> None:  # type: ignore[no-untyped-def]
     partitions, batch = 4, 500
     env = make_env(
-        models=["logreg"], topic_partitions=partitions, batch_size=batch,
+        models=["logreg"],
+        topic_partitions=partitions,
+        batch_size=batch,
         checkpoint_every_events=1_000,
-    )  # fmt: skip
+    )
     events = list(dataset_events("clicks", limit=20_000, model="logreg", seed=12))
     messages = [encode(e) for e in events]
     expected = uninterrupted(env.settings, messages, partitions)

@@ -11,9 +11,13 @@ from streams.topics import TopicReader
 
 def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env(
-        join_enabled=True, products=["shoes"], click_window_seconds=600,
-        conversion_window_seconds=6 * 3600, models=["logreg"], join_report_every=500,
-    )  # fmt: skip
+        join_enabled=True,
+        products=["shoes"],
+        click_window_seconds=600,
+        conversion_window_seconds=6 * 3600,
+        models=["logreg"],
+        join_report_every=500,
+    )
     s = env.settings
     stream = delayed_feedback(4_000, seed=21, visitors=300, products=("shoes",))
     events = stream.events
@@ -72,10 +76,15 @@ def test_the_join_delivers_each_outcome_once_with_exactly_once(make_env) -> None
     """The join's outputs and offsets are one transaction per batch, like the events
     path's: a read_committed consumer sees each outcome once, the offline join's labels."""
     env = make_env(
-        join_enabled=True, products=["shoes"], click_window_seconds=600,
-        conversion_window_seconds=6 * 3600, models=["logreg"], batch_size=200,
-        processing_guarantee="exactly_once", transactional_id="join-once",
-    )  # fmt: skip
+        join_enabled=True,
+        products=["shoes"],
+        click_window_seconds=600,
+        conversion_window_seconds=6 * 3600,
+        models=["logreg"],
+        batch_size=200,
+        processing_guarantee="exactly_once",
+        transactional_id="join-once",
+    )
     s = env.settings
     events = delayed_feedback(1_500, seed=5, visitors=100, products=("shoes",)).events
     offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params)

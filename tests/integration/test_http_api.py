@@ -22,9 +22,17 @@ from streams.replay import dataset_events, encode
 from tests.paths import PROJECT_DIR
 from tests.tls import Authority
 
-FEATURES = {"empty_server_form_handler": 1.0, "popup_window": 0.0, "https": 0.5,
-            "request_from_other_domain": 1.0, "anchor_from_other_domain": 0.0,
-            "is_popular": 0.5, "long_url": 0.5, "age_of_domain": 1, "ip_in_url": 0}  # fmt: skip
+FEATURES = {
+    "empty_server_form_handler": 1.0,
+    "popup_window": 0.0,
+    "https": 0.5,
+    "request_from_other_domain": 1.0,
+    "anchor_from_other_domain": 0.0,
+    "is_popular": 0.5,
+    "long_url": 0.5,
+    "age_of_domain": 1,
+    "ip_in_url": 0,
+}
 
 
 def phishing(n: int, prefix: str = "") -> list[InputEvent]:
@@ -32,13 +40,18 @@ def phishing(n: int, prefix: str = "") -> list[InputEvent]:
 
 
 def call(
-    url: str, body: Any = None, *, headers: dict[str, str] | None = None,
-    context: ssl.SSLContext | None = None, raw: bytes | None = None,
-) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
+    url: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any, dict[str, str]]:
     """(status, JSON answer, headers) of a POST (GET without a body)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, headers={
-        "Content-Type": "application/json", **(headers or {})})  # fmt: skip
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10, context=context) as answer:
             return answer.status, json.loads(answer.read()), dict(answer.headers)
@@ -72,8 +85,11 @@ def offline_prediction(
 ) -> tuple[float, int]:
     """(prediction, updates) of a replica rebuilt from the partition's events below
     `next_offset`, as the stream learnt them."""
-    messages = [m for m in env.read_all(env.settings.events_topic)
-                if m.partition == partition and m.offset < next_offset]  # fmt: skip
+    messages = [
+        m
+        for m in env.read_all(env.settings.events_topic)
+        if m.partition == partition and m.offset < next_offset
+    ]
     assert len(messages) == next_offset  # nothing compacted or missing
     learner = Learner(["logreg"])
     learner.process([InputEvent.model_validate_json(m.value) for m in messages])
@@ -112,33 +128,47 @@ def test_predictions_come_from_the_live_replica_of_the_keys_owner(make_env) -> N
     assert len(set(owners.values())) == 2  # each worker owns one partition
     # A request forwarded once is never forwarded again (mid-rebalance): retry later.
     elsewhere = next(k for k in keys if owners[partition_of(k, 2)] != api(workers[0]))
-    status, answer, headers = call(api(workers[0]) + "/v1/models/logreg/predict",
-                                   {"key": elsewhere, "features": FEATURES},
-                                   headers={FORWARDED: api(workers[1])})  # fmt: skip
+    status, answer, headers = call(
+        api(workers[0]) + "/v1/models/logreg/predict",
+        {"key": elsewhere, "features": FEATURES},
+        headers={FORWARDED: api(workers[1])},
+    )
     assert (status, headers.get("Retry-After")) == (503, "1"), answer
-    assert sum(w.scrape().get('riverrun_api_forwarded_total{outcome="answered"}', 0)
-               for w in workers) >= len(keys)  # fmt: skip
+    assert sum(
+        w.scrape().get('riverrun_api_forwarded_total{outcome="answered"}', 0) for w in workers
+    ) >= len(keys)
 
     # A list: each key from its own owner, in the order asked.
-    listed, _ = until_answered(api(workers[0]) + "/v1/models/logreg/predict",
-                               [{"key": k, "features": FEATURES} for k in keys])  # fmt: skip
+    listed, _ = until_answered(
+        api(workers[0]) + "/v1/models/logreg/predict",
+        [{"key": k, "features": FEATURES} for k in keys],
+    )
     assert [a["key"] for a in listed] == keys
 
     # An event over HTTP (to a worker that may not own it) is learnt from the log.
     key = keys[0]
-    before, _ = until_answered(api(workers[1]) + "/v1/models/logreg/predict",
-                               {"key": key, "features": FEATURES})  # fmt: skip
-    event = InputEvent.model_validate({"event_id": "http-1", "ts": "2026-12-01T00:00:00Z",
-                                       "model": "logreg", "key": key, "features": FEATURES,
-                                       "label": True})  # fmt: skip
+    before, _ = until_answered(
+        api(workers[1]) + "/v1/models/logreg/predict", {"key": key, "features": FEATURES}
+    )
+    event = InputEvent.model_validate(
+        {
+            "event_id": "http-1",
+            "ts": "2026-12-01T00:00:00Z",
+            "model": "logreg",
+            "key": key,
+            "features": FEATURES,
+            "label": True,
+        }
+    )
     status, accepted, _ = call(api(workers[1]) + "/v1/events", raw=event.model_dump_json().encode())
     assert status == 202, accepted
     [written] = accepted["accepted"]
     assert written["event_id"] == "http-1" and written["partition"] == before["partition"]
     deadline = time.monotonic() + 60
     while True:
-        after, _ = until_answered(api(workers[0]) + "/v1/models/logreg/predict",
-                                  {"key": key, "features": FEATURES})  # fmt: skip
+        after, _ = until_answered(
+            api(workers[0]) + "/v1/models/logreg/predict", {"key": key, "features": FEATURES}
+        )
         if after["next_offset"] > written["offset"]:
             break
         assert time.monotonic() < deadline, "the event sent over HTTP was never learnt"
@@ -155,19 +185,23 @@ def test_bad_requests_get_the_dead_letters_reasons(make_env) -> None:  # type: i
     env.wait_for_group_members(1)
     bad = b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {"a": NaN}}'
     env.produce([(b"k", bad)])
-    [letter] = [DeadLetter.model_validate_json(m.value)
-                for m in env.read(env.settings.dead_letters_topic, 1)]  # fmt: skip
+    [letter] = [
+        DeadLetter.model_validate_json(m.value)
+        for m in env.read(env.settings.dead_letters_topic, 1)
+    ]
     status, answer, _ = call(api(worker) + "/v1/events", raw=bad)
     assert (status, answer) == (400, {"error": letter.error_type.value, "reason": letter.reason})
     assert env.count(env.settings.events_topic) == 1  # the refused event was not appended
 
-    status, answer, _ = call(api(worker) + "/v1/models/logreg/predict",
-                             {"key": "k", "features": {"price": "x" * 2000}})  # fmt: skip
+    status, answer, _ = call(
+        api(worker) + "/v1/models/logreg/predict", {"key": "k", "features": {"price": "x" * 2000}}
+    )
     assert status == 400 and "features.price: expected a finite number" in answer["reason"]
     status, answer, _ = call(api(worker) + "/v1/models/nope/predict", {"key": "k", "features": {}})
     assert status == 404 and "no model named 'nope'" in answer["reason"]
-    status, answer, _ = call(api(worker) + "/v1/events",
-                             raw=bad.replace(b"NaN", b"1").replace(b"logreg", b"nope"))  # fmt: skip
+    status, answer, _ = call(
+        api(worker) + "/v1/events", raw=bad.replace(b"NaN", b"1").replace(b"logreg", b"nope")
+    )
     assert status == 400 and answer["error"] == "unknown_model"
     status, answer, _ = call(api(worker) + "/v1/events", raw=b"[" + b"1," * 600_000 + b"1]")
     assert status == 413 and "RIVERRUN_API_MAX_REQUEST_BYTES" in answer["reason"]
@@ -177,8 +211,14 @@ def test_https_with_bearer_tokens_between_two_workers(make_env, tmp_path) -> Non
     ca = Authority.create(tmp_path / "certs", "api-ca")
     chain, key = ca.issue(tmp_path / "certs", "worker", hosts=("127.0.0.1",))
     token = "tok-" + "5" * 30
-    env = make_env(topic_partitions=2, models=["logreg"], api_tokens=f"old-token,{token}",
-                   api_ssl_certfile=chain, api_ssl_keyfile=key, api_ssl_cafile=ca.certificate_file)  # fmt: skip
+    env = make_env(
+        topic_partitions=2,
+        models=["logreg"],
+        api_tokens=f"old-token,{token}",
+        api_ssl_certfile=chain,
+        api_ssl_keyfile=key,
+        api_ssl_cafile=ca.certificate_file,
+    )
     workers = [env.start_worker(), env.start_worker()]
     env.wait_for_group_members(2)
     trust = ssl.create_default_context(cafile=str(ca.certificate_file))
@@ -186,16 +226,28 @@ def test_https_with_bearer_tokens_between_two_workers(make_env, tmp_path) -> Non
     keys = [f"visitor-{i}" for i in range(6)]
     for key_ in keys:
         body = {"key": key_, "features": FEATURES}
-        until_answered(api(workers[0], "https") + path, body, context=trust,
-                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        until_answered(
+            api(workers[0], "https") + path,
+            body,
+            context=trust,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         status, answer, headers = call(api(workers[0], "https") + path, body, context=trust)
         assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
-        status, _, _ = call(api(workers[0], "https") + path, body, context=trust,
-                            headers={"Authorization": "Bearer wrong"})  # fmt: skip
+        status, _, _ = call(
+            api(workers[0], "https") + path,
+            body,
+            context=trust,
+            headers={"Authorization": "Bearer wrong"},
+        )
         assert status == 401
         for worker in workers:  # forwarded over HTTPS, with the caller's token
-            answer, _ = until_answered(api(worker, "https") + path, body, context=trust,
-                                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            answer, _ = until_answered(
+                api(worker, "https") + path,
+                body,
+                context=trust,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert answer["partition"] == partition_of(key_, 2)
     with pytest.raises(OSError):  # no plain HTTP on the API (refused or reset)
         call(api(workers[0]) + path, {"key": "k", "features": {}})
@@ -260,8 +312,12 @@ def test_the_readmes_curl_examples_run_against_a_worker(make_env) -> None:  # ty
     assert len(blocks) >= 4
     for block in blocks:
         script = block.replace("http://127.0.0.1:9465", api(worker))
-        done = subprocess.run(["bash", "-c", "set -eo pipefail\n" + script],
-                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-c", "set -eo pipefail\n" + script],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
         if "--max-time" not in block:
             answer = json.loads(done.stdout)

@@ -111,8 +111,13 @@ def plans(env: Any) -> list[ModelPlan]:
 
 
 def cli(env: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env.env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_gate_promotes_the_better_version_and_never_the_worse_one_across_a_kill(
@@ -245,9 +250,22 @@ def test_an_ab_test_publishes_its_result_only_with_its_sample_and_refuses_unsign
     good = spec.with_params(**GOOD)
     plan = control.deploy(control.initial_plan(spec, changed_by="test"), good, role="shadow")
     write_control(env.settings, [plan])
-    started = cli(env, "experiments", "start", "clicks_lr", "--arms",
-                  f"{spec.version},{good.version}", "--metric", "logloss", "--mde", "0.1",
-                  "--baseline", "0.5", "--id", "ab1")  # fmt: skip
+    started = cli(
+        env,
+        "experiments",
+        "start",
+        "clicks_lr",
+        "--arms",
+        f"{spec.version},{good.version}",
+        "--metric",
+        "logloss",
+        "--mde",
+        "0.1",
+        "--baseline",
+        "0.5",
+        "--id",
+        "ab1",
+    )
     assert started.returncode == 0, started.stderr + started.stdout
     planned = read_control(env.settings).plans["clicks_lr"].experiment.sample_size
     worker = env.start_worker()
@@ -259,8 +277,9 @@ def test_an_ab_test_publishes_its_result_only_with_its_sample_and_refuses_unsign
     # An unsigned plan naming another champion is refused and changes nothing.
     forged = plan.model_copy(update={"revision": 50, "change": "forged"})
     producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers)
-    producer.send(env.settings.control_topic, key=b"plan:clicks_lr",
-                  value=forged.model_dump_json().encode()).get(timeout=30)  # fmt: skip
+    producer.send(
+        env.settings.control_topic, key=b"plan:clicks_lr", value=forged.model_dump_json().encode()
+    ).get(timeout=30)
     producer.close()
     env.produce([encode(e) for e in clicks(2600, start=400)])
     served = predictions(env, env.settings.predictions_topic, 3000)

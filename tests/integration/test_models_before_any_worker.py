@@ -16,8 +16,13 @@ from streams.control import read_control
 
 
 def cli(env: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env.env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def without_control_topic(make_env: Any) -> Any:

@@ -15,8 +15,13 @@ from streams.replay import dataset_events, encode
 
 
 def status(env: Any) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "status", "--json"], env=env.env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "status", "--json"],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
@@ -67,10 +72,17 @@ def test_banner_progress_checkpoints_commits_idle_warning_and_status(make_env) -
     log = first.tail(400)
     # The banner: one block naming what runs, where, and the ports actually bound.
     banner = log[log.index("worker started") :]
-    for expected in [s.app, f"{spec.version} (binary, champion)", s.events_topic,
-                     s.predictions_topic, s.group_id, s.bootstrap_servers,
-                     f"http://127.0.0.1:{first.metrics_port}/metrics",
-                     f"http://127.0.0.1:{first.api_port}/v1", "every 10000 events or 1 s"]:  # fmt: skip
+    for expected in [
+        s.app,
+        f"{spec.version} (binary, champion)",
+        s.events_topic,
+        s.predictions_topic,
+        s.group_id,
+        s.bootstrap_servers,
+        f"http://127.0.0.1:{first.metrics_port}/metrics",
+        f"http://127.0.0.1:{first.api_port}/v1",
+        "every 10000 events or 1 s",
+    ]:
         assert expected in banner.split("[INFO]")[0], expected
     assert s.checkpoint_key.get_secret_value() not in log  # type: ignore[union-attr]
     # Progress lines, one a second: 300 events went through one of them.
@@ -85,8 +97,10 @@ def test_banner_progress_checkpoints_commits_idle_warning_and_status(make_env) -
     # Two workers for one partition: one of them is told it has nothing to do.
     second, third = env.start_worker(), env.start_worker()
     env.wait_for_group_members(1)
-    warning = (f"this worker got no partition of {s.events_topic} (1 partitions, 2 members): "
-               "add partitions or run fewer workers")  # fmt: skip
+    warning = (
+        f"this worker got no partition of {s.events_topic} (1 partitions, 2 members): "
+        "add partitions or run fewer workers"
+    )
     wait_for(lambda: any(warning in w.tail(400) for w in (second, third)), "the idle warning")
     found = wait_for(lambda: (f := status(env)) and len(f["members"]) == 2 and f, "2 members")
     assert sorted(m["partitions"] for m in found["members"]) == [[], [0]]

@@ -59,10 +59,13 @@ def listening_on(worker: WorkerProcess, timeout: float = 90.0) -> tuple[int, str
 
 def test_second_worker_chooses_free_ports_and_advertises_them(make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env(topic_partitions=2, models=["logreg"])
-    unset = {k: v for k, v in env.env.items()
-             if k not in ("RIVERRUN_METRICS_PORT", "RIVERRUN_API_PORT")}  # fmt: skip
-    defaults = (Settings.model_fields["metrics_port"].default,
-                Settings.model_fields["api_port"].default)  # fmt: skip
+    unset = {
+        k: v for k, v in env.env.items() if k not in ("RIVERRUN_METRICS_PORT", "RIVERRUN_API_PORT")
+    }
+    defaults = (
+        Settings.model_fields["metrics_port"].default,
+        Settings.model_fields["api_port"].default,
+    )
     with held(*defaults):
         first = start(env, "first", unset)
         first_metrics, first_url = listening_on(first)

@@ -32,9 +32,12 @@ def tools() -> Path:
 
 def promtool(tools: Path, *args: str, stdin: bytes | None = None) -> str:
     done = subprocess.run(
-        [str(tools / "promtool"), *args], cwd=DEPLOY, input=stdin, capture_output=True,
+        [str(tools / "promtool"), *args],
+        cwd=DEPLOY,
+        input=stdin,
+        capture_output=True,
         timeout=60,
-    )  # fmt: skip
+    )
     output = (done.stdout + done.stderr).decode()
     assert done.returncode == 0, output
     return output
@@ -71,10 +74,15 @@ def test_prometheus_scrapes_a_worker(tools: Path, make_env, tmp_path: Path) -> N
         f"    static_configs: [{{targets: ['127.0.0.1:{worker.metrics_port}']}}]\n"
     )
     server = subprocess.Popen(
-        [str(tools / "prometheus"), f"--config.file={config}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=(tmp_path / "prometheus.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            str(tools / "prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=(tmp_path / "prometheus.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         query = urllib.parse.quote('riverrun_predictions_total{job="riverrun", model="logreg"}')
         deadline, result = time.monotonic() + 60, []

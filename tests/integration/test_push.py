@@ -97,9 +97,17 @@ def endpoint() -> Iterator[Any]:
 
 
 def sink(server: Endpoint, **options: Any) -> dict[str, Any]:
-    return {"name": "audience", "url": f"http://127.0.0.1:{server.server_address[1]}/v1/audience",
-            "batch_size": 20, "backoff_seconds": 0.05, "max_backoff_seconds": 0.5,
-            "timeout_seconds": 0.6, "max_attempts": 50, "token": TOKEN, **options}  # fmt: skip
+    return {
+        "name": "audience",
+        "url": f"http://127.0.0.1:{server.server_address[1]}/v1/audience",
+        "batch_size": 20,
+        "backoff_seconds": 0.05,
+        "max_backoff_seconds": 0.5,
+        "timeout_seconds": 0.6,
+        "max_attempts": 50,
+        "token": TOKEN,
+        **options,
+    }
 
 
 def wait_for_lag_zero(worker: Any, partitions: int, timeout: float = 90.0) -> None:
@@ -126,8 +134,11 @@ def wait_for_keys(server: Endpoint, worker: Any, keys: set[str], timeout: float 
         if not missing:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"{len(missing)} of {len(keys)} predictions never arrived, e.g. "
-                        f"{sorted(missing)[:3]}:\n{worker.tail()}", pytrace=False)  # fmt: skip
+            pytest.fail(
+                f"{len(missing)} of {len(keys)} predictions never arrived, e.g. "
+                f"{sorted(missing)[:3]}:\n{worker.tail()}",
+                pytrace=False,
+            )
         worker.assert_alive()
         time.sleep(0.3)
 
@@ -141,8 +152,11 @@ def test_every_taken_prediction_arrives_through_failures_repeats_with_their_key(
     make_env, endpoint
 ) -> None:  # type: ignore[no-untyped-def]
     server = endpoint()
-    env = make_env(topic_partitions=2, models=["logreg"],
-                   push_sinks=[sink(server, models=["logreg"], min_score=0.5)])  # fmt: skip
+    env = make_env(
+        topic_partitions=2,
+        models=["logreg"],
+        push_sinks=[sink(server, models=["logreg"], min_score=0.5)],
+    )
     worker = env.start_worker()
     events = list(dataset_events("phishing", limit=1500, model=None, seed=42))
     env.produce([encode(e) for e in events])
@@ -175,8 +189,10 @@ def test_an_endpoint_that_always_fails_gets_dead_letters_with_the_reason(
     worker = env.start_worker()
     events = list(dataset_events("phishing", limit=60, model=None, seed=42))
     env.produce([encode(e) for e in events])
-    letters = [DeadLetter.model_validate_json(m.value)
-               for m in env.read(env.settings.dead_letters_topic, len(events))]  # fmt: skip
+    letters = [
+        DeadLetter.model_validate_json(m.value)
+        for m in env.read(env.settings.dead_letters_topic, len(events))
+    ]
     assert {d.error_type.value for d in letters} == {"push_failed"}
     assert {d.source_topic for d in letters} == {env.settings.predictions_topic}
     assert len({d.source_offset for d in letters}) == len(events)  # each prediction once

@@ -12,8 +12,13 @@ from streams.http_api import partition_of
 
 
 def riverrun(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env.env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -21,8 +26,9 @@ def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tm
     path = tmp_path / "offers.csv"
     path.write_text("device,price,label\nmobile,0.5,1\ndesktop,2,0\nmobile,1,1\n")
     for command in ("replay", "evaluate"):
-        done = riverrun(env, command, "--file", str(path), "--model", "logreg",
-                        "--label-column", "WRONG")  # fmt: skip
+        done = riverrun(
+            env, command, "--file", str(path), "--model", "logreg", "--label-column", "WRONG"
+        )
         # Before: replay said "replayed 3 events" with the label as a feature, evaluate
         # "0 reports".
         assert done.returncode == 1, done.stdout
@@ -55,13 +61,29 @@ def test_key_and_time_columns_make_the_events_key_and_time(make_env, tmp_path) -
         "visitor-8,1772359200,2,0\n"  # epoch seconds: 2026-03-01T10:00:00Z
         "visitor-9,1772359200500,1,\n"  # epoch milliseconds
     )
-    done = riverrun(env, "replay", "--file", str(path), "--model", "logreg", "--quiet",
-                    "--label-column", "clicked", "--key-column", "visitor",
-                    "--time-column", "when", "--wait-seconds", "0")  # fmt: skip
+    done = riverrun(
+        env,
+        "replay",
+        "--file",
+        str(path),
+        "--model",
+        "logreg",
+        "--quiet",
+        "--label-column",
+        "clicked",
+        "--key-column",
+        "visitor",
+        "--time-column",
+        "when",
+        "--wait-seconds",
+        "0",
+    )
     assert done.returncode == 0, done.stderr
     messages = env.read(env.settings.events_topic, 3)
-    events = {InputEvent.model_validate_json(m.value).key: (m, InputEvent.model_validate_json(m.value))
-              for m in messages}  # fmt: skip
+    events = {
+        InputEvent.model_validate_json(m.value).key: (m, InputEvent.model_validate_json(m.value))
+        for m in messages
+    }
     ten = datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert {key: (e.ts, e.features, e.label) for key, (_, e) in events.items()} == {
         "visitor-7": (ten, {"price": 0.5}, 1),
@@ -73,8 +95,19 @@ def test_key_and_time_columns_make_the_events_key_and_time(make_env, tmp_path) -
         assert message.key == key.encode() and message.partition == partition_of(key, 2)
 
     path.write_text("visitor,when,price\nvisitor-7,yesterday,0.5\n")
-    done = riverrun(env, "replay", "--file", str(path), "--model", "logreg", "--unlabelled",
-                    "--key-column", "visitor", "--time-column", "when")  # fmt: skip
+    done = riverrun(
+        env,
+        "replay",
+        "--file",
+        str(path),
+        "--model",
+        "logreg",
+        "--unlabelled",
+        "--key-column",
+        "visitor",
+        "--time-column",
+        "when",
+    )
     assert done.returncode == 1
     assert "visits.csv line 2: the time column 'when' holds 'yesterday', which is not a time" in (
         done.stderr
@@ -102,14 +135,26 @@ def test_a_replay_ends_with_the_dead_letters_it_caused(make_env, tmp_path) -> No
     lines = done.stdout.splitlines()
     assert lines[0].startswith("replayed 100 events to ")
     assert lines[1].startswith("the worker handled all 100 events within ")
-    assert lines[1].endswith(f": 100 became dead letters (`riverrun tail "
-                             f"{env.settings.dead_letters_topic} --from-beginning` shows them)")  # fmt: skip
+    assert lines[1].endswith(
+        f": 100 became dead letters (`riverrun tail "
+        f"{env.settings.dead_letters_topic} --from-beginning` shows them)"
+    )
     assert lines[2].startswith("  100 duplicate_event, e.g. event_id 'offers-000000")
     assert "pass a new --id-prefix" in lines[3]
 
     # New ids, for a model of the app that this worker does not serve (RIVERRUN_MODELS).
-    done = riverrun(env, *replay, "--id-prefix", "run2-", "--model", "linreg", "--limit", "3",
-                    "--wait-seconds", "60")  # fmt: skip
+    done = riverrun(
+        env,
+        *replay,
+        "--id-prefix",
+        "run2-",
+        "--model",
+        "linreg",
+        "--limit",
+        "3",
+        "--wait-seconds",
+        "60",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1].startswith("the worker handled all 3 events within ")

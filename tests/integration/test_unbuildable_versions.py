@@ -107,8 +107,13 @@ def events(n: int, start: int = 0) -> list[InputEvent]:
 
 
 def cli(env: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env.env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def wait(condition: Callable[[], Any], what: str, worker: Any, timeout: float = 90.0) -> Any:
@@ -198,8 +203,17 @@ def test_a_second_pipeline_deployed_as_shadow_is_promoted_by_the_gate(
     env = make_env(app=f"{MODULE}:app", models=["fraud"], status_every_seconds=0.5)
     using(env, directory)
     first = spec_of(directory)
-    gate = cli(env, "models", "gate", "fraud", "--min-labelled", "1500", "--auto-promote",
-               "--canary-share", "0.3")  # fmt: skip
+    gate = cli(
+        env,
+        "models",
+        "gate",
+        "fraud",
+        "--min-labelled",
+        "1500",
+        "--auto-promote",
+        "--canary-share",
+        "0.3",
+    )
     assert gate.returncode == 0, gate.stderr
     deployed = cli(env, "models", "deploy", "fraud", "--version", "2")
     assert deployed.returncode == 0, deployed.stderr
@@ -207,17 +221,21 @@ def test_a_second_pipeline_deployed_as_shadow_is_promoted_by_the_gate(
     worker = env.start_worker()
     stream = events(6000)
     env.produce([encode(e) for e in stream])
-    outputs = wait(lambda: served(env, len(stream)), f"{len(stream)} predictions", worker,
-                   timeout=240)  # fmt: skip
+    outputs = wait(
+        lambda: served(env, len(stream)), f"{len(stream)} predictions", worker, timeout=240
+    )
     by = Counter((p.model_version, p.routing.role) for p in outputs)
     assert by["fraud@2", "canary"] > 0 and by["fraud@2", "champion"] > 0, by
     assert by[first.version, "champion"] > 0  # served first, until the gate passed
     key = env.settings.checkpoint_key.get_secret_value().encode()
     revisions = sorted(
-        (p for m in env.read_all(env.settings.control_topic)
-         if isinstance(p := control.verify(m.value, key), ModelPlan)),
+        (
+            p
+            for m in env.read_all(env.settings.control_topic)
+            if isinstance(p := control.verify(m.value, key), ModelPlan)
+        ),
         key=lambda p: p.revision,
-    )  # fmt: skip
+    )
     roles = [{v.version: v.role for v in p.versions}.get("fraud@2") for p in revisions]
     assert roles[-3:] == ["shadow", "canary", "champion"], roles
     assert all(p.changed_by.startswith("worker") for p in revisions[-2:])

@@ -69,21 +69,38 @@ class Installed:
 def run(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)  # type: ignore[call-overload]
     if check and done.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}",
-                    pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}",
+            pytrace=False,
+        )
     return done  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(root / "dist"),
-        str(PROJECT_DIR))  # fmt: skip
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "-w",
+        str(root / "dist"),
+        str(PROJECT_DIR),
+    )
     (wheel,) = (root / "dist").glob("riverrun-*.whl")
     venv = root / "venv"
     run(sys.executable, "-m", "venv", str(venv))
-    run(str(venv / "bin" / "pip"), "install", "--quiet", "-c", str(PROJECT_DIR / "constraints.txt"),
-        str(wheel))  # fmt: skip
+    run(
+        str(venv / "bin" / "pip"),
+        "install",
+        "--quiet",
+        "-c",
+        str(PROJECT_DIR / "constraints.txt"),
+        str(wheel),
+    )
     code = "import riverrun, pathlib; print(pathlib.Path(riverrun.__file__).parent.parent)"
     site = run(str(venv / "bin" / "python"), "-c", code, cwd=root).stdout.strip()
     packages = [Path(site) / name for name in ("riverrun", "streams", "online_models", "schemas")]
@@ -114,9 +131,14 @@ def worker(installed: Installed, team: Path, make_env) -> Iterator[tuple[object,
     env = make_env(metrics_every_events=500)
     environment = user_env(env)
     log = (team / "worker.log").open("wb")
-    process = subprocess.Popen([installed.riverrun, "worker", "--app", "teammodels:app"],
-                               cwd=team, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [installed.riverrun, "worker", "--app", "teammodels:app"],
+        cwd=team,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     yield env, environment
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -132,8 +154,19 @@ def test_a_user_app_is_served_from_the_wheel_and_equals_its_offline_evaluation(
     before = installed.fingerprint()
     riverrun = installed.riverrun
 
-    replayed = run(riverrun, "replay", "--app", "teammodels:app", "--dataset", "segments",
-                   "--model", "regions", "--quiet", cwd=team, env=environment)  # fmt: skip
+    replayed = run(
+        riverrun,
+        "replay",
+        "--app",
+        "teammodels:app",
+        "--dataset",
+        "segments",
+        "--model",
+        "regions",
+        "--quiet",
+        cwd=team,
+        env=environment,
+    )
     assert "replayed 2310 events" in replayed.stdout
     predictions = [
         decode_prediction(m.value) for m in env.read(env.settings.predictions_topic, 2310, 120)
@@ -142,11 +175,24 @@ def test_a_user_app_is_served_from_the_wheel_and_equals_its_offline_evaluation(
     assert {p.model_version for p in predictions} == {predictions[0].model_version}
     assert predictions[0].model_version.startswith("regions@")
 
-    offline = run(riverrun, "evaluate", "--app", "teammodels:app", "--dataset", "segments",
-                  "--model", "regions", "--reports", "offline.jsonl", cwd=team,
-                  env=environment)  # fmt: skip
-    expected = [MetricsReport.model_validate_json(line)
-                for line in (team / "offline.jsonl").read_text().splitlines()]  # fmt: skip
+    offline = run(
+        riverrun,
+        "evaluate",
+        "--app",
+        "teammodels:app",
+        "--dataset",
+        "segments",
+        "--model",
+        "regions",
+        "--reports",
+        "offline.jsonl",
+        cwd=team,
+        env=environment,
+    )
+    expected = [
+        MetricsReport.model_validate_json(line)
+        for line in (team / "offline.jsonl").read_text().splitlines()
+    ]
     assert len(expected) == 4  # 2,309 scored events, a report every 500
     streamed = [
         MetricsReport.model_validate_json(m.value)
@@ -154,17 +200,28 @@ def test_a_user_app_is_served_from_the_wheel_and_equals_its_offline_evaluation(
     ]
     for got, want in zip(streamed, expected, strict=True):
         assert (got.model_version, got.ts, got.confusion) == (
-            want.model_version, want.ts, want.confusion,
-        )  # fmt: skip
+            want.model_version,
+            want.ts,
+            want.confusion,
+        )
         for name, value in want.metrics.items():
             assert got.metrics[name] == pytest.approx(value, abs=1e-9), name
     assert "river" in offline.stdout  # River's progressive_val_score printed beside
 
-    tailed = run(riverrun, "tail", env.settings.predictions_topic, "--from-beginning",
-                 "--limit", "2", cwd=team, env=environment)  # fmt: skip
+    tailed = run(
+        riverrun,
+        "tail",
+        env.settings.predictions_topic,
+        "--from-beginning",
+        "--limit",
+        "2",
+        cwd=team,
+        env=environment,
+    )
     assert [line.split("\t")[0] for line in tailed.stdout.splitlines()] == [
-        "segments-00000000", "segments-00000001",
-    ]  # fmt: skip
+        "segments-00000000",
+        "segments-00000001",
+    ]
     report = run(riverrun, "report", "--app", "teammodels:app", cwd=team, env=environment)
     assert "2310 predictions" in report.stdout and (team / "riverrun-report.html").is_file()
 
@@ -201,8 +258,17 @@ def test_the_local_broker_starts_and_stops_from_the_wheel(installed: Installed, 
 def test_the_demo_runs_from_the_wheel(installed: Installed, team: Path, make_env) -> None:  # type: ignore[no-untyped-def]
     env = make_env()
     environment = user_env(env)
-    done = run(installed.riverrun, "demo", "--limit", "300", "--timeout", "60", cwd=team,
-               env=environment, check=False)  # fmt: skip
+    done = run(
+        installed.riverrun,
+        "demo",
+        "--limit",
+        "300",
+        "--timeout",
+        "60",
+        cwd=team,
+        env=environment,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: events in = predictions out + dead letters" in done.stdout, done.stdout
     assert (team / ".riverrun" / "demo" / "riverrun-report.html").is_file()

@@ -37,15 +37,28 @@ def test_bad_messages_are_dead_lettered_and_good_ones_all_predicted(make_env) ->
     good = [encode(e) for e in phishing(100)]
     bad = [
         (b"b1", b"{not json"),
-        (b"b2", b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {"a": NaN}}'),
+        (
+            b"b2",
+            b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {"a": NaN}}',
+        ),
         (b"b3", b'{"event_id": "x", "ts": 0, "model": "nope", "key": "k", "features": {}}'),
         (b"b4", b'{"event_id": "x", "ts": 0, "model": "logreg", "features": {}}'),
         (b"b5", b"\xff\xfe binary"),
         (b"b6", b'{"pad": "' + b"x" * 3000 + b'"}'),
-        (b"b7", b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {}, "label": 7}'),
-    ]  # fmt: skip
-    expected_types = ["invalid_json", "invalid_event", "unknown_model", "invalid_event",
-                      "invalid_json", "oversized", "invalid_label"]  # fmt: skip
+        (
+            b"b7",
+            b'{"event_id": "x", "ts": 0, "model": "logreg", "key": "k", "features": {}, "label": 7}',
+        ),
+    ]
+    expected_types = [
+        "invalid_json",
+        "invalid_event",
+        "unknown_model",
+        "invalid_event",
+        "invalid_json",
+        "oversized",
+        "invalid_label",
+    ]
     messages = good[:50] + bad + good[50:]
     env.start_worker()
     env.produce(messages)
@@ -95,8 +108,10 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
         for i in range(30)
     ]
     worker = env.start_worker()
-    env.produce([(b"v", a) for a in activity] + [(b"v", b'{"visitor": "v"}')],
-                topic=env.settings.activity_topic)  # fmt: skip
+    env.produce(
+        [(b"v", a) for a in activity] + [(b"v", b'{"visitor": "v"}')],
+        topic=env.settings.activity_topic,
+    )
     events = phishing(50)
     env.produce([encode(e) for e in events])
     env.read(env.settings.predictions_topic, len(events))

@@ -38,13 +38,15 @@ def test_a_multiclass_type_clash_depends_on_state_and_is_left_to_the_replica() -
 
 def test_refusal_names_the_first_refused_item_of_a_list() -> None:
     def event(model: str, label: Any) -> InputEvent:
-        return InputEvent.model_validate({"event_id": "e", "ts": 0, "model": model, "key": "k",
-                                          "features": {}, "label": label})  # fmt: skip
+        return InputEvent.model_validate(
+            {"event_id": "e", "ts": 0, "model": model, "key": "k", "features": {}, "label": label}
+        )
 
     served = ["logreg", "linreg"]
     assert refusal([event("logreg", True), event("linreg", 2.5)], served, MODELS) is None
-    error_type, reason = refusal([event("logreg", True), event("logreg", "yes")], served,
-                                 MODELS) or (None, "")  # fmt: skip
+    error_type, reason = refusal(
+        [event("logreg", True), event("logreg", "yes")], served, MODELS
+    ) or (None, "")
     assert error_type is ErrorType.INVALID_LABEL
     assert (
         reason == "[1]: label 'yes' is not a class of binary model 'logreg': send true/false or 0/1"

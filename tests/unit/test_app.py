@@ -147,15 +147,24 @@ def test_apps_include_each_other_and_a_name_twice_is_one_sentence() -> None:
     ("task", "build", "message"),
     [
         ("binary", lambda: {"not": "a model"}, r"returned dict, not a River estimator"),
-        ("binary", lambda: preprocessing.StandardScaler() | linear_model.LinearRegression(),
-         r"task='binary' but its model ends with LinearRegression, which is not a classifier"),
-        ("regression", lambda: linear_model.LogisticRegression(),
-         r"task='regression' but its model ends with LogisticRegression, which is not a regressor"),
-        ("multiclass", lambda: linear_model.LogisticRegression(),
-         r"only tells two classes apart; wrap it in river.multiclass.OneVsRestClassifier"),
+        (
+            "binary",
+            lambda: preprocessing.StandardScaler() | linear_model.LinearRegression(),
+            r"task='binary' but its model ends with LinearRegression, which is not a classifier",
+        ),
+        (
+            "regression",
+            lambda: linear_model.LogisticRegression(),
+            r"task='regression' but its model ends with LogisticRegression, which is not a regressor",
+        ),
+        (
+            "multiclass",
+            lambda: linear_model.LogisticRegression(),
+            r"only tells two classes apart; wrap it in river.multiclass.OneVsRestClassifier",
+        ),
         ("binary", lambda: 1 / 0, r"failed to build its model \(ZeroDivisionError"),
     ],
-)  # fmt: skip
+)
 def test_a_factory_that_cannot_serve_fails_with_one_sentence(
     task: str, build: Any, message: str
 ) -> None:

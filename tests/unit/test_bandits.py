@@ -297,9 +297,12 @@ def test_the_windowed_sum_equals_the_full_sum(state: tuple[int, int, int, int]) 
         a1, b1, a2, b2 = b2, a2, b1, a1
     i = np.arange(a2, dtype=float)
     log_terms = (
-        special.gammaln(b2 + i) - special.gammaln(i + 1) - special.gammaln(b2)
-        + special.betaln(a1 + i, b1 + b2) - special.betaln(a1, b1)
-    )  # fmt: skip
+        special.gammaln(b2 + i)
+        - special.gammaln(i + 1)
+        - special.gammaln(b2)
+        + special.betaln(a1 + i, b1 + b2)
+        - special.betaln(a1, b1)
+    )
     assert bandits._beta_greater(*state) == pytest.approx(
         float(np.exp(log_terms).sum()), rel=1e-9, abs=1e-300
     )

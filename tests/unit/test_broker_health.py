@@ -25,8 +25,13 @@ def record(name: str, level: int, msg: str, *args: object) -> logging.LogRecord:
 
 def unreachable(node: int = 1) -> logging.LogRecord:
     """What aiokafka logs on every attempt to reach a stopped broker (hundreds a second)."""
-    return record("aiokafka.client", logging.ERROR, "Unable connect to node with id %s: %s",
-                  node, OSError(111, "Connect call failed ('127.0.0.1', 9092)"))  # fmt: skip
+    return record(
+        "aiokafka.client",
+        logging.ERROR,
+        "Unable connect to node with id %s: %s",
+        node,
+        OSError(111, "Connect call failed ('127.0.0.1', 9092)"),
+    )
 
 
 def test_an_outage_is_one_line_a_summary_every_30_s_and_one_line_at_its_end() -> None:
@@ -82,14 +87,25 @@ def test_an_outages_retry_errors_are_held_back_and_counted() -> None:
         clock.now += 1
         for i in range(200):
             passed += quiet.filter(unreachable(i % 3))
-            passed += quiet.filter(record("aiokafka.producer.sender", logging.WARNING,
-                                          "Got error produce response: %s", "NodeNotReadyError"))  # fmt: skip
+            passed += quiet.filter(
+                record(
+                    "aiokafka.producer.sender",
+                    logging.WARNING,
+                    "Got error produce response: %s",
+                    "NodeNotReadyError",
+                )
+            )
     assert passed == 0 and health.describe()["held_back_lines"] == 40 * 400
     assert len(probed) == woken  # during a known outage the probe keeps its own pace
     # Not the clients' records: the worker's own lines, and any INFO, always pass.
     assert quiet.filter(record("streams.broker_health", logging.WARNING, "summary"))
-    assert quiet.filter(record("aiokafka.consumer.group_coordinator", logging.INFO,
-                               "Discovered coordinator 1 for group g"))  # fmt: skip
+    assert quiet.filter(
+        record(
+            "aiokafka.consumer.group_coordinator",
+            logging.INFO,
+            "Discovered coordinator 1 for group g",
+        )
+    )
     health.answered()
     # After the outage a symptom starts afresh: held back within the grace.
     assert not quiet.filter(unreachable())
@@ -100,12 +116,23 @@ def test_a_new_groups_coordinator_noise_is_held_back_while_the_broker_answers() 
     health = BrokerHealth("kafka:9092", clock=clock)
     quiet = QuietClients(health)
     noise = [
-        record("aiokafka.consumer.group_coordinator", logging.ERROR,
-               "Group Coordinator Request failed: %s",
-               "[Error 15] GroupCoordinatorNotAvailableError"),
-        *[record("aiokafka.consumer.group_coordinator", logging.WARNING,
-                 "Marking the coordinator dead (node %s)for group %s.", 1, "g-app")] * 5,
-    ]  # fmt: skip
+        record(
+            "aiokafka.consumer.group_coordinator",
+            logging.ERROR,
+            "Group Coordinator Request failed: %s",
+            "[Error 15] GroupCoordinatorNotAvailableError",
+        ),
+        *[
+            record(
+                "aiokafka.consumer.group_coordinator",
+                logging.WARNING,
+                "Marking the coordinator dead (node %s)for group %s.",
+                1,
+                "g-app",
+            )
+        ]
+        * 5,
+    ]
     for item in noise:
         clock.now += 0.1
         assert not quiet.filter(item)

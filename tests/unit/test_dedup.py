@@ -54,8 +54,12 @@ def test_ids_are_per_model_and_rejected_events_are_not_remembered() -> None:
     for_ctr = first.model_copy(update={"model": "ctr"})
     bad = first.model_copy(update={"event_id": "bad", "label": "x"})  # not a binary label
     outputs = learner.process([first, for_ctr, bad, bad.model_copy(update={"label": True})])
-    assert [type(o).__name__ for o in outputs] == ["Prediction", "Prediction", "Rejection",
-                                                   "Prediction"]  # fmt: skip
+    assert [type(o).__name__ for o in outputs] == [
+        "Prediction",
+        "Prediction",
+        "Rejection",
+        "Prediction",
+    ]
 
 
 def test_without_offsets_positions_count_and_repeats_are_refused() -> None:
@@ -72,8 +76,9 @@ def test_the_window_is_checkpointed_and_a_restored_replica_refuses_what_the_last
 
     first = Learner(["logreg"])
     first.process(events[:300], offsets=range(300))
-    records = encode_checkpoint(first.models["logreg"], REPLICA, key=KEY, next_offset=300,
-                                sequence=0)  # fmt: skip
+    records = encode_checkpoint(
+        first.models["logreg"], REPLICA, key=KEY, next_offset=300, sequence=0
+    )
     restored = Learner(["logreg"])
     restored.models["logreg"] = restore(
         gather(v for _, v in records)[0][0], REPLICA, first.models["logreg"].spec, key=KEY

@@ -86,16 +86,20 @@ def test_the_compose_file_is_valid_for_docker_compose() -> None:
     )
     done = subprocess.run(
         [str(DOCKER_COMPOSE), "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_deploy_files_are_lint_clean() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "yamllint", "--strict", "deploy", ".yamllint"],
-        cwd=PROJECT_DIR, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -121,8 +125,10 @@ def test_every_container_starts_with_valid_settings(monkeypatch: pytest.MonkeyPa
 
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     for name in ("worker-1", "worker-2", "replay"):
-        environment = {key: SUBSTITUTION.sub(r"\1", str(value))
-                       for key, value in services[name]["environment"].items()}  # fmt: skip
+        environment = {
+            key: SUBSTITUTION.sub(r"\1", str(value))
+            for key, value in services[name]["environment"].items()
+        }
         settings = settings_of({**image, **environment}, monkeypatch)
         assert (settings.broker, settings.topic_partitions) == ("kafka:9092", 2), name
         if name != "replay":  # the workers of one group share the demo's checkpoint key
@@ -130,8 +136,12 @@ def test_every_container_starts_with_valid_settings(monkeypatch: pytest.MonkeyPa
 
     # A pod: the image's ENV, then the ConfigMap and the Secret, then its own name.
     documents = k8s_documents()
-    pod = {**image, **documents["ConfigMap"]["data"], **documents["Secret"]["stringData"],
-           "RIVERRUN_TRANSACTIONAL_ID": "riverrun-0"}  # fmt: skip
+    pod = {
+        **image,
+        **documents["ConfigMap"]["data"],
+        **documents["Secret"]["stringData"],
+        "RIVERRUN_TRANSACTIONAL_ID": "riverrun-0",
+    }
     settings = settings_of(pod, monkeypatch)
     assert settings.worker_problems() == []
     # The root filesystem is read-only: the data directory must be a volume of the pod.
@@ -169,7 +179,10 @@ def test_ports_and_probe_paths_are_the_workers() -> None:
     assert advertised["value"] == f"http://$(RIVERRUN_TRANSACTIONAL_ID).riverrun:{API_PORT}"
     services = [d for d in yaml.safe_load_all((K8S / "service.yaml").read_text())]
     assert {(d["metadata"]["name"], p["port"]) for d in services for p in d["spec"]["ports"]} == {
-        ("riverrun", PORT), ("riverrun", API_PORT), ("riverrun-api", API_PORT)}  # fmt: skip
+        ("riverrun", PORT),
+        ("riverrun", API_PORT),
+        ("riverrun-api", API_PORT),
+    }
     assert documents["ConfigMap"]["data"]["RIVERRUN_METRICS_PORT"] == str(PORT)
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -189,8 +202,10 @@ def test_ports_and_probe_paths_are_the_workers() -> None:
         assert any(port.endswith(f":{API_PORT}") for port in service["ports"])
         assert any(port.endswith(f":{PORT}") for port in service["ports"])
         assert f"127.0.0.1:{PORT}/readyz" in " ".join(service["healthcheck"]["test"])
-    transactional = {compose["services"][n]["environment"]["RIVERRUN_TRANSACTIONAL_ID"]
-                     for n in ("worker-1", "worker-2")}  # fmt: skip
+    transactional = {
+        compose["services"][n]["environment"]["RIVERRUN_TRANSACTIONAL_ID"]
+        for n in ("worker-1", "worker-2")
+    }
     assert len(transactional) == 2
     scrape = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
     targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]

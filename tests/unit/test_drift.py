@@ -25,8 +25,10 @@ def agrawal_events(seed: int, n: int = 9_000, function: int = 2) -> list[InputEv
     stream = synth.ConceptDriftStream(
         stream=synth.Agrawal(classification_function=0, seed=seed),
         drift_stream=synth.Agrawal(classification_function=function, seed=seed),
-        position=SWITCH, width=50, seed=seed,
-    )  # fmt: skip
+        position=SWITCH,
+        width=50,
+        seed=seed,
+    )
     return [
         InputEvent(
             event_id=f"e{i}",
@@ -71,8 +73,10 @@ def test_feature_drift_is_measured_against_the_reference_window() -> None:
     reports = []
     for i in range(4000):
         shifted = i >= 2000  # price doubles and devices change in the third window
-        x = {"price": (i % 100) * (2.0 if shifted else 1.0),
-             "device": ("tablet" if shifted else "mobile") if i % 2 else "desktop"}  # fmt: skip
+        x = {
+            "price": (i % 100) * (2.0 if shifted else 1.0),
+            "device": ("tablet" if shifted else "mobile") if i % 2 else "desktop",
+        }
         reports += monitor.observe(x, i % 10 == 0, 0.1, T0 + timedelta(seconds=i), i)
     windows = [r for r in reports if r.trigger == "window" and r.signal.startswith("feature:")]
     by_end = {(r.signal, r.window_end_offset): r for r in windows}
@@ -82,9 +86,9 @@ def test_feature_drift_is_measured_against_the_reference_window() -> None:
     )
     device = by_end[("feature:device", 2999)]
     assert device.detector == "jensen_shannon" and device.drift
-    assert device.statistic == pytest.approx(jensen_shannon(
-        {"mobile": 0.5, "desktop": 0.5}, {"__other__": 0.5, "desktop": 0.5}
-    ))  # fmt: skip
+    assert device.statistic == pytest.approx(
+        jensen_shannon({"mobile": 0.5, "desktop": 0.5}, {"__other__": 0.5, "desktop": 0.5})
+    )
     assert device.window_start_offset == 2000 and device.window_end_offset == 2999
 
 
@@ -107,8 +111,10 @@ def test_multiclass_drift_watches_loss_confidence_and_calibration() -> None:
     assert len(windows) >= 2 * 4  # two windows after the reference, 4 detectors each
     last = {(r.detector, r.signal): r.mean for r in windows[-5:]}  # the signal's mean
     assert {signal for _, signal in last if signal != "feature:x"} == {
-        "loss", "prediction", "calibration",
-    }  # fmt: skip
+        "loss",
+        "prediction",
+        "calibration",
+    }
     assert last["adwin", "prediction"] == pytest.approx(0.7)
     assert last["adwin", "calibration"] == pytest.approx(0.7 - 0.5)
     assert last["adwin", "loss"] == pytest.approx(-(math.log(0.7) + math.log(0.3)) / 2)
@@ -121,8 +127,11 @@ def test_drift_monitor_pickles_and_a_restored_copy_reports_the_same() -> None:
     monitor = DriftMonitor("m", "m@1", "binary", DriftConfig())
 
     def feed(target: DriftMonitor, part: list[InputEvent]) -> list[str]:
-        return [r.model_dump_json() for e in part for r in target.observe(
-            dict(e.features), e.label, 0.3, e.ts, int(e.event_id[1:]))]  # fmt: skip
+        return [
+            r.model_dump_json()
+            for e in part
+            for r in target.observe(dict(e.features), e.label, 0.3, e.ts, int(e.event_id[1:]))
+        ]
 
     feed(monitor, events[:3_500])
     copy = pickle.loads(pickle.dumps(monitor))

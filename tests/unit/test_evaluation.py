@@ -66,8 +66,10 @@ def test_bounded_auc_stays_within_its_bound_on_crowded_scores(seed: int) -> None
     """Adversarial for cells: 3,000 distinct scores crowded into [0.3, 0.3 + 1e-9], the
     positives a little higher, in 64 cells. The bound is the guarantee at every point."""
     rng = random.Random(seed)
-    pairs = [(y, 0.3 + 1e-9 * min(1.0, rng.random() + 0.2 * y))
-             for y in (rng.random() < 0.3 for _ in range(3000))]  # fmt: skip
+    pairs = [
+        (y, 0.3 + 1e-9 * min(1.0, rng.random() + 0.2 * y))
+        for y in (rng.random() < 0.3 for _ in range(3000))
+    ]
     auc = BoundedAUC(cells=64)
     for i, (y, p) in enumerate(pairs, 1):
         auc.update(y, p)
@@ -93,8 +95,11 @@ def test_streamed_auc_on_the_click_stream_is_within_its_bound() -> None:
     events = list(dataset_events("clicks", limit=40_000, model=None, seed=42))
     learner = Learner(["ctr"])
     outputs = learner.process(events)
-    pairs = [(bool(e.label), float(o.prediction)) for e, o in zip(events, outputs, strict=True)
-             if isinstance(o, Prediction)]  # fmt: skip
+    pairs = [
+        (bool(e.label), float(o.prediction))
+        for e, o in zip(events, outputs, strict=True)
+        if isinstance(o, Prediction)
+    ]
     assert len(pairs) == len(events)
     values = learner.models["ctr"].evaluator.values()["all"]
     auc, bound = values["auc"], values["auc_bound"]
@@ -110,8 +115,9 @@ def test_evaluator_state_does_not_grow_with_the_stream() -> None:
     window is full and its AUC has reached its cells (each has > 256 distinct scores), so
     30,000 more leave the pickled state (what a checkpoint holds) within the room of
     those cells. A restored copy goes on exactly as the original."""
-    config = EvaluationConfig(window=200, segment_features=("device",), max_segments=3,
-                              auc_cells=256, every_events=10**9)  # fmt: skip
+    config = EvaluationConfig(
+        window=200, segment_features=("device",), max_segments=3, auc_cells=256, every_events=10**9
+    )
     ev = Evaluator("m", "m@1", task="binary", config=config)
     rng = random.Random(7)
 
@@ -233,9 +239,15 @@ def test_moving_average_baseline_forgets_old_keys() -> None:
 
 @pytest.mark.parametrize(
     ("dataset", "limit"),
-    [("phishing", None), ("bananas", None), ("trump", None), ("clicks", 5000), ("offers", 6000),
-     ("segments", None)],
-)  # fmt: skip
+    [
+        ("phishing", None),
+        ("bananas", None),
+        ("trump", None),
+        ("clicks", 5000),
+        ("offers", 6000),
+        ("segments", None),
+    ],
+)
 def test_streamed_metrics_equal_river_progressive_val_score(
     dataset: str, limit: int | None
 ) -> None:
@@ -278,8 +290,11 @@ def test_multiclass_per_class_figures_equal_sklearns_on_the_same_predictions() -
     events = list(dataset_events("segments", limit=None, model=None, seed=42))
     learner = Learner(["softmax"])
     outputs = learner.process(events)
-    scored = [(e.label, o.prediction) for e, o in zip(events, outputs, strict=True)
-              if isinstance(o, ClassPrediction) and o.probabilities]  # fmt: skip
+    scored = [
+        (e.label, o.prediction)
+        for e, o in zip(events, outputs, strict=True)
+        if isinstance(o, ClassPrediction) and o.probabilities
+    ]
     assert len(scored) == len(events) - 1
     final = learner.models["softmax"].evaluator.values()["all"]
     y_true, y_pred = [y for y, _ in scored], [p for _, p in scored]
@@ -299,8 +314,10 @@ def test_multiclass_per_class_figures_equal_sklearns_on_the_same_predictions() -
     (last,) = [r for r in run_offline(events, "softmax").reports if r.metrics["n"] == 2000]
     assert last.schema_version == 2 and last.confusion is not None
     matrix = confusion_matrix(y_true[:2000], y_pred[:2000], labels=classes)
-    assert {a: {p: int(matrix[i][j]) for j, p in enumerate(classes) if matrix[i][j]}
-            for i, a in enumerate(classes)} == last.confusion  # fmt: skip
+    assert {
+        a: {p: int(matrix[i][j]) for j, p in enumerate(classes) if matrix[i][j]}
+        for i, a in enumerate(classes)
+    } == last.confusion
 
 
 def test_binary_and_regression_reports_stay_version_1() -> None:

@@ -302,13 +302,17 @@ def peeking_rejects(outcomes: np.ndarray, start: int, z: float) -> bool:
 @pytest.mark.parametrize(
     ("design", "mean"),
     [
-        (ExperimentDesign("mae", ("control", "new"), mde=0.2, baseline=1.0, sequential=True),
-         LOSS),  # 393 outcomes per arm
-        (ExperimentDesign("ctr", ("control", "new"), mde=0.07, baseline=0.1, sequential=True),
-         0.1),  # 369 outcomes per arm, about 10 clicks when monitoring starts
+        (
+            ExperimentDesign("mae", ("control", "new"), mde=0.2, baseline=1.0, sequential=True),
+            LOSS,
+        ),  # 393 outcomes per arm
+        (
+            ExperimentDesign("ctr", ("control", "new"), mde=0.07, baseline=0.1, sequential=True),
+            0.1,
+        ),  # 369 outcomes per arm, about 10 clicks when monitoring starts
     ],
     ids=["mae", "ctr"],
-)  # fmt: skip
+)
 def test_sequential_test_monitored_after_every_outcome_keeps_its_false_positive_rate(
     design: ExperimentDesign, mean: float
 ) -> None:
@@ -375,9 +379,14 @@ def test_assignment_is_the_same_in_every_process() -> None:
     )
     # Another hash seed: an assignment by Python's hash() would differ on most keys.
     other = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={"PYTHONHASHSEED": "7"},
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONHASHSEED": "7"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert other.stdout.split() == here
 
 
@@ -426,8 +435,12 @@ def test_an_impossible_design_is_refused_with_the_bad_value(
     changes: dict[str, object], named: str
 ) -> None:
     kwargs: dict[str, object] = {
-        "metric": "ctr", "arms": ("control", "new"), "mde": 0.02, "baseline": 0.1, **changes
-    }  # fmt: skip
+        "metric": "ctr",
+        "arms": ("control", "new"),
+        "mde": 0.02,
+        "baseline": 0.1,
+        **changes,
+    }
     with pytest.raises(ExperimentError) as raised:
         ExperimentDesign(**kwargs)  # type: ignore[arg-type]
     message = str(raised.value)
@@ -456,8 +469,9 @@ def test_an_impossible_outcome_is_refused_with_the_bad_value(
 # --- checkpoints -----------------------------------------------------------------------
 @pytest.mark.parametrize("sequential", [False, True])
 def test_a_restored_experiment_continues_exactly(sequential: bool) -> None:
-    design = ExperimentDesign("mae", ("control", "new"), mde=0.25, baseline=1.0,
-                              sequential=sequential)  # fmt: skip
+    design = ExperimentDesign(
+        "mae", ("control", "new"), mde=0.25, baseline=1.0, sequential=sequential
+    )
     outcomes = sequential_draws(design, (LOSS, LOSS - 0.1), 21, design.sample_size())
     half = outcomes.shape[1] // 2
     straight = Experiment(design)

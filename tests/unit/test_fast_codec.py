@@ -34,9 +34,14 @@ T = "2026-01-01T12:00:00Z"
 
 def event(**changes: Any) -> dict[str, Any]:
     """A valid event, as a producer writes it, with `changes` (None: remove the field)."""
-    base = {"event_id": "e1", "ts": T, "model": "logreg", "key": "visitor-7",
-            "features": {"device": "mobile", "price": 0.25, "position": 3, "returning": True},
-            "label": True}  # fmt: skip
+    base = {
+        "event_id": "e1",
+        "ts": T,
+        "model": "logreg",
+        "key": "visitor-7",
+        "features": {"device": "mobile", "price": 0.25, "position": 3, "returning": True},
+        "label": True,
+    }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None or (k == "label" and "label" in changes)}
 
@@ -87,15 +92,29 @@ GOOD = {
     "no label": without("label"),
     "label null": raw(label=None),
     "schema_version 1": raw(schema_version=1),
-    "feature types": raw(features={"b": False, "i": -3, "f": 1e-7, "s": "mobile", "z": -0.0,
-                                   "e": 1.5e300, "big": 10**30, "ints as floats": 2.0}),
+    "feature types": raw(
+        features={
+            "b": False,
+            "i": -3,
+            "f": 1e-7,
+            "s": "mobile",
+            "z": -0.0,
+            "e": 1.5e300,
+            "big": 10**30,
+            "ints as floats": 2.0,
+        }
+    ),
     "string that looks like a number": raw(features={"price": "0.5"}),
     "no features": raw(features={}),
     "1000 features": raw(features={f"f{i}": i for i in range(MAX_FEATURES)}),
-    "longest strings": raw(event_id="i" * 256, key="😀" * 256, model="m" * 256,
-                           features={"n" * 128: "v" * 1024, "😀" * 128: "😀" * 1024}),
+    "longest strings": raw(
+        event_id="i" * 256,
+        key="😀" * 256,
+        model="m" * 256,
+        features={"n" * 128: "v" * 1024, "😀" * 128: "😀" * 1024},
+    ),
     "unicode and escapes": b'{"event_id": "\\u00e9\\ud83d\\ude00\\n\\"", "ts": 0, "model": "m",'
-                           b' "key": "\xc3\xa9", "features": {"\\t": "\\\\"}}',
+    b' "key": "\xc3\xa9", "features": {"\\t": "\\\\"}}',
     "ts with Z": raw(ts="2026-01-01T12:00:00Z"),
     "ts with offset": raw(ts="2026-01-01T12:00:00+02:00"),
     "ts with negative offset and microseconds": raw(ts="2026-01-01T12:00:00.123456-05:30"),
@@ -119,8 +138,8 @@ GOOD = {
     "whitespace around": b"  \n" + raw() + b"\n",
     "fields in another order": json.dumps(dict(reversed(event().items()))).encode(),
     "duplicate feature": b'{"event_id": "e", "ts": 0, "model": "m", "key": "k",'
-                         b' "features": {"x": 1, "y": 2, "x": "last wins"}}',
-}  # fmt: skip
+    b' "features": {"x": 1, "y": 2, "x": "last wins"}}',
+}
 
 # Every kind of dead letter of the README's table that decoding gives.
 BAD = {
@@ -136,8 +155,10 @@ BAD = {
     "Infinity literal": (raw(label=math.inf), ErrorType.INVALID_EVENT),
     "number beyond float range": (raw().replace(b"0.25", b"1e999"), ErrorType.INVALID_EVENT),
     "label beyond float range": (raw().replace(b"true}", b"-1e400}"), ErrorType.INVALID_EVENT),
-    "long number beyond float range": (raw().replace(b"0.25", b"9" * 400 + b".0"),
-                                       ErrorType.INVALID_EVENT),
+    "long number beyond float range": (
+        raw().replace(b"0.25", b"9" * 400 + b".0"),
+        ErrorType.INVALID_EVENT,
+    ),
     "oversized": (raw(features={"pad": "x" * MAX_BYTES}), ErrorType.OVERSIZED),
     "an array": (b"[1, 2]", ErrorType.INVALID_EVENT),
     "a string": (b'"event"', ErrorType.INVALID_EVENT),
@@ -156,8 +177,10 @@ BAD = {
     "nested object feature": (raw(features={"x": {"y": 1}}), ErrorType.INVALID_EVENT),
     "list feature": (raw(features={"x": [1]}), ErrorType.INVALID_EVENT),
     "null feature": (raw(features={"x": None}), ErrorType.INVALID_EVENT),
-    "1001 features": (raw(features={f"f{i}": i for i in range(MAX_FEATURES + 1)}),
-                      ErrorType.INVALID_EVENT),
+    "1001 features": (
+        raw(features={f"f{i}": i for i in range(MAX_FEATURES + 1)}),
+        ErrorType.INVALID_EVENT,
+    ),
     "empty feature name": (raw(features={"": 1}), ErrorType.INVALID_EVENT),
     "feature name of 129": (raw(features={"n" * 129: 1}), ErrorType.INVALID_EVENT),
     "string feature of 1025": (raw(features={"x": "😀" * 1025}), ErrorType.INVALID_EVENT),
@@ -170,12 +193,16 @@ BAD = {
     "schema_version true": (raw(schema_version=True), ErrorType.INVALID_EVENT),
     "schema_version false": (raw(schema_version=False), ErrorType.INVALID_EVENT),
     "schema_version 1.0": (raw(schema_version=1.0), ErrorType.INVALID_EVENT),
-    "schema_version 1e0": (raw(schema_version=1).replace(b'"schema_version": 1', b'"schema_version": 1e0'),
-                           ErrorType.INVALID_EVENT),
+    "schema_version 1e0": (
+        raw(schema_version=1).replace(b'"schema_version": 1', b'"schema_version": 1e0'),
+        ErrorType.INVALID_EVENT,
+    ),
     "schema_version string": (raw(schema_version="1"), ErrorType.INVALID_EVENT),
     "schema_version 2": (raw(schema_version=2), ErrorType.INVALID_EVENT),
-    "schema_version null": (raw().replace(b"{", b'{"schema_version": null, ', 1),
-                            ErrorType.INVALID_EVENT),
+    "schema_version null": (
+        raw().replace(b"{", b'{"schema_version": null, ', 1),
+        ErrorType.INVALID_EVENT,
+    ),
     "ts not a time": (raw(ts="yesterday"), ErrorType.INVALID_EVENT),
     "ts a boolean": (raw(ts=True), ErrorType.INVALID_EVENT),
     "ts null": (raw().replace(b'"2026-01-01T12:00:00Z"', b"null"), ErrorType.INVALID_EVENT),
@@ -192,10 +219,12 @@ BAD = {
     "ts non-ASCII digits": (raw(ts="\uff12026-01-01T00:00:00Z"), ErrorType.INVALID_EVENT),
     "ts epoch beyond 9999": (raw(ts=10**20), ErrorType.INVALID_EVENT),
     "ts epoch huge integer": (raw(ts=10**30), ErrorType.INVALID_EVENT),
-    "deeply nested": (raw(features={"x": 0}).replace(b"0}", b"[" * 5000 + b"]" * 5000 + b"}"),
-                      ErrorType.INVALID_JSON),  # pydantic's recursion limit
+    "deeply nested": (
+        raw(features={"x": 0}).replace(b"0}", b"[" * 5000 + b"]" * 5000 + b"}"),
+        ErrorType.INVALID_JSON,
+    ),  # pydantic's recursion limit
     "duplicate field, last one wrong": (raw()[:-1] + b', "key": 1}', ErrorType.INVALID_EVENT),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("value", GOOD.values(), ids=GOOD.keys())
@@ -231,8 +260,9 @@ def test_the_fast_path_builds_what_model_construct_builds() -> None:
     relies on InputEvent having no aliases, private attributes or post-init hook."""
     assert not InputEvent.__private_attributes__
     assert InputEvent.__pydantic_post_init__ is None
-    assert all(f.alias is None and f.validation_alias is None
-               for f in InputEvent.model_fields.values())  # fmt: skip
+    assert all(
+        f.alias is None and f.validation_alias is None for f in InputEvent.model_fields.values()
+    )
     assert set(_WireEvent.__struct_fields__) == set(InputEvent.model_fields)
     for value in (raw(), without("label"), raw(schema_version=1, label=None)):
         fast = decode_input_event(value)
@@ -265,13 +295,51 @@ def test_codec_decode_takes_the_fast_path() -> None:
 # -- Fuzzing: seeded random mutations of good messages ------------------------------
 
 TRICKY: list[Any] = [
-    True, False, None, 0, 1, -1, 2, 1.0, 0.5, -0.0, 1e-7, 1e308, 2**63, 10**20, 9_999_999_999,
-    10_000_000_000, 20_000_000_001, -5, "", "x", "1", "0.5", "true", "2026-01-01",
-    "2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00+05:60",
-    "2026-01-01T00:00:00.1234567+01:00", "x" * 256, "x" * 257, "😀" * 128, "😀" * 129,
-    "y" * 1024, "y" * 1025, [], [1], {}, {"a": 1}, {"": 1}, {"a": [1]}, {"a": None},
-    {"a": {"b": 1}}, {"a" * 129: 1}, {"é": True, "n": 3, "f": 0.1, "s": "v"},
-]  # fmt: skip
+    True,
+    False,
+    None,
+    0,
+    1,
+    -1,
+    2,
+    1.0,
+    0.5,
+    -0.0,
+    1e-7,
+    1e308,
+    2**63,
+    10**20,
+    9_999_999_999,
+    10_000_000_000,
+    20_000_000_001,
+    -5,
+    "",
+    "x",
+    "1",
+    "0.5",
+    "true",
+    "2026-01-01",
+    "2026-01-01T00:00:00",
+    "2026-13-01T00:00:00Z",
+    "2026-01-01T00:00:00+05:60",
+    "2026-01-01T00:00:00.1234567+01:00",
+    "x" * 256,
+    "x" * 257,
+    "😀" * 128,
+    "😀" * 129,
+    "y" * 1024,
+    "y" * 1025,
+    [],
+    [1],
+    {},
+    {"a": 1},
+    {"": 1},
+    {"a": [1]},
+    {"a": None},
+    {"a": {"b": 1}},
+    {"a" * 129: 1},
+    {"é": True, "n": 3, "f": 0.1, "s": "v"},
+]
 FIELDS = [*event(), "schema_version", "lable", "features"]
 
 
@@ -307,8 +375,12 @@ def mutated(rng: random.Random, message: dict[str, Any]) -> bytes:
 
 def fuzzed(count: int, seed: int) -> Iterator[bytes]:
     rng = random.Random(seed)
-    starts = [event(), event(label="sky", ts=86_400), event(label=2.5, ts="2026-01-01T00:00:00.1+01:00"),
-              event(features={}, label=None, schema_version=1)]  # fmt: skip
+    starts = [
+        event(),
+        event(label="sky", ts=86_400),
+        event(label=2.5, ts="2026-01-01T00:00:00.1+01:00"),
+        event(features={}, label=None, schema_version=1),
+    ]
     for _ in range(count):
         yield mutated(rng, rng.choice(starts))
 
@@ -367,8 +439,10 @@ def random_predictions(rng: random.Random, count: int) -> Iterator[Prediction | 
             label = rng.choice([None, True, False, 0, 1, -3, random_float(rng)])
             yield Prediction.model_construct(prediction=random_float(rng), label=label, **fields)
         else:
-            classes = [rng.choice([random_text(rng), rng.randrange(-5, 5), True, False])
-                       for _ in range(rng.randrange(5))]  # fmt: skip
+            classes = [
+                rng.choice([random_text(rng), rng.randrange(-5, 5), True, False])
+                for _ in range(rng.randrange(5))
+            ]
             weights = [rng.random() for _ in classes]
             probabilities = {
                 ("true" if c is True else "false" if c is False else str(c)): w / sum(weights)
@@ -389,8 +463,10 @@ def test_encoded_predictions_are_model_dump_json_byte_for_byte() -> None:
     with_fast_path = mock.patch.object(Prediction, "model_dump_json", side_effect=AssertionError)
     for prediction in random_predictions(rng, 5_000):
         expected = prediction.model_dump_json().encode()
-        with with_fast_path, mock.patch.object(ClassPrediction, "model_dump_json",
-                                               side_effect=AssertionError):  # fmt: skip
+        with (
+            with_fast_path,
+            mock.patch.object(ClassPrediction, "model_dump_json", side_effect=AssertionError),
+        ):
             assert encode_prediction(prediction) == expected
         schemas[prediction.schema_version].validate(json.loads(expected))
 
@@ -447,9 +523,19 @@ NOT_CERTAIN: list[dict[str, Any]] = [
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic's, on a value of another type
 @pytest.mark.parametrize("changes", WRITTEN_OTHERWISE + NOT_CERTAIN, ids=repr)
 def test_what_msgspec_may_write_otherwise_is_written_by_pydantic(changes: dict[str, Any]) -> None:
-    fields = {"event_id": "e", "key": "k", "model": "m", "model_version": "m@1",
-              "model_updates": 3, "ts": datetime(2026, 1, 1, tzinfo=UTC), "prediction": 0.5,
-              "label": None, "learned": True, "latency_seconds": 0.1, **changes}  # fmt: skip
+    fields = {
+        "event_id": "e",
+        "key": "k",
+        "model": "m",
+        "model_version": "m@1",
+        "model_updates": 3,
+        "ts": datetime(2026, 1, 1, tzinfo=UTC),
+        "prediction": 0.5,
+        "label": None,
+        "learned": True,
+        "latency_seconds": 0.1,
+        **changes,
+    }
     prediction = Prediction.model_construct(**fields)
     expected = prediction.model_dump_json().encode()
     written = {k: v for k, v in prediction.__dict__.items() if k != "routing"}  # left out when null
@@ -460,20 +546,36 @@ def test_what_msgspec_may_write_otherwise_is_written_by_pydantic(changes: dict[s
 
 def test_a_multiclass_prediction_with_a_huge_probability_is_written_by_pydantic() -> None:
     prediction = ClassPrediction.model_construct(
-        schema_version=2, event_id="e", key="k", model="m", model_version="m@1",
-        model_updates=0, ts=datetime(2026, 1, 1, tzinfo=UTC), prediction="a",
-        probabilities={"a": 1e16, "b": 0.0}, label=None, learned=False, latency_seconds=0.0,
-    )  # fmt: skip
+        schema_version=2,
+        event_id="e",
+        key="k",
+        model="m",
+        model_version="m@1",
+        model_updates=0,
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        prediction="a",
+        probabilities={"a": 1e16, "b": 0.0},
+        label=None,
+        learned=False,
+        latency_seconds=0.0,
+    )
     assert msgspec.json.encode(prediction.__dict__) != prediction.model_dump_json().encode()
     assert encode_prediction(prediction) == prediction.model_dump_json().encode()
 
 
 def test_a_lone_surrogate_fails_as_model_dump_json_does() -> None:
     prediction = Prediction.model_construct(
-        event_id="\ud800", key="k", model="m", model_version="m@1", model_updates=0,
-        ts=datetime(2026, 1, 1, tzinfo=UTC), prediction=0.5, label=None, learned=False,
+        event_id="\ud800",
+        key="k",
+        model="m",
+        model_version="m@1",
+        model_updates=0,
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        prediction=0.5,
+        label=None,
+        learned=False,
         latency_seconds=0.0,
-    )  # fmt: skip
+    )
     with pytest.raises(ValueError, match="surrogates not allowed"):
         prediction.model_dump_json()
     with pytest.raises(ValueError, match="surrogates not allowed"):

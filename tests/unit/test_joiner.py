@@ -26,8 +26,13 @@ def at(seconds: float) -> datetime:
 
 
 def impression(n: int, seconds: float, visitor: str = "v1") -> Impression:
-    return Impression(impression_id=f"i{n}", ts=at(seconds), visitor=visitor, item="shoe",
-                      features={"position": 1})  # fmt: skip
+    return Impression(
+        impression_id=f"i{n}",
+        ts=at(seconds),
+        visitor=visitor,
+        item="shoe",
+        features={"position": 1},
+    )
 
 
 def outcomes(outputs: list[list[object]]) -> list[Outcome]:
@@ -87,8 +92,12 @@ def test_activity_features_see_nothing_after_the_impression_even_if_it_arrived_f
 
 def test_labels_depend_on_event_times_only_not_on_arrival_order_within_the_lateness() -> None:
     stream = delayed_feedback(3_000, seed=5, products=("shoes",))
-    config = JoinConfig(lateness_seconds=120, products=("shoes",), ctr_model="logreg",
-                        conversion_window_seconds=3 * 3600)  # fmt: skip
+    config = JoinConfig(
+        lateness_seconds=120,
+        products=("shoes",),
+        ctr_model="logreg",
+        conversion_window_seconds=3 * 3600,
+    )
     rng = random.Random(1)
     shuffled = sorted(
         stream.events,
@@ -124,15 +133,28 @@ def fix_causality(events: list) -> list:  # type: ignore[type-arg]
 def test_conversion_coverage_follows_the_known_delay_distribution(window_hours: int) -> None:
     # One impression per visitor, so each conversion can only join its own impression.
     n = 12_000
-    stream = delayed_feedback(n, seed=11, visitors=n * 50, activity=False, products=("shoes",),
-                              conversion_rate=0.15, seconds_between=30)  # fmt: skip
+    stream = delayed_feedback(
+        n,
+        seed=11,
+        visitors=n * 50,
+        activity=False,
+        products=("shoes",),
+        conversion_rate=0.15,
+        seconds_between=30,
+    )
     window = window_hours * 3600.0
     config = JoinConfig(conversion_window_seconds=window, products=("shoes",), ctr_model="logreg")
     joiner = FeedbackJoiner(config)
-    joined = {o.impression_id for o in outcomes(joiner.process(stream.events)) if o.label
-              and o.label_type == "conversion"}  # fmt: skip
-    closed = {e.impression_id for e in stream.events if isinstance(e, Impression)
-              and (e.ts - T0).total_seconds() + window < joiner.watermark}  # fmt: skip
+    joined = {
+        o.impression_id
+        for o in outcomes(joiner.process(stream.events))
+        if o.label and o.label_type == "conversion"
+    }
+    closed = {
+        e.impression_id
+        for e in stream.events
+        if isinstance(e, Impression) and (e.ts - T0).total_seconds() + window < joiner.watermark
+    }
     generated = [i for i, _, _ in stream.conversions if i in closed]
     share = sum(i in joined for i in generated) / len(generated)
     expected = conversion_delay_cdf(window)
@@ -170,8 +192,9 @@ def test_recalibration_inverts_down_sampling_and_sampling_is_deterministic() -> 
 
 
 def test_a_conversion_labels_the_product_model_of_every_impression_in_its_window() -> None:
-    config = JoinConfig(products=("shoes", "bags"), conversion_window_seconds=3600,
-                        ctr_model="logreg")  # fmt: skip
+    config = JoinConfig(
+        products=("shoes", "bags"), conversion_window_seconds=3600, ctr_model="logreg"
+    )
     joiner = FeedbackJoiner(config)
     joiner.handle(impression(1, 0))
     joiner.handle(impression(2, 1000))
@@ -191,16 +214,18 @@ def test_a_conversion_labels_the_product_model_of_every_impression_in_its_window
 
 
 def test_labels_that_arrive_before_their_impression_wait_for_it_within_the_lateness() -> None:
-    config = JoinConfig(products=("shoes",), conversion_window_seconds=3600, ctr_model="logreg",
-                        lateness_seconds=60)  # fmt: skip
+    config = JoinConfig(
+        products=("shoes",), conversion_window_seconds=3600, ctr_model="logreg", lateness_seconds=60
+    )
     joiner = FeedbackJoiner(config)
     joiner.handle(ActivityEvent(visitor="v1", ts=at(100), type="search"))  # watermark 40
     assert joiner.handle(Click(click_id="c1", impression_id="i1", ts=at(90))) == []
     assert joiner.handle(Conversion(visitor="v1", product="shoes", ts=at(95))) == []
     result = outcomes([joiner.handle(impression(1, 80))])  # arrives late, within lateness
     assert sorted((o.model, o.label) for o in result) == [
-        ("logreg", True), ("propensity_shoes", True)
-    ]  # fmt: skip
+        ("logreg", True),
+        ("propensity_shoes", True),
+    ]
     # A click whose impression never comes is a late positive once the watermark passes it.
     joiner.handle(Click(click_id="c2", impression_id="ghost", ts=at(110)))
     assert joiner.stats.late_clicks == 0
@@ -209,8 +234,9 @@ def test_labels_that_arrive_before_their_impression_wait_for_it_within_the_laten
 
 
 def test_beyond_max_pending_the_oldest_impression_closes_at_once_as_a_negative() -> None:
-    joiner = FeedbackJoiner(JoinConfig(click_window_seconds=600, lateness_seconds=60,
-                                       ctr_model="logreg", max_pending=2))  # fmt: skip
+    joiner = FeedbackJoiner(
+        JoinConfig(click_window_seconds=600, lateness_seconds=60, ctr_model="logreg", max_pending=2)
+    )
     joiner.handle(impression(1, 0))
     joiner.handle(impression(2, 10))
     result = joiner.handle(impression(3, 20))  # a third pending: i1 closes now, at t=20

@@ -93,9 +93,13 @@ def test_mutual_tls_loads_the_client_certificate_and_hostname_checks_can_be_turn
     pki: dict[str, Path],
 ) -> None:
     settings = Settings(
-        broker="b:9093", security_protocol="SSL", ssl_cafile=pki["ca"],
-        ssl_certfile=pki["cert"], ssl_keyfile=pki["key"], ssl_check_hostname=False,
-    )  # fmt: skip
+        broker="b:9093",
+        security_protocol="SSL",
+        ssl_cafile=pki["ca"],
+        ssl_certfile=pki["cert"],
+        ssl_keyfile=pki["key"],
+        ssl_check_hostname=False,
+    )
     context = ssl_context(settings)
     assert context is not None and not context.check_hostname
     assert context.verify_mode == ssl.CERT_REQUIRED  # the CA is still checked
@@ -109,9 +113,12 @@ def test_a_certificate_that_does_not_match_its_key_is_one_sentence_without_the_p
     other = Authority.create(tmp_path, "other")
     _, wrong_key = other.issue(tmp_path, "someone-else", client=True)
     settings = Settings(
-        broker="b:9093", security_protocol="SSL", ssl_certfile=pki["cert"],
-        ssl_keyfile=wrong_key, ssl_key_password=SecretStr(SECRET),
-    )  # fmt: skip
+        broker="b:9093",
+        security_protocol="SSL",
+        ssl_certfile=pki["cert"],
+        ssl_keyfile=wrong_key,
+        ssl_key_password=SecretStr(SECRET),
+    )
     with pytest.raises(SecurityError) as err:
         ssl_context(settings)
     assert str(err.value).startswith(f"cannot load the client certificate {pki['cert']}")
@@ -143,15 +150,19 @@ def test_oauthbearer_takes_the_apps_token_provider_or_a_static_token() -> None:
     assert len(calls) == 2
 
     static = Settings(
-        broker="b:9093", security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
+        broker="b:9093",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="OAUTHBEARER",
         sasl_oauth_token=SecretStr(SECRET),
-    )  # fmt: skip
+    )
     assert kafka_options(static)["sasl_oauth_token_provider"].token() == SECRET
 
     no_token = Settings(
-        broker="b:9093", security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER",
+        broker="b:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="OAUTHBEARER",
         checkpoint_key=SecretStr("k"),
-    )  # fmt: skip
+    )
     assert "RIVERRUN_SASL_OAUTH_TOKEN or give the App an oauth_token_provider" in " ".join(
         no_token.worker_problems()
     )
@@ -163,7 +174,10 @@ def test_inconsistent_security_settings_are_refused_with_what_to_do(pki: dict[st
     message = error_of(security_protocol="SASL_SSL", sasl_password=SecretStr(SECRET))
     assert "needs RIVERRUN_SASL_USERNAME" in message and SECRET not in message
     message = error_of(sasl_username="u", sasl_password=SecretStr(SECRET))
-    assert "RIVERRUN_SASL_USERNAME, RIVERRUN_SASL_PASSWORD set but RIVERRUN_SECURITY_PROTOCOL is PLAINTEXT" in message  # fmt: skip
+    assert (
+        "RIVERRUN_SASL_USERNAME, RIVERRUN_SASL_PASSWORD set but RIVERRUN_SECURITY_PROTOCOL is PLAINTEXT"
+        in message
+    )
     assert SECRET not in message
     assert "does not use TLS" in error_of(ssl_cafile=pki["ca"])
     message = error_of(security_protocol="SSL", ssl_cafile=Path("/nonexistent/ca.pem"))

@@ -37,8 +37,9 @@ IDS = itertools.count()
 
 def event(model: str = "logreg", label: Any = None, **features: Any) -> InputEvent:
     """An event with an id of its own (a repeated id is a duplicate)."""
-    return InputEvent(event_id=f"e{next(IDS)}", ts=T0, model=model, key="k", features=features,
-                      label=label)  # fmt: skip
+    return InputEvent(
+        event_id=f"e{next(IDS)}", ts=T0, model=model, key="k", features=features, label=label
+    )
 
 
 def samples_for(name: str, n: int) -> list[Sample]:
@@ -200,9 +201,14 @@ def test_multiclass_labels_are_strings_integers_or_booleans(labels: list[Any]) -
 
 @pytest.mark.parametrize(
     ("first", "second", "why"),
-    [(3, "3", "of another type"), ("3", 3, "of another type"), (1, True, "of another type"),
-     (True, 1, "of another type"), ("a", 2.5, "send a string, an integer or true/false")],
-)  # fmt: skip
+    [
+        (3, "3", "of another type"),
+        ("3", 3, "of another type"),
+        (1, True, "of another type"),
+        (True, 1, "of another type"),
+        ("a", 2.5, "send a string, an integer or true/false"),
+    ],
+)
 def test_a_multiclass_label_that_would_merge_two_classes_is_refused(
     first: Any, second: Any, why: str
 ) -> None:

@@ -34,9 +34,16 @@ def clicks(n: int, seed: int = 3, start: int = 0, label: bool = True) -> list[In
     """`n` labelled events of the synthetic click stream, keys of 500 visitors."""
     out = []
     for i, (x, y) in enumerate(itertools.islice(synthetic_clicks(seed=seed), start, start + n)):
-        out.append(InputEvent(event_id=f"s{seed}-{start + i}", ts=T0 + timedelta(seconds=i),
-                              model="logreg", key=f"v{(start + i) % 500}", features=x,
-                              label=y if label else None))  # fmt: skip
+        out.append(
+            InputEvent(
+                event_id=f"s{seed}-{start + i}",
+                ts=T0 + timedelta(seconds=i),
+                model="logreg",
+                key=f"v{(start + i) % 500}",
+                features=x,
+                label=y if label else None,
+            )
+        )
     return out
 
 
@@ -80,8 +87,9 @@ def test_a_shadow_predicts_and_learns_every_event_and_never_serves() -> None:
 
 def test_the_gate_promotes_a_better_version_step_by_step_and_never_a_worse_one() -> None:
     def edits(plan: ModelPlan, spec: Any) -> ModelPlan:
-        plan = control.with_gate(plan, GatePlan(min_labelled=1500, delta=0.0, auto_promote=True,
-                                                canary_share=0.2))  # fmt: skip
+        plan = control.with_gate(
+            plan, GatePlan(min_labelled=1500, delta=0.0, auto_promote=True, canary_share=0.2)
+        )
         plan = control.deploy(plan, spec.with_params(**GOOD), role="shadow")
         return control.deploy(plan, spec.with_params(**BAD), role="shadow")
 
@@ -190,9 +198,17 @@ def test_an_experiment_assigns_keys_to_arms_and_concludes_only_with_its_sample()
         design = ExperimentDesign(
             metric="logloss", arms=(spec.version, good), mde=0.1, baseline=0.5
         )
-        experiment = ExperimentPlan(experiment_id="x1", arms=[spec.version, good], metric="logloss",
-                                    alpha=0.05, power=0.8, mde=0.1, baseline=0.5,
-                                    sample_size=design.sample_size(), started=T0)  # fmt: skip
+        experiment = ExperimentPlan(
+            experiment_id="x1",
+            arms=[spec.version, good],
+            metric="logloss",
+            alpha=0.05,
+            power=0.8,
+            mde=0.1,
+            baseline=0.5,
+            sample_size=design.sample_size(),
+            started=T0,
+        )
         return control.start_experiment(plan, experiment)
 
     learner, plan = learner_with(edits)
@@ -231,8 +247,9 @@ def test_a_bandit_sends_most_traffic_to_the_better_version_rewarded_by_late_labe
         decision = run(learner, [event], offset)[0]
         assert 0 < decision.routing.probability <= 1
         rate = 0.10 if decision.model_version == good else 0.04
-        outcome = event.model_copy(update={"event_id": event.event_id + "-outcome",
-                                           "label": rng.random() < rate})  # fmt: skip
+        outcome = event.model_copy(
+            update={"event_id": event.event_id + "-outcome", "label": rng.random() < rate}
+        )
         feedback = run(learner, [outcome], offset + 1)[0]
         assert feedback.model_version == decision.model_version  # the arm that decided
         assert feedback.routing.probability == decision.routing.probability
@@ -249,8 +266,10 @@ def test_a_bandit_sends_most_traffic_to_the_better_version_rewarded_by_late_labe
 def test_every_version_and_the_lifecycle_state_survive_a_checkpoint_exactly() -> None:
     def edits(plan: ModelPlan, spec: Any) -> ModelPlan:
         plan = control.deploy(plan, spec.with_params(**GOOD), role="shadow")
-        return control.start_bandit(plan, BanditPlan(policy="thompson",
-                                                     arms=[spec.version, spec.with_params(**GOOD).version]))  # fmt: skip
+        return control.start_bandit(
+            plan,
+            BanditPlan(policy="thompson", arms=[spec.version, spec.with_params(**GOOD).version]),
+        )
 
     learner, plan = learner_with(edits)
     run(learner, clicks(1500))

@@ -17,8 +17,7 @@ def test_predictions_carry_the_role_their_version_had_when_it_predicted() -> Non
     learner = Learner(["logreg"], params={"logreg": WEAK}, partition=0)
     spec = learner.models["logreg"].spec
     plan = control.initial_plan(spec, changed_by="test")
-    plan = control.with_gate(plan, GatePlan(min_labelled=300, auto_promote=True,
-                                            canary_share=0.5))  # fmt: skip
+    plan = control.with_gate(plan, GatePlan(min_labelled=300, auto_promote=True, canary_share=0.5))
     plan = control.deploy(plan, spec.with_params(**GOOD), role="shadow")
     learner.apply_plan(plan, 0)
     group = learner.groups["logreg"]
@@ -97,8 +96,9 @@ def test_a_shadow_that_fails_is_stopped_once_and_the_champion_serves_on() -> Non
     learner = Learner(["logreg"], registry=registry, partition=0)
     spec = learner.models["logreg"].spec
     shadow = spec.with_params(after=50).version
-    plan = control.deploy(control.initial_plan(spec, changed_by="test"),
-                          spec.with_params(after=50), role="shadow")  # fmt: skip
+    plan = control.deploy(
+        control.initial_plan(spec, changed_by="test"), spec.with_params(after=50), role="shadow"
+    )
     learner.apply_plan(plan, 0)
     outputs = run(learner, clicks(300))
     assert {o.model_version for o in outputs} == {spec.version}

@@ -48,8 +48,14 @@ def diverged_linear() -> base.Estimator:
 
 def reason_of(spec: ModelSpec, **features: Any) -> str:
     learner = Learner([spec.name], registry={spec.name: spec})
-    event = InputEvent(event_id="e1", ts=T0, model=spec.name, key="k", features=features,
-                       label=1.0 if spec.task == "regression" else True)  # fmt: skip
+    event = InputEvent(
+        event_id="e1",
+        ts=T0,
+        model=spec.name,
+        key="k",
+        features=features,
+        label=1.0 if spec.task == "regression" else True,
+    )
     out = learner.process([event])[0]
     assert isinstance(out, Rejection) and out.error_type is ErrorType.LEARNING_ERROR
     return out.reason
@@ -137,11 +143,14 @@ def test_a_classifier_that_knows_no_class_predicts_null_not_a_confident_no() -> 
     learner = Learner(["ctr_tree"], registry={"ctr_tree": MODELS["ctr_tree"]})
     asked = answer_json(predict_now(learner, "ctr_tree", "k", {"x": 1.0}), "k", 0, 0)
     assert RequestPrediction.model_validate(asked).prediction is None
-    first, second = learner.process([
-        InputEvent(event_id=f"e{i}", ts=T0, model="ctr_tree", key="k", features={"x": 1.0},
-                   label=True)
-        for i in range(2)
-    ])  # fmt: skip
+    first, second = learner.process(
+        [
+            InputEvent(
+                event_id=f"e{i}", ts=T0, model="ctr_tree", key="k", features={"x": 1.0}, label=True
+            )
+            for i in range(2)
+        ]
+    )
     assert isinstance(first, Prediction) and first.model_updates == 0
     assert first.prediction is None and '"prediction":null' in first.model_dump_json()
     schema_dir = Path(__file__).resolve().parents[2] / "schemas" / "json"
@@ -217,11 +226,22 @@ def test_version_1_drift_reports_are_still_read_and_version_2_fails_their_schema
 
     from schemas.drift import DriftReport
 
-    old = {"schema_version": 1, "model": "m", "model_version": "m@1", "partition": 0,
-           "detector": "page_hinkley", "signal": "loss", "trigger": "alarm",
-           "statistic": 0.46, "threshold": 50.0, "drift": True,
-           "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:00:00Z",
-           "window_start_offset": 0, "window_end_offset": 9}  # fmt: skip
+    old = {
+        "schema_version": 1,
+        "model": "m",
+        "model_version": "m@1",
+        "partition": 0,
+        "detector": "page_hinkley",
+        "signal": "loss",
+        "trigger": "alarm",
+        "statistic": 0.46,
+        "threshold": 50.0,
+        "drift": True,
+        "window_start": "2026-01-01T00:00:00Z",
+        "window_end": "2026-01-01T00:00:00Z",
+        "window_start_offset": 0,
+        "window_end_offset": 9,
+    }
     schema_dir = Path(__file__).resolve().parents[2] / "schemas" / "json"
     frozen = json.loads((schema_dir / "drift_report.v1.json").read_text())
     jsonschema.validate(old, frozen)

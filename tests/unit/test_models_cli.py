@@ -110,9 +110,17 @@ def refused(*args: str) -> Result:
 
 
 def scored(version: str, labelled: int, loss: float, champion_loss: float) -> VersionStatus:
-    return VersionStatus(version=version, role="shadow", learning=True, updates=labelled,
-                         labelled=labelled, loss=loss, champion_loss=champion_loss,
-                         served=0, headline={"logloss": loss})  # fmt: skip
+    return VersionStatus(
+        version=version,
+        role="shadow",
+        learning=True,
+        updates=labelled,
+        labelled=labelled,
+        loss=loss,
+        champion_loss=champion_loss,
+        served=0,
+        headline={"logloss": loss},
+    )
 
 
 def deploy_shadow(topic: Topic) -> None:
@@ -142,13 +150,24 @@ def test_deploy_publishes_the_initial_plan_with_the_new_shadow(topic: Topic) -> 
 
 def test_a_second_deploy_starts_from_the_plan_on_the_topic(topic: Topic) -> None:
     deploy_shadow(topic)
-    done = ok("models", "deploy", "logreg", "--params", '{"lr": 0.2}', "--role", "canary",
-              "--share", "0.25")  # fmt: skip
+    done = ok(
+        "models",
+        "deploy",
+        "logreg",
+        "--params",
+        '{"lr": 0.2}',
+        "--role",
+        "canary",
+        "--share",
+        "0.25",
+    )
     canary = MODELS["logreg"].with_params(lr=0.2).version
     assert done.output == f"logreg: deployed {canary} as canary (0.25 of keys) (revision 3)\n"
     assert [(v.role, v.share) for v in topic.plan().versions] == [
-        ("champion", 0.0), ("shadow", 0.0), ("canary", 0.25)
-    ]  # fmt: skip
+        ("champion", 0.0),
+        ("shadow", 0.0),
+        ("canary", 0.25),
+    ]
 
 
 def test_deploying_the_same_version_twice_is_refused(topic: Topic) -> None:
@@ -159,8 +178,15 @@ def test_deploying_the_same_version_twice_is_refused(topic: Topic) -> None:
 
 
 def test_backfill_time_without_a_zone_is_utc(topic: Topic) -> None:
-    ok("models", "deploy", "logreg", "--params", '{"lr": 0.1}', "--backfill-from",
-       "2026-01-01T00:00")  # fmt: skip
+    ok(
+        "models",
+        "deploy",
+        "logreg",
+        "--params",
+        '{"lr": 0.1}',
+        "--backfill-from",
+        "2026-01-01T00:00",
+    )
     assert topic.plan().versions[1].backfill_from == datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -355,8 +381,17 @@ def test_list_shows_each_version_with_its_figures_over_the_partitions(topic: Top
     )
     header, first, second = (line.split("  ") for line in lines[1:4])
     cells = [[c.strip() for c in row if c.strip()] for row in (header, first, second)]
-    assert cells[0][:9] == ["version", "role", "share", "learning", "labelled", "loss",
-                            "champion's", "served", "headline"]  # fmt: skip
+    assert cells[0][:9] == [
+        "version",
+        "role",
+        "share",
+        "learning",
+        "labelled",
+        "loss",
+        "champion's",
+        "served",
+        "headline",
+    ]
     assert cells[1][:8] == [CHAMPION, "champion", "-", "yes", "0", "-", "-", "70"]
     # 400 labelled: mean losses weighted by each partition's count, (100*.2 + 300*.4)/400.
     assert cells[2][:8] == [SHADOW, "shadow", "-", "paused (spike)", "400", "0.3500", "0.4750", "0"]
@@ -421,8 +456,20 @@ def textbook_sample_size(rate: float, mde: float, alpha: float, power: float) ->
 
 def start_ctr(topic: Topic, *extra: str, mde: str = "0.02") -> Result:
     deploy_shadow(topic)
-    return ok("experiments", "start", "logreg", "--arms", f"{CHAMPION},{SHADOW.partition('@')[2]}",
-              "--metric", "ctr", "--mde", mde, "--baseline", "0.1", *extra)  # fmt: skip
+    return ok(
+        "experiments",
+        "start",
+        "logreg",
+        "--arms",
+        f"{CHAMPION},{SHADOW.partition('@')[2]}",
+        "--metric",
+        "ctr",
+        "--mde",
+        mde,
+        "--baseline",
+        "0.1",
+        *extra,
+    )
 
 
 def test_start_prints_the_sample_size_up_front_and_writes_the_experiment(topic: Topic) -> None:
@@ -440,16 +487,38 @@ def test_start_prints_the_sample_size_up_front_and_writes_the_experiment(topic: 
 
 
 def test_an_impossible_design_is_refused_before_anything_is_read(topic: Topic) -> None:
-    done = refused("experiments", "start", "logreg", "--arms", "a,b", "--metric", "ctr",
-                   "--mde", "0.5", "--baseline", "0.7")  # fmt: skip
+    done = refused(
+        "experiments",
+        "start",
+        "logreg",
+        "--arms",
+        "a,b",
+        "--metric",
+        "ctr",
+        "--mde",
+        "0.5",
+        "--baseline",
+        "0.7",
+    )
     assert "is not a click rate: lower mde" in done.output
     assert topic.reads == 0
 
 
 def test_starting_a_second_experiment_is_refused(topic: Topic) -> None:
     start_ctr(topic)
-    done = refused("experiments", "start", "logreg", "--arms", f"{CHAMPION},{SHADOW}",
-                   "--metric", "ctr", "--mde", "0.02", "--baseline", "0.1")  # fmt: skip
+    done = refused(
+        "experiments",
+        "start",
+        "logreg",
+        "--arms",
+        f"{CHAMPION},{SHADOW}",
+        "--metric",
+        "ctr",
+        "--mde",
+        "0.02",
+        "--baseline",
+        "0.1",
+    )
     assert "logreg runs an experiment already; stop it first" in done.output
 
 
@@ -485,8 +554,12 @@ def test_status_once_every_arm_has_its_planned_size_shows_the_result(topic: Topi
     start_ctr(topic, mde="0.1")
     planned = textbook_sample_size(0.1, 0.1, 0.05, 0.8)
     control_clicks, new_clicks = planned // 10, planned // 4  # 10% against 25%
-    arms(topic, 0, control=[1.0] * control_clicks + [0.0] * (planned - control_clicks),
-         new=[1.0] * new_clicks + [0.0] * (planned - new_clicks))  # fmt: skip
+    arms(
+        topic,
+        0,
+        control=[1.0] * control_clicks + [0.0] * (planned - control_clicks),
+        new=[1.0] * new_clicks + [0.0] * (planned - new_clicks),
+    )
     out = ok("experiments", "status", "logreg").output
     assert "result (from the statuses, not yet published" in out and f"{SHADOW} wins" in out
     effect = (new_clicks - control_clicks) / planned
@@ -498,17 +571,38 @@ def test_status_prints_the_published_result(topic: Topic) -> None:
     plan = topic.plan()
     assert plan.experiment is not None
     result = ExperimentResult(
-        experiment_id="logreg-3", model="logreg", metric="ctr", sequential=False, alpha=0.05,
-        power=0.8, mde=0.02, sample_size=plan.experiment.sample_size,
-        counts={CHAMPION: 3900, SHADOW: 3900}, means={CHAMPION: 0.1, SHADOW: 0.13},
-        comparisons=[ComparisonResult(arm=SHADOW, control=CHAMPION, effect=0.03, ci_low=0.017,
-                                      ci_high=0.043, p_value=0.0001, decision="better")],
-        decision=SHADOW, at=NOW,
-    )  # fmt: skip
+        experiment_id="logreg-3",
+        model="logreg",
+        metric="ctr",
+        sequential=False,
+        alpha=0.05,
+        power=0.8,
+        mde=0.02,
+        sample_size=plan.experiment.sample_size,
+        counts={CHAMPION: 3900, SHADOW: 3900},
+        means={CHAMPION: 0.1, SHADOW: 0.13},
+        comparisons=[
+            ComparisonResult(
+                arm=SHADOW,
+                control=CHAMPION,
+                effect=0.03,
+                ci_low=0.017,
+                ci_high=0.043,
+                p_value=0.0001,
+                decision="better",
+            )
+        ],
+        decision=SHADOW,
+        at=NOW,
+    )
     published = plan.model_copy(
-        update={"revision": 4, "experiment": plan.experiment.model_copy(
-            update={"result": result.model_dump(mode="json")})}
-    )  # fmt: skip
+        update={
+            "revision": 4,
+            "experiment": plan.experiment.model_copy(
+                update={"result": result.model_dump(mode="json")}
+            ),
+        }
+    )
     topic.state.plans["logreg"] = published
     out = ok("experiments", "status", "logreg").output
     assert f"result (published, {NOW.isoformat()}): {SHADOW} wins" in out
@@ -534,8 +628,15 @@ def test_sequential_status_shows_always_valid_p_values_after_the_burn_in(topic: 
 
 def test_bandit_checks_the_policys_params_and_stop_ends_it(topic: Topic) -> None:
     deploy_shadow(topic)
-    args = ["experiments", "bandit", "logreg", "--arms", f"{CHAMPION},{SHADOW}", "--policy",
-            "epsilon_greedy"]  # fmt: skip
+    args = [
+        "experiments",
+        "bandit",
+        "logreg",
+        "--arms",
+        f"{CHAMPION},{SHADOW}",
+        "--policy",
+        "epsilon_greedy",
+    ]
     done = refused(*args)
     assert "epsilon_greedy needs param 'epsilon'" in done.output
     done = ok(*args, "--param", "epsilon=0.1", "--seed", "7", "--learn", "routed")
@@ -545,10 +646,12 @@ def test_bandit_checks_the_policys_params_and_stop_ends_it(topic: Topic) -> None
     bandit = topic.plan().bandit
     assert bandit is not None
     assert (bandit.params, bandit.seed, bandit.learn) == ({"epsilon": 0.1}, 7, "routed")
-    topic.report(0, bandit_decisions=300, bandit_reward=30.0,
-                 bandit_shares={CHAMPION: 0.5, SHADOW: 0.5})  # fmt: skip
-    topic.report(1, bandit_decisions=100, bandit_reward=2.0,
-                 bandit_shares={CHAMPION: 0.9, SHADOW: 0.1})  # fmt: skip
+    topic.report(
+        0, bandit_decisions=300, bandit_reward=30.0, bandit_shares={CHAMPION: 0.5, SHADOW: 0.5}
+    )
+    topic.report(
+        1, bandit_decisions=100, bandit_reward=2.0, bandit_shares={CHAMPION: 0.9, SHADOW: 0.1}
+    )
     out = ok("experiments", "status", "logreg").output.splitlines()
     # 400 decisions, 32 rewards; shares weighted by decisions: (300*.5 + 100*.9)/400 = 0.6.
     assert out[0].endswith("400 decisions, reward 0.0800 per decision")
@@ -570,8 +673,17 @@ def test_status_without_experiments_says_so(topic: Topic) -> None:
 # --- the pure parts --------------------------------------------------------------------------
 def test_merged_arms_equal_the_statistics_of_every_outcome() -> None:
     plan = initial_plan(MODELS["logreg"], changed_by="cli")
-    experiment = {"experiment_id": "e", "arms": ["a", "b"], "metric": "mae", "alpha": 0.05,
-                  "power": 0.8, "mde": 0.1, "baseline": 1.0, "sample_size": 10, "started": NOW}  # fmt: skip
+    experiment = {
+        "experiment_id": "e",
+        "arms": ["a", "b"],
+        "metric": "mae",
+        "alpha": 0.05,
+        "power": 0.8,
+        "mde": 0.1,
+        "baseline": 1.0,
+        "sample_size": 10,
+        "started": NOW,
+    }
     plan = ModelPlan.model_validate({**plan.model_dump(), "experiment": experiment})
     values = [0.5, 2.0, 1.25, 3.0, 0.0, 4.5, 2.25]
     parts = [values[:3], [], values[3:4], values[4:]]  # uneven, one empty partition
@@ -581,12 +693,30 @@ def test_merged_arms_equal_the_statistics_of_every_outcome() -> None:
         for value in part:
             o.add(value)
         status = ArmStatus(n=o.n, mean=o.mean, m2=o.m2)
-        statuses.append(ModelStatus(model="logreg", partition=p, revision=1, offset=0,
-                                    versions=[], experiment_id="e", arms={"a": status},
-                                    at=NOW))  # fmt: skip
-    statuses.append(ModelStatus(model="logreg", partition=9, revision=1, offset=0, versions=[],
-                                experiment_id="old", arms={"a": ArmStatus(n=5, mean=9, m2=1)},
-                                at=NOW))  # fmt: skip  # another experiment: not counted
+        statuses.append(
+            ModelStatus(
+                model="logreg",
+                partition=p,
+                revision=1,
+                offset=0,
+                versions=[],
+                experiment_id="e",
+                arms={"a": status},
+                at=NOW,
+            )
+        )
+    statuses.append(
+        ModelStatus(
+            model="logreg",
+            partition=9,
+            revision=1,
+            offset=0,
+            versions=[],
+            experiment_id="old",
+            arms={"a": ArmStatus(n=5, mean=9, m2=1)},
+            at=NOW,
+        )
+    )  # another experiment: not counted
     merged = lifecycle_cli.merged_arms(plan, statuses)
     assert merged["a"].n == len(values) and merged["b"].n == 0
     assert merged["a"].mean == pytest.approx(statistics.mean(values), abs=1e-12)
@@ -597,10 +727,17 @@ def test_figures_count_only_statuses_of_the_versions_role() -> None:
     plan = initial_plan(MODELS["logreg"], changed_by="cli")
     version = plan.versions[0].model_copy(update={"joined_revision": 3})
     plan = plan.model_copy(update={"revision": 3, "versions": [version]})
-    old = ModelStatus(model="logreg", partition=0, revision=2, offset=0,
-                      versions=[scored(CHAMPION, 900, 1.0, 1.0)], at=NOW)  # fmt: skip
-    new = old.model_copy(update={"partition": 1, "revision": 3,
-                                 "versions": [scored(CHAMPION, 100, 0.5, 0.5)]})  # fmt: skip
+    old = ModelStatus(
+        model="logreg",
+        partition=0,
+        revision=2,
+        offset=0,
+        versions=[scored(CHAMPION, 900, 1.0, 1.0)],
+        at=NOW,
+    )
+    new = old.model_copy(
+        update={"partition": 1, "revision": 3, "versions": [scored(CHAMPION, 100, 0.5, 0.5)]}
+    )
     f = lifecycle_cli.version_figures(plan, [old, new])[CHAMPION]
     assert (f.labelled, f.loss, f.partitions) == (100, 0.5, 1)
     assert lifecycle_cli.partitions_line(plan, [old, new]) == (

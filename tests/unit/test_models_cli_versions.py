@@ -59,8 +59,16 @@ def test_deploy_version_deploys_the_second_pipeline(
     assert done.output.splitlines()[-1] == "logreg: deployed logreg@2 as shadow (revision 2)"
     second = base.lifecycle_cli.control.version_of(topic.plan(), "logreg@2")
     assert (second.role, second.params) == ("shadow", {"grace_period": 50})
-    done = invoke("models", "deploy", "logreg", "--version", "2", "--params",
-                  '{"grace_period": 20}', *two_pipelines)  # fmt: skip
+    done = invoke(
+        "models",
+        "deploy",
+        "logreg",
+        "--version",
+        "2",
+        "--params",
+        '{"grace_period": 20}',
+        *two_pipelines,
+    )
     assert done.exit_code == 0, done.output
     assert "deployed logreg@2+" in done.output  # a pinned version with other parameters
     done = invoke("models", "deploy", "logreg", "--version", "3", *two_pipelines)

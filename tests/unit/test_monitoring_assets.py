@@ -27,9 +27,14 @@ def test_every_dashboard_query_names_an_exported_metric() -> None:
     used = {name for expr in exprs for name in METRIC.findall(expr)}
     assert used and used <= exported(), sorted(used - exported())
     # Throughput, lag, latency, quality, drift and dead letters all have a panel.
-    for metric in ("riverrun_predictions_total", "riverrun_consumer_lag_messages",
-                   "riverrun_predict_latency_seconds_bucket", "riverrun_model_quality",
-                   "riverrun_drift_detected_total", "riverrun_dead_letters_total"):  # fmt: skip
+    for metric in (
+        "riverrun_predictions_total",
+        "riverrun_consumer_lag_messages",
+        "riverrun_predict_latency_seconds_bucket",
+        "riverrun_model_quality",
+        "riverrun_drift_detected_total",
+        "riverrun_dead_letters_total",
+    ):
         assert metric in used
 
 

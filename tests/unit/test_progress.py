@@ -22,36 +22,64 @@ from streams.progress import (
 )
 from streams.settings import Settings
 
-SECRETS = {"sasl_password": "pw-secret-1", "api_tokens": "tok-secret-2",
-           "checkpoint_key": "key-secret-3"}  # fmt: skip
+SECRETS = {
+    "sasl_password": "pw-secret-1",
+    "api_tokens": "tok-secret-2",
+    "checkpoint_key": "key-secret-3",
+}
 
 
 def sasl_settings(**values: object) -> Settings:
-    return Settings(app="mypkg.models:app", broker="b1:9093,b2:9093", security_protocol="SASL_SSL",
-                    sasl_mechanism="PLAIN", sasl_username="alice", group_id="fraud-workers",
-                    events_topic="tx", checkpoint_every_events=500,
-                    checkpoint_every_seconds=15, **SECRETS, **values)  # type: ignore[arg-type]  # fmt: skip
+    return Settings(
+        app="mypkg.models:app",
+        broker="b1:9093,b2:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="alice",
+        group_id="fraud-workers",
+        events_topic="tx",
+        checkpoint_every_events=500,
+        checkpoint_every_seconds=15,
+        **SECRETS,
+        **values,
+    )  # type: ignore[arg-type]
 
 
 def test_the_banner_says_what_runs_where_and_never_a_secret() -> None:
-    versions = [ServedVersion("fraud", "fraud@aa", "binary", "champion"),
-                ServedVersion("fraud", "fraud@bb", "binary", "shadow")]  # fmt: skip
-    text = banner(sasl_settings(), versions, metrics_url="http://127.0.0.1:9500/metrics",
-                  api_url="http://127.0.0.1:9501/v1", riverrun_version="1.2.3")  # fmt: skip
+    versions = [
+        ServedVersion("fraud", "fraud@aa", "binary", "champion"),
+        ServedVersion("fraud", "fraud@bb", "binary", "shadow"),
+    ]
+    text = banner(
+        sasl_settings(),
+        versions,
+        metrics_url="http://127.0.0.1:9500/metrics",
+        api_url="http://127.0.0.1:9501/v1",
+        riverrun_version="1.2.3",
+    )
 
     assert text.startswith("riverrun 1.2.3 worker started\n")
-    for expected in ["mypkg.models:app", "fraud@aa (binary, champion)",
-                     "fraud@bb (binary, shadow)", "one replica per input partition",
-                     "tx -> predictions", "control control", "checkpoints checkpoints",
-                     "fraud-workers (events)", "b1:9093,b2:9093 (SASL_SSL)",
-                     "http://127.0.0.1:9500/metrics", "http://127.0.0.1:9501/v1",
-                     "every 500 events or 15 s per partition (at_least_once)",
-                     "a line every 30 s"]:  # fmt: skip
+    for expected in [
+        "mypkg.models:app",
+        "fraud@aa (binary, champion)",
+        "fraud@bb (binary, shadow)",
+        "one replica per input partition",
+        "tx -> predictions",
+        "control control",
+        "checkpoints checkpoints",
+        "fraud-workers (events)",
+        "b1:9093,b2:9093 (SASL_SSL)",
+        "http://127.0.0.1:9500/metrics",
+        "http://127.0.0.1:9501/v1",
+        "every 500 events or 15 s per partition (at_least_once)",
+        "a line every 30 s",
+    ]:
         assert expected in text, expected
     for secret in [*SECRETS.values(), "alice"]:
         assert secret not in text
-    off = banner(sasl_settings(progress_seconds=0), [], metrics_url="m", api_url=None,
-                 riverrun_version="1")  # fmt: skip
+    off = banner(
+        sasl_settings(progress_seconds=0), [], metrics_url="m", api_url=None, riverrun_version="1"
+    )
     assert "api:           off" in off and "progress:      off" in off
 
 
@@ -64,9 +92,11 @@ def test_a_model_with_a_plan_shows_the_plan_versions_and_roles() -> None:
     challenger = spec.with_params(lr=0.01)
     plan = control.deploy(control.initial_plan(spec, changed_by="test"), challenger)
     found = served_versions(Learner(["logreg", "linreg"]), {"logreg": plan})
-    assert found == [ServedVersion("logreg", spec.version, "binary", "champion"),
-                     ServedVersion("logreg", challenger.version, "binary", "shadow"),
-                     ServedVersion("linreg", linreg.version, "regression", "served")]  # fmt: skip
+    assert found == [
+        ServedVersion("logreg", spec.version, "binary", "champion"),
+        ServedVersion("logreg", challenger.version, "binary", "shadow"),
+        ServedVersion("linreg", linreg.version, "regression", "served"),
+    ]
 
 
 def test_a_plan_version_this_code_cannot_build_is_said_with_who_serves_instead() -> None:
@@ -82,10 +112,13 @@ def test_a_plan_version_this_code_cannot_build_is_said_with_who_serves_instead()
 
 
 def test_a_progress_line_gives_the_rate_since_the_last_one() -> None:
-    line = progress_line(Progress(events=4500, seconds=30.0, lag=7, partitions=3,
-                                  checkpoint_age=12.4, unsaved=800))  # fmt: skip
-    assert line == ("progress: 150.0 events/s over 30 s, lag 7, 3 partition(s), oldest "
-                    "checkpoint 12 s ago (800 events since)")  # fmt: skip
+    line = progress_line(
+        Progress(events=4500, seconds=30.0, lag=7, partitions=3, checkpoint_age=12.4, unsaved=800)
+    )
+    assert line == (
+        "progress: 150.0 events/s over 30 s, lag 7, 3 partition(s), oldest "
+        "checkpoint 12 s ago (800 events since)"
+    )
 
 
 class _Consumer:
@@ -108,9 +141,11 @@ def _state(tp: TopicPartition, position: int, since: int, age: float) -> Partiti
 
 def test_progress_sums_the_lag_of_owned_partitions_and_ages_the_oldest_unsaved_checkpoint() -> None:
     a, b, c = (TopicPartition("events", p) for p in range(3))
-    owned = {a: _state(a, 100, 0, 90.0),  # checkpointed long ago, nothing new since
-             b: _state(b, 40, 25, 20.0),
-             c: _state(c, 5, 3, 8.0)}  # not fetched yet: no high watermark  # fmt: skip
+    owned = {
+        a: _state(a, 100, 0, 90.0),  # checkpointed long ago, nothing new since
+        b: _state(b, 40, 25, 20.0),
+        c: _state(c, 5, 3, 8.0),
+    }  # not fetched yet: no high watermark
     events = SimpleNamespace(owned=owned, consumer=_Consumer({a: 130, b: 40, c: None}))
     service = ProgressLog(Settings(), events, lambda: 0.0, lambda: ("m", None))
 
@@ -118,8 +153,9 @@ def test_progress_sums_the_lag_of_owned_partitions_and_ages_the_oldest_unsaved_c
 
     assert (p.lag, p.partitions, p.unsaved) == (30, 3, 28)  # 130-100 + 40-40
     assert p.checkpoint_age == pytest.approx(20.0, abs=1.0)  # b's: a has nothing unsaved
-    idle = ProgressLog(Settings(), SimpleNamespace(owned={}, consumer=None), lambda: 0.0,
-                       lambda: ("m", None)).figures(0, 30.0)  # fmt: skip
+    idle = ProgressLog(
+        Settings(), SimpleNamespace(owned={}, consumer=None), lambda: 0.0, lambda: ("m", None)
+    ).figures(0, 30.0)
     assert (idle.lag, idle.partitions, idle.checkpoint_age) == (0, 0, None)
 
 

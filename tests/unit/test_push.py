@@ -16,18 +16,27 @@ from online_models.push import (
 )
 
 BINARY = {"event_id": "e1", "model": "propensity_shoes", "prediction": 0.31}
-MULTICLASS = {"event_id": "e2", "model": "segment", "prediction": "sky",
-              "probabilities": {"sky": 0.6, "grass": 0.4}}  # fmt: skip
+MULTICLASS = {
+    "event_id": "e2",
+    "model": "segment",
+    "prediction": "sky",
+    "probabilities": {"sky": 0.6, "grass": 0.4},
+}
 
 
 @pytest.mark.parametrize(
     ("prediction", "models", "min_score", "taken"),
-    [(BINARY, (), None, True), (BINARY, ("propensity_shoes",), 0.3, True),
-     (BINARY, ("propensity_shoes",), 0.32, False), (BINARY, ("propensity_bags",), None, False),
-     (MULTICLASS, (), 0.6, True), (MULTICLASS, (), 0.61, False),
-     ({**MULTICLASS, "probabilities": {}, "prediction": None}, (), 0.0, False),
-     ({**BINARY, "prediction": True}, (), 0.0, False)],
-)  # fmt: skip
+    [
+        (BINARY, (), None, True),
+        (BINARY, ("propensity_shoes",), 0.3, True),
+        (BINARY, ("propensity_shoes",), 0.32, False),
+        (BINARY, ("propensity_bags",), None, False),
+        (MULTICLASS, (), 0.6, True),
+        (MULTICLASS, (), 0.61, False),
+        ({**MULTICLASS, "probabilities": {}, "prediction": None}, (), 0.0, False),
+        ({**BINARY, "prediction": True}, (), 0.0, False),
+    ],
+)
 def test_a_sink_takes_the_models_it_names_at_or_above_its_score(
     prediction: dict[str, object], models: tuple[str, ...], min_score: float | None, taken: bool
 ) -> None:
@@ -40,9 +49,13 @@ def test_the_score_of_each_task() -> None:
 
 def test_a_batch_carries_each_prediction_with_its_key_and_one_key_for_every_attempt() -> None:
     body = json.loads(batch_body("audience", [BINARY, MULTICLASS]))
-    assert body == {"sink": "audience", "items": [
-        {"idempotency_key": "propensity_shoes:e1", "prediction": BINARY},
-        {"idempotency_key": "segment:e2", "prediction": MULTICLASS}]}  # fmt: skip
+    assert body == {
+        "sink": "audience",
+        "items": [
+            {"idempotency_key": "propensity_shoes:e1", "prediction": BINARY},
+            {"idempotency_key": "segment:e2", "prediction": MULTICLASS},
+        ],
+    }
     keys = [idempotency_key(BINARY), idempotency_key(MULTICLASS)]
     assert batch_key(keys) == batch_key(list(keys)) != batch_key(keys[::-1])
     assert idempotency_key({**BINARY, "prediction": 0.9, "model_version": "v2"}) == keys[0]
@@ -56,9 +69,19 @@ def test_retries_back_off_exponentially_to_the_cap_and_respect_retry_after() -> 
     assert backoff(1, base=0.2, cap=5.0, jitter=1.0, retry_after=600.0) == 5.0
 
 
-@pytest.mark.parametrize(("status", "again"), [(500, True), (503, True), (429, True),
-                                               (408, True), (400, False), (401, False),
-                                               (404, False), (422, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "again"),
+    [
+        (500, True),
+        (503, True),
+        (429, True),
+        (408, True),
+        (400, False),
+        (401, False),
+        (404, False),
+        (422, False),
+    ],
+)
 def test_which_answers_are_worth_sending_again(status: int, again: bool) -> None:
     assert retryable(status) is again
 

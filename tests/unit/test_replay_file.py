@@ -32,9 +32,13 @@ def test_a_wrong_label_column_is_refused_instead_of_becoming_a_feature(tmp_path:
     with pytest.raises(FileError, match=r"offers.jsonl has no column 'label' .*: price, y"):
         count_file_events(jsonl, model="logreg")
     assert [(e.features, e.label) for e in events(jsonl, label_column="y")] == [
-        ({"price": 1}, True), ({"price": 2}, None)]  # fmt: skip
+        ({"price": 1}, True),
+        ({"price": 2}, None),
+    ]
     assert [e.features for e in events(jsonl, label_column=None)] == [
-        {"price": 1, "y": True}, {"price": 2}]  # fmt: skip
+        {"price": 1, "y": True},
+        {"price": 2},
+    ]
 
 
 def test_key_and_time_columns(tmp_path: Path) -> None:
@@ -62,15 +66,21 @@ def test_key_and_time_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "options", "message"),
     [
-        ("a,t\n1,2026-01-01\n", {"time_column": "ts"},
-         "f.csv has no column 'ts' (its columns: a, t): pass --time-column"),
-        ("a,t\n1,soon\n", {"time_column": "t"},
-         "f.csv line 2: the time column 't' holds 'soon', which is not a time: write ISO 8601"),
+        (
+            "a,t\n1,2026-01-01\n",
+            {"time_column": "ts"},
+            "f.csv has no column 'ts' (its columns: a, t): pass --time-column",
+        ),
+        (
+            "a,t\n1,soon\n",
+            {"time_column": "t"},
+            "f.csv line 2: the time column 't' holds 'soon', which is not a time: write ISO 8601",
+        ),
         ("a,k\n1,\n", {"key_column": "k"}, "f.csv line 2: the key column 'k' is empty"),
         ("a,b\n1,2,3\n", {}, "f.csv line 2 has 3 cells where the header names 2 columns"),
         ("a,b\n1,2\n1\n", {}, "f.csv line 3 has 1 cells where the header names 2 columns"),
     ],
-)  # fmt: skip
+)
 def test_one_sentence_per_mistake_in_a_csv(
     tmp_path: Path, text: str, options: dict[str, Any], message: str
 ) -> None:
@@ -101,9 +111,17 @@ def test_produced_knows_which_messages_are_the_replays() -> None:
 
 
 def letter(error_type: ErrorType, reason: str) -> DeadLetter:
-    return DeadLetter(payload="{}", payload_encoding="utf-8", payload_bytes=2,
-                      source_topic="events", source_partition=0, source_offset=0,
-                      error_type=error_type, reason=reason, ts=0)  # fmt: skip
+    return DeadLetter(
+        payload="{}",
+        payload_encoding="utf-8",
+        payload_bytes=2,
+        source_topic="events",
+        source_partition=0,
+        source_offset=0,
+        error_type=error_type,
+        reason=reason,
+        ts=0,
+    )
 
 
 def test_the_summary_groups_dead_letters_by_reason_with_a_hint() -> None:

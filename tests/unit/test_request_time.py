@@ -85,7 +85,10 @@ def test_asking_under_a_bandit_draws_nothing_and_follows_the_keys_waiting_decisi
         # The key now waits for its outcome: a request for it is answered by that arm.
         answer = predict_now(asked_often, "logreg", event.key, event.features)
         assert (answer.version, answer.arm, answer.role) == (
-            got.model_version, got.routing.arm, "arm")  # fmt: skip
+            got.model_version,
+            got.routing.arm,
+            "arm",
+        )
     bandit = asked_often.groups["logreg"].state.bandit
     assert bandit is not None and bandit.decisions == len(events)
 
@@ -102,8 +105,16 @@ def test_the_answer_is_a_request_prediction_of_the_committed_schema() -> None:
     body = answer_json(binary, "k", 1, 40)
     assert RequestPrediction.model_validate(body).prediction == 0.25
     assert "probabilities" not in body and "arm" not in body
-    multiclass = Answer("seg", "seg@1", "arm", "multiclass", {True: 0.2, 3: 0.5, "sky": 0.3}, 2,
-                        arm="seg@1", experiment="x")  # fmt: skip
+    multiclass = Answer(
+        "seg",
+        "seg@1",
+        "arm",
+        "multiclass",
+        {True: 0.2, 3: 0.5, "sky": 0.3},
+        2,
+        arm="seg@1",
+        experiment="x",
+    )
     body = answer_json(multiclass, "k", 0, 9)
     parsed = RequestPrediction.model_validate(body)
     assert (parsed.prediction, parsed.probabilities) == (3, {"true": 0.2, "3": 0.5, "sky": 0.3})
@@ -133,9 +144,17 @@ def test_requests_are_validated_as_events_are_with_the_item_named() -> None:
 
 @pytest.mark.parametrize(
     ("header", "accepted"),
-    [("Bearer t1", True), ("bearer t2", True), ("Bearer  t2 ", True), ("Bearer t3", False),
-     ("Basic t1", False), ("t1", False), (None, False), ("Bearer ", False)],
-)  # fmt: skip
+    [
+        ("Bearer t1", True),
+        ("bearer t2", True),
+        ("Bearer  t2 ", True),
+        ("Bearer t3", False),
+        ("Basic t1", False),
+        ("t1", False),
+        (None, False),
+        ("Bearer ", False),
+    ],
+)
 def test_bearer_tokens_any_of_the_configured_ones(header: str | None, accepted: bool) -> None:
     assert bearer_check(Settings(api_tokens="t1, t2"))(header) is accepted
     assert bearer_check(Settings())(header) is True  # no tokens: open
@@ -143,8 +162,14 @@ def test_bearer_tokens_any_of_the_configured_ones(header: str | None, accepted: 
 
 def test_of_two_owner_claims_the_newer_generation_wins_and_claims_are_signed() -> None:
     def claim(generation: int, url: str) -> PartitionOwner:
-        return PartitionOwner(topic="events", partition=3, url=url, generation=generation,
-                              worker="w", at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+        return PartitionOwner(
+            topic="events",
+            partition=3,
+            url=url,
+            generation=generation,
+            worker="w",
+            at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
 
     state = ControlState()
     for message in (claim(4, "http://b"), claim(3, "http://a"), claim(4, "http://c")):
@@ -171,13 +196,18 @@ def test_api_settings_that_cannot_work_are_refused_and_sink_tokens_are_masked() 
     )
 
 
-def api_over(owned: dict[Any, Any], assigned: set[Any], owners: dict[Any, Any] | None = None,
-             rebalancing: bool = False) -> Any:  # fmt: skip
+def api_over(
+    owned: dict[Any, Any],
+    assigned: set[Any],
+    owners: dict[Any, Any] | None = None,
+    rebalancing: bool = False,
+) -> Any:
     """The API over a stand-in of the events service's ownership state."""
     consumer = SimpleNamespace(assignment=lambda: assigned)
     control_log = SimpleNamespace(state=ControlState(owners=owners or {}))
-    events = SimpleNamespace(owned=owned, consumer=consumer, control=control_log,
-                             rebalancing=rebalancing, models={})  # fmt: skip
+    events = SimpleNamespace(
+        owned=owned, consumer=consumer, control=control_log, rebalancing=rebalancing, models={}
+    )
     return Api(Settings(api_port=9465), WorkerMetrics(), events)  # type: ignore[arg-type]
 
 
@@ -200,10 +230,14 @@ def test_a_partition_answers_here_only_once_restored_and_caught_up() -> None:
 def test_a_request_is_forwarded_only_to_another_workers_claim() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     here = Settings(api_port=9465).api_url
-    claims = {("events", 1): PartitionOwner(topic="events", partition=1, url="http://w2:9465",
-                                           generation=2, worker="w2", at=at),
-              ("events", 2): PartitionOwner(topic="events", partition=2, url=here,
-                                           generation=2, worker="w1", at=at)}  # fmt: skip
+    claims = {
+        ("events", 1): PartitionOwner(
+            topic="events", partition=1, url="http://w2:9465", generation=2, worker="w2", at=at
+        ),
+        ("events", 2): PartitionOwner(
+            topic="events", partition=2, url=here, generation=2, worker="w1", at=at
+        ),
+    }
     api = api_over({}, set(), claims)
     assert api.owner(1) == "http://w2:9465"
     with pytest.raises(Unavailable, match="no worker owns partition 2"):

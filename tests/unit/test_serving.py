@@ -12,9 +12,11 @@ BUILTIN = riverrun.builtin.app.models
 
 def test_the_join_models_and_their_parameters_are_checked_with_the_served_ones() -> None:
     settings = Settings(
-        join_enabled=True, products=["shoes"], models=["logreg"],
+        join_enabled=True,
+        products=["shoes"],
+        models=["logreg"],
         model_params={"logreg": {"lr": 0.1}, "propensity_shoes": {"alpha": 0.2}},
-    )  # fmt: skip
+    )
     assert list(served_models(settings, BUILTIN)) == ["logreg"]
     wrong = settings.model_copy(update={"model_params": {"propensity_shoes": {"alfa": 0.2}}})
     with pytest.raises(ModelError, match=r"'propensity_shoes' .* cannot be built with"):
@@ -26,9 +28,11 @@ def test_the_join_models_and_their_parameters_are_checked_with_the_served_ones()
 
 @pytest.mark.parametrize(
     ("setting", "name", "message"),
-    [("ctr_model", "nope", "RIVERRUN_CTR_MODEL is 'nope', which the app does not have"),
-     ("propensity_model", "linreg", "RIVERRUN_PROPENSITY_MODEL is 'linreg', a regression model")],
-)  # fmt: skip
+    [
+        ("ctr_model", "nope", "RIVERRUN_CTR_MODEL is 'nope', which the app does not have"),
+        ("propensity_model", "linreg", "RIVERRUN_PROPENSITY_MODEL is 'linreg', a regression model"),
+    ],
+)
 def test_the_join_needs_binary_models_of_the_app(setting: str, name: str, message: str) -> None:
     settings = Settings(join_enabled=True, **{setting: name})  # type: ignore[arg-type]
     with pytest.raises(ModelError, match=message):

@@ -65,9 +65,12 @@ def test_settings_turn_into_the_environment_that_gives_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     chosen = Settings(
-        models=["logreg"], model_params={"logreg": {"lr": 0.1}}, drift_enabled=False,
-        checkpoint_key=SecretStr("k3y"), batch_seconds=0.5,
-    )  # fmt: skip
+        models=["logreg"],
+        model_params={"logreg": {"lr": 0.1}},
+        drift_enabled=False,
+        checkpoint_key=SecretStr("k3y"),
+        batch_seconds=0.5,
+    )
     env = chosen.as_environment()
     assert env["RIVERRUN_MODELS"] == '["logreg"]' and env["RIVERRUN_DRIFT_ENABLED"] == "false"
     assert env["RIVERRUN_CHECKPOINT_KEY"] == "k3y"  # for a child process, never printed

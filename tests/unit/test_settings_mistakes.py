@@ -165,8 +165,10 @@ def test_lists_of_names_and_numbers_may_be_given_with_commas(
 
 def test_a_push_sink_without_a_field_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     message = refusal(monkeypatch, RIVERRUN_PUSH_SINKS='[{"name": "crm"}]')
-    assert message.startswith("invalid settings: RIVERRUN_PUSH_SINKS[0] has no 'url': it wants an "
-                              "object with name and url"), message  # fmt: skip
+    assert message.startswith(
+        "invalid settings: RIVERRUN_PUSH_SINKS[0] has no 'url': it wants an "
+        "object with name and url"
+    ), message
 
 
 @pytest.mark.parametrize(
@@ -192,8 +194,13 @@ def test_riverrun_config_says_one_sentence_and_exits_1(
     """As a user meets it: the command line, no traceback, exit status 1 (as every
     refused setting before)."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), variable: value}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "config"], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr

@@ -12,8 +12,10 @@ from tests.ports import free_port
 
 
 def group() -> GroupStatus:
-    members = [Member("g-events-1a2b3c4d", "g-events", "10.0.0.5", [0, 1], "http://w1:9465"),
-               Member("g-events-5e6f7a8b", "g-events", "10.0.0.6", [])]  # fmt: skip
+    members = [
+        Member("g-events-1a2b3c4d", "g-events", "10.0.0.5", [0, 1], "http://w1:9465"),
+        Member("g-events-5e6f7a8b", "g-events", "10.0.0.6", []),
+    ]
     saved = Checkpoint("fraud", "fraud@aa", 1200, 1180, "2026-12-06T12:00:00+00:00")
     versions = ["fraud@aa champion", "fraud@bb shadow"]
     partitions = [

@@ -82,8 +82,9 @@ def _promoted(plan: ModelPlan, version: str) -> ModelPlan:
         else v
         for v in plan.versions
     ]
-    return plan.model_copy(update={"revision": plan.revision + 1, "versions": versions,
-                                   "previous_champions": [old]})  # fmt: skip
+    return plan.model_copy(
+        update={"revision": plan.revision + 1, "versions": versions, "previous_champions": [old]}
+    )
 
 
 @pytest.mark.parametrize("routing", ["canary", "experiment", "bandit"])
@@ -96,12 +97,25 @@ def test_routing_to_an_unbuildable_version_never_raises(routing: str) -> None:
         plan = control.deploy(plan, gone, role="shadow")
         arms = [ours.version, gone.version]
         if routing == "experiment":
-            plan = control.start_experiment(plan, ExperimentPlan(
-                experiment_id="ab", arms=arms, metric="ctr", alpha=0.05, power=0.8, mde=0.05,
-                baseline=0.1, sample_size=100, started=T0, learn="routed"))  # fmt: skip
+            plan = control.start_experiment(
+                plan,
+                ExperimentPlan(
+                    experiment_id="ab",
+                    arms=arms,
+                    metric="ctr",
+                    alpha=0.05,
+                    power=0.8,
+                    mde=0.05,
+                    baseline=0.1,
+                    sample_size=100,
+                    started=T0,
+                    learn="routed",
+                ),
+            )
         else:
-            bandit = BanditPlan(policy="epsilon_greedy", arms=arms, params={"epsilon": 0.5},
-                                learn="routed")  # fmt: skip
+            bandit = BanditPlan(
+                policy="epsilon_greedy", arms=arms, params={"epsilon": 0.5}, learn="routed"
+            )
             plan = control.start_bandit(plan, bandit)
     learner = Learner(["logreg"], params={"logreg": WEAK})
     learner.apply_plan(plan, 0)
@@ -212,8 +226,7 @@ def test_a_second_pipeline_deployed_in_shadow_is_promoted_by_the_gate() -> None:
     second = spec.registered("2")
     assert second is not None
     plan = control.initial_plan(spec, changed_by="test")
-    plan = control.with_gate(plan, GatePlan(min_labelled=1500, auto_promote=True,
-                                            canary_share=0.2))  # fmt: skip
+    plan = control.with_gate(plan, GatePlan(min_labelled=1500, auto_promote=True, canary_share=0.2))
     plan = control.deploy(plan, second, role="shadow")
     learner.apply_plan(plan, 0)
     assert set(learner.groups["logreg"].versions) == {spec.version, "logreg@2"}

@@ -119,8 +119,9 @@ def test_a_learnt_checkpoint_survives_a_docstring_edit(tmp_path: Path) -> None:
     old = user_app(tmp_path / "old", USER_MODULE, keep=True).models["mine"]
     learner = Learner(["mine"], registry={"mine": old})
     replica = Replica("g", "events", 0, "mine")
-    records = encode_checkpoint(learner.models["mine"], replica, key=b"k", next_offset=7,
-                                sequence=0)  # fmt: skip
+    records = encode_checkpoint(
+        learner.models["mine"], replica, key=b"k", next_offset=7, sequence=0
+    )
     checkpoint = gather(value for _, value in records)[0][0]
     documented = USER_MODULE.replace("def with_ratio(x):\n", 'def with_ratio(x):\n    "Doc."\n')
     try:
@@ -166,8 +167,9 @@ def test_a_checkpoint_of_the_source_text_hash_restores_while_the_source_is_uncha
         as_written = replace(spec, pinned_version=legacy.partition("@")[2])
         learner = Learner(["mine"], registry={"mine": as_written})
         replica = Replica("g", "events", 0, "mine")
-        records = encode_checkpoint(learner.models["mine"], replica, key=b"k", next_offset=9,
-                                    sequence=0)  # fmt: skip
+        records = encode_checkpoint(
+            learner.models["mine"], replica, key=b"k", next_offset=9, sequence=0
+        )
         checkpoint = gather(value for _, value in records)[0][0]
         assert restore(checkpoint, replica, spec, key=b"k").resume_offset == 9
         edited = USER_MODULE.replace("(1 + abs(", "(2 + abs(")
