@@ -438,8 +438,8 @@ def tail(
 @click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
 @app_option
 def config(as_env: bool, connect: bool, app_path: str | None) -> None:
-    """Print the effective settings (secrets masked) and check them: exits 1 with the
-    reasons when a worker could not start with them."""
+    """Print the effective settings by section (secrets masked) and check them: exits 1
+    with the reasons when a worker could not start with them."""
     from streams.kafka_security import SecurityError, aiokafka_options
     from streams.settings import MASK
 
@@ -454,21 +454,30 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
         served(app, settings)  # each served model builds with its parameters
     except click.ClickException as err:
         problems.append(err.message)
-    rows = settings.shown(environment)
+    by_section = _by_section(settings.shown(environment))
     if as_env:
-        for variable, value, source in rows:
-            if source == "default":
-                continue
-            if value == MASK:
-                click.echo(f"# {variable} is a secret: set it from your secret store")
-            else:
-                click.echo(f"{variable}={value}")
+        blocks = []
+        for title, rows in by_section.items():
+            lines = [
+                f"# {variable} is a secret: set it from your secret store"
+                if value == MASK
+                else f"{variable}={value}"
+                for variable, value, source in rows
+                if source != "default"
+            ]
+            if lines:
+                blocks.append("\n".join([f"# {title}", *lines]))
+        if blocks:
+            click.echo("\n\n".join(blocks))
     else:
-        width = max(len(variable) for variable, _, _ in rows)
-        for variable, value, source in rows:
-            click.echo(f"{variable:<{width}}  {value or '(unset)'}  [{source}]")
+        width = max(len(row[0]) for rows in by_section.values() for row in rows)
+        for title, rows in by_section.items():
+            click.echo(f"{title}:")
+            for variable, value, source in rows:
+                click.echo(f"  {variable:<{width}}  {value or '(unset)'}  [{source}]")
+            click.echo()
         if app_path is not None:
-            click.echo(f"\nmodels of {app_path}:")
+            click.echo(f"models of {app_path}:")  # after the last section's blank line
             click.echo(_columns(_model_rows(app.models, settings)))
     if connect and not problems:
         require_broker(settings)
@@ -477,6 +486,16 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(1)
+
+
+def _by_section(rows: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str, str]]]:
+    """`Settings.shown()`'s rows under their sections' titles, in the sections' order."""
+    from streams.settings import SECTIONS, env_name
+
+    by_variable = {row[0]: row for row in rows}
+    return {
+        title: [by_variable[env_name(name)] for name in names] for title, names in SECTIONS.items()
+    }
 
 
 @main.command()

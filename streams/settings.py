@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     """riverrun's settings. Every field can be set as `RIVERRUN_<FIELD>` (upper case).
 
     Created once at the edge (the CLI) and passed down; nothing else reads the environment.
+    Each field belongs to one section of `SECTIONS`, as `riverrun config` groups them.
     """
 
     # Lists and objects are decoded by `_from_text`, not by pydantic-settings: its
@@ -108,14 +110,20 @@ class Settings(BaseSettings):
         description="Where the local broker's jars, data and log live (default: "
         "~/.cache/riverrun/kafka, or under $XDG_CACHE_HOME).",
     )
-    events_topic: str = "events"
-    predictions_topic: str = "predictions"
-    dead_letters_topic: str = "dead-letters"
-    activity_topic: str = "activity"
+    events_topic: str = Field(default="events", description="Input events.")
+    predictions_topic: str = Field(
+        default="predictions", description="Predictions, keyed by event_id."
+    )
+    dead_letters_topic: str = Field(
+        default="dead-letters", description="Rejected messages with their reason."
+    )
+    activity_topic: str = Field(default="activity", description="Visitors' activity events.")
     topic_partitions: int = Field(
         default=1, ge=1, description="Partitions of topics riverrun creates."
     )
-    topic_replication: int = Field(default=1, ge=1)
+    topic_replication: int = Field(
+        default=1, ge=1, description="Replication factor of topics riverrun creates."
+    )
     group_id: str = Field(default="riverrun", description="Consumer group (and Faust app id).")
     session_timeout_seconds: float = Field(
         default=10.0,
@@ -206,7 +214,7 @@ class Settings(BaseSettings):
     )
 
     # --- model quality -----------------------------------------------------------------
-    metrics_topic: str = "metrics"
+    metrics_topic: str = Field(default="metrics", description="The models' metrics reports.")
     metrics_window: int = Field(
         default=10_000, gt=0, description="Labelled events in the rolling (`*_window`) metrics."
     )
@@ -250,7 +258,7 @@ class Settings(BaseSettings):
 
     # --- drift -------------------------------------------------------------------------
     drift_enabled: bool = Field(default=True, description="Run the drift detectors.")
-    drift_topic: str = "drift"
+    drift_topic: str = Field(default="drift", description="Drift reports.")
     drift_reference: int = Field(
         default=1000, gt=0, description="Labelled events of the reference window (feature bins)."
     )
@@ -273,10 +281,17 @@ class Settings(BaseSettings):
         description="Run the delayed-feedback join: score impressions, label them with "
         "clicks and conversions, add activity features (it then consumes `activity`).",
     )
-    impressions_topic: str = "impressions"
-    clicks_topic: str = "clicks"
-    conversions_topic: str = "conversions"
-    outcomes_topic: str = "outcomes"
+    impressions_topic: str = Field(
+        default="impressions", description="The join's input: impressions to score."
+    )
+    clicks_topic: str = Field(default="clicks", description="The join's input: clicks.")
+    conversions_topic: str = Field(
+        default="conversions", description="The join's input: conversions."
+    )
+    outcomes_topic: str = Field(
+        default="outcomes",
+        description="The join's output: each impression's labels and prediction.",
+    )
     click_window_seconds: float = Field(
         default=1800.0,
         gt=0,
@@ -491,7 +506,9 @@ class Settings(BaseSettings):
         description="Where a worker keeps local state (Faust's directory, the generated "
         "checkpoint key) and the demo its logs; relative to the working directory.",
     )
-    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    log_level: Literal["debug", "info", "warn", "error"] = Field(
+        default="info", description="Least severe log lines written: debug, info, warn or error."
+    )
     progress_seconds: float = Field(
         default=30.0,
         ge=0,
@@ -773,6 +790,135 @@ class Settings(BaseSettings):
             baseline_max_keys=self.baseline_max_keys,
             auc_cells=self.auc_cells,
         )
+
+
+#: Every setting's section, in the order `riverrun config` and the docs list them: a
+#: section's title -> its fields. A field missing here (or listed twice) fails a unit test.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Connection and security": (
+        "broker",
+        "kafka_port",
+        "kafka_cache_dir",
+        "group_id",
+        "session_timeout_seconds",
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "sasl_oauth_token",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_key_password",
+        "ssl_check_hostname",
+    ),
+    "Topics": (
+        "events_topic",
+        "predictions_topic",
+        "dead_letters_topic",
+        "activity_topic",
+        "metrics_topic",
+        "drift_topic",
+        "checkpoints_topic",
+        "control_topic",
+        "shadow_predictions_topic",
+        "experiments_topic",
+        "impressions_topic",
+        "clicks_topic",
+        "conversions_topic",
+        "outcomes_topic",
+        "topic_partitions",
+        "topic_replication",
+    ),
+    "Models": ("app", "models", "model_params"),
+    "Quality (evaluation, drift)": (
+        "metrics_window",
+        "metrics_threshold",
+        "metrics_every_events",
+        "metrics_period_seconds",
+        "segment_features",
+        "max_segments",
+        "baseline_window",
+        "baseline_max_keys",
+        "auc_cells",
+        "drift_enabled",
+        "drift_reference",
+        "drift_window",
+        "drift_psi_threshold",
+        "drift_js_threshold",
+    ),
+    "Checkpoints and durability": (
+        "checkpoint_every_events",
+        "checkpoint_every_seconds",
+        "checkpoint_chunk_bytes",
+        "checkpoint_key",
+        "checkpoint_fallback",
+        "dedup_window",
+    ),
+    "Delivery (batches, guarantee)": (
+        "max_event_bytes",
+        "batch_size",
+        "batch_seconds",
+        "fetch_max_wait_ms",
+        "producer_linger_ms",
+        "producer_batch_bytes",
+        "producer_compression",
+        "processing_guarantee",
+        "transactional_id",
+        "transaction_timeout_seconds",
+    ),
+    "API (/v1)": (
+        "api_enabled",
+        "api_host",
+        "api_port",
+        "api_advertised_url",
+        "api_tokens",
+        "api_max_request_bytes",
+        "api_max_items",
+        "api_forward_timeout_seconds",
+        "api_events_timeout_seconds",
+        "api_ssl_certfile",
+        "api_ssl_keyfile",
+        "api_ssl_key_password",
+        "api_ssl_cafile",
+    ),
+    "Push sinks": ("push_sinks",),
+    "Join (delayed feedback)": (
+        "join_enabled",
+        "click_window_seconds",
+        "conversion_window_seconds",
+        "join_lateness_seconds",
+        "ctr_model",
+        "products",
+        "propensity_model",
+        "negative_sampling_rate",
+        "join_report_every",
+        "join_max_pending",
+        "join_max_visitors",
+        "activity_types",
+        "activity_hours",
+    ),
+    "Model lifecycle": ("status_every_seconds",),
+    "Operations (metrics, logging, ports, progress)": (
+        "metrics_host",
+        "metrics_port",
+        "data_dir",
+        "log_level",
+        "progress_seconds",
+    ),
+}
+
+
+def sections() -> dict[str, dict[str, FieldInfo]]:
+    """Every setting by section (SECTIONS' order): title -> field name -> its field (type
+    `annotation`, `default`, `description`), e.g. for a reference generated from the code.
+
+    >>> api = sections()["API (/v1)"]["api_port"]
+    >>> env_name("api_port"), api.annotation, api.default
+    ('RIVERRUN_API_PORT', <class 'int'>, 9465)
+    """
+    fields = Settings.model_fields
+    return {title: {name: fields[name] for name in names} for title, names in SECTIONS.items()}
 
 
 #: What a secret's value is shown as.
