@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ Message = tuple[bytes | None, bytes]
 class Feeder(threading.Thread):
     """Produces messages at `rate` per second, message i to partition i % partitions."""
 
-    def __init__(self, env: Any, messages: list[Message], partitions: int, rate: float) -> None:
+    def __init__(self, env: Any, messages: Sequence[Message], partitions: int, rate: float) -> None:
         super().__init__(daemon=True)
         self.env, self.messages, self.partitions, self.rate = env, messages, partitions, rate
         self.error: BaseException | None = None
@@ -67,7 +68,7 @@ class Outputs:
     learners: dict[int, Learner] = field(default_factory=dict)
 
 
-def uninterrupted(settings: Any, messages: list[Message], partitions: int) -> Outputs:
+def uninterrupted(settings: Any, messages: Sequence[Message], partitions: int) -> Outputs:
     """Each partition's replicas run over its messages (message i on partition
     i % partitions) without interruption, as the worker's pipeline runs them."""
     expected = Outputs()

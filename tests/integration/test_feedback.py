@@ -7,6 +7,7 @@ from schemas import Prediction
 from schemas.feedback import Impression, Outcome
 from streams.replay import feedback_messages, produce_to_topics
 from streams.topics import TopicReader
+from tests.unit.test_joiner import scored
 
 
 def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +69,7 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     # Calibration of the click model once it has learnt (second half of the labels).
     clicks = [o for o in streamed if o.label_type == "click"]
     late = clicks[len(clicks) // 2 :]
-    predicted, actual = sum(o.prediction for o in late), sum(o.label for o in late)
+    predicted, actual = sum(scored(o) for o in late), sum(o.label for o in late)
     assert abs(predicted - actual) < 4 * actual**0.5
 
 

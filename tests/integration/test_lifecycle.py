@@ -267,7 +267,9 @@ def test_an_ab_test_publishes_its_result_only_with_its_sample_and_refuses_unsign
         "ab1",
     )
     assert started.returncode == 0, started.stderr + started.stdout
-    planned = read_control(env.settings).plans["clicks_lr"].experiment.sample_size
+    experiment = read_control(env.settings).plans["clicks_lr"].experiment
+    assert experiment is not None  # `experiments start` succeeded
+    planned = experiment.sample_size
     worker = env.start_worker()
     env.produce([encode(e) for e in clicks(400)])
     predictions(env, env.settings.predictions_topic, 400)

@@ -7,6 +7,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -85,7 +86,8 @@ def test_prometheus_scrapes_a_worker(tools: Path, make_env, tmp_path: Path) -> N
     )
     try:
         query = urllib.parse.quote('riverrun_predictions_total{job="riverrun", model="logreg"}')
-        deadline, result = time.monotonic() + 60, []
+        deadline = time.monotonic() + 60
+        result: list[dict[str, Any]] = []  # Prometheus' instant vector: one dict per series
         while time.monotonic() < deadline and not result:
             time.sleep(1)
             assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]

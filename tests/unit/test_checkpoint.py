@@ -4,10 +4,11 @@ foreign, incomplete or incompatible checkpoints are refused before anything is u
 import pickle
 import zlib
 from pathlib import Path
+from typing import TypeGuard
 
 import pytest
 
-from online_models import MODELS, Learner
+from online_models import MODELS, Learner, Rejection
 from online_models.checkpoint import (
     CheckpointRefused,
     Refusal,
@@ -19,7 +20,7 @@ from online_models.checkpoint import (
 )
 from online_models.drift import DriftConfig
 from online_models.evaluation import EvaluationConfig
-from schemas import InputEvent
+from schemas import ClassPrediction, InputEvent, Prediction
 from schemas.checkpoint import MAGIC
 from streams.replay import dataset_events
 from tests.fingerprint import fingerprint
@@ -48,6 +49,12 @@ def only(records: list[tuple[bytes, bytes]]):  # type: ignore[no-untyped-def]
     checkpoints, refused = gather([value for _, value in records])
     assert not refused and len(checkpoints) == 1
     return checkpoints[0]
+
+
+def binary_predictions(
+    outputs: list[Prediction | ClassPrediction | Rejection],
+) -> TypeGuard[list[Prediction]]:
+    return all(isinstance(o, Prediction) for o in outputs)
 
 
 def refusal(checkpoint, replica: Replica = REPLICA, model: str = "ctr_tree", **kw) -> Refusal:  # type: ignore[no-untyped-def]
@@ -91,9 +98,10 @@ def test_events_below_the_resume_offset_are_predicted_but_not_learnt_again() -> 
     replay = Learner(["logreg"], evaluation=CONFIG)
     replay.models["logreg"] = served
     outputs = replay.process(events[250:], offsets=range(250, 400))
+    assert binary_predictions(outputs)
     assert [o.learned for o in outputs] == [False] * 50 + [
         e.label is not None for e in events[300:]
-    ]  # type: ignore[union-attr]
+    ]
     assert served.updates == learner.models["logreg"].updates + 100
 
 

@@ -34,7 +34,7 @@ SUBSTITUTION = re.compile(r"\$\{[A-Za-z0-9_]+:-([^}]*)\}")
 def k8s_documents() -> dict[str, dict[str, Any]]:
     """kind -> the manifest of that kind, for every resource of the kustomization."""
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    documents = {}
+    documents: dict[str, dict[str, Any]] = {}
     for resource in kustomization["resources"]:
         for document in yaml.safe_load_all((K8S / resource).read_text()):
             documents.setdefault(document["kind"], document)  # (the first of each kind)

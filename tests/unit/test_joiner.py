@@ -3,6 +3,7 @@ the known delay distribution says, calibrated with and without negative down-sam
 
 import math
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,8 +36,14 @@ def impression(n: int, seconds: float, visitor: str = "v1") -> Impression:
     )
 
 
-def outcomes(outputs: list[list[object]]) -> list[Outcome]:
+def outcomes(outputs: Sequence[Sequence[object]]) -> list[Outcome]:
     return [o for out in outputs for o in out if isinstance(o, Outcome)]
+
+
+def scored(outcome: Outcome) -> float:
+    """The outcome's prediction; every outcome of these tests was scored."""
+    assert outcome.prediction is not None
+    return outcome.prediction
 
 
 CONFIG = JoinConfig(click_window_seconds=600, lateness_seconds=60, ctr_model="logreg")
@@ -168,7 +175,7 @@ def test_learned_ctr_converges_to_the_true_one_with_and_without_down_sampling(ra
     joiner = FeedbackJoiner(JoinConfig(negative_rate=rate))
     resolved = [o for o in outcomes(joiner.process(stream.events)) if o.label_type == "click"]
     late = resolved[len(resolved) // 2 :]
-    predicted = sum(o.prediction for o in late)
+    predicted = sum(scored(o) for o in late)
     true = sum(stream.click_probability[o.impression_id] for o in late)
     actual = sum(o.label for o in late)
     assert abs(predicted - true) / true < 0.05  # calibrated: Σ predicted ≈ Σ true p
@@ -177,7 +184,7 @@ def test_learned_ctr_converges_to_the_true_one_with_and_without_down_sampling(ra
         skipped = joiner.stats.negatives_skipped
         assert abs(skipped / (skipped + joiner.stats.negatives_learnt) - (1 - rate)) < 0.01
         # Without the recalibration, the model's raw output would overstate the CTR.
-        raw = sum(q / (rate + q * (1 - rate)) for q in (o.prediction for o in late))
+        raw = sum(q / (rate + q * (1 - rate)) for q in (scored(o) for o in late))
         assert raw > 2.5 * true
 
 

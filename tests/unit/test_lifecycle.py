@@ -6,6 +6,7 @@ import math
 import pickle
 import random
 from collections import Counter
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,8 @@ from online_models.learner import Learner
 from online_models.lifecycle import experiment_verdict, key_bucket
 from online_models.registry import MODELS, mixed_features, model_spec
 from schemas import InputEvent, Prediction
-from schemas.control import BanditPlan, BreakerPlan, ExperimentPlan, GatePlan, ModelPlan
+from schemas.control import BanditPlan, BreakerPlan, ExperimentPlan, GatePlan, ModelPlan, Routing
+from schemas.prediction import AnyPrediction
 from tests.fingerprint import fingerprint
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -61,6 +63,19 @@ def run(learner: Learner, events: list[InputEvent], first_offset: int = 0) -> li
     return learner.process(events, offsets=offsets)
 
 
+def routing(prediction: AnyPrediction) -> Routing:
+    """The routing of a prediction made under a plan, which always has one."""
+    assert prediction.routing is not None
+    return prediction.routing
+
+
+def current_plan(learner: Learner) -> ModelPlan:
+    """The plan the learner's logreg group follows (it was given one)."""
+    plan = learner.groups["logreg"].plan
+    assert plan is not None
+    return plan
+
+
 def test_a_shadow_predicts_and_learns_every_event_and_never_serves() -> None:
     def edits(plan: ModelPlan, spec: Any) -> ModelPlan:
         return control.deploy(plan, spec.with_params(**GOOD), role="shadow")
@@ -73,12 +88,12 @@ def test_a_shadow_predicts_and_learns_every_event_and_never_serves() -> None:
     assert {o.routing.role for o in outputs} == {"champion"}
     shadow = [p for _, p in learner.drain_shadow()]
     assert len(shadow) == len(events)
-    assert {p.routing.role for p in shadow} == {"shadow"} and not any(
-        p.routing.served for p in shadow
+    assert {routing(p).role for p in shadow} == {"shadow"} and not any(
+        routing(p).served for p in shadow
     )
     # Its metrics equal an offline run of that version alone over the same events.
     alone = Learner(["logreg"], params={"logreg": GOOD})
-    offline = alone.process(events, offsets=list(range(len(events))))
+    offline = run(alone, events)
     assert [p.prediction for p in shadow] == [o.prediction for o in offline]
     group = learner.groups["logreg"]
     challenger = group.versions[shadow[0].model_version]
@@ -97,7 +112,7 @@ def test_the_gate_promotes_a_better_version_step_by_step_and_never_a_worse_one()
     good = MODELS["logreg"].with_params(**GOOD).version
     bad = MODELS["logreg"].with_params(**BAD).version
     roles: list[dict[str, str]] = []
-    served_by = Counter()
+    served_by: Counter[str] = Counter()
     for start in range(0, 12_000, 500):
         outputs = run(learner, clicks(500, start=start), start)
         served_by.update(o.model_version for o in outputs)
@@ -118,11 +133,13 @@ class Diverging(base.Classifier):
         self.model = mixed_features() | linear_model.LogisticRegression()
         self.n = 0
 
-    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+    def learn_one(self, x: dict[Hashable, Any], y: base.typing.ClfTarget) -> None:
         self.n += 1
         self.model.learn_one(x, y)
 
-    def predict_proba_one(self, x: dict[str, Any]) -> dict[Any, float]:
+    def predict_proba_one(
+        self, x: dict[Hashable, Any], **kwargs: Any
+    ) -> dict[base.typing.ClfTarget, float]:
         if self.n >= self.after:
             return {True: math.nan, False: math.nan}
         return self.model.predict_proba_one(x)
@@ -218,13 +235,15 @@ def test_an_experiment_assigns_keys_to_arms_and_concludes_only_with_its_sample()
         arm_of.setdefault(o.key, set()).add(o.routing.arm)
     assert all(len(arms) == 1 for arms in arm_of.values())  # a visitor stays in one arm
     status = learner.groups["logreg"].status(600, T0)
-    planned = learner.groups["logreg"].plan.experiment.sample_size
+    experiment = current_plan(learner).experiment
+    assert experiment is not None
+    planned = experiment.sample_size
     expected = NormalIndPower().solve_power(effect_size=0.1 / 0.5, alpha=0.05, power=0.8)
     assert planned == math.ceil(expected)  # statsmodels' size for d = mde / sd
     assert experiment_verdict(plan, [status]) is None  # ~300 per arm: not yet
     run(learner, clicks(2400, start=600), 600)
     status = learner.groups["logreg"].status(3000, T0)
-    result = experiment_verdict(learner.groups["logreg"].plan, [status])
+    result = experiment_verdict(current_plan(learner), [status])
     assert result is not None and all(n >= planned for n in result.counts.values())
     assert result.comparisons[0].arm == good
 

@@ -10,7 +10,7 @@ from online_models.learner import Learner
 from online_models.registry import MODELS, model_spec
 from schemas import Prediction
 from schemas.control import GatePlan, ModelPlan
-from tests.unit.test_lifecycle import GOOD, WEAK, clicks, diverging, run
+from tests.unit.test_lifecycle import GOOD, WEAK, clicks, diverging, routing, run
 
 
 def test_predictions_carry_the_role_their_version_had_when_it_predicted() -> None:
@@ -30,8 +30,8 @@ def test_predictions_carry_the_role_their_version_had_when_it_predicted() -> Non
         changes += learner.drain_changes()
         assert served.routing.role == before[served.model_version]
         for _, shadow in learner.drain_shadow():
-            if shadow.routing.role != before[shadow.model_version]:
-                wrong.append((offset, shadow.model_version, shadow.routing.role))
+            if routing(shadow).role != before[shadow.model_version]:
+                wrong.append((offset, shadow.model_version, routing(shadow).role))
     # The good version passed the gate twice (300 labelled events as shadow, 300 more as
     # canary): at each of those two events the other version's shadow prediction was
     # labelled with the role it only got from that event's label.

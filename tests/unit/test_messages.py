@@ -4,6 +4,7 @@ a partition starts, what a CLI option compares with."""
 import json
 import math
 import re
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,10 @@ def fraud_tree() -> base.Estimator:
 class Diverged(base.Regressor):
     """A regressor without a learning rate whose numbers blew up."""
 
-    def learn_one(self, x: dict[str, Any], y: float) -> None:
+    def learn_one(self, x: dict[Hashable, Any], y: base.typing.RegTarget) -> None:
         pass
 
-    def predict_one(self, x: dict[str, Any]) -> float:
+    def predict_one(self, x: dict[Hashable, Any]) -> base.typing.RegTarget:
         return math.inf
 
 

@@ -52,7 +52,8 @@ class Topic:
         self.reads += 1
         return self.state
 
-    def write(self, settings: Settings, messages: Iterable[ModelPlan | ModelStatus]) -> None:
+    def write(self, settings: Settings | None, messages: Iterable[ModelPlan | ModelStatus]) -> None:
+        """Stands in for the control topic's write; a test writing directly passes None."""
         for message in messages:
             self.written.append(message)
             signed = sign(message, KEY.encode())

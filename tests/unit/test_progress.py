@@ -3,6 +3,7 @@ lines, and the warning of a worker without a partition."""
 
 import logging
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -22,14 +23,16 @@ from streams.progress import (
 )
 from streams.settings import Settings
 
-SECRETS = {
+# Any: secrets are given as text, which pydantic turns into SecretStr as it would from the
+# environment.
+SECRETS: dict[str, Any] = {
     "sasl_password": "pw-secret-1",
     "api_tokens": "tok-secret-2",
     "checkpoint_key": "key-secret-3",
 }
 
 
-def sasl_settings(**values: object) -> Settings:
+def sasl_settings(**values: Any) -> Settings:
     return Settings(
         app="mypkg.models:app",
         broker="b1:9093,b2:9093",
@@ -42,7 +45,7 @@ def sasl_settings(**values: object) -> Settings:
         checkpoint_every_seconds=15,
         **SECRETS,
         **values,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_the_banner_says_what_runs_where_and_never_a_secret() -> None:

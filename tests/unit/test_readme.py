@@ -11,6 +11,7 @@ import riverrun
 from online_models import Learner
 from online_models.registry import resolve
 from schemas import ClassPrediction, InputEvent, Prediction
+from schemas.input_event import Label
 from tests.paths import PROJECT_DIR
 
 
@@ -39,6 +40,12 @@ def test_the_readme_example_is_an_app_that_serves(
     specs = resolve(app.models, list(app.models), {"ctr_adam": {"lr": 0.05}})
     learner = Learner(list(specs), registry=specs)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    labelled: list[tuple[str, Label]] = [
+        ("ctr_adam", True),
+        ("ctr_adam", False),
+        ("segment", "a"),
+        ("segment", "b"),
+    ]
     events = [
         InputEvent(
             event_id=f"e{i}",
@@ -48,9 +55,7 @@ def test_the_readme_example_is_an_app_that_serves(
             features={"price": float(i), "device": "mobile"},
             label=label,
         )
-        for i, (model, label) in enumerate(
-            [("ctr_adam", True), ("ctr_adam", False), ("segment", "a"), ("segment", "b")]
-        )
+        for i, (model, label) in enumerate(labelled)
     ]
     outputs = learner.process(events)
     assert [type(o) for o in outputs] == [Prediction, Prediction, ClassPrediction, ClassPrediction]

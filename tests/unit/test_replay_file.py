@@ -120,7 +120,7 @@ def letter(error_type: ErrorType, reason: str) -> DeadLetter:
         source_offset=0,
         error_type=error_type,
         reason=reason,
-        ts=0,
+        ts=datetime.fromtimestamp(0, UTC),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from kafka.partitioner.default import murmur2
+from pydantic import SecretStr
 
 from online_models import control
 from online_models.learner import Learner, LearningError
@@ -156,7 +157,7 @@ def test_requests_are_validated_as_events_are_with_the_item_named() -> None:
     ],
 )
 def test_bearer_tokens_any_of_the_configured_ones(header: str | None, accepted: bool) -> None:
-    assert bearer_check(Settings(api_tokens="t1, t2"))(header) is accepted
+    assert bearer_check(Settings(api_tokens=SecretStr("t1, t2")))(header) is accepted
     assert bearer_check(Settings())(header) is True  # no tokens: open
 
 
@@ -183,10 +184,11 @@ def test_api_settings_that_cannot_work_are_refused_and_sink_tokens_are_masked() 
     with pytest.raises(ValueError, match="RIVERRUN_API_PORT and RIVERRUN_METRICS_PORT are both"):
         Settings(api_port=9464)
     Settings(api_port=9464, api_enabled=False)
-    sink = {"name": "audience", "url": "https://ads.example/v1", "token": "sink-secret"}
+    # Any: a sink given as RIVERRUN_PUSH_SINKS's JSON gives it; pydantic makes the PushSink.
+    sink: Any = {"name": "audience", "url": "https://ads.example/v1", "token": "sink-secret"}
     with pytest.raises(ValueError, match="names a sink twice"):
         Settings(push_sinks=[sink, sink])
-    settings = Settings(push_sinks=[sink], api_tokens="api-secret")
+    settings = Settings(push_sinks=[sink], api_tokens=SecretStr("api-secret"))
     shown = " ".join(value for _, value, _ in settings.shown())
     assert "sink-secret" not in shown and "api-secret" not in shown
     assert "sink-secret" in settings.as_environment()["RIVERRUN_PUSH_SINKS"]  # for a child
