@@ -14,9 +14,10 @@ One invocation (`make bench`, or `python -m bench.throughput [--quick] [--events
    (c) faust   a naive per-event Faust agent (on at most --faust-events events: ~1.5k/s);
    (d) riverrun `riverrun worker`;
    (e) bytewax Bytewax + River;   (f) quix   Quix Streams + River
-   (b, c, e, f live in bench/contenders/ and use the same River model factory);
    (h) river   River alone: `predict_proba_one` + `learn_one` of the same model over
                pre-decoded feature dicts, nothing else — the floor no framework beats;
+   (i) confluent (b)'s loop on confluent-kafka (librdkafka)
+   (b, c, e, f, i live in bench/contenders/ and use the same River model factory);
 3. rates are outputs / (last - first output's Kafka timestamp), so start-up and group
    joins are not counted (wall times with them are printed too);
 4. then (d)'s event -> prediction latency at half its measured rate, its peak RSS, and
@@ -67,7 +68,10 @@ CONTENDERS = {  # key: (label, module, python)
     "c": ("naive Faust agent", "bench.contenders.faust_agent", Path(sys.executable)),
     "e": ("Bytewax + River", "bench.contenders.bytewax_flow", FRAMEWORKS_PYTHON),
     "f": ("Quix Streams + River", "bench.contenders.quix_app", FRAMEWORKS_PYTHON),
+    "i": ("confluent-kafka loop", "bench.contenders.confluent_loop", FRAMEWORKS_PYTHON),
 }
+#: The contenders riverrun's worker is measured against: "best peer" is the best of them.
+PEERS = "befi"
 
 
 @dataclass
@@ -381,15 +385,14 @@ def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
         time.sleep(6)  # let the worker join its group before the clock starts
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
         started = time.perf_counter()
-        sent_at: dict[bytes, int] = {}
+        sent_at: dict[bytes, Any] = {}  # kafka-python's delivery futures
         for i, (key, value) in enumerate(messages):
-            future = producer.send(topic, key=key, value=value)
-            sent_at[key] = future  # type: ignore[assignment]
+            sent_at[key] = producer.send(topic, key=key, value=value)
             ahead = (i + 1) / rate - (time.perf_counter() - started)
             if ahead > 0:
                 time.sleep(ahead)
         producer.flush()
-        input_ts = {k: f.get().timestamp for k, f in sent_at.items()}  # type: ignore[attr-defined]
+        input_ts = {k: f.get().timestamp for k, f in sent_at.items()}
         producer.close()
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         tp = TopicPartition(env["RIVERRUN_PREDICTIONS_TOPIC"], 0)
@@ -437,7 +440,7 @@ def main() -> None:
         default=30_000,
         help="events for the naive Faust agent (it runs at ~1.5k/s)",
     )
-    parser.add_argument("--only", default="abcdefgh", help="contenders to run, e.g. 'ad'")
+    parser.add_argument("--only", default="abcdefghi", help="contenders to run, e.g. 'ad'")
     args = parser.parse_args()
     n = 20_000 if args.quick else args.events
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -460,7 +463,7 @@ def main() -> None:
         if "a" in args.only:
             results["a"] = bench_core([v for _, v in messages], 1000)
             print(f"  {results['a'].name:<44} {fmt(results['a'].events_per_s):>8} events/s")
-        for key in "bcdefg":
+        for key in "bcdefgi":
             if key not in args.only:
                 continue
             if key == "d":
@@ -493,8 +496,8 @@ def report(
     rate = d.events_per_s
     print("\nratios of (d) riverrun worker to each contender (targets in brackets):")
     best_alt = (
-        max((results[k].events_per_s or 0) for k in "bef" if k in results)
-        if any(k in results for k in "bef")
+        max((results[k].events_per_s or 0) for k in PEERS if k in results)
+        if any(k in results for k in PEERS)
         else None
     )
     for key, target in [
@@ -504,6 +507,7 @@ def report(
         ("c", None),
         ("e", None),
         ("f", None),
+        ("i", None),
     ]:
         other = results.get(key)
         if other is None or not other.events_per_s:
@@ -516,7 +520,8 @@ def report(
     if g is not None and g.events_per_s:
         print(f"  (g) exactly_once / (d){'':<24} {g.events_per_s / rate:6.2f}x  [>= 0.8x]")
     if best_alt:
-        print(f"  (d) / best of (b), (e), (f){'':<16} {rate / best_alt:6.2f}x  [>= 1.0x]")
+        peers = ", ".join(f"({k})" for k in PEERS)
+        print(f"  (d) / best of {peers:<32} {rate / best_alt:6.2f}x  [>= 1.0x]")
     print(
         f"  worker peak RSS                                {d.extra['rss_mb']:6.0f} MB  [<= 300 MB]"
     )

@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import time
+from typing import Any
 
 import faust
 
@@ -44,7 +45,7 @@ def report() -> None:
 
 
 @app.agent(source)
-async def predict(stream):  # type: ignore[no-untyped-def]
+async def predict(stream: faust.StreamT[Any]) -> None:
     count = 0
     started = 0.0
     async for event in stream:
