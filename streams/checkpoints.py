@@ -15,14 +15,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from online_models.checkpoint import Checkpoint, Choice, Replica, choose
 from streams.kafka_security import aiokafka_options
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
+from streams.topics import check_topics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# While the checkpoints topic is unfit, how often a write asks the broker again.
+RECHECK_SECONDS = 10.0
+
+
+class CheckpointsRefused(Exception):
+    """No checkpoint is written: the checkpoints topic is missing or not compacted (said
+    once in the log); the worker goes on serving and writes again once it is fixed."""
 
 
 def checkpoint_key(settings: Settings) -> bytes:
@@ -150,6 +160,8 @@ class CheckpointStore:
         self.key = checkpoint_key(settings)
         self.partitions = 1  # of the checkpoints topic, read at start
         self.reader: AIOKafkaConsumer | None = None
+        self.unfit: str | None = None  # why the topic takes no checkpoint now
+        self.checked_at = 0.0
 
     async def start(self) -> None:
         s = self.settings
@@ -192,14 +204,55 @@ class CheckpointStore:
         started: float,
         transactional: bool,
     ) -> int:
-        """Send a checkpoint's chunks (see `write_checkpoint`); their size in bytes."""
-        return await write_checkpoint(
-            self.producer,
-            self.settings,
-            self.metrics,
-            records,
-            name=name,
-            partition=partition,
-            started=started,
-            transactional=transactional,
+        """Send a checkpoint's chunks (see `write_checkpoint`); their size in bytes.
+
+        Raises `CheckpointsRefused` when the checkpoints topic is missing or not
+        compacted: checked when a write fails, since a checkpoint the broker deletes
+        after its retention time, or one written where nobody reads, is lost silently.
+        The worker keeps serving (its models are now the only copy of what they learnt)
+        and checks again every RECHECK_SECONDS; writes resume once the topic is fixed."""
+        if self.unfit is not None:
+            await self.recheck()
+        try:
+            return await write_checkpoint(
+                self.producer,
+                self.settings,
+                self.metrics,
+                records,
+                name=name,
+                partition=partition,
+                started=started,
+                transactional=transactional,
+            )
+        except KafkaError:
+            problems = await self.problems()
+            if not problems:
+                raise  # the topic is fine: the broker's trouble, handled as before
+        self.unfit = problems[0]
+        log.error(
+            "%s: checkpoints stop: %s; this worker keeps predicting and learning meanwhile",
+            self.name,
+            self.unfit,
         )
+        raise CheckpointsRefused(self.unfit)
+
+    async def problems(self) -> list[str]:
+        """What is wrong with the checkpoints topic now (nothing when fit)."""
+        self.checked_at = time.monotonic()
+        topic = self.settings.checkpoints_topic
+        return await asyncio.to_thread(check_topics, self.settings, [topic])
+
+    async def recheck(self) -> None:
+        """Raise `CheckpointsRefused` while the topic stays unfit; asks the broker at most
+        every RECHECK_SECONDS."""
+        if time.monotonic() - self.checked_at < RECHECK_SECONDS:
+            raise CheckpointsRefused(self.unfit)
+        problems = await self.problems()
+        if problems:
+            raise CheckpointsRefused(problems[0])
+        log.info(
+            "%s: the topic %r is fit again: checkpoints resume",
+            self.name,
+            self.settings.checkpoints_topic,
+        )
+        self.unfit = None

@@ -145,7 +145,7 @@ def worker(app_path: str | None) -> None:
     """Run a worker: consume events, predict, learn, publish predictions."""
     from streams.app import FaustWorker, Worker
     from streams.ports import PortError, choose_ports
-    from streams.topics import ensure_topics
+    from streams.topics import TopicError, ensure_topics
 
     app, settings = load(app_path)
     problems = settings.worker_problems()
@@ -153,7 +153,10 @@ def worker(app_path: str | None) -> None:
         raise click.ClickException("; ".join(problems))
     served(app, settings)
     require_broker(settings)
-    ensure_topics(settings)
+    try:  # created compacted where they must be; an existing one checked
+        ensure_topics(settings)
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
     try:  # just before the servers bind: the ports free now, a taken one in one sentence
         ports = choose_ports(settings)
     except PortError as err:
@@ -207,6 +210,7 @@ def replay(
     """Produce a dataset or a file as input events, in order, with deterministic ids;
     then summarise what the worker made of them (dead letters by reason)."""
     from streams.replay import Produced, aftermath, dead_letter_ends, encode, produce
+    from streams.topics import TopicError, ensure_topics
 
     app, settings = load(app_path)
     _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
@@ -224,6 +228,10 @@ def replay(
     )
     require_broker(settings)
     target = topic or settings.events_topic
+    try:  # the broker creates no topic: a missing one gets RIVERRUN_TOPIC_PARTITIONS
+        ensure_topics(settings, [target])
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
     follow = wait_seconds > 0 and target == settings.events_topic
     dead_letters_from = dead_letter_ends(settings) if follow else {}
     produced = Produced(target)
@@ -623,6 +631,7 @@ def kafka_status() -> None:
 def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
     """Run the whole system once, end to end, and print a summary."""
     from streams.demo import run_demo
+    from streams.topics import TopicError
 
     app, settings = load(app_path)
     try:
@@ -636,6 +645,8 @@ def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None)
         )
     except (ValueError, ModelError) as err:
         raise click.UsageError(str(err)) from None
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
     sys.exit(0 if ok else 1)
 
 
@@ -713,9 +724,13 @@ def _served_model(app_path: str | None, name: str) -> tuple[ModelSpec, Settings]
 def _apply(settings: Settings, spec: ModelSpec, edit: "Edit") -> None:
     """Apply `edit` to the model's plan on the control topic; print what changed."""
     from streams import lifecycle_cli
+    from streams.topics import TopicError
 
     require_broker(settings)
-    warnings, changes = lifecycle_cli.change(settings, spec, edit)
+    try:
+        warnings, changes = lifecycle_cli.change(settings, spec, edit)
+    except TopicError as err:  # the control topic not compacted: no plan written there
+        raise click.ClickException(str(err)) from None
     for line in warnings:
         click.echo(line, err=True)
     for line in changes:

@@ -35,7 +35,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
 from online_models import ModelSpec
-from streams.checkpoints import CheckpointStore
+from streams.checkpoints import CheckpointsRefused, CheckpointStore
 from streams.delivered import Delivered, Where, encode_written, find_delivered, parse_written
 from streams.kafka_security import aiokafka_options
 from streams.metrics import WorkerMetrics
@@ -506,7 +506,11 @@ class PartitionedService(Service, Generic[Key, State]):
     async def write(self, state: State) -> None:
         """Checkpoint `state`; called only with every offset it covers committed."""
         started = time.perf_counter()
-        size = await self.checkpoint(state, transactional=self.settings.exactly_once)
+        try:
+            size = await self.checkpoint(state, transactional=self.settings.exactly_once)
+        except CheckpointsRefused:  # said once by the store; the age metric keeps growing
+            state.since_checkpoint = 0
+            return
         log.info(
             "%s", checkpoint_line(self.name, state.positions, size, time.perf_counter() - started)
         )

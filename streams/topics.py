@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -63,38 +63,130 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     return {}
 
 
-def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Create the missing ones of `names` (default: all of riverrun's); return those created."""
-    wanted = list(names if names is not None else topic_names(settings))
-    admin = KafkaAdminClient(
+class TopicError(RuntimeError):
+    """A topic riverrun needs cannot be created, or has a configuration riverrun must
+    not write to; the message is one sentence saying what to do."""
+
+
+def compacted_topics(settings: Settings) -> list[str]:
+    """The topics that must be compacted: what they keep (the newest checkpoint of each
+    replica, the newest plan of each model) must outlive any retention time."""
+    return [settings.checkpoints_topic, settings.control_topic]
+
+
+def not_compacted(settings: Settings, name: str, policy: str) -> str:
+    """The sentence refusing topic `name`, which must be compacted and has `policy`.
+
+    >>> import textwrap
+    >>> print(textwrap.fill(not_compacted(Settings(broker="k:9092"), "cp", "delete"), 88))
+    the topic 'cp' has cleanup.policy=delete, but riverrun keeps its newest checkpoints and
+    plans there and needs cleanup.policy=compact (with delete the broker removes them after
+    the retention time): run `kafka-configs --bootstrap-server k:9092 --alter --entity-type
+    topics --entity-name cp --add-config cleanup.policy=compact`, or delete the topic and
+    let riverrun create it
+    """
+    return (
+        f"the topic {name!r} has cleanup.policy={policy}, but riverrun keeps its newest "
+        "checkpoints and plans there and needs cleanup.policy=compact (with delete the "
+        "broker removes them after the retention time): run `kafka-configs "
+        f"--bootstrap-server {settings.bootstrap_servers} --alter --entity-type topics "
+        f"--entity-name {name} --add-config cleanup.policy=compact`, or delete the topic "
+        "and let riverrun create it"
+    )
+
+
+def missing_topic(settings: Settings, name: str) -> str:
+    """The sentence saying that topic `name`, which must be compacted, is gone.
+
+    >>> import textwrap
+    >>> print(textwrap.fill(missing_topic(Settings(broker="k:9092", topic_partitions=3), "cp"), 88))
+    the topic 'cp' no longer exists and the broker does not create it: create it compacted
+    (`kafka-topics --bootstrap-server k:9092 --create --topic cp --partitions 3 --config
+    cleanup.policy=compact`) and the workers write there again
+    """
+    return (
+        f"the topic {name!r} no longer exists and the broker does not create it: create it "
+        f"compacted (`kafka-topics --bootstrap-server {settings.bootstrap_servers} --create "
+        f"--topic {name} --partitions {settings.topic_partitions} --config "
+        "cleanup.policy=compact`) and the workers write there again"
+    )
+
+
+def topic_problems(admin: KafkaAdminClient, settings: Settings, names: Iterable[str]) -> list[str]:
+    """One sentence for each of `names` that must be compacted and is missing or not."""
+    must = [name for name in names if name in compacted_topics(settings)]
+    if not must:
+        return []
+    found = admin.describe_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, configs={"cleanup.policy": None})
+            for name in must
+        ],
+        config_filter="all",
+    ).get("topic", {})
+    problems = []
+    for name in must:
+        configs = found.get(name) or {}
+        if not configs:
+            problems.append(missing_topic(settings, name))
+            continue
+        policy = str(configs["cleanup.policy"]["value"])
+        # Not `compact,delete` either: its retention removes a quiet replica's only checkpoint.
+        if policy.replace(" ", "") != "compact":
+            problems.append(not_compacted(settings, name, policy))
+    return problems
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         client_id="riverrun-admin",
         **kafka_options(settings),
     )
+
+
+def check_topics(settings: Settings, names: Iterable[str]) -> list[str]:
+    """The problems of `names` now (see `topic_problems`), read from the broker."""
+    admin = admin_client(settings)
+    try:
+        return topic_problems(admin, settings, names)
+    finally:
+        admin.close()
+
+
+def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Create the missing ones of `names` (default: all of riverrun's), compacted where
+    they must be, and check the existing ones; return those created. A topic that must
+    be compacted and is not raises `TopicError`: riverrun does not write there."""
+    wanted = list(names if names is not None else topic_names(settings))
+    admin = admin_client(settings)
     try:
         missing = sorted(set(wanted) - set(admin.list_topics()))
-        if not missing:
-            return []
-        new = [
-            NewTopic(
-                name,
-                settings.topic_partitions,
-                settings.topic_replication,
-                topic_configs=topic_configs(settings, name),
-            )
-            for name in missing
-        ]
-        with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
-            admin.create_topics(new)
-        log.info("created topics %s", ", ".join(missing))
-        return missing
+        if missing:
+            new = [
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs=topic_configs(settings, name),
+                )
+                for name in missing
+            ]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
+                admin.create_topics(new)
+            log.info("created topics %s", ", ".join(missing))
+        problems = topic_problems(admin, settings, wanted)
     except KafkaError as err:
-        raise RuntimeError(
-            f"cannot create topics {', '.join(wanted)} on {settings.bootstrap_servers} "
-            f"({err}); create them yourself or give riverrun's user the right to"
+        raise TopicError(
+            f"cannot create or check topics {', '.join(wanted)} on "
+            f"{settings.bootstrap_servers} ({err}); create them yourself or give "
+            "riverrun's user the right to"
         ) from err
     finally:
         admin.close()
+    if problems:
+        raise TopicError("; ".join(problems))
+    return missing
 
 
 class TopicReader:
