@@ -127,3 +127,24 @@ def test_replay_creates_the_topic_it_writes_to(make_env) -> None:  # type: ignor
         admin.delete_topics([topic])
     finally:
         admin.close()
+
+
+def test_a_plan_is_not_written_to_a_control_topic_that_is_not_compacted(make_env) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(models=["logreg"])
+    topic = env.settings.control_topic
+    admin = KafkaAdminClient(**env.client_options())
+    try:  # as with `kafka-configs --alter --add-config cleanup.policy=delete`
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": "delete"})
+        admin.alter_configs([resource])
+    finally:
+        admin.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "models", "gate", "logreg", "--min-labelled", "50"],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"the topic {topic!r} has cleanup.policy=delete" in done.stderr
+    assert env.count(topic) == 0  # no plan written
