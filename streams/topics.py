@@ -15,6 +15,9 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: How long a topic just created may take to be described by the broker.
+CREATED_VISIBLE_SECONDS = 10.0
+
 
 def topic_names(settings: Settings) -> list[str]:
     """Every topic a worker reads or writes."""
@@ -176,6 +179,11 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
                 admin.create_topics(new)
             log.info("created topics %s", ", ".join(missing))
         problems = topic_problems(admin, settings, wanted)
+        # A topic just created is described a moment after the broker acknowledged it.
+        deadline = time.monotonic() + CREATED_VISIBLE_SECONDS
+        while problems and missing and time.monotonic() < deadline:
+            time.sleep(0.1)
+            problems = topic_problems(admin, settings, wanted)
     except KafkaError as err:
         raise TopicError(
             f"cannot create or check topics {', '.join(wanted)} on "
