@@ -51,6 +51,18 @@ def bootstrap(local_kafka: LocalKafka | None) -> str:
     return local_kafka.bootstrap if local_kafka is not None else Settings().bootstrap_servers
 
 
+def riverrun_cli(env: "Env", *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`riverrun ARGS` run as a user runs it, with the test's environment (its topics,
+    group and broker), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @dataclass
 class Env:
     """One test's own topics, consumer group and metrics port, as settings and env vars."""

@@ -8,7 +8,6 @@ import importlib.util
 import itertools
 import json
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from schemas import InputEvent, decode_prediction
 from schemas.control import ExperimentResult, GatePlan, ModelPlan
 from streams.control import read_control, write_control
 from streams.replay import encode
+from tests.integration.conftest import riverrun_cli as cli
 
 APP = '''
 import riverrun
@@ -108,16 +108,6 @@ def plans(env: Any) -> list[ModelPlan]:
         for m in env.read_all(env.settings.control_topic)
     ]
     return sorted((p for p in found if isinstance(p, ModelPlan)), key=lambda p: p.revision)
-
-
-def cli(env: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_the_gate_promotes_the_better_version_and_never_the_worse_one_across_a_kill(

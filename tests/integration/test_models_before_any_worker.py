@@ -3,7 +3,6 @@
 topic as a worker would, and the worker started afterwards follows the plan written."""
 
 import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -13,16 +12,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from online_models.registry import MODELS
 from streams.control import read_control
-
-
-def cli(env: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.integration.conftest import riverrun_cli as cli
 
 
 def without_control_topic(make_env: Any) -> Any:

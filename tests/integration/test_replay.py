@@ -3,22 +3,11 @@ worker: a column that is not in the file stops them before any event, key and ti
 columns become the events' key and time, and a replay ends with the dead letters it
 caused."""
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 from schemas import InputEvent
 from streams.http_api import partition_of
-
-
-def riverrun(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.integration.conftest import riverrun_cli as riverrun
 
 
 def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ as a shadow and promoted by the gate."""
 import itertools
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from schemas import InputEvent, decode_prediction
 from schemas.control import ModelPlan
 from streams.control import read_control, write_control
 from streams.replay import encode
+from tests.integration.conftest import riverrun_cli as cli
 
 MODULE = "h1_fraud_models"
 APP = '''
@@ -104,16 +104,6 @@ def events(n: int, start: int = 0) -> list[InputEvent]:
         )
         for i, (x, y) in enumerate(stream)
     ]
-
-
-def cli(env: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def wait(condition: Callable[[], Any], what: str, worker: Any, timeout: float = 90.0) -> Any:
