@@ -58,8 +58,8 @@ from bench.throughput import (
     stop,
     worker_env,
 )
-from streams.http_api import SERVED_BY, partition_of
-from streams.replay import dataset_events, encode, produce
+from streams.cli.replay import dataset_events, encode, produce
+from streams.http.server import SERVED_BY, partition_of
 from streams.settings import Settings
 
 MODEL = "logreg"

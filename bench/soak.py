@@ -1,18 +1,19 @@
 """Soak: does a replica's memory or checkpoint grow with the stream?
 
 `python -m bench.soak [--events N] [--every M]` pushes N events (default 5,000,000) of
-the seeded synthetic click stream (`online_models.datasets.synthetic_clicks`, every event
-labelled) through the learning core, exactly as the worker builds it for one partition
-(`streams.hot_path.BatchedEvents.new_learner`: the settings' evaluation and drift; see
-bench/throughput.py, contender (a)): `streams.pipeline.EventPipeline.run` on batches of
-encoded messages, reports and drift reports drained after every batch as the worker does.
+the seeded synthetic click stream (`online_models.models.datasets.synthetic_clicks`, every
+event labelled) through the learning core, exactly as the worker builds it for one
+partition (`streams.services.events.BatchedEvents.new_learner`: the settings' evaluation
+and drift; see bench/throughput.py, contender (a)):
+`streams.services.event_pipeline.EventPipeline.run` on batches of encoded messages, reports
+and drift reports drained after every batch as the worker does.
 Metrics are segmented (`--segments`, default device and category: 1 + 3 + 20 segments,
 each full — window and AUC cells — within the first million events; `merchant` adds 50
 more and an `__other__` bucket, RIVERRUN_MAX_SEGMENTS) and drift detection is on (the
 default). Events are generated batch by batch: nothing but the replica grows.
 
 Every M events (default 1,000,000) it samples the process's resident memory (VmRSS) and
-the size of each model's compressed checkpoint (`online_models.checkpoint.
+the size of each model's compressed checkpoint (`online_models.learning.checkpoint.
 encode_checkpoint`, as the worker writes it), then prints a table and the least-squares
 slope, in MB per million events, of both over the samples from the first million on.
 A benchmark, not a test: nothing is asserted.
@@ -29,10 +30,10 @@ from operator import attrgetter
 from pathlib import Path
 
 from online_models import Learner
-from online_models.checkpoint import Replica, encode_checkpoint
-from online_models.registry import MODELS
-from streams.pipeline import EventPipeline
-from streams.replay import dataset_events
+from online_models.learning.checkpoint import Replica, encode_checkpoint
+from online_models.models.registry import MODELS
+from streams.cli.replay import dataset_events
+from streams.services.event_pipeline import EventPipeline
 from streams.settings import Settings
 
 MB = 1024 * 1024

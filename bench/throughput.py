@@ -2,14 +2,15 @@
 
 One invocation (`make bench`, or `python -m bench.throughput [--quick] [--events N]`):
 
-1. a seeded synthetic click stream (`online_models.datasets.synthetic_clicks`, ~4 % clicks,
+1. a seeded synthetic click stream (`online_models.models.datasets.synthetic_clicks`, ~4 % clicks,
    every event labelled, model `logreg`) is pre-filled once into a 1-partition topic
    (and once into a 2-partition topic for the scaling run) of the local broker;
 2. each contender consumes it from the beginning with its own group and writes one
    output per event to its own topic:
-   (a) core    `streams.pipeline.EventPipeline` in process — the code the worker runs per
-               batch (decode, validate, predict, learn, evaluate, build the prediction) —
-               plus the JSON encoding of each output, over the messages held in memory;
+   (a) core    `streams.services.event_pipeline.EventPipeline` in process — the code the
+               worker runs per batch (decode, validate, predict, learn, evaluate, build the
+               prediction) — plus the JSON encoding of each output, over the messages held in
+               memory;
    (b) aiokafka a hand-written aiokafka consumer -> River -> producer loop;
    (c) faust   a naive per-event Faust agent (on at most --faust-events events: ~1.5k/s);
    (d) riverrun `riverrun worker`;
@@ -51,16 +52,16 @@ from bench.contenders.common import model as river_model
 from bench.contenders.common import step
 from online_models import Learner, Rejection
 from schemas import encode_prediction
-from streams.local_kafka import LocalKafka
-from streams.pipeline import EventPipeline
-from streams.replay import dataset_events, encode, produce
+from streams.cli.replay import dataset_events, encode, produce
+from streams.kafka.local_broker import LocalKafka
+from streams.services.event_pipeline import EventPipeline
 from streams.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 LOG_DIR = PROJECT_DIR / ".cache" / "bench"
 #: How a bench starts a riverrun worker (then `start(WORKER, env, log)`).
-WORKER = [sys.executable, "-m", "streams.cli", "worker"]
+WORKER = [sys.executable, "-m", "streams.cli.main", "worker"]
 #: Bytewax and Quix Streams live in their own environment (see Makefile, `make bench`).
 FRAMEWORKS_PYTHON = PROJECT_DIR / ".cache" / "bench-venv" / "bin" / "python"
 CONTENDERS = {  # key: (label, module, python)

@@ -1,6 +1,6 @@
 """Push sinks without I/O: which predictions a sink takes, what it sends, when it retries.
 
-A push sink (`streams.push`) delivers predictions to an HTTP endpoint in batches,
+A push sink (`streams.services.push`) delivers predictions to an HTTP endpoint in batches,
 at least once. An endpoint sees a prediction again only after a failure or a crash, and
 then with the same idempotency key, so it can drop the repeat:
 

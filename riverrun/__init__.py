@@ -7,7 +7,7 @@ may change between releases.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from online_models.registry import ModelError, ModelSpec, Task
+from online_models.models.registry import ModelError, ModelSpec, Task
 from riverrun import builtin
 from riverrun.app import App, AppError, load_app
 from schemas import DeadLetter, ErrorType, InputEvent, MetricsReport, Prediction

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from online_models.registry import ModelError, ModelSpec, Task, model_spec
+from online_models.models.registry import ModelError, ModelSpec, Task, model_spec
 from streams.settings import Settings, TokenProvider
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])

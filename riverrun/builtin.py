@@ -3,7 +3,7 @@
 Include them in your own app with `riverrun.App(include=[riverrun.builtin.app])`.
 """
 
-from online_models.registry import MODELS
+from online_models.models.registry import MODELS
 from riverrun.app import App
 
 app = App()

@@ -4,7 +4,7 @@ The topic is compacted and keyed by model name (`plan:<name>`) for plans, and by
 and input partition (`status:<name>:<partition>`) for what the workers report back.
 Every message is signed with HMAC-SHA256 (`signature`, over the message's JSON without
 it): nobody without the key steers the models. Signing and checking live in
-`online_models.control`.
+`online_models.versions.plans`.
 
 - `ModelPlan` (written by `riverrun models ...`, `riverrun experiments ...` and by the
   workers' automatic promotions, rollbacks and learning breakers): the versions of one

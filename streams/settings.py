@@ -26,10 +26,10 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from online_models.dedup import DEFAULT_DEDUP_WINDOW
-from online_models.drift import DriftConfig
-from online_models.evaluation import EvaluationConfig
-from online_models.joiner import JoinConfig
+from online_models.feedback.joiner import JoinConfig
+from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
+from online_models.quality.drift import DriftConfig
+from online_models.quality.evaluation import EvaluationConfig
 
 ENV_PREFIX = "RIVERRUN_"
 

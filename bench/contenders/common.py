@@ -17,7 +17,7 @@ import json
 import sys
 from typing import IO, Any
 
-from online_models.registry import MODELS
+from online_models.models.registry import MODELS
 
 
 def arguments(description: str) -> argparse.Namespace:

@@ -56,7 +56,7 @@ def main() -> None:
             for message in messages[: args.events - count]:
                 if message.error() is not None:
                     raise KafkaException(message.error())
-                output = step(river_model, decode(message.value()))
+                output = step(river_model, decode(message.value() or b""))
                 produce(producer, args.output, message.key(), encode(output))
                 count += 1
             producer.poll(0)  # serves delivery callbacks; never waits

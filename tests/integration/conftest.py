@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.kafka_security import kafka_options
-from streams.local_kafka import LocalKafka, LocalKafkaError
+from streams.kafka.local_broker import LocalKafka, LocalKafkaError
+from streams.kafka.security import kafka_options
+from streams.kafka.topics import TopicReader, ensure_topics, join_topics, topic_names
 from streams.settings import Settings
-from streams.topics import TopicReader, ensure_topics, join_topics, topic_names
 from tests.ports import free_port
 
 
@@ -55,7 +55,7 @@ def riverrun_cli(env: "Env", *args: str, timeout: float = 120) -> subprocess.Com
     """`riverrun ARGS` run as a user runs it, with the test's environment (its topics,
     group and broker), its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.cli.main", *args],
         env=env.env,
         capture_output=True,
         text=True,
@@ -193,7 +193,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli.main", "worker"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

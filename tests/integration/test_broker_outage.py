@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from schemas import InputEvent, Prediction
-from streams.http_api import STREAM
-from streams.local_kafka import LocalKafka, LocalKafkaError
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
+from streams.http.server import STREAM
+from streams.kafka.local_broker import LocalKafka, LocalKafkaError
 from streams.settings import Settings
 from tests.integration.conftest import Env, env_factory
 from tests.ports import free_port_pair

@@ -9,7 +9,7 @@ from schemas import InputEvent
 
 def riverrun(env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.cli.main", *args],
         env=env.env,
         capture_output=True,
         text=True,

@@ -14,14 +14,14 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from online_models import Learner, Rejection
-from online_models.checkpoint import Replica, gather, parse_chunk, restore
-from online_models.registry import MODELS
+from online_models.learning.checkpoint import Replica, gather, parse_chunk, restore
+from online_models.models.registry import MODELS
 from schemas import DeadLetter, InputEvent, MetricsReport, Prediction
 from schemas.checkpoint import MAGIC
 from schemas.drift import DriftReport
-from streams.hot_path import MAX_BATCHES_IN_FLIGHT
-from streams.pipeline import EventPipeline
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
+from streams.services.event_pipeline import EventPipeline
+from streams.services.events import MAX_BATCHES_IN_FLIGHT
 from tests.fingerprint import fingerprint
 
 Message = tuple[bytes | None, bytes]

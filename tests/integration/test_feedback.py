@@ -1,12 +1,12 @@
 """The delayed-feedback join through the real broker, across a worker restart with
 impressions still pending: the streamed labels are exactly the offline join's."""
 
-from online_models.feedback_data import delayed_feedback
-from online_models.joiner import FeedbackJoiner
+from online_models.feedback.data import delayed_feedback
+from online_models.feedback.joiner import FeedbackJoiner
 from schemas import Prediction
 from schemas.feedback import Impression, Outcome
-from streams.replay import feedback_messages, produce_to_topics
-from streams.topics import TopicReader
+from streams.cli.replay import feedback_messages, produce_to_topics
+from streams.kafka.topics import TopicReader
 from tests.unit.test_joiner import scored
 
 

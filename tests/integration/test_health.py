@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 from schemas import Prediction
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 
 #: A user's app whose model carries a large payload (4 MB, incompressible) and takes
 #: seconds to unpickle: a restore an orchestrator must wait for.

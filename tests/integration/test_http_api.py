@@ -17,8 +17,8 @@ import pytest
 
 from online_models import Learner
 from schemas import DeadLetter, InputEvent
-from streams.http_api import FORWARDED, SERVED_BY, partition_of
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
+from streams.http.server import FORWARDED, SERVED_BY, partition_of
 from tests.paths import PROJECT_DIR
 from tests.tls import Authority
 

@@ -9,7 +9,7 @@ import time
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 
 
 def cleanup_policy(env, topic: str) -> str:  # type: ignore[no-untyped-def]
@@ -47,7 +47,7 @@ def test_a_checkpoints_topic_recreated_with_delete_is_refused_at_start(make_env)
         admin.close()
 
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.cli.main", "worker"],
         env=env.env,
         capture_output=True,
         text=True,
@@ -113,7 +113,7 @@ def test_replay_creates_the_topic_it_writes_to(make_env) -> None:  # type: ignor
     topic = f"{env.settings.events_topic}-elsewhere"
     replay = ["replay", "--dataset", "phishing", "--limit", "30", "--topic", topic, "--quiet"]
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *replay],
+        [sys.executable, "-m", "streams.cli.main", *replay],
         env=env.env,
         capture_output=True,
         text=True,
@@ -139,7 +139,16 @@ def test_a_plan_is_not_written_to_a_control_topic_that_is_not_compacted(make_env
     finally:
         admin.close()
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "models", "gate", "logreg", "--min-labelled", "50"],
+        [
+            sys.executable,
+            "-m",
+            "streams.cli.main",
+            "models",
+            "gate",
+            "logreg",
+            "--min-labelled",
+            "50",
+        ],
         env=env.env,
         capture_output=True,
         text=True,

@@ -18,19 +18,19 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from online_models import control
-from online_models.datasets import synthetic_clicks
-from online_models.registry import ModelSpec
+from online_models.models.datasets import synthetic_clicks
+from online_models.models.registry import ModelSpec
+from online_models.versions import plans as control
 from schemas import InputEvent, decode_prediction
 from schemas.control import ExperimentResult, GatePlan, ModelPlan
-from streams.control import read_control, write_control
-from streams.replay import encode
+from streams.cli.replay import encode
+from streams.runtime.control import read_control, write_control
 from tests.integration.conftest import riverrun_cli as cli
 
 APP = '''
 import riverrun
 from river import base, linear_model, optim
-from online_models.registry import mixed_features
+from online_models.models.registry import mixed_features
 
 app = riverrun.App()
 

@@ -9,14 +9,15 @@ import sys
 import time
 from typing import Any
 
-from online_models import MODELS, control
-from streams.control import write_control
-from streams.replay import dataset_events, encode
+from online_models import MODELS
+from online_models.versions import plans as control
+from streams.cli.replay import dataset_events, encode
+from streams.runtime.control import write_control
 
 
 def status(env: Any) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "status", "--json"],
+        [sys.executable, "-m", "streams.cli.main", "status", "--json"],
         env=env.env,
         capture_output=True,
         text=True,

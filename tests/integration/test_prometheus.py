@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 from tests.integration.conftest import free_port
 from tests.paths import PROJECT_DIR
 

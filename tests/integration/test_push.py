@@ -16,7 +16,7 @@ import pytest
 
 from online_models.push import idempotency_key
 from schemas import DeadLetter
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 from tests.ports import free_port
 
 TOKEN = "sink-token-" + "7" * 20

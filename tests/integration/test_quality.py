@@ -4,10 +4,10 @@ import urllib.request
 
 import pytest
 
-from online_models.offline import river_progressive, run_offline
+from online_models.quality.offline import river_progressive, run_offline
 from schemas import ClassPrediction, MetricsReport, decode_prediction
 from schemas.drift import DriftReport
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 
 
 def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ caused."""
 from datetime import UTC, datetime
 
 from schemas import InputEvent
-from streams.http_api import partition_of
+from streams.http.server import partition_of
 from tests.integration.conftest import riverrun_cli as riverrun
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from schemas import Prediction
-from streams.local_kafka import LocalKafka, LocalKafkaError, SaslSslListener
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
+from streams.kafka.local_broker import LocalKafka, LocalKafkaError, SaslSslListener
 from streams.settings import Settings
 from tests.integration.conftest import Env, env_factory
 from tests.ports import free_port, free_port_pair
@@ -82,7 +82,7 @@ def riverrun(
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -19,19 +19,19 @@ from typing import Any
 
 import pytest
 
-from online_models import control
-from online_models.datasets import synthetic_clicks
+from online_models.models.datasets import synthetic_clicks
+from online_models.versions import plans as control
 from schemas import InputEvent, decode_prediction
 from schemas.control import ModelPlan
-from streams.control import read_control, write_control
-from streams.replay import encode
+from streams.cli.replay import encode
+from streams.runtime.control import read_control, write_control
 from tests.integration.conftest import riverrun_cli as cli
 
 MODULE = "h1_fraud_models"
 APP = '''
 import riverrun
 from river import compose, linear_model, optim
-from online_models.registry import mixed_features
+from online_models.models.registry import mixed_features
 
 app = riverrun.App()
 

@@ -6,7 +6,7 @@ from kafka import KafkaProducer
 
 from online_models import MODELS, Learner
 from schemas import DeadLetter, ErrorType, Prediction
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 
 
 def phishing(n: int, prefix: str = "") -> list:  # type: ignore[type-arg]

@@ -1,14 +1,14 @@
 """What POST /v1/events refuses at once is exactly what a replica refuses for any state:
-`online_models.admission` against `ServedModel.target`, label by label, task by task."""
+`online_models.learning.admission` against `ServedModel.target`, label by label, task by task."""
 
 from typing import Any
 
 import pytest
 
-from online_models.admission import label_problem, refusal
-from online_models.evaluation import EvaluationConfig
-from online_models.learner import LearningError, ServedModel
-from online_models.registry import MODELS
+from online_models.learning.admission import label_problem, refusal
+from online_models.learning.learner import LearningError, ServedModel
+from online_models.models.registry import MODELS
+from online_models.quality.evaluation import EvaluationConfig
 from schemas import ErrorType, InputEvent
 
 LABELS: list[Any] = [True, False, 0, 1, 2, -1, 0.0, 1.0, 0.5, 3.2, "true", "0", "cat", "3.2"]

@@ -12,7 +12,7 @@ from river import linear_model, preprocessing, tree
 
 import riverrun
 from online_models import Learner
-from online_models.checkpoint import (
+from online_models.learning.checkpoint import (
     CheckpointRefused,
     Refusal,
     Replica,
@@ -20,7 +20,7 @@ from online_models.checkpoint import (
     gather,
     restore,
 )
-from online_models.registry import ModelError, resolve
+from online_models.models.registry import ModelError, resolve
 
 FACTORY = """
 from river import compose, linear_model, preprocessing

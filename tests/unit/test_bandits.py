@@ -17,8 +17,8 @@ from river import bandit
 from river.bandit.base import ArmID
 from scipy import special
 
-from online_models import bandits
-from online_models.bandits import BanditDesign, BanditError, BanditRouter, Decision
+from online_models.versions import bandits
+from online_models.versions.bandits import BanditDesign, BanditError, BanditRouter, Decision
 
 ARMS = ("v1", "v2")
 RATES = {"v1": 0.05, "v2": 0.10}  # click rates: v2 is the better arm

@@ -2,7 +2,7 @@
 
 import logging
 
-from streams.broker_health import (
+from streams.kafka.broker_health import (
     CLIENT_LOG_WINDOW_SECONDS,
     SUMMARY_SECONDS,
     SYMPTOM_GRACE_SECONDS,
@@ -98,7 +98,7 @@ def test_an_outages_retry_errors_are_held_back_and_counted() -> None:
     assert passed == 0 and health.describe()["held_back_lines"] == 40 * 400
     assert len(probed) == woken  # during a known outage the probe keeps its own pace
     # Not the clients' records: the worker's own lines, and any INFO, always pass.
-    assert quiet.filter(record("streams.broker_health", logging.WARNING, "summary"))
+    assert quiet.filter(record("streams.kafka.broker_health", logging.WARNING, "summary"))
     assert quiet.filter(
         record(
             "aiokafka.consumer.group_coordinator",

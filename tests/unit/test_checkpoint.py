@@ -9,7 +9,7 @@ from typing import TypeGuard
 import pytest
 
 from online_models import MODELS, Learner, Rejection
-from online_models.checkpoint import (
+from online_models.learning.checkpoint import (
     CheckpointRefused,
     Refusal,
     Replica,
@@ -18,11 +18,11 @@ from online_models.checkpoint import (
     parse_chunk,
     restore,
 )
-from online_models.drift import DriftConfig
-from online_models.evaluation import EvaluationConfig
+from online_models.quality.drift import DriftConfig
+from online_models.quality.evaluation import EvaluationConfig
 from schemas import ClassPrediction, InputEvent, Prediction
 from schemas.checkpoint import MAGIC
-from streams.replay import dataset_events
+from streams.cli.replay import dataset_events
 from tests.fingerprint import fingerprint
 
 KEY = b"test key"

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import riverrun
-from streams.cli import main
+from streams.cli.main import main
 
 USER_MODULE = """
 import riverrun

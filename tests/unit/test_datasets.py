@@ -3,7 +3,7 @@
 import itertools
 from typing import cast
 
-from online_models.datasets import DATASETS, synthetic_clicks
+from online_models.models.datasets import DATASETS, synthetic_clicks
 
 
 def test_synthetic_clicks_are_seeded() -> None:

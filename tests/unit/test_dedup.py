@@ -5,10 +5,10 @@ import pickle
 import tracemalloc
 
 from online_models import Learner, Rejection
-from online_models.checkpoint import Replica, encode_checkpoint, gather, restore
-from online_models.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
+from online_models.learning.checkpoint import Replica, encode_checkpoint, gather, restore
+from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
 from schemas import ErrorType, InputEvent, Prediction
-from streams.replay import dataset_events
+from streams.cli.replay import dataset_events
 from tests.fingerprint import fingerprint
 
 KEY = b"test key"

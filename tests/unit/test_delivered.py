@@ -1,7 +1,7 @@
 """What a crashed owner delivered: commit metadata and source headers round-trip, and the
 skip list drops each delivered output once (the broker test is test_durability's)."""
 
-from streams.delivered import (
+from streams.kafka.delivered import (
     HEADER,
     MAX_METADATA_CHARS,
     Delivered,

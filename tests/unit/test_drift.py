@@ -10,7 +10,7 @@ import pytest
 from river.datasets import synth
 
 from online_models import Learner
-from online_models.drift import DriftConfig, DriftMonitor, jensen_shannon, psi
+from online_models.quality.drift import DriftConfig, DriftMonitor, jensen_shannon, psi
 from schemas import InputEvent
 
 SWITCH = 5_000

@@ -16,8 +16,8 @@ from sklearn.metrics import (
 )
 
 from online_models import Learner
-from online_models.datasets import DATASETS
-from online_models.evaluation import (
+from online_models.models.datasets import DATASETS
+from online_models.quality.evaluation import (
     OTHER,
     BoundedAUC,
     EvaluationConfig,
@@ -25,9 +25,9 @@ from online_models.evaluation import (
     MovingAverageBaseline,
     ranking,
 )
-from online_models.offline import river_progressive, run_offline
+from online_models.quality.offline import river_progressive, run_offline
 from schemas import ClassPrediction, Prediction
-from streams.replay import dataset_events
+from streams.cli.replay import dataset_events
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

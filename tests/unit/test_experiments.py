@@ -18,7 +18,7 @@ from scipy import stats
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from online_models.experiments import (
+from online_models.versions.experiments import (
     KEEP_CONTROL,
     PENDING,
     SEQUENTIAL_BURN_IN,
@@ -374,7 +374,7 @@ def test_assignment_is_the_same_in_every_process() -> None:
     here = [assign_arm(key, ARMS, salt="exp-1") for key in KEYS[:200]]
     assert here == [assign_arm(key, ARMS, salt="exp-1") for key in KEYS[:200]]
     code = (
-        "from online_models.experiments import assign_arm\n"
+        "from online_models.versions.experiments import assign_arm\n"
         f"print(' '.join(assign_arm(f'visitor-{{i}}', {ARMS!r}, salt='exp-1') for i in range(200)))"
     )
     # Another hash seed: an assignment by Python's hash() would differ on most keys.

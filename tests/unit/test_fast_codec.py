@@ -25,7 +25,7 @@ from schemas import ClassPrediction, ErrorType, InputEvent, Prediction, codec
 from schemas.codec import InvalidMessage, decode
 from schemas.fast_codec import _DECODER, _WireEvent, decode_input_event, encode_prediction
 from schemas.input_event import MAX_FEATURES
-from streams.replay import dataset_events, encode
+from streams.cli.replay import dataset_events, encode
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 MAX_BYTES = 100_000
@@ -584,7 +584,7 @@ def test_a_lone_surrogate_fails_as_model_dump_json_does() -> None:
 
 
 def test_bench_events_round_trip() -> None:
-    """The benchmark's messages (streams.replay.encode) decode fast, to the same events."""
+    """The benchmark's messages (streams.cli.replay.encode) decode fast, to the same events."""
     for original in dataset_events("clicks", limit=500, model="logreg", seed=42):
         value = encode(original)[1]
         decoded = decode_input_event(value)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from online_models.feedback_data import conversion_delay_cdf, delayed_feedback
-from online_models.joiner import (
+from online_models.feedback.data import conversion_delay_cdf, delayed_feedback
+from online_models.feedback.joiner import (
     FeedbackJoiner,
     JoinConfig,
     keeps_negative,

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from pydantic import SecretStr, ValidationError
 
 import riverrun
-from streams.cli import main
-from streams.kafka_security import (
+from streams.cli.main import main
+from streams.kafka.security import (
     SecurityError,
     aiokafka_options,
     connection_failure,

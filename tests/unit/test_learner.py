@@ -10,12 +10,12 @@ import pytest
 from river import base, checks, datasets
 
 from online_models import MODELS, Learner, Rejection
-from online_models.datasets import DATASETS, Sample, synthetic_clicks
-from online_models.evaluation import EvaluationConfig
-from online_models.registry import ModelSpec
+from online_models.models.datasets import DATASETS, Sample, synthetic_clicks
+from online_models.models.registry import ModelSpec
+from online_models.quality.evaluation import EvaluationConfig
 from schemas import ClassPrediction, ErrorType, InputEvent, Prediction
 from schemas.prediction import class_text
-from streams.replay import build_events
+from streams.cli.replay import build_events
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 #: The task of each built-in model's estimator class, to call the right predict method.

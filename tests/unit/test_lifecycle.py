@@ -14,13 +14,13 @@ import pytest
 from river import base, linear_model
 from statsmodels.stats.power import NormalIndPower
 
-from online_models import control
-from online_models.checkpoint import Replica, encode_checkpoint, gather, restore
-from online_models.datasets import synthetic_clicks
-from online_models.experiments import ExperimentDesign
-from online_models.learner import Learner
-from online_models.lifecycle import experiment_verdict, key_bucket
-from online_models.registry import MODELS, mixed_features, model_spec
+from online_models.learning.checkpoint import Replica, encode_checkpoint, gather, restore
+from online_models.learning.learner import Learner
+from online_models.models.datasets import synthetic_clicks
+from online_models.models.registry import MODELS, mixed_features, model_spec
+from online_models.versions import plans as control
+from online_models.versions.experiments import ExperimentDesign
+from online_models.versions.lifecycle import experiment_verdict, key_bucket
 from schemas import InputEvent, Prediction
 from schemas.control import BanditPlan, BreakerPlan, ExperimentPlan, GatePlan, ModelPlan, Routing
 from schemas.prediction import AnyPrediction

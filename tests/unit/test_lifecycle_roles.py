@@ -5,9 +5,9 @@ the event, the reason and what to do, instead of falling silent)."""
 
 from typing import Any
 
-from online_models import control
-from online_models.learner import Learner
-from online_models.registry import MODELS, model_spec
+from online_models.learning.learner import Learner
+from online_models.models.registry import MODELS, model_spec
+from online_models.versions import plans as control
 from schemas import Prediction
 from schemas.control import GatePlan, ModelPlan
 from tests.unit.test_lifecycle import GOOD, WEAK, clicks, diverging, routing, run

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.local_kafka import (
+from streams.kafka.local_broker import (
     BROKER_FILES,
     LocalKafka,
     LocalKafkaError,

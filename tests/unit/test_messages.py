@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from river import base, compose, linear_model, tree
 
 from online_models import Learner, Rejection
-from online_models.registry import ModelSpec
+from online_models.models.registry import ModelSpec
 from schemas import ErrorType, InputEvent
 from schemas.codec import InvalidMessage, decode
-from streams.cli import main
+from streams.cli.main import main
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -114,7 +114,7 @@ def test_backfill_help_and_readme_say_record_timestamps_as_the_code_seeks() -> N
 def test_a_fresh_partition_starts_at_the_beginning_and_a_resume_says_what_is_replayed() -> None:
     from aiokafka import TopicPartition
 
-    from streams.partitioned import where_it_starts
+    from streams.runtime.partitioned import where_it_starts
 
     tp = TopicPartition("events", 3)
     assert where_it_starts(tp, 0, None, 0) == (
@@ -136,10 +136,10 @@ def test_a_classifier_that_knows_no_class_predicts_null_not_a_confident_no() -> 
     import jsonschema
 
     from online_models import MODELS
-    from online_models.request_time import predict_now
+    from online_models.learning.request_time import predict_now
     from schemas import Prediction
     from schemas.serving import RequestPrediction
-    from streams.http_api import answer_json
+    from streams.http.server import answer_json
 
     learner = Learner(["ctr_tree"], registry={"ctr_tree": MODELS["ctr_tree"]})
     asked = answer_json(predict_now(learner, "ctr_tree", "k", {"x": 1.0}), "k", 0, 0)
@@ -189,7 +189,7 @@ def test_a_drift_report_shows_the_quantities_its_detector_compares() -> None:
 
     from river import drift as river_drift
 
-    from online_models.drift import DriftConfig, page_hinkley_statistic
+    from online_models.quality.drift import DriftConfig, page_hinkley_statistic
     from tests.unit.test_drift import agrawal_events
 
     learner = Learner(["logreg"], drift=DriftConfig())

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 from scipy import stats
 
-from online_models.control import initial_plan, sign, stop_diverged
-from online_models.experiments import SEQUENTIAL_BURN_IN, ArmOutcomes, ExperimentDesign
-from online_models.registry import MODELS
+from online_models.models.registry import MODELS
+from online_models.versions.experiments import SEQUENTIAL_BURN_IN, ArmOutcomes, ExperimentDesign
+from online_models.versions.plans import initial_plan, sign, stop_diverged
 from schemas.control import (
     ArmStatus,
     ComparisonResult,
@@ -27,9 +27,10 @@ from schemas.control import (
     ModelStatus,
     VersionStatus,
 )
-from streams import cli, lifecycle_cli
-from streams.cli import main
-from streams.control import ControlState
+from streams.cli import main as cli
+from streams.cli import models as lifecycle_cli
+from streams.cli.main import main
+from streams.runtime.control import ControlState
 from streams.settings import Settings
 
 KEY = "test-key"

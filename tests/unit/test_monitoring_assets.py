@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from streams.metrics import WorkerMetrics
+from streams.runtime.metrics import WorkerMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC = re.compile(r"\briverrun_[a-z_]+\b")

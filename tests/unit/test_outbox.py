@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.outbox import Outbox
+from streams.kafka.outbox import Outbox
 
 # Java's org.apache.kafka.common.utils.Utils.murmur2 on these keys (Kafka's UtilsTest):
 # the default partitioner of every Kafka client picks (murmur2 & 0x7fffffff) % partitions.

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.ports import PortError, choose_ports
+from streams.http.ports import PortError, choose_ports
 from streams.settings import Settings
 from tests.ports import free_port
 

@@ -9,10 +9,16 @@ import pytest
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from online_models import MODELS, Learner, control
-from streams.metrics import WorkerMetrics
-from streams.partitioned import PartitionedService, PartitionState, checkpoint_line, idle_warning
-from streams.progress import (
+from online_models import MODELS, Learner
+from online_models.versions import plans as control
+from streams.runtime.metrics import WorkerMetrics
+from streams.runtime.partitioned import (
+    PartitionedService,
+    PartitionState,
+    checkpoint_line,
+    idle_warning,
+)
+from streams.runtime.progress import (
     Progress,
     ProgressLog,
     ServedVersion,
@@ -189,7 +195,7 @@ def test_the_offsets_committed_are_logged_once_per_partition_then_forgotten(
     service: PartitionedService = PartitionedService(Settings(), WorkerMetrics(), {})  # type: ignore[type-arg]
     a, b = TopicPartition("events", 0), TopicPartition("events", 1)
     service.committed[a] = 300
-    with caplog.at_level(logging.INFO, logger="streams.partitioned"):
+    with caplog.at_level(logging.INFO, logger="streams.runtime.partitioned"):
         service.log_committed({a, b}, "on stop")
         service.log_committed({a}, "handing over")
     assert caplog.messages == [

@@ -9,7 +9,7 @@ import pytest
 
 import riverrun
 from online_models import Learner
-from online_models.registry import resolve
+from online_models.models.registry import resolve
 from schemas import ClassPrediction, InputEvent, Prediction
 from schemas.input_event import Label
 from tests.paths import PROJECT_DIR

@@ -1,4 +1,4 @@
-"""Files as input events (`streams.replay.file_events`) and the replay's summary
+"""Files as input events (`streams.cli.replay.file_events`) and the replay's summary
 (`Aftermath`, `Produced`), without a broker."""
 
 from datetime import UTC, datetime
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas import DeadLetter, ErrorType
-from streams.replay import Aftermath, FileError, Produced, count_file_events, file_events
+from streams.cli.replay import Aftermath, FileError, Produced, count_file_events, file_events
 
 
 def events(path: Path, **options: Any) -> list[Any]:

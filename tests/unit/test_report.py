@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import ClassPrediction, MetricsReport, Prediction
 from schemas.drift import DriftReport
-from streams.report import RunData, render, within
+from streams.cli.report import RunData, render, within
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
-"""Request-time predictions (online_models.request_time) and the API's pure parts
-(streams.http_api): the version the stream would route a key to, the prediction it would
+"""Request-time predictions (online_models.learning.request_time) and the API's pure parts
+(streams.http.server): the version the stream would route a key to, the prediction it would
 make, nothing changed by asking; keys placed as producers place them; bearer tokens."""
 
 import asyncio
@@ -12,19 +12,19 @@ from aiokafka import TopicPartition
 from kafka.partitioner.default import murmur2
 from pydantic import SecretStr
 
-from online_models import control
-from online_models.learner import Learner, LearningError
-from online_models.request_time import Answer, predict_now
+from online_models.learning.learner import Learner, LearningError
+from online_models.learning.request_time import Answer, predict_now
+from online_models.versions import plans as control
 from schemas import InputEvent
 from schemas.codec import InvalidMessage, decode_many
 from schemas.control import BanditPlan, ModelPlan, PartitionOwner
 from schemas.serving import PredictRequest, RequestPrediction
-from streams import hot_path
-from streams.control import ControlState
-from streams.hot_path import EventsPartition
-from streams.http_api import Api, Unavailable, answer_json, bearer_check, partition_of
-from streams.metrics import WorkerMetrics
-from streams.pipeline import EventPipeline
+from streams.http.server import Api, Unavailable, answer_json, bearer_check, partition_of
+from streams.runtime.control import ControlState
+from streams.runtime.metrics import WorkerMetrics
+from streams.services import events as hot_path
+from streams.services.event_pipeline import EventPipeline
+from streams.services.events import EventsPartition
 from streams.settings import Settings
 from tests.unit.test_lifecycle import GOOD, clicks, learner_with, run
 

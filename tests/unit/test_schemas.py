@@ -11,13 +11,13 @@ import pytest
 from pydantic import ValidationError
 
 from online_models import Learner
-from online_models.evaluation import EvaluationConfig
+from online_models.quality.evaluation import EvaluationConfig
 from schemas import ClassPrediction, DeadLetter, ErrorType, InputEvent, decode_prediction
 from schemas.checkpoint import CheckpointHeader
 from schemas.codec import InvalidMessage, decode
 from schemas.drift import DriftReport
 from schemas.json_schema import SCHEMA_FILES, render_all
-from streams.replay import dataset_events
+from streams.cli.replay import dataset_events
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 GOOD = {

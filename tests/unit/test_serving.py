@@ -3,8 +3,8 @@
 import pytest
 
 import riverrun
-from online_models.registry import ModelError
-from streams.serving import served_models
+from online_models.models.registry import ModelError
+from streams.runtime.served_models import served_models
 from streams.settings import Settings
 
 BUILTIN = riverrun.builtin.app.models

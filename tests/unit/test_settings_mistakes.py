@@ -17,7 +17,7 @@ import click
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from streams.cli import load_settings
+from streams.cli.main import load_settings
 from streams.settings import MASK, Settings, env_name
 
 SECRET = "s3cr3t-never-shown"
@@ -195,7 +195,7 @@ def test_riverrun_config_says_one_sentence_and_exits_1(
     refused setting before)."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), variable: value}
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "config"],
+        [sys.executable, "-m", "streams.cli.main", "config"],
         env=env,
         capture_output=True,
         text=True,

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import MASK, SECTIONS, Settings, env_name, sections
 
 SECRET = "s3cr3t-never-shown"

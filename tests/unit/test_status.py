@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from click.testing import CliRunner
 
-from streams.cli import main
-from streams.status import Checkpoint, GroupStatus, Member, Partition, status_json, status_lines
+from streams.cli.main import main
+from streams.cli.status import Checkpoint, GroupStatus, Member, Partition, status_json, status_lines
 from tests.ports import free_port
 
 

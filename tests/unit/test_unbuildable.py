@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from river import compose, linear_model, tree
 
-from online_models import control
-from online_models.learner import Learner
-from online_models.registry import MODELS, ModelSpec, mixed_features, model_spec
+from online_models.learning.learner import Learner
+from online_models.models.registry import MODELS, ModelSpec, mixed_features, model_spec
+from online_models.versions import plans as control
 from schemas.control import BanditPlan, ExperimentPlan, GatePlan, ModelPlan
 from tests.unit.test_lifecycle import GOOD, T0, WEAK, clicks, run
 
@@ -125,7 +125,7 @@ def test_routing_to_an_unbuildable_version_never_raises(routing: str) -> None:
     )
     assert all(getattr(o, "model_version", None) == ours.version for o in outputs), outputs[:3]
     assert learner.groups["logreg"].unbuildable.keys() == {gone.version}
-    from online_models.request_time import predict_now
+    from online_models.learning.request_time import predict_now
 
     answer = predict_now(learner, "logreg", "v1", events[0].features)
     assert answer.version == ours.version
@@ -241,7 +241,7 @@ def test_a_second_pipeline_deployed_in_shadow_is_promoted_by_the_gate() -> None:
 
 def test_a_second_factory_that_fails_is_refused_at_start_or_left_unbuilt_by_a_plan() -> None:
     import riverrun
-    from online_models.registry import ModelError, resolve
+    from online_models.models.registry import ModelError, resolve
 
     app = riverrun.App()
 

@@ -114,7 +114,7 @@ def test_a_changed_expression_makes_a_new_version(tmp_path: Path, edit: str) -> 
 def test_a_learnt_checkpoint_survives_a_docstring_edit(tmp_path: Path) -> None:
     """What the issue saw: a docstring edit discarded everything learnt on restart."""
     from online_models import Learner
-    from online_models.checkpoint import Replica, encode_checkpoint, gather, restore
+    from online_models.learning.checkpoint import Replica, encode_checkpoint, gather, restore
 
     old = user_app(tmp_path / "old", USER_MODULE, keep=True).models["mine"]
     learner = Learner(["mine"], registry={"mine": old})
@@ -135,7 +135,7 @@ def test_a_learnt_checkpoint_survives_a_docstring_edit(tmp_path: Path) -> None:
 def test_the_syntax_hashed_is_the_same_in_every_supported_python() -> None:
     """3.12.1 pads a format spec with an empty text part that 3.11 and 3.13 do not have:
     left out, as are empty fields a newer Python adds (the same hashes in 3.11-3.13)."""
-    from online_models.registry import _syntax
+    from online_models.models.registry import _syntax
 
     assert "''" not in _syntax('f"{x:<{width}}"')
     assert _syntax('f"a" f"{x}" "b"') == _syntax('f"a{x}b"')
@@ -151,7 +151,7 @@ def test_a_checkpoint_of_the_source_text_hash_restores_while_the_source_is_uncha
     from dataclasses import replace
 
     from online_models import Learner
-    from online_models.checkpoint import (
+    from online_models.learning.checkpoint import (
         CheckpointRefused,
         Replica,
         encode_checkpoint,
@@ -184,7 +184,7 @@ def test_a_plan_naming_the_source_text_hash_is_built_under_that_name(tmp_path: P
     """A plan written before the upgrade names the old hash: the same code builds it
     (under that name, so its checkpoints and statuses keep it), its replica is the
     model's own; a version whose code changed is not built."""
-    from online_models.lifecycle import ModelGroup
+    from online_models.versions.lifecycle import ModelGroup
 
     spec = user_app(tmp_path / "old", USER_MODULE).models["mine"]
     legacy = spec.legacy_version

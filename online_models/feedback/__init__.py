@@ -1,0 +1,1 @@
+"""Delayed feedback: joining outcomes to the predictions they follow."""

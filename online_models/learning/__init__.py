@@ -1,0 +1,1 @@
+"""Learning: predict-then-learn, de-duplication, request time, admission, replicas' checkpoints."""

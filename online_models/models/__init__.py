@@ -1,0 +1,1 @@
+"""Models: specs, versions by syntax tree, the built-in factories' registry, datasets."""

@@ -1,0 +1,1 @@
+"""Quality: prequential evaluation, drift detection, offline evaluation."""

@@ -1,0 +1,1 @@
+"""Model versions: plans, signing, routing, gate, rollback, experiments, bandits."""

@@ -1,0 +1,1 @@
+"""The `riverrun` command line: one module per command group."""

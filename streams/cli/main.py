@@ -1,0 +1,1133 @@
+"""`riverrun`: the command line. Settings come from RIVERRUN_* variables (see README)."""
+
+import difflib
+import sys
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from pydantic import ValidationError
+
+from online_models.models.datasets import DATASETS
+from online_models.models.registry import ModelError, ModelSpec
+from streams.settings import Settings, describe_error
+
+if TYPE_CHECKING:
+    from riverrun.app import App
+
+Command = Callable[..., Any]
+
+
+def load_settings() -> Settings:
+    """The settings of the RIVERRUN_* environment; one sentence per mistake if invalid."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise click.ClickException(
+            f"invalid settings: {describe_error(err)} (see README, Configuration)"
+        ) from None
+
+
+def load(app_path: str | None) -> tuple["App", Settings]:
+    """The app named by --app (else RIVERRUN_APP, else the built-in models) and the
+    settings it is served with."""
+    from riverrun.app import AppError, load_app
+
+    environment = load_settings()
+    path = app_path or environment.app
+    try:
+        app = load_app(path)
+    except (AppError, ModelError) as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        settings = app.served_settings(environment)
+    except ValidationError as err:
+        raise click.ClickException(
+            f"invalid settings of {path}: {describe_error(err)} (see README, Configuration)"
+        ) from None
+    if app_path is not None:  # processes started from here (the demo's worker) serve it too
+        settings = settings.model_copy(update={"app": app_path})
+    return app, settings
+
+
+def served(app: "App", settings: Settings) -> dict[str, ModelSpec]:
+    """The models a worker serves, each built once: a mistake is one sentence here,
+    not a traceback inside the worker."""
+    from streams.runtime.served_models import served_models
+
+    try:
+        return served_models(settings, app.models)
+    except ModelError as err:
+        raise click.ClickException(str(err)) from None
+
+
+app_option = click.option(
+    "--app",
+    "app_path",
+    metavar="MODULE:ATTRIBUTE",
+    help="The riverrun.App to serve, e.g. mypkg.models:app (default: RIVERRUN_APP, else "
+    "riverrun's built-in models).",
+)
+
+
+def require_broker(settings: Settings, timeout: float = 15.0) -> None:
+    """Fail with one sentence when the configured cluster does not answer."""
+    from streams.kafka.local_broker import LocalKafkaError, wait_until_ready
+    from streams.kafka.security import SecurityError, check_connection, describe, kafka_options
+
+    try:
+        check_connection(settings, timeout)
+        wait_until_ready(
+            settings.bootstrap_servers, timeout, kafka_options(settings), describe(settings)
+        )
+    except SecurityError as err:
+        raise click.ClickException(str(err)) from None
+    except LocalKafkaError as err:
+        hint = (
+            "start the local broker with `riverrun kafka up`"
+            if settings.uses_local_broker
+            else "check RIVERRUN_BROKER"
+        )
+        raise click.ClickException(f"{err} — {hint}") from None
+
+
+def event_source(limit_help: str) -> Callable[[Command], Command]:
+    """The options naming a stream of events: a bundled dataset or a file, and its model."""
+    options = [
+        click.option("--dataset", help="A bundled dataset: " + ", ".join(DATASETS) + "."),
+        click.option(
+            "--file",
+            "path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A JSONL or CSV file of feature records.",
+        ),
+        click.option("--model", help="Model name for the events (default: the dataset's)."),
+        click.option(
+            "--label-column",
+            default="label",
+            show_default=True,
+            help="(--file) The column of the labels; refused when not in the file.",
+        ),
+        click.option(
+            "--key-column",
+            help="(--file) The column of each event's key (its partition; the key to ask "
+            "predictions for over HTTP). Default: the event id.",
+        ),
+        click.option(
+            "--time-column",
+            help="(--file) The column of each event's time: ISO 8601 (no zone: UTC) or "
+            "seconds since the epoch (milliseconds beyond 2e10). Default: 1 s apart from "
+            "2026-01-01.",
+        ),
+        click.option("--limit", type=int, help=limit_help),
+        click.option("--seed", type=int, default=42, show_default=True),
+    ]
+
+    def decorate(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="riverrun")
+def main() -> None:
+    """riverrun: online machine learning on Kafka streams."""
+
+
+@main.command()
+@app_option
+def worker(app_path: str | None) -> None:
+    """Run a worker: consume events, predict, learn, publish predictions."""
+    from streams.http.ports import PortError, choose_ports
+    from streams.kafka.topics import TopicError, ensure_topics
+    from streams.runtime.worker import FaustWorker, Worker
+
+    app, settings = load(app_path)
+    problems = settings.worker_problems()
+    if problems:
+        raise click.ClickException("; ".join(problems))
+    served(app, settings)
+    require_broker(settings)
+    try:  # created compacted where they must be; an existing one checked
+        ensure_topics(settings)
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
+    try:  # just before the servers bind: the ports free now, a taken one in one sentence
+        ports = choose_ports(settings)
+    except PortError as err:
+        raise click.ClickException(str(err)) from None
+    settings = ports.settings
+    click.echo(ports.line, err=True)
+    runtime = Worker(settings, app.models)
+    FaustWorker(
+        runtime.app, loglevel=settings.log_level, log_filters=[runtime.broker.quiet]
+    ).execute_from_commandline()
+
+
+@main.command()
+@event_source("Replay at most this many events.")
+@click.option("--rate", type=float, help="At most this many events per second.")
+@click.option("--id-prefix", default="", help="Prefix of the deterministic event ids.")
+@click.option("--topic", help="Target topic (default: RIVERRUN_EVENTS_TOPIC).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--unlabelled",
+    is_flag=True,
+    help="(--file) The file has no labels: every column is a feature (events are predicted, "
+    "nothing is learnt).",
+)
+@click.option(
+    "--wait-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Wait this long for the worker to handle the events, then summarise the dead "
+    "letters they caused (0: do not wait).",
+)
+@app_option
+def replay(
+    dataset: str | None,
+    path: Path | None,
+    model: str | None,
+    label_column: str,
+    key_column: str | None,
+    time_column: str | None,
+    limit: int | None,
+    rate: float | None,
+    seed: int,
+    id_prefix: str,
+    topic: str | None,
+    quiet: bool,
+    unlabelled: bool,
+    wait_seconds: float,
+    app_path: str | None,
+) -> None:
+    """Produce a dataset or a file as input events, in order, with deterministic ids;
+    then summarise what the worker made of them (dead letters by reason)."""
+    from streams.cli.replay import Produced, aftermath, dead_letter_ends, encode, produce
+    from streams.kafka.topics import TopicError, ensure_topics
+
+    app, settings = load(app_path)
+    _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
+    events = _events(
+        dataset,
+        path,
+        model,
+        None if unlabelled else label_column,
+        limit,
+        seed,
+        id_prefix,
+        key_column=key_column,
+        time_column=time_column,
+        task=_task(app.models, model),
+    )
+    require_broker(settings)
+    target = topic or settings.events_topic
+    try:  # the broker creates no topic: a missing one gets RIVERRUN_TOPIC_PARTITIONS
+        ensure_topics(settings, [target])
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
+    follow = wait_seconds > 0 and target == settings.events_topic
+    dead_letters_from = dead_letter_ends(settings) if follow else {}
+    produced = Produced(target)
+    sent = produce(
+        settings,
+        target,
+        map(encode, events),
+        rate=rate,
+        total=limit,
+        progress=not quiet,
+        produced=produced,
+    )
+    click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
+    if follow and produced.count():
+        for line in aftermath(settings, produced, dead_letters_from, wait_seconds).lines():
+            click.echo(line)
+
+
+def _known_model(models: Mapping[str, ModelSpec], name: str | None) -> None:
+    """Refuse to produce events for a model the app does not have (all dead letters)."""
+    if name is None or name in models:
+        return
+    close = difflib.get_close_matches(name, list(models), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise click.UsageError(
+        f"the app has no model {name!r} ({hint}it has: {', '.join(sorted(models))}); pass "
+        "--model NAME or --app with the app that serves it"
+    )
+
+
+def _task(models: Mapping[str, ModelSpec], name: str | None) -> str | None:
+    """The task of the app's model `name` (None: not one of the app's)."""
+    spec = models.get(name) if name is not None else None
+    return spec.task if spec is not None else None
+
+
+def _events(
+    dataset: str | None,
+    path: Path | None,
+    model: str | None,
+    label_column: str | None,
+    limit: int | None,
+    seed: int,
+    id_prefix: str = "",
+    key_column: str | None = None,
+    time_column: str | None = None,
+    task: str | None = None,
+):  # type: ignore[no-untyped-def]
+    """Input events from exactly one of a bundled dataset or a file (see `replay`); a file
+    is read through first, so that a mistake in it (a label `task` cannot learn too) stops
+    the command before any event."""
+    from streams.cli.replay import FileError, count_file_events, dataset_events, file_events
+
+    if (dataset is None) == (path is None):
+        raise click.UsageError("give exactly one of --dataset NAME or --file PATH")
+    if path is not None:
+        if not model:
+            raise click.UsageError("--file needs --model NAME")
+        options: dict[str, Any] = dict(
+            model=model,
+            label_column=label_column,
+            limit=limit,
+            key_column=key_column,
+            time_column=time_column,
+            id_prefix=id_prefix,
+            task=task,
+        )
+        try:
+            count_file_events(path, **options)
+        except FileError as err:
+            raise click.ClickException(str(err)) from None
+        return file_events(path, **options)
+    if key_column or time_column:
+        raise click.UsageError("--key-column and --time-column are for --file")
+    assert dataset is not None
+    if dataset in DATASETS and DATASETS[dataset].size is None and limit is None:
+        limit = 10_000
+    try:
+        return dataset_events(dataset, limit=limit, model=model, seed=seed, id_prefix=id_prefix)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+@main.command()
+@event_source("Evaluate on at most this many events.")
+@click.option(
+    "--compare-river/--no-compare-river",
+    default=True,
+    show_default=True,
+    help="Also run River's progressive_val_score on the same events.",
+)
+@click.option(
+    "--reports",
+    "reports_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every metrics report the stream would publish, as JSONL.",
+)
+@app_option
+def evaluate(
+    dataset: str | None,
+    path: Path | None,
+    model: str | None,
+    label_column: str,
+    key_column: str | None,
+    time_column: str | None,
+    limit: int | None,
+    seed: int,
+    compare_river: bool,
+    reports_path: Path | None,
+    app_path: str | None,
+) -> None:
+    """Run the stream's learning code offline over a dataset and print its metrics.
+
+    Uses the same settings as the worker (RIVERRUN_MODEL_PARAMS, RIVERRUN_METRICS_*,
+    RIVERRUN_SEGMENT_FEATURES), so its reports equal what the worker publishes for the
+    same events in the same order.
+    """
+    from online_models.models.registry import resolve
+    from online_models.quality.offline import river_agreement, river_progressive, run_offline
+
+    app, settings = load(app_path)
+    _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
+    events = list(
+        _events(
+            dataset,
+            path,
+            model,
+            label_column,
+            limit,
+            seed,
+            key_column=key_column,
+            time_column=time_column,
+            task=_task(app.models, model),
+        )
+    )
+    if not events:
+        raise click.UsageError("no events to evaluate")
+    name = events[0].model
+    try:
+        spec = resolve(app.models, [name], settings.model_params)[name]
+    except ModelError as err:
+        raise click.ClickException(str(err)) from None
+    result = run_offline(events, spec, config=settings.evaluation())
+    reference = river_progressive(events, spec) if compare_river else {}
+    click.echo(
+        f"{len(events)} events, model {name}, {result.rejected} rejected, "
+        f"{len(result.reports)} reports"
+    )
+    for segment, values in result.final.items():
+        click.echo(f"\nsegment {segment}")
+        for metric, value in values.items():
+            line = f"  {metric:<28} {_fmt(value)}"
+            if segment == "all" and metric in reference:  # River's run has no segments
+                line += f"   river {_fmt(reference[metric])}"
+            click.echo(line)
+    if reference:
+        click.echo("\n" + river_agreement(result.final.get("all", {}), reference))
+    if reports_path is not None:
+        reports_path.write_text("".join(r.model_dump_json() + "\n" for r in result.reports))
+        click.echo(f"\nwrote {len(result.reports)} reports to {reports_path}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Read the topic from its first message.")
+@click.option("--limit", type=int, help="Stop after this many messages.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
+@app_option
+def tail(
+    topic: str, from_beginning: bool, limit: int | None, timeout: float | None, app_path: str | None
+) -> None:
+    """Print a topic's messages as they arrive (key<TAB>value)."""
+    from kafka import KafkaConsumer
+
+    from streams.kafka.security import kafka_options
+
+    _, settings = load(app_path)
+    require_broker(settings)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
+    )
+    try:
+        for count, message in enumerate(consumer, 1):
+            key = message.key.decode(errors="replace") if message.key else ""
+            value = message.value.decode(errors="replace") if message.value else ""
+            click.echo(f"{key}\t{value}")
+            if limit and count >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@main.command()
+@click.option(
+    "--env",
+    "as_env",
+    is_flag=True,
+    help="Print the settings that differ from the defaults as an env file (RIVERRUN_*=value "
+    "lines, for docker --env-file, compose env_file or a ConfigMap); secrets are left out.",
+)
+@click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
+@app_option
+def config(as_env: bool, connect: bool, app_path: str | None) -> None:
+    """Print the effective settings by section (secrets masked) and check them: exits 1
+    with the reasons when a worker could not start with them."""
+    from streams.kafka.security import SecurityError, aiokafka_options
+    from streams.settings import MASK
+
+    environment = load_settings()
+    app, settings = load(app_path)
+    problems = settings.worker_problems()
+    try:
+        aiokafka_options(settings)  # the TLS files load, a token source exists
+    except SecurityError as err:
+        problems.append(str(err))
+    try:
+        served(app, settings)  # each served model builds with its parameters
+    except click.ClickException as err:
+        problems.append(err.message)
+    by_section = _by_section(settings.shown(environment))
+    if as_env:
+        blocks = []
+        for title, rows in by_section.items():
+            lines = [
+                f"# {variable} is a secret: set it from your secret store"
+                if value == MASK
+                else f"{variable}={value}"
+                for variable, value, source in rows
+                if source != "default"
+            ]
+            if lines:
+                blocks.append("\n".join([f"# {title}", *lines]))
+        if blocks:
+            click.echo("\n\n".join(blocks))
+    else:
+        width = max(len(row[0]) for rows in by_section.values() for row in rows)
+        for title, rows in by_section.items():
+            click.echo(f"{title}:")
+            for variable, value, source in rows:
+                click.echo(f"  {variable:<{width}}  {value or '(unset)'}  [{source}]")
+            click.echo()
+        if app_path is not None:
+            click.echo(f"models of {app_path}:")  # after the last section's blank line
+            click.echo(_columns(_model_rows(app.models, settings)))
+    if connect and not problems:
+        require_broker(settings)
+        click.echo(f"connected to {settings.bootstrap_servers} as configured", err=True)
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+
+
+def _by_section(rows: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str, str]]]:
+    """`Settings.shown()`'s rows under their sections' titles, in the sections' order."""
+    from streams.settings import SECTIONS, env_name
+
+    by_variable = {row[0]: row for row in rows}
+    return {
+        title: [by_variable[env_name(name)] for name in names] for title, names in SECTIONS.items()
+    }
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@app_option
+def status(as_json: bool, app_path: str | None) -> None:
+    """Show the worker group: members, partitions and lag, versions served, last
+    checkpoints (exit 1, with one sentence, when the broker is unreachable)."""
+    from streams.cli.status import BrokerUnreachable, read_status, status_json, status_lines
+    from streams.kafka.security import SecurityError
+
+    _, settings = load(app_path)  # (an App's settings in code may name the group)
+    try:
+        found = read_status(settings)
+    except (BrokerUnreachable, SecurityError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(status_json(found) if as_json else "\n".join(status_lines(found)))
+
+
+def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[list[str]]:
+    """name, task, version, served, params of each model registered in an app (each
+    version of it), with RIVERRUN_MODEL_PARAMS applied to the served one."""
+    import json
+
+    served_names = set(settings.model_names(models))
+    rows = [["name", "task", "version", "served", "params"]]
+    for name, spec in models.items():
+        versions = [spec, *getattr(spec, "others", ())]
+        for number, version in enumerate(versions):
+            if number == 0:  # the one a worker builds, with its parameters
+                version = version.with_params(**settings.model_params.get(name, {}))
+            try:
+                label = version.version
+            except Exception:  # the user's factory, with these parameters (said below)
+                label = "(cannot build)"
+            serves = name in served_names and number == 0
+            rows.append(
+                [
+                    name,
+                    version.task,
+                    label,
+                    "yes" if serves else "no",
+                    json.dumps(dict(version.params), default=repr),
+                ]
+            )
+    return rows
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join("  " + line.rstrip() for line in lines)
+
+
+@main.group()
+def kafka() -> None:
+    """The local single-node Kafka broker (KRaft) for development, tests and the demo."""
+
+
+def _no_local_when_external(settings: Settings) -> None:
+    if not settings.uses_local_broker:
+        click.echo(f"RIVERRUN_BROKER is set ({settings.broker}): no local broker is managed")
+        sys.exit(0)
+
+
+@kafka.command("up")
+def kafka_up() -> None:
+    """Start the local broker in the background and wait until it answers."""
+    from streams.kafka.local_broker import LocalKafka, LocalKafkaError
+
+    settings = load_settings()
+    _no_local_when_external(settings)
+    try:
+        click.echo(LocalKafka.for_settings(settings).up())
+    except LocalKafkaError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@kafka.command("down")
+def kafka_down() -> None:
+    """Stop the local broker cleanly."""
+    from streams.kafka.local_broker import LocalKafka
+
+    settings = load_settings()
+    _no_local_when_external(settings)
+    click.echo(LocalKafka.for_settings(settings).down())
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker is running and answering (exit 1 when not)."""
+    from streams.kafka.local_broker import LocalKafka
+
+    settings = load_settings()
+    _no_local_when_external(settings)
+    running, message = LocalKafka.for_settings(settings).status()
+    click.echo(message)
+    sys.exit(0 if running else 1)
+
+
+@main.command()
+@click.option(
+    "--dataset",
+    "datasets",
+    default="phishing,offers,segments",
+    show_default=True,
+    help="Comma-separated bundled datasets to replay, one after the other.",
+)
+@click.option(
+    "--limit",
+    type=int,
+    help="Events per dataset (default: all of a finite one; 30 days of offers).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="Give up when predictions stop arriving for this long.",
+)
+@app_option
+def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
+    """Run the whole system once, end to end, and print a summary."""
+    from streams.cli.demo import run_demo
+    from streams.kafka.topics import TopicError
+
+    app, settings = load(app_path)
+    try:
+        ok = run_demo(
+            settings,
+            app.models,
+            datasets=datasets.split(","),
+            limit=limit,
+            timeout=timeout,
+            echo=click.echo,
+        )
+    except (ValueError, ModelError) as err:
+        raise click.UsageError(str(err)) from None
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("riverrun-report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--since", help="Only events from this event time (ISO-8601; no zone = UTC).")
+@click.option("--until", help="Only events before this event time.")
+@app_option
+def report(out: Path, since: str | None, until: str | None, app_path: str | None) -> None:
+    """Write one self-contained HTML report (PNG charts) of the metrics, drift,
+    predictions and dead-letters topics."""
+    from streams.cli.report import write_report
+
+    app, settings = load(app_path)
+    require_broker(settings)
+    bounds = []
+    for name, value in (("--since", since), ("--until", until)):
+        try:
+            when = datetime.fromisoformat(value) if value else None
+        except ValueError:
+            raise click.UsageError(f"{name} {value!r} is not an ISO-8601 time") from None
+        bounds.append(when.replace(tzinfo=when.tzinfo or UTC) if when else None)
+    data = write_report(settings, out, bounds[0], bounds[1], models=app.models)
+    counts = (
+        f"{len(data.predictions)} predictions, {len(data.metrics)} metrics reports, "
+        f"{len(data.drift)} drift reports, {len(data.dead_letters)} dead letters"
+    )
+    click.echo(f"wrote {out}: {counts}")
+
+
+@main.group()
+def schemas() -> None:
+    """The committed JSON Schema files of every topic."""
+
+
+@schemas.command("export")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas") / "json",
+    show_default=True,
+    help="Where to write them (schemas/json of the working directory by "
+    "default: in a checkout, the committed files).",
+)
+def schemas_export(directory: Path) -> None:
+    """Write the JSON Schema of every topic's messages, from the pydantic models."""
+    from schemas.json_schema import render_all
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render_all().items():
+        (directory / name).write_text(text)
+        click.echo(f"wrote {directory / name}")
+
+
+# --- models and experiments: plans on the signed control topic ------------------------
+if TYPE_CHECKING:
+    from streams.cli.models import Edit
+
+
+def _served_model(app_path: str | None, name: str) -> tuple[ModelSpec, Settings]:
+    """The app's served model `name` (one sentence if it has none) and the settings."""
+    from streams.cli.models import served_spec
+
+    app, settings = load(app_path)
+    return served_spec(served(app, settings), name), settings
+
+
+def _apply(settings: Settings, spec: ModelSpec, edit: "Edit") -> None:
+    """Apply `edit` to the model's plan on the control topic; print what changed."""
+    from streams.cli import models as lifecycle_cli
+    from streams.kafka.topics import TopicError
+
+    require_broker(settings)
+    try:
+        warnings, changes = lifecycle_cli.change(settings, spec, edit)
+    except TopicError as err:  # the control topic not compacted: no plan written there
+        raise click.ClickException(str(err)) from None
+    for line in warnings:
+        click.echo(line, err=True)
+    for line in changes:
+        click.echo(line)
+
+
+@main.group()
+def models() -> None:
+    """The versions of each model and what each does (champion, canary, shadow), on the
+    signed control topic every worker follows."""
+
+
+@models.command("list")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the plans and statuses as JSON.")
+@app_option
+def models_list(name: str | None, as_json: bool, app_path: str | None) -> None:
+    """Show each version of the served models and its figures.
+
+    Per version: role, share, learning, provenance (params, the revision it joined,
+    backfill) and its figures summed over the partitions (labelled events since it
+    joined, its mean loss against the champion's on them, events served, headline
+    metric); then the gate, the experiment or bandit and the plan's last change.
+    """
+    from streams.cli import models as lifecycle_cli
+
+    app, settings = load(app_path)
+    specs = served(app, settings)
+    if name is not None:
+        specs = {name: lifecycle_cli.served_spec(specs, name)}
+    require_broker(settings)
+    state = lifecycle_cli.read_control(settings)
+    for line in lifecycle_cli.refused_lines(state):
+        click.echo(line, err=True)
+    if as_json:
+        click.echo(lifecycle_cli.models_json(specs, state))
+    else:
+        click.echo("\n".join(lifecycle_cli.describe_models(specs, state)))
+
+
+@models.command("deploy")
+@click.argument("name")
+@click.option(
+    "--params",
+    "params_json",
+    metavar="JSON",
+    help="Factory parameters over the app's served ones, e.g. '{\"lr\": 0.1}'.",
+)
+@click.option(
+    "--version",
+    "registered",
+    metavar="VERSION",
+    help="Deploy the factory registered under NAME with this pinned version (another "
+    'pipeline of the model, e.g. @app.model(NAME, ..., version="2")).',
+)
+@click.option(
+    "--role",
+    type=click.Choice(["shadow", "canary"]),
+    default="shadow",
+    show_default=True,
+    help="shadow: predicts and learns, never serves; canary: serves --share of keys.",
+)
+@click.option("--share", type=float, help="A canary's share of the keys, in (0, 1].")
+@click.option(
+    "--backfill-from",
+    metavar="TIME",
+    help="Before it joins, learn each partition's events from the first record written "
+    "at or after TIME (Kafka record timestamps, i.e. when each event was produced, not its "
+    "'ts'; ISO-8601; no zone = UTC).",
+)
+@app_option
+def models_deploy(
+    name: str,
+    params_json: str | None,
+    registered: str | None,
+    role: str,
+    share: float | None,
+    backfill_from: str | None,
+    app_path: str | None,
+) -> None:
+    """Deploy another version of a model.
+
+    The app's factory of NAME (or, with --version, the one registered under NAME with
+    that version) with --params over its parameters, in shadow (predicts and learns,
+    never serves) or as a canary (serves --share of the keys).
+    """
+    from streams.cli import models as lc
+
+    spec, settings = _served_model(app_path, name)
+    if registered is None and params_json is None:
+        raise click.UsageError("pass --params JSON (other parameters) or --version VERSION")
+    factory = spec if registered is None else lc.registered_version(spec, registered)
+    params = lc.parse_params(params_json) if params_json is not None else {}
+    version = lc.new_version(factory, params)
+    when = lc.parse_time(backfill_from, "--backfill-from")
+    _apply(settings, spec, lc.deploying(version, role, share, when))
+
+
+@models.command("promote")
+@click.argument("target", metavar="NAME@VERSION")
+@app_option
+def models_promote(target: str, app_path: str | None) -> None:
+    """Move a version one step up, once past the gate.
+
+    Shadow to canary (the gate's canary share), canary to champion (the old champion
+    stays in shadow, learning, for a rollback). VERSION: 'name@hash' or the hash.
+    """
+    from streams.cli import models as lc
+
+    name, version = lc.parse_target(target)
+    spec, settings = _served_model(app_path, name)
+    _apply(settings, spec, lc.promoting(version))
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.option("--reason", default="by hand", show_default=True, help="Recorded in the plan.")
+@app_option
+def models_rollback(name: str, reason: str, app_path: str | None) -> None:
+    """Let the previous champion serve again.
+
+    The current champion goes to shadow, learning.
+    """
+    from streams.cli import models as lc
+
+    spec, settings = _served_model(app_path, name)
+    _apply(settings, spec, lc.rolling_back(reason))
+
+
+@models.command("retire")
+@click.argument("target", metavar="NAME@VERSION")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retire even the champion or an arm (e.g. a version the code can no longer build).",
+)
+@app_option
+def models_retire(target: str, force: bool, app_path: str | None) -> None:
+    """Remove a version that does not serve.
+
+    Not the champion (promote another or roll back first), not an arm (stop the
+    experiment or bandit first), unless --force: then the champion's place goes to the
+    latest previous champion the app's code builds, else to the app's version (what a
+    worker of this code serves); an arm's experiment or bandit stops.
+    """
+    from streams.cli import models as lc
+
+    name, version = lc.parse_target(target)
+    spec, settings = _served_model(app_path, name)
+    _apply(settings, spec, lc.retiring(version, force=force, app=spec))
+
+
+@models.command("pause-learning")
+@click.argument("target", metavar="NAME[@VERSION]")
+@click.option("--reason", default="by hand", show_default=True, help="Recorded in the plan.")
+@app_option
+def models_pause_learning(target: str, reason: str, app_path: str | None) -> None:
+    """Stop a version learning (it still predicts).
+
+    NAME alone: every version of the model.
+    """
+    from streams.cli import models as lc
+
+    name, version = lc.parse_target(target, every=True)
+    spec, settings = _served_model(app_path, name)
+    _apply(settings, spec, lc.learning(version, False, reason))
+
+
+@models.command("resume-learning")
+@click.argument("target", metavar="NAME[@VERSION]")
+@app_option
+def models_resume_learning(target: str, app_path: str | None) -> None:
+    """Let a paused version learn again.
+
+    NAME alone: every version of the model.
+    """
+    from streams.cli import models as lc
+
+    name, version = lc.parse_target(target, every=True)
+    spec, settings = _served_model(app_path, name)
+    _apply(settings, spec, lc.learning(version, True, "by hand"))
+
+
+@models.command("gate")
+@click.argument("name")
+@click.option(
+    "--min-labelled",
+    type=int,
+    help="Labelled events a challenger is scored on, since it joined, before it may serve.",
+)
+@click.option(
+    "--delta", type=float, help="How much worse than the champion's its mean loss may be."
+)
+@click.option(
+    "--auto-promote/--no-auto-promote",
+    default=None,
+    help="Whether workers promote a challenger as soon as it passes.",
+)
+@click.option("--canary-share", type=float, help="The share of keys a promoted shadow serves.")
+@app_option
+def models_gate(
+    name: str,
+    min_labelled: int | None,
+    delta: float | None,
+    auto_promote: bool | None,
+    canary_share: float | None,
+    app_path: str | None,
+) -> None:
+    """Set when a challenger may serve.
+
+    A challenger passes after --min-labelled labelled events since it joined, with a
+    mean loss at most the champion's (on the same events) plus --delta. Without
+    options, print the gate.
+    """
+    from streams.cli import models as lc
+
+    spec, settings = _served_model(app_path, name)
+    changes = {
+        "min_labelled": min_labelled,
+        "delta": delta,
+        "auto_promote": auto_promote,
+        "canary_share": canary_share,
+    }
+    if all(value is None for value in changes.values()):
+        require_broker(settings)
+        plan, _ = lc.current_plan(lc.read_control(settings), spec)
+        click.echo(f"{name}: gate {lc.describe_gate(plan.gate)} (pass an option to change it)")
+        return
+    _apply(settings, spec, lc.gating(**changes))
+
+
+@main.group()
+def experiments() -> None:
+    """A/B tests (planned up front, read once) and bandits among a model's versions."""
+
+
+_learn_option = click.option(
+    "--learn",
+    type=click.Choice(["routed", "all"]),
+    default="all",
+    show_default=True,
+    help="routed: an arm learns only the events routed to it; all: every arm learns every event.",
+)
+
+
+@experiments.command("start")
+@click.argument("name")
+@click.option(
+    "--arms",
+    required=True,
+    metavar="V1,V2[,...]",
+    help="The versions compared ('name@hash' or the hash), the control first.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["ctr", "logloss", "mae"]),
+    required=True,
+    help="ctr: the label (higher is better); logloss, mae: the per-event loss.",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="False-positive rate over all comparisons (Bonferroni).",
+)
+@click.option("--power", type=float, default=0.8, show_default=True)
+@click.option(
+    "--mde",
+    type=float,
+    required=True,
+    help="Smallest difference worth finding, in the metric's units.",
+)
+@click.option(
+    "--baseline",
+    type=float,
+    required=True,
+    help="ctr: the control arm's expected click rate; logloss, mae: the standard "
+    "deviation of the per-event loss (from past traffic).",
+)
+@click.option(
+    "--sequential",
+    is_flag=True,
+    help="Always-valid p-values (mSPRT): may be read and stopped at any time.",
+)
+@_learn_option
+@click.option("--id", "experiment_id", help="Experiment id (default: NAME-REVISION).")
+@app_option
+def experiments_start(
+    name: str,
+    arms: str,
+    metric: str,
+    alpha: float,
+    power: float,
+    mde: float,
+    baseline: float,
+    sequential: bool,
+    learn: str,
+    experiment_id: str | None,
+    app_path: str | None,
+) -> None:
+    """Start an A/B test among versions of a model.
+
+    Prints the labelled outcomes each arm needs, computed up front from --mde,
+    --baseline, --alpha and --power: no result before every arm has them (unless
+    --sequential).
+    """
+    from streams.cli import models as lc
+
+    spec, settings = _served_model(app_path, name)
+    design = lc.experiment_design(
+        lc.parse_arms(arms),
+        metric,
+        alpha=alpha,
+        power=power,
+        mde=mde,
+        baseline=baseline,
+        sequential=sequential,
+    )
+    click.echo(lc.sample_size_line(design))
+    edit = lc.experimenting(
+        design, learn=learn, experiment_id=experiment_id, started=datetime.now(UTC)
+    )
+    _apply(settings, spec, edit)
+
+
+@experiments.command("status")
+@click.argument("name", required=False)
+@app_option
+def experiments_status(name: str | None, app_path: str | None) -> None:
+    """Show the progress or result of experiments.
+
+    Labelled outcomes per arm against the plan; effects and p-values only once every
+    arm has its planned outcomes (always-valid ones, when sequential), then the result.
+    """
+    from streams.cli import models as lifecycle_cli
+
+    app, settings = load(app_path)
+    specs = served(app, settings)
+    require_broker(settings)
+    state = lifecycle_cli.read_control(settings)
+    for line in lifecycle_cli.refused_lines(state):
+        click.echo(line, err=True)
+    click.echo("\n".join(lifecycle_cli.describe_experiments(specs, state, name)))
+
+
+@experiments.command("bandit")
+@click.argument("name")
+@click.option(
+    "--arms",
+    required=True,
+    metavar="V1,V2[,...]",
+    help="The versions to route among ('name@hash' or the hash).",
+)
+@click.option("--policy", type=click.Choice(["thompson", "epsilon_greedy", "ucb"]), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="K=V",
+    help="A policy parameter (repeatable): epsilon, decay, delta, burn_in.",
+)
+@_learn_option
+@app_option
+def experiments_bandit(
+    name: str,
+    arms: str,
+    policy: str,
+    seed: int,
+    params: tuple[str, ...],
+    learn: str,
+    app_path: str | None,
+) -> None:
+    """Route a model's events among versions by a bandit.
+
+    A River policy chooses the version of each event; its reward is the label.
+    """
+    from streams.cli import models as lc
+
+    spec, settings = _served_model(app_path, name)
+    edit = lc.banditing(
+        lc.parse_arms(arms), policy, seed=seed, params=lc.parse_policy_params(params), learn=learn
+    )
+    _apply(settings, spec, edit)
+
+
+@experiments.command("stop")
+@click.argument("name")
+@app_option
+def experiments_stop(name: str, app_path: str | None) -> None:
+    """End a model's experiment or bandit (its arms go back to shadow)."""
+    from streams.cli import models as lc
+
+    spec, settings = _served_model(app_path, name)
+    _apply(settings, spec, lc.stopping())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""Turn datasets and files into input events and produce them to Kafka."""
+
+import bisect
+import csv
+import itertools
+import json
+import time
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import TypeAdapter, ValidationError
+from tqdm import tqdm
+
+from online_models.learning.admission import label_problem
+from online_models.models.datasets import DATASETS, Sample
+from schemas import ActivityEvent, DeadLetter, ErrorType, InputEvent
+from schemas.feedback import Click, Conversion, Impression
+from schemas.input_event import EXPECTED_FEATURE, EXPECTED_LABEL
+from schemas.types import EventTime
+from streams.kafka.security import kafka_options
+from streams.settings import Settings
+
+#: Event time of the first replayed event; each next one is one second later.
+DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def build_events(
+    samples: Iterable[Sample],
+    *,
+    model: str,
+    source: str,
+    id_prefix: str = "",
+    start: datetime = DEFAULT_START,
+    step: timedelta = timedelta(seconds=1),
+    key_feature: str | None = None,
+) -> Iterator[InputEvent]:
+    """Input events with deterministic ids `<prefix><source>-<index>` and event times.
+
+    The key is the value of `key_feature` when given (e.g. the offer id), else the event id.
+    """
+    for i, (features, label) in enumerate(samples):
+        event_id = f"{id_prefix}{source}-{i:08d}"
+        yield InputEvent(
+            event_id=event_id,
+            ts=start + i * step,
+            model=model,
+            key=str(features[key_feature]) if key_feature else event_id,
+            features=features,
+            label=label,
+        )
+
+
+class FileError(ValueError):
+    """A file that cannot be replayed as it is; the message names the file, the line and
+    what to change."""
+
+
+#: How a time column's values are read: as the `ts` of an input event.
+_EVENT_TIME: TypeAdapter[datetime] = TypeAdapter(EventTime)
+
+
+def file_events(
+    path: Path,
+    *,
+    model: str,
+    label_column: str | None = "label",
+    key_column: str | None = None,
+    time_column: str | None = None,
+    id_prefix: str = "",
+    limit: int | None = None,
+    task: str | None = None,
+) -> Iterator[InputEvent]:
+    """Input events of a JSONL file (one object per line) or a CSV file with a header.
+
+    Every column but the label, key and time columns is a feature; CSV cells that parse
+    as numbers are numbers. Event ids are `<prefix><file stem>-<index>`. The key is the
+    key column's value (else the event id); the event time the time column's (else one
+    second after the previous event's, from 2026-01-01): ISO 8601 (no zone means UTC) or
+    a number of seconds since the epoch, read as milliseconds beyond 2e10 (as pydantic
+    reads them). A record without a label (an empty CSV cell, a JSON object without the
+    column) is predicted, not learnt from. `label_column=None`: the file has no labels.
+    `task`, the model's task: a label it cannot learn is refused as the stream would.
+
+    Raises FileError for a column named but not in the file (a CSV header without it, or
+    no JSON object with it: then only once the file is read to its end), a record without
+    a key or with a time that does not parse, a line that is not a JSON object, an event
+    the schema refuses, or a label the task refuses. `count_file_events` reads a file
+    through before anything is sent.
+    """
+    named = {"label": label_column, "key": key_column, "time": time_column}
+    not_features = {column for column in named.values() if column}
+    csv_file = path.suffix.lower() == ".csv"
+    records = _csv_records(path, named) if csv_file else _json_records(path)
+    label_seen = label_column is None or csv_file  # (a CSV header was checked)
+    columns: set[str] = set()
+    for i, (line, record) in enumerate(itertools.islice(records, limit)):
+        where = f"{path.name} line {line}"
+        if not label_seen:
+            label_seen = label_column in record
+            columns.update(record)
+        label = record.get(label_column) if label_column else None
+        event_id = f"{id_prefix}{path.stem}-{i:08d}"
+        try:
+            event = InputEvent(
+                event_id=event_id,
+                ts=_event_time(record, time_column, where)
+                if time_column
+                else DEFAULT_START + timedelta(seconds=i),
+                model=model,
+                key=_key(record, key_column, where) if key_column else event_id,
+                features={k: v for k, v in record.items() if k not in not_features},
+                label=None if label == "" else label,
+            )
+        except ValidationError as err:
+            reason = _refused(err)
+            raise FileError(f"{where}: {reason}: fix the record or leave the column out") from None
+        if task is not None and event.label is not None:
+            problem = label_problem(model, task, event.label)
+            if problem is not None:
+                raise FileError(f"{where}: {problem} (is --label-column the column of labels?)")
+        yield event
+    if not label_seen:
+        raise FileError(_missing(path.name, "label", label_column, columns))
+
+
+def _refused(err: ValidationError) -> str:
+    """The first thing the event schema refused, its location folded as dead letters fold
+    it (`features.price: expected ..., got {...}`, not one error per member of a union)."""
+    error = err.errors(include_url=False)[0]
+    loc = error["loc"]
+    if loc[0] == "features" and len(loc) == 3:
+        return f"features.{loc[1]}: expected {EXPECTED_FEATURE}, got {error['input']!r}"
+    if loc[0] == "label" and len(loc) == 2:
+        return f"label: expected {EXPECTED_LABEL}, got {error['input']!r}"
+    return f"{'.'.join(str(part) for part in loc)}: {error['msg']}"
+
+
+def count_file_events(path: Path, **options: Any) -> int:
+    """How many events `file_events(path, **options)` makes; raises its FileError before
+    anything is sent."""
+    return sum(1 for _ in file_events(path, **options))
+
+
+def _csv_records(path: Path, named: dict[str, str | None]) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = [name for name in reader.fieldnames or [] if name]
+        for role, column in named.items():
+            if column and column not in header:
+                raise FileError(_missing(path.name, role, column, header))
+        for row in reader:
+            cells = len(header) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+            if cells != len(header):
+                raise FileError(
+                    f"{path.name} line {reader.line_num} has {cells} cells where the header "
+                    f"names {len(header)} columns: give every row one cell per column"
+                )
+            yield reader.line_num, {k: _csv_value(v) for k, v in row.items()}
+
+
+def _json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open() as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                record = err
+            if not isinstance(record, dict):
+                raise FileError(
+                    f"{path.name} line {line_no}: not a JSON object ({record}); write one "
+                    "object of features per line"
+                )
+            yield line_no, record
+
+
+def _missing(where: str, role: str, column: str | None, columns: Iterable[str]) -> str:
+    shown = ", ".join(sorted(columns)[:30]) or "none"
+    return (
+        f"{where} has no column {column!r} (its columns: {shown}): pass "
+        f"--{role}-column with the column that holds the {_ROLES[role]}"
+    )
+
+
+_ROLES = {
+    "label": "labels (or --unlabelled for a file without labels)",
+    "key": "keys (e.g. a visitor id)",
+    "time": "event times",
+}
+
+
+def _value(record: dict[str, Any], role: str, column: str, where: str) -> Any:
+    if column not in record:
+        raise FileError(_missing(where, role, column, record))
+    return record[column]
+
+
+def _key(record: dict[str, Any], column: str, where: str) -> str:
+    value = _value(record, "key", column, where)
+    if value is None or value == "":
+        raise FileError(f"{where}: the key column {column!r} is empty: give every record a key")
+    return str(value)
+
+
+def _event_time(record: dict[str, Any], column: str, where: str) -> datetime:
+    value = _value(record, "time", column, where)
+    try:
+        return _EVENT_TIME.validate_python(value)
+    except ValidationError:
+        raise FileError(
+            f"{where}: the time column {column!r} holds {value!r}, which is not a time: "
+            "write ISO 8601 (2026-01-01T09:30:00Z; no zone means UTC) or seconds (or "
+            "milliseconds) since the epoch"
+        ) from None
+
+
+def _csv_value(cell: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(cell)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(cell.lower(), cell)
+
+
+def dataset_events(
+    name: str, *, limit: int | None, model: str | None, seed: int, id_prefix: str = ""
+) -> Iterator[InputEvent]:
+    """Events of a named dataset (see `online_models.models.datasets.DATASETS`)."""
+    try:
+        dataset = DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}: choose among {', '.join(sorted(DATASETS))}"
+        ) from None
+    return build_events(
+        dataset.samples(limit, seed),
+        model=model or dataset.model,
+        source=name,
+        id_prefix=id_prefix,
+        step=timedelta(seconds=dataset.seconds_per_event),
+        key_feature=dataset.key_feature,
+    )
+
+
+def produce(
+    settings: Settings,
+    topic: str,
+    messages: Iterable[tuple[bytes, bytes]],
+    *,
+    rate: float | None = None,
+    total: int | None = None,
+    progress: bool = True,
+    produced: "Produced | None" = None,
+) -> int:
+    """Send (key, value) messages in order; at most `rate` per second if given. Returns count.
+
+    `produced` records where each acknowledged message was written."""
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        acks="all",
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        client_id="riverrun-replay",
+    )
+    sent = 0
+    started = time.perf_counter()
+    try:
+        for key, value in tqdm(messages, total=total, disable=not progress, unit="ev"):
+            future = producer.send(topic, key=key, value=value)
+            if produced is not None:
+                future.add_callback(produced.written)
+            sent += 1
+            if rate:
+                ahead = sent / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def encode(event: InputEvent) -> tuple[bytes, bytes]:
+    """An input event as a Kafka (key, value) pair."""
+    return event.key.encode(), event.model_dump_json().encode()
+
+
+def feedback_messages(
+    events: Iterable[Impression | Click | Conversion | ActivityEvent], settings: Settings
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of each event of a delayed-feedback stream, in the given
+    order, keyed by visitor (a click by the visitor of its impression)."""
+    visitor_of: dict[str, str] = {}
+    topics = {
+        Impression: settings.impressions_topic,
+        Click: settings.clicks_topic,
+        Conversion: settings.conversions_topic,
+        ActivityEvent: settings.activity_topic,
+    }
+    for event in events:
+        if isinstance(event, Impression):
+            visitor_of[event.impression_id] = event.visitor
+        if isinstance(event, Click):
+            visitor = visitor_of.get(event.impression_id, event.impression_id)
+        else:
+            visitor = event.visitor
+        yield topics[type(event)], visitor.encode(), event.model_dump_json().encode()
+
+
+def produce_to_topics(settings: Settings, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
+    """Send (topic, key, value) messages in order. Returns the count."""
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        client_id="riverrun-replay",
+        **kafka_options(settings),
+    )
+    sent = 0
+    try:
+        for topic, key, value in messages:
+            producer.send(topic, key=key, value=value)
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+class Produced:
+    """Where each replayed message was written (partition and offset on `topic`), as the
+    producer's acknowledgements tell: the replay's summary finds its dead letters by it."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.offsets: dict[int, array[int]] = {}
+
+    def written(self, metadata: Any) -> None:
+        """The producer's callback of one acknowledged message (a RecordMetadata)."""
+        self.offsets.setdefault(metadata.partition, array("q")).append(metadata.offset)
+
+    def count(self) -> int:
+        return sum(len(offsets) for offsets in self.offsets.values())
+
+    def ends(self) -> dict[int, int]:
+        """Per partition, the offset after the last message written there."""
+        return {partition: max(offsets) + 1 for partition, offsets in self.offsets.items()}
+
+    def below(self, committed: Mapping[int, int]) -> int:
+        """How many messages lie below the committed offsets (handled by the worker)."""
+        return sum(
+            sum(1 for offset in offsets if offset < committed.get(partition, 0))
+            for partition, offsets in self.offsets.items()
+        )
+
+    def __contains__(self, where: tuple[int, int]) -> bool:
+        offsets = self.offsets.get(where[0])
+        if offsets is None:
+            return False
+        if not isinstance(offsets, list):  # sorted once, searched in O(log n) after
+            self.offsets[where[0]] = offsets = sorted(offsets)  # type: ignore[assignment]
+        i = bisect.bisect_left(offsets, where[1])
+        return i < len(offsets) and offsets[i] == where[1]
+
+
+#: What a dead letter's reason suggests to the person who replayed (duplicates above all).
+HINTS = {
+    ErrorType.DUPLICATE_EVENT: "these event ids were replayed before: pass a new --id-prefix "
+    "(e.g. --id-prefix run2-) to send the records as new events",
+    ErrorType.INVALID_LABEL: "check --label-column and that the labels suit the model's task",
+    ErrorType.UNKNOWN_MODEL: "pass --model with a model the worker serves",
+}
+
+
+@dataclass
+class Aftermath:
+    """What a replay caused: how many of its events the worker handled within the wait,
+    and the dead letters of those, by type (count and the first reason)."""
+
+    sent: int
+    handled: int
+    waited: float
+    dead_letters: dict[ErrorType, tuple[int, str]] = field(default_factory=dict)
+    dead_letters_topic: str = "dead-letters"
+
+    def count(self, letter: DeadLetter) -> None:
+        """Count a dead letter of the replay (its reason kept when it is the first)."""
+        count, reason = self.dead_letters.get(letter.error_type, (0, letter.reason))
+        self.dead_letters[letter.error_type] = (count + 1, reason)
+
+    def lines(self) -> list[str]:
+        """The summary printed after `replayed N events`.
+
+        >>> Aftermath(3, 3, 0.4).lines()
+        ['the worker handled all 3 events within 0.4 s: no dead letters']
+        >>> Aftermath(200, 0, 5.0).lines()[0].split(":")[0]
+        'no worker handled any of the 200 events within 5 s'
+        """
+        letters = sum(count for count, _ in self.dead_letters.values())
+        if self.handled == 0 and not letters:
+            return [
+                f"no worker handled any of the {self.sent} events within {self.waited:g} s: "
+                "is one running (`riverrun worker`, with the same RIVERRUN_GROUP_ID)? Or wait "
+                "longer with --wait-seconds"
+            ]
+        if self.handled >= self.sent:
+            head = f"the worker handled all {self.sent} events within {self.waited:.1f} s"
+        else:
+            head = (
+                f"the worker had handled {self.handled} of the {self.sent} events after "
+                f"{self.waited:g} s (wait longer with --wait-seconds)"
+            )
+        if not letters:
+            return [f"{head}: no dead letters"]
+        lines = [
+            f"{head}: {letters} became dead letters (`riverrun tail "
+            f"{self.dead_letters_topic} --from-beginning` shows them)"
+        ]
+        by_count = sorted(self.dead_letters.items(), key=lambda item: -item[1][0])
+        for error_type, (count, reason) in by_count:
+            lines.append(f"  {count} {error_type.value}, e.g. {reason}")
+            if error_type in HINTS:
+                lines.append(f"    {HINTS[error_type]}")
+        return lines
+
+
+def dead_letter_ends(settings: Settings) -> dict[int, int]:
+    """The end offset of each partition of the dead-letters topic (before a replay)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        client_id="riverrun-replay",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    try:
+        topic = settings.dead_letters_topic
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        consumer.close()
+
+
+def aftermath(
+    settings: Settings, produced: Produced, dead_letters_from: Mapping[int, int], wait: float
+) -> Aftermath:
+    """What the replay caused, once the worker's group committed every replayed offset or
+    after `wait` seconds: the dead letters (written before those commits) whose source is a
+    replayed message, read from `dead_letters_from` (the ends before the replay) on."""
+    started = time.monotonic()
+    ends = produced.ends()
+    group = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        client_id="riverrun-replay",
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+    )
+    try:
+        while True:  # committed() asks the group's coordinator; it does not join the group
+            committed = {p: group.committed(TopicPartition(produced.topic, p)) or 0 for p in ends}
+            done = all(committed[p] >= end for p, end in ends.items())
+            if done or time.monotonic() - started >= wait:
+                break
+            time.sleep(0.2)
+    finally:
+        group.close()
+    waited = time.monotonic() - started if done else wait  # (the bound, when it was reached)
+    result = Aftermath(
+        produced.count(),
+        produced.below(committed),
+        waited,
+        dead_letters_topic=settings.dead_letters_topic,
+    )
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        client_id="riverrun-replay",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    try:
+        topic = settings.dead_letters_topic
+        tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        reader.assign(tps)
+        last = reader.end_offsets(tps)
+        for tp in tps:
+            reader.seek(tp, dead_letters_from.get(tp.partition, 0))
+        remaining = {tp for tp in tps if reader.position(tp) < last[tp]}
+        deadline = time.monotonic() + READ_SECONDS
+        while remaining and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=200).values():
+                for record in records:
+                    letter = DeadLetter.model_validate_json(record.value)
+                    where = (letter.source_partition, letter.source_offset)
+                    if letter.source_topic == produced.topic and where in produced:
+                        result.count(letter)
+            remaining = {tp for tp in remaining if reader.position(tp) < last[tp]}
+    finally:
+        reader.close()
+    return result
+
+
+#: Longest the summary reads the dead-letters topic (it holds what others caused too).
+READ_SECONDS = 10.0

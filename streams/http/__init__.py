@@ -1,0 +1,1 @@
+"""The /v1 HTTP API: predictions and forwarding, ingest, SSE, partition ownership, ports."""

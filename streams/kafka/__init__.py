@@ -1,0 +1,1 @@
+"""Kafka: the client layer, topics, outputs and their delivery bookkeeping, the local broker."""

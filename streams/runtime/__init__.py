@@ -1,0 +1,1 @@
+"""The worker's runtime: Faust worker, partitioned mechanism, checkpoints, control, metrics."""

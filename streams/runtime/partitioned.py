@@ -1,0 +1,715 @@
+"""One machinery under every batched service of the worker: it owns partitions.
+
+A `PartitionedService` consumes some topics in one consumer group, in batches, straight
+from aiokafka (outside Faust's per-message stream machinery, measured at ~290 µs per
+message). For each partition it owns it holds a state — model replicas, a join — and:
+
+- on assignment, restores the state from its newest valid checkpoint and seeks each of
+  its topics to where the state resumes (never after the committed offset: outputs below
+  it were delivered, so the events up to it are re-run with their outputs dropped);
+- per batch, hands the fetched messages to the subclass, which queues outputs into an
+  `Outbox`; sends them without awaiting each delivery; commits the offsets handled once
+  every output is acknowledged (in a chain of commit tasks so that the next batch is
+  fetched and processed meanwhile), with metadata saying how far the outputs reached, so
+  that after a crash the next owner skips the outputs already delivered
+  (`streams.kafka.delivered`: effectively once); or commits outputs and offsets in one Kafka
+  transaction (exactly_once);
+- checkpoints each state once the offsets it covers are committed: every N events or T
+  seconds, on revoke and on stop.
+
+Subclasses say only what differs: their topics and group, what a partition's state is
+and how it is restored and checkpointed, and how a batch becomes outputs.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from mode import Service
+
+from online_models import ModelSpec
+from streams.kafka.delivered import Delivered, Where, encode_written, find_delivered, parse_written
+from streams.kafka.outbox import Outbox
+from streams.kafka.security import aiokafka_options
+from streams.runtime.checkpoints import CheckpointsRefused, CheckpointStore
+from streams.runtime.metrics import WorkerMetrics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Batches whose outputs may await acknowledgement while later ones are processed.
+MAX_BATCHES_IN_FLIGHT = 4
+#: exactly_once: one transaction takes up to this many fetched batches that are at hand,
+#: for at most TRANSACTION_SECONDS (begin, offsets and commit are round trips to the
+#: broker, paid per transaction, not per batch).
+BATCHES_PER_TRANSACTION = MAX_BATCHES_IN_FLIGHT
+TRANSACTION_SECONDS = 0.1
+
+Key = TypeVar("Key")
+#: Fetched messages by topic partition, each list in offset order.
+Batches = dict[TopicPartition, list[ConsumerRecord]]
+
+
+class PartitionState:
+    """What a service holds for one partition it owns, and where each of its topics is."""
+
+    def __init__(self) -> None:
+        self.positions: dict[TopicPartition, int] = {}  # next offset to handle
+        self.fetched: dict[TopicPartition, int] = {}  # next offset to fetch
+        #: Outputs of offsets below these were delivered before this worker got the
+        #: partition: those events are re-run to rebuild the state, their outputs dropped.
+        self.replay_until: dict[TopicPartition, int] = {}
+        self.check_start: set[TopicPartition] = set()  # the next batch must start at fetched
+        self.since_checkpoint = 0  # events handled since the last checkpoint
+        self.checkpointed_at = time.monotonic()
+
+    def replayed(self, message: ConsumerRecord) -> bool:
+        """Whether the last owner already delivered this message's outputs."""
+        return message.offset < self.replay_until.get(
+            TopicPartition(message.topic, message.partition), 0
+        )
+
+
+State = TypeVar("State", bound=PartitionState)
+
+
+def accept(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    messages: list[ConsumerRecord],
+    position: int | None,
+    check_start: bool,
+) -> list[ConsumerRecord] | None:
+    """The messages of a fetched batch to process, `position` being the next offset the
+    partition expects; None when the batch was dropped and `tp` sought again.
+
+    With `check_start` (the first batch after an assignment), a batch beyond `position`
+    was fetched from the committed offset before the assignment's seek to an earlier
+    checkpoint took effect: it is dropped and fetched again from `position`. A fetch in
+    flight when the partition was sought can return records twice: each offset is
+    processed once.
+    """
+    if position is None or messages[0].offset == position:
+        return messages
+    if check_start and messages[0].offset > position:
+        log.info(
+            "%s[%d]: dropping a batch at %d fetched before seeking to %d",
+            tp.topic,
+            tp.partition,
+            messages[0].offset,
+            position,
+        )
+        consumer.seek(tp, position)
+        return None
+    return [m for m in messages if m.offset >= position]
+
+
+async def resume_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, wanted: int, committed: int | None
+) -> int:
+    """Seek `tp` to `wanted`, but never before the log start (retention may have deleted
+    older events) nor after the committed offset (where delivered outputs stop); return
+    where it resumes. No seek when that is the committed offset: the consumer starts there."""
+    log_start = (await consumer.beginning_offsets([tp]))[tp]
+    start = max(wanted, log_start)
+    if committed is not None:
+        start = min(start, committed)
+    if start != committed:
+        consumer.seek(tp, start)
+    return start
+
+
+def where_it_starts(tp: TopicPartition, start: int, committed: int | None, wanted: int) -> str:
+    """The log line of a partition acquired at offset `start` (`resume_at` of `wanted`,
+    the restored state's next offset, and `committed`).
+
+    >>> where_it_starts(TopicPartition("events", 2), 0, None, 0)
+    'events[2]: starting at the beginning (nothing committed yet)'
+    >>> print(where_it_starts(TopicPartition("events", 2), 400, 900, 400))
+    events[2]: resuming at offset 400, where the state ends, before the committed \
+offset 900: events 400 to 899 are learnt again and their outputs, delivered before, are not \
+sent again
+    """
+    where = f"{tp.topic}[{tp.partition}]"
+    why = "the first offset still in the log" if start > wanted else "where the state ends"
+    if committed is None:
+        if start == 0:
+            return f"{where}: starting at the beginning (nothing committed yet)"
+        return f"{where}: starting at offset {start}, {why} (nothing committed yet)"
+    if start >= committed:
+        return f"{where}: resuming at the committed offset {committed}"
+    return (
+        f"{where}: resuming at offset {start}, {why}, before the committed offset "
+        f"{committed}: events {start} to {committed - 1} are learnt again and their "
+        "outputs, delivered before, are not sent again"
+    )
+
+
+def idle_warning(topic: str, partitions: int, members: int | None) -> str:
+    """What a worker that got no partition of `topic` logs.
+
+    >>> print(idle_warning("events", 2, 3))
+    this worker got no partition of events (2 partitions, 3 members): add partitions or \
+run fewer workers
+    """
+    group = f"{members} members" if members is not None else "more members than partitions"
+    return (
+        f"this worker got no partition of {topic} ({partitions} partitions, {group}): add "
+        "partitions or run fewer workers"
+    )
+
+
+def checkpoint_line(
+    service: str, positions: Mapping[TopicPartition, int], size: int | None, seconds: float
+) -> str:
+    """What a worker logs when a partition's checkpoint is written.
+
+    >>> checkpoint_line("events", {TopicPartition("events", 3): 1200}, 46500, 0.0123)
+    'events: checkpoint written for events[3] up to offset 1200: 46500 bytes in 12 ms'
+    """
+    where = ", ".join(
+        f"{tp.topic}[{tp.partition}] up to offset {offset}"
+        for tp, offset in sorted(positions.items())
+    )
+    written = "" if size is None else f"{size} bytes "
+    return f"{service}: checkpoint written for {where}: {written}in {seconds * 1000:.0f} ms"
+
+
+def log_failure(err: BaseException, message: str, *args: object) -> None:
+    """Log `message` about `err`: one line for a Kafka error (the broker away, the group
+    gone on without this worker after an outage), with the traceback for anything else."""
+    if isinstance(err, KafkaError):
+        log.error(f"{message} ({type(err).__name__})", *args)
+    else:
+        log.exception(message, *args)
+
+
+class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move elsewhere, let the batch in flight finish, every processed
+    batch commit and their states checkpoint: the next owner starts exactly after the
+    last output, with the state as it was. Restore the states of assigned partitions."""
+
+    def __init__(self, service: "PartitionedService[Any, Any]") -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service.rebalancing = True  # until the assignment that ends it is restored
+        async with self.service.batch_lock:
+            try:
+                await self.service.release(revoked)
+                self.service.log_committed(revoked, "as the group rebalances")
+            except Exception as err:  # aiokafka would log it and go on: say what it means
+                log_failure(
+                    err,
+                    "could not commit or checkpoint revoked %s partitions: their next owner "
+                    "resumes from the last committed offset and checkpoint",
+                    self.service.name,
+                )
+                raise
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.service.should_stop:  # (a group that rebalances as this worker leaves it)
+            return
+        log.info(
+            "%s partitions assigned: %s",
+            self.service.name,
+            sorted({tp.partition for tp in assigned}),
+        )
+        self.service.warn_if_idle(assigned)
+        async with self.service.batch_lock:
+            try:
+                await self.service.acquire(assigned)
+            except Exception:
+                log.exception(
+                    "could not restore assigned %s partitions: retrying at their first batch",
+                    self.service.name,
+                )
+            finally:
+                self.service.rebalancing = False
+                self.service.joined = True
+
+
+class PartitionedService(Service, Generic[Key, State]):
+    """Consumes `topics()` in batches and owns one `State` per partition key."""
+
+    #: In logs and client ids: which service this is.
+    name = "partitioned"
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        models: Mapping[str, ModelSpec],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.metrics = metrics
+        self.models = models  # the app's models by name
+        self.owned: dict[Key, State] = {}
+        self.batch_lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.store: CheckpointStore | None = None
+        self.partitions: dict[str, int] = {}  # partition count of each output topic
+        self.commits: asyncio.Future[None] | None = None  # the last of the chained commits
+        #: Output partition -> offset after this worker's last acknowledged output there
+        #: (in commit order): the metadata of each commit.
+        self.written: dict[Where, int] = {}
+        self.metadata_too_long = False  # warned once that commits cannot carry `written`
+        #: Outputs a crashed owner delivered after its last commit, by input partition,
+        #: and the metadata of that commit: re-committed until the re-run is past them
+        #: (this worker's `written` lies beyond them, a next owner would not see them).
+        self.delivered: dict[TopicPartition, Delivered] = {}
+        self.inherited: dict[TopicPartition, str] = {}
+        self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self.joined = False  # received a first assignment from the group
+        self.rebalancing = False  # between a revoke and the end of the next assignment
+        #: The offsets this worker committed last, for the log line on stop and hand-over.
+        self.committed: dict[TopicPartition, int] = {}
+
+    # --- what subclasses say ---------------------------------------------------------
+    def topics(self) -> list[str]:
+        """The topics consumed."""
+        raise NotImplementedError
+
+    def group_id(self) -> str:
+        """The consumer group (also the group of transactional offset commits)."""
+        raise NotImplementedError
+
+    def output_topics(self) -> list[str]:
+        """The topics outputs go to (the outbox needs their partition counts)."""
+        raise NotImplementedError
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Extra aiokafka consumer options (e.g. the partition assignor)."""
+        return {}
+
+    def key(self, tp: TopicPartition) -> Key:
+        """The state a topic partition belongs to."""
+        raise NotImplementedError
+
+    async def restore(
+        self, key: Key, tps: list[TopicPartition], committed: dict[TopicPartition, int | None]
+    ) -> tuple[State, dict[TopicPartition, int]]:
+        """The state of a newly assigned partition (from its checkpoint, or fresh) and
+        the offset each of its topic partitions should resume at."""
+        raise NotImplementedError
+
+    async def handle(
+        self, state: State, batches: Batches, outbox: Outbox
+    ) -> Counter[TopicPartition]:
+        """Turn fetched messages (maybe none: a state may hold buffered ones) into outputs
+        queued in `outbox`, advancing `state.positions`; return the count handled per
+        topic partition."""
+        raise NotImplementedError
+
+    def pending(self) -> bool:
+        """Whether some state holds fetched messages it has not handled yet."""
+        return False
+
+    async def checkpoint(self, state: State, *, transactional: bool) -> int | None:
+        """Write `state`'s checkpoint(s) at its positions, until acknowledged; the bytes
+        written (None: not counted)."""
+        raise NotImplementedError
+
+    def replica_names(self, state: State) -> Iterable[tuple[str, int]]:
+        """(name, partition) of each checkpointed replica of `state`, for the age gauge."""
+        raise NotImplementedError
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def on_start(self) -> None:
+        s = self.settings
+        transactions: dict[str, Any] = {}
+        if s.exactly_once:
+            transactions = {
+                "transactional_id": s.worker_transactional_id(self.name),
+                "transaction_timeout_ms": int(s.transaction_timeout_seconds * 1000),
+            }
+        security = aiokafka_options(s)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            **security,
+            client_id=f"{s.group_id}-{self.name}-producer",
+            acks="all",
+            # Idempotent: a batch is retried until the broker answers, so outputs wait out
+            # a broker outage instead of expiring after 40 s (which stopped the worker).
+            enable_idempotence=True,
+            **transactions,
+            linger_ms=s.producer_linger_ms,
+            max_batch_size=s.producer_batch_bytes,
+            compression_type=s.producer_compression,
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            **security,
+            client_id=f"{s.group_id}-{self.name}",
+            group_id=self.group_id(),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if s.exactly_once else "read_uncommitted",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_poll_records=s.batch_size,
+            session_timeout_ms=int(s.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
+            **self.consumer_options(),
+        )
+        self.consumer.subscribe(self.topics(), listener=_HandOver(self))
+        await self.producer.start()
+        for topic in self.output_topics():
+            self.partitions[topic] = len(await self.producer.partitions_for(topic))
+        self.store = CheckpointStore(s, self.producer, self.metrics, self.name)
+        await self.store.start()
+        await self.consumer.start()
+        # Every output of this worker lies at or after today's end of each output partition.
+        outputs = [TopicPartition(t, p) for t, n in self.partitions.items() for p in range(n)]
+        ends = await self.consumer.end_offsets(outputs)
+        self.written = {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+    async def on_stop(self) -> None:
+        try:
+            async with self.batch_lock:  # the batch in flight is sent and committed first
+                if self.store is not None:  # started
+                    assigned = self.assigned()
+                    await self.release(assigned)
+                    self.log_committed(assigned, "on stop")
+        except Exception as err:
+            log_failure(
+                err,
+                "could not commit or checkpoint %s on stop: a restart resumes from the "
+                "last committed offset and checkpoint",
+                self.name,
+            )
+        finally:
+            # Outside the lock: a rebalance begun meanwhile (e.g. as the broker comes back
+            # from an outage) waits for it in its revoke, and the consumer's stop for that.
+            if self.store is not None:
+                await self.store.stop()
+            if self.consumer is not None:
+                await self.consumer.stop()
+            if self.producer is not None:
+                await self.producer.stop()
+
+    def log_committed(self, tps: set[TopicPartition], when: str) -> None:
+        """One line: the offset this worker committed last for each of `tps` (where its
+        next owner starts), which it then forgets (`tps` are no longer its own)."""
+        if not tps:
+            return
+        shown = ", ".join(
+            f"{tp.topic}[{tp.partition}] at {self.committed.pop(tp)}"
+            if tp in self.committed
+            else f"{tp.topic}[{tp.partition}] as before (nothing processed here since)"
+            for tp in sorted(tps)
+        )
+        log.info("%s: offsets committed %s: %s", self.name, when, shown)
+
+    def warn_if_idle(self, assigned: set[TopicPartition]) -> None:
+        """Warn (in the background) when the group gave this worker no partition of its
+        first topic: the group has more members than the topic has partitions."""
+        topic = self.topics()[0]
+        if self.consumer is not None and not any(tp.topic == topic for tp in assigned):
+            self.add_future(self._warn_idle(topic))
+
+    async def _warn_idle(self, topic: str) -> None:
+        from streams.cli.status import group_members
+
+        assert self.consumer is not None
+        partitions = len(self.consumer.partitions_for_topic(topic) or ())
+        members = await asyncio.to_thread(group_members, self.settings, self.group_id())
+        log.warning("%s", idle_warning(topic, partitions, members))
+
+    def assigned(self) -> set[TopicPartition]:
+        """Every topic partition of the owned states."""
+        return {tp for state in self.owned.values() for tp in state.positions}
+
+    def readiness(self) -> dict[str, Any]:
+        """Whether this service consumes every partition the group gave it, restored:
+        not before it joined the group, not while the group rebalances, not while a
+        partition's state is being restored (or its restore failed)."""
+        assignment = self.consumer.assignment() if self.consumer is not None else set()
+        restoring = sorted(
+            f"{tp.topic}[{tp.partition}]" for tp in assignment if self.key(tp) not in self.owned
+        )
+        if restoring:
+            reason = f"restoring {len(restoring)} partition(s) from their checkpoints"
+        elif not self.joined:
+            reason = "joining the consumer group"
+        elif self.rebalancing:
+            reason = "the consumer group is rebalancing"
+        else:
+            reason = None
+        ready = reason is None and self.consumer is not None and not self.should_stop
+        return {
+            "ready": ready,
+            **({"reason": reason} if reason else {}),
+            "consuming": sorted(
+                f"{tp.topic}[{tp.partition}]" for tp in assignment if self.key(tp) in self.owned
+            ),
+            "restoring": restoring,
+        }
+
+    # --- ownership -------------------------------------------------------------------
+    async def acquire(self, assigned: set[TopicPartition]) -> None:
+        """Restore the states of newly assigned partitions and seek their topics to where
+        each resumes."""
+        assert self.consumer is not None
+        groups: dict[Key, list[TopicPartition]] = {}
+        for tp in sorted(assigned):
+            key = self.key(tp)
+            if key not in self.owned:
+                groups.setdefault(key, []).append(tp)
+        sources: dict[TopicPartition, tuple[int, dict[Where, int]]] = {}
+        metadata: dict[TopicPartition, str] = {}
+        for key, tps in groups.items():
+            commits = await self.consumer._coordinator.fetch_committed_offsets(tps)
+            committed: dict[TopicPartition, int | None] = {}
+            for tp in tps:
+                commit = commits.get(tp)
+                committed[tp] = commit.offset if commit is not None and commit.offset >= 0 else None
+                written = parse_written(commit.metadata) if commit is not None else None
+                if committed[tp] is not None and written is not None:
+                    sources[tp] = (committed[tp], written)  # type: ignore[assignment]
+                    metadata[tp] = commit.metadata
+            state, wanted = await self.restore(key, tps, committed)
+            for tp in tps:
+                start = await resume_at(self.consumer, tp, wanted[tp], committed[tp])
+                state.positions[tp] = state.fetched[tp] = start
+                state.replay_until[tp] = committed[tp] or 0
+                state.check_start.add(tp)
+                if start != committed[tp]:
+                    log.info("%s", where_it_starts(tp, start, committed[tp], wanted[tp]))
+            self.owned[key] = state
+        if sources and not self.settings.exactly_once:
+            found = await find_delivered(self.settings, sources, self.output_topics())
+            for tp, delivered in found.items():
+                if delivered:
+                    self.delivered[tp], self.inherited[tp] = delivered, metadata[tp]
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Commit and checkpoint the partitions this worker gives up (or stops serving)."""
+        await self.drain()
+        for tp in revoked:
+            self.delivered.pop(tp, None)
+            self.inherited.pop(tp, None)
+        for key in sorted({self.key(tp) for tp in revoked}):  # type: ignore[type-var]
+            state = self.owned.pop(key, None)
+            if state is not None and state.since_checkpoint:
+                await self.write(state)
+
+    async def write(self, state: State) -> None:
+        """Checkpoint `state`; called only with every offset it covers committed."""
+        started = time.perf_counter()
+        try:
+            size = await self.checkpoint(state, transactional=self.settings.exactly_once)
+        except CheckpointsRefused:  # said once by the store; the age metric keeps growing
+            state.since_checkpoint = 0
+            return
+        log.info(
+            "%s", checkpoint_line(self.name, state.positions, size, time.perf_counter() - started)
+        )
+        state.since_checkpoint = 0
+        state.checkpointed_at = time.monotonic()
+
+    async def checkpoint_due(self) -> None:
+        """Checkpoint states that handled RIVERRUN_CHECKPOINT_EVERY_EVENTS events, or any
+        event RIVERRUN_CHECKPOINT_EVERY_SECONDS ago, since their last one."""
+        s = self.settings
+        oldest = time.monotonic() - s.checkpoint_every_seconds
+        due = [
+            state
+            for state in self.owned.values()
+            if state.since_checkpoint >= s.checkpoint_every_events
+            or (state.since_checkpoint and state.checkpointed_at <= oldest)
+        ]
+        if due:
+            await self.drain()  # a checkpoint covers committed offsets only
+            for state in due:
+                await self.write(state)
+        now = time.monotonic()
+        for state in self.owned.values():
+            for name, partition in self.replica_names(state):
+                gauge = self.metrics.checkpoint_age.labels(name, str(partition))
+                gauge.set(now - state.checkpointed_at)
+
+    # --- the batch path --------------------------------------------------------------
+    @Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        poll_ms = max(1, int(self.settings.batch_seconds * 1000))
+        while not self.should_stop:
+            if self.commits is not None and self.commits.done() and self.commits.exception():
+                raise self.commits.exception()  # type: ignore[misc]  # stops the worker
+            records = await self.consumer.getmany(
+                timeout_ms=poll_ms, max_records=self.settings.batch_size
+            )
+            async with self.batch_lock:
+                if records or self.pending():
+                    await self.process(records)
+                await self.checkpoint_due()
+
+    async def process(self, records: Batches) -> None:
+        """Handle a fetched batch; commit once all is delivered (exactly_once: outputs and
+        offsets in one transaction, with the batches fetched meanwhile)."""
+        assert self.consumer is not None and self.producer is not None
+        if not self.settings.exactly_once:
+            await self._process(records)
+            return
+        await self.producer.begin_transaction()
+        try:
+            offsets = await self._process(records)
+            started = time.monotonic()
+            for _ in range(BATCHES_PER_TRANSACTION - 1):
+                if time.monotonic() - started > TRANSACTION_SECONDS:
+                    break
+                more = await self.consumer.getmany(
+                    timeout_ms=0, max_records=self.settings.batch_size
+                )
+                if not more:
+                    break
+                offsets.update(await self._process(more))
+            if offsets:
+                await self.producer.send_offsets_to_transaction(offsets, self.group_id())
+            await self.producer.commit_transaction()
+            self.committed.update(offsets)
+        except BaseException:
+            log.exception(
+                "a %s transaction failed: aborting it and stopping; a restart resumes after "
+                "the last committed transaction (check the broker)",
+                self.name,
+            )
+            with contextlib.suppress(Exception):
+                await self.producer.abort_transaction()
+            raise
+
+    async def _process(self, records: Batches) -> dict[TopicPartition, int]:
+        """Handle fetched records; the offsets to commit (exactly_once: by the caller, in
+        its transaction; else by a commit task, once delivered)."""
+        assert self.consumer is not None and self.producer is not None
+        batches: dict[Key, Batches] = {}
+        for tp, messages in records.items():
+            key = self.key(tp)
+            state = self.owned.get(key)
+            if state is None:
+                assignment = self.consumer.assignment()
+                if tp not in assignment:  # fetched before a revoke
+                    continue
+                # Its restore failed at assignment: again, with all its topic partitions.
+                await self.acquire({other for other in assignment if self.key(other) == key})
+                state = self.owned[key]
+            accepted = accept(
+                self.consumer, tp, messages, state.fetched.get(tp), tp in state.check_start
+            )
+            state.check_start.discard(tp)
+            if not accepted:
+                continue
+            self.metrics.consumed.labels(tp.topic).inc(len(accepted))
+            state.fetched[tp] = accepted[-1].offset + 1
+            batches.setdefault(key, {})[tp] = accepted
+        outbox = Outbox(self.producer, self.partitions, self.delivered)
+        offsets: dict[TopicPartition, int] = {}
+        for key, state in self.owned.items():
+            handled = await self.handle(state, batches.get(key, {}), outbox)
+            for tp in handled:
+                # The committed offset says which outputs were delivered: never move it
+                # back while re-running events whose outputs the last owner delivered.
+                offsets[tp] = max(state.positions[tp], state.replay_until.get(tp, 0))
+            state.since_checkpoint += sum(handled.values())
+        if self.delivered:
+            self._passed_delivered()
+        deliveries = await outbox.flush()
+        if not offsets:  # every batch was dropped, or is buffered
+            return offsets
+        if not self.settings.exactly_once:  # (else committed with the outputs, by process())
+            # Idle partitions too: their commit metadata then says how far outputs reach
+            # now, and a next owner reads no more than the batches in flight.
+            for state in self.owned.values():
+                for tp, position in state.positions.items():
+                    offsets.setdefault(tp, max(position, state.replay_until.get(tp, 0)))
+            await self.in_flight.acquire()
+            # Decided now: by its turn to commit, the re-run may be past what was inherited.
+            inherited = {tp: self.inherited[tp] for tp in offsets if tp in self.inherited}
+            self.commits = asyncio.ensure_future(
+                self._commit(self.commits, deliveries, offsets, inherited)
+            )
+        return offsets
+
+    async def _commit(
+        self,
+        previous: asyncio.Future[None] | None,
+        deliveries: list[tuple[Where, int, asyncio.Future[Any]]],
+        offsets: dict[TopicPartition, int],
+        inherited: dict[TopicPartition, str],
+    ) -> None:
+        """Commit `offsets` once every output is acknowledged and earlier batches are
+        committed; a failure fails every later commit too, and stops the worker."""
+        assert self.consumer is not None
+        try:
+            if previous is not None:
+                await previous  # raises again what an earlier batch raised (logged there)
+            try:
+                for where, count, delivery in deliveries:
+                    end = (await delivery).offset + count  # after the batch's last record
+                    self.written[where] = max(self.written.get(where, 0), end)
+                await self.consumer.commit(self._with_metadata(offsets, inherited))
+                self.committed.update(offsets)
+            except Exception as err:
+                log_failure(
+                    err,
+                    "%s outputs could not be delivered or offsets committed: stopping so that "
+                    "a restart re-processes from the last committed offset (check the broker)",
+                    self.name,
+                )
+                raise
+        finally:
+            self.in_flight.release()
+
+    def _with_metadata(
+        self, offsets: dict[TopicPartition, int], inherited: dict[TopicPartition, str]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """`offsets` with how far this worker's acknowledged outputs reach (or, where the
+        re-run is not past what a crashed owner delivered, that owner's commit metadata),
+        for the next owner after a crash (`streams.kafka.delivered`)."""
+        metadata = encode_written(self.written)
+        if metadata is None:
+            if not self.metadata_too_long:
+                log.warning(
+                    "%s: %d output partitions are too many for Kafka's commit metadata: "
+                    "after a crash, outputs of the batches in flight may be sent again",
+                    self.name,
+                    len(self.written),
+                )
+                self.metadata_too_long = True
+            metadata = ""
+        return {
+            tp: OffsetAndMetadata(offset, inherited.get(tp, metadata))
+            for tp, offset in offsets.items()
+        }
+
+    def _passed_delivered(self) -> None:
+        """Forget what a crashed owner delivered once the re-run is past it."""
+        for tp, delivered in list(self.delivered.items()):
+            state = self.owned.get(self.key(tp))
+            if state is not None and state.positions.get(tp, 0) <= delivered.last_offset:
+                continue
+            if delivered.left():
+                log.warning(
+                    "%s[%d]: %d outputs the last owner delivered were not made again by "
+                    "the re-run (they stay on their topics once)",
+                    tp.topic,
+                    tp.partition,
+                    delivered.left(),
+                )
+            del self.delivered[tp]
+            self.inherited.pop(tp, None)
+
+    async def drain(self) -> None:
+        """Wait until every batch processed so far is acknowledged and committed."""
+        if self.commits is not None:
+            await self.commits

@@ -1,0 +1,1 @@
+"""The worker's services: the events path, the feedback join, push sinks."""

@@ -1,0 +1,540 @@
+"""The events topic: predict-then-learn every event, one model replica per partition.
+
+A `PartitionedService` (see `streams.runtime.partitioned`): per batch, each partition's messages
+run through the worker's `EventPipeline` in offset order; predictions, dead letters,
+metrics and drift reports are queued in one outbox and committed with the batch's offsets.
+Model state is owned per input partition (one replica of each model per partition) and
+checkpointed per model; a newly assigned partition resumes from each model's newest valid
+checkpoint, at the lowest offset some model has not learnt.
+"""
+
+import asyncio
+import gc
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import TopicPartition
+from mode import Service
+
+from online_models import Learner, Rejection
+from online_models.learning.checkpoint import Checkpoint, Replica, encode_checkpoint, restore
+from online_models.learning.learner import ServedModel
+from online_models.versions.lifecycle import GroupState, ModelGroup, experiment_verdict
+from online_models.versions.plans import stop_routing
+from schemas import AnyPrediction, encode_prediction
+from schemas.control import ModelPlan, ModelStatus
+from schemas.drift import DriftReport
+from streams.kafka.outbox import Outbox, dead_letter, publish_report
+from streams.runtime.control import ControlLog
+from streams.runtime.partitioned import (
+    MAX_BATCHES_IN_FLIGHT,
+    Batches,
+    PartitionedService,
+    PartitionState,
+    resume_at,
+)
+from streams.services.event_pipeline import EventPipeline
+
+__all__ = ["MAX_BATCHES_IN_FLIGHT", "BatchedEvents", "EventsPartition"]
+
+log = logging.getLogger(__name__)
+
+#: Events predicted-then-learnt per call of the pipeline within a batch ...
+SLICE_EVENTS = 16
+#: ... and how long a batch keeps the event loop before it lets /v1 requests (and every
+#: other task) run: a request waits for at most about one slice, not a whole batch.
+SLICE_SECONDS = 0.001
+
+
+class EventsPartition(PartitionState):
+    """The model replicas of one input partition and what their checkpoints covered."""
+
+    def __init__(self, tp: TopicPartition, learner: Learner) -> None:
+        super().__init__()
+        self.tp = tp
+        self.learner = learner
+        self.sequences: dict[str, int] = defaultdict(int)  # next checkpoint per model
+        #: The replicas have learnt every event below this offset (request-time
+        #: predictions say so); None until the partition's first batch.
+        self.learnt_until: int | None = None
+
+
+class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
+    """Consumes the events topic in batches and publishes predictions, dead letters,
+    metrics and drift reports."""
+
+    name = "events"
+    received_at = 0.0  # when the batch in hand was fetched (perf_counter)
+
+    def topics(self) -> list[str]:
+        return [self.settings.events_topic]
+
+    def group_id(self) -> str:
+        return self.settings.group_id
+
+    def output_topics(self) -> list[str]:
+        s = self.settings
+        return [
+            s.predictions_topic,
+            s.dead_letters_topic,
+            s.metrics_topic,
+            s.drift_topic,
+            s.shadow_predictions_topic,
+        ]
+
+    def key(self, tp: TopicPartition) -> TopicPartition:
+        return tp
+
+    control: ControlLog | None = None
+
+    async def on_start(self) -> None:
+        # The plans in force are known before the first partition is restored.
+        self.control = ControlLog(self.settings, self.metrics)
+        await self.control.start()
+        await super().on_start()
+        # Everything imported and built at start-up (~150k objects: Faust, aiokafka, River,
+        # pydantic) never becomes garbage; moved out of the collector's sight, it no longer
+        # makes every full collection ~40 ms longer (a tail-latency spike).
+        gc.freeze()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.control is not None:
+            await self.control.stop()
+
+    def new_learner(self, partition: int | None = None) -> Learner:
+        """Fresh replicas of the served models, for one input partition."""
+        s = self.settings
+        return Learner(
+            s.model_names(self.models),
+            registry=self.models,
+            params=s.model_params,
+            evaluation=s.evaluation(),
+            drift=s.drift(),
+            dedup_window=s.dedup_window,
+            partition=partition,
+        )
+
+    def plans(self) -> dict[str, ModelPlan]:
+        """The newest plan of each model, as the control topic holds them."""
+        return dict(self.control.state.plans) if self.control is not None else {}
+
+    # --- restore and checkpoint ------------------------------------------------------
+    def _replica(self, tp: TopicPartition, model: str) -> Replica:
+        return Replica(self.settings.group_id, tp.topic, tp.partition, model)
+
+    async def restore(
+        self,
+        key: TopicPartition,
+        tps: list[TopicPartition],
+        committed: dict[TopicPartition, int | None],
+    ) -> tuple[EventsPartition, dict[TopicPartition, int]]:
+        """Each model from its newest valid checkpoint (or fresh); resume at the first
+        offset some model has not learnt."""
+        assert self.store is not None
+        started = time.perf_counter()
+        tp, s = key, self.settings
+        state = EventsPartition(tp, self.new_learner(tp.partition))
+        for plan in self.plans().values():
+            state.learner.apply_plan(plan, committed[tp] or 0)
+        for reason in state.learner.drain_unbuildable():
+            log.warning("%s[%d]: %s", tp.topic, tp.partition, reason)
+        replicas = state.learner.replicas()
+        found = await self.store.read(
+            tp.partition, {self._replica(tp, n).prefix: n for n in replicas}
+        )
+        restored: dict[str, ServedModel] = {}
+        for name, fresh in replicas.items():
+            replica = self._replica(tp, name)
+            load = self._loader(replica, fresh)
+            choice = await self.store.choose(replica, found.get(name, []), load)
+            state.sequences[name] = choice.next_sequence
+            label = (name, str(tp.partition))
+            if choice.restored is None:
+                # No usable checkpoint: learn every event still in the partition (what
+                # the last owner learnt before its first checkpoint), unless refusals
+                # and RIVERRUN_CHECKPOINT_FALLBACK=fresh say to start from here on. (A
+                # version deployed later: see _restore_group.)
+                starts_fresh = choice.refusals and s.checkpoint_fallback == "fresh"
+                fresh.resume_offset = (committed[tp] or 0) if starts_fresh else 0
+                self.metrics.restored_offset.labels(*label).set(-1)
+                continue
+            restored[name] = served = choice.restored
+            if name in state.learner.models and name not in state.learner.groups:
+                state.learner.models[name] = served
+            self.metrics.restored_offset.labels(*label).set(served.resume_offset)
+            log.info(
+                "restored %s on %s[%d] at offset %d (%d updates)",
+                served.version,
+                tp.topic,
+                tp.partition,
+                served.resume_offset,
+                served.updates,
+            )
+        for group in state.learner.groups.values():
+            await self._restore_group(group, restored, tp, committed[tp] or 0)
+        self.metrics.restore_duration.observe(time.perf_counter() - started)
+        # Resume at the first offset some model has not learnt.
+        resume = min(served.resume_offset for served in state.learner.replicas().values())
+        return state, {tp: resume}
+
+    async def _restore_group(
+        self,
+        group: ModelGroup,
+        restored: dict[str, ServedModel],
+        tp: TopicPartition,
+        committed: int,
+    ) -> None:
+        """The restored replicas of a model's versions and their lifecycle state (from the
+        newest of them); versions without a checkpoint join where they joined before
+        (the lifecycle state says), else at the committed offset, else their backfill."""
+        mine = {
+            v: restored[group.replica_name(v)]
+            for v in group.versions
+            if group.replica_name(v) in restored
+        }
+        states = [
+            (m.resume_offset, m.lifecycle)
+            for m in mine.values()
+            if isinstance(m.lifecycle, GroupState)
+        ]
+        if states:
+            offset, lifecycle = max(states, key=lambda pair: pair[0])
+            group.state, group.resume_offset = lifecycle, offset
+        group.versions.update(mine)
+        assert group.plan is not None
+        for version, v in group.roles.items():
+            if version in mine or version == group.spec.version:
+                continue  # restored, or the app's version (as any model without a plan)
+            joined = group.state.joined_at.get(version, committed)
+            if v.backfill_from is not None:
+                joined = min(joined, await self._offset_at(tp, v.backfill_from, committed))
+            group.versions[version].resume_offset = group.state.joined_at[version] = joined
+        group.apply(group.plan, committed, {})  # roles, learning flags, tracks
+
+    async def _offset_at(self, tp: TopicPartition, when: Any, default: int) -> int:
+        """The first offset of `tp` whose Kafka record timestamp (when it was produced,
+        not the event's `ts`) is at or after `when`."""
+        assert self.consumer is not None
+        found = await self.consumer.offsets_for_times({tp: int(when.timestamp() * 1000)})
+        hit = found.get(tp)
+        return hit.offset if hit is not None else default
+
+    def _loader(self, replica: Replica, fresh: ServedModel) -> Any:
+        assert self.store is not None
+        key, s = self.store.key, self.settings
+
+        def load(checkpoint: Checkpoint) -> ServedModel:
+            return restore(
+                checkpoint,
+                replica,
+                fresh.spec,
+                key=key,
+                evaluation=s.evaluation(),
+                drift=s.drift(),
+                dedup_window=s.dedup_window,
+            )
+
+        return load
+
+    async def checkpoint(self, state: EventsPartition, *, transactional: bool) -> int:
+        """Checkpoint every model of `state` at its position; the bytes written."""
+        assert self.store is not None
+        size = 0
+        for name, served in state.learner.replicas().items():
+            started = time.perf_counter()
+            records = encode_checkpoint(
+                served,
+                self._replica(state.tp, name),
+                key=self.store.key,
+                next_offset=state.positions[state.tp],
+                sequence=state.sequences[name],
+                chunk_bytes=self.settings.checkpoint_chunk_bytes,
+            )
+            size += await self.store.write(
+                records,
+                name=name,
+                partition=state.tp.partition,
+                started=started,
+                transactional=transactional,
+            )
+            state.sequences[name] += 1
+        return size
+
+    def replica_names(self, state: EventsPartition) -> Iterable[tuple[str, int]]:
+        return [(name, state.tp.partition) for name in state.learner.replicas()]
+
+    # --- the batch path --------------------------------------------------------------
+    async def _process(self, records: Batches) -> dict[TopicPartition, int]:
+        self.received_at = time.perf_counter()  # each prediction's latency counts from here
+        return await super()._process(records)
+
+    async def handle(
+        self, state: EventsPartition, batches: Batches, outbox: Outbox
+    ) -> Counter[TopicPartition]:
+        """Predict-then-learn the partition's messages in offset order."""
+        tp, s = state.tp, self.settings
+        if await self._follow_plans(state):
+            return Counter()  # a version backfills: the partition was sought back
+        messages = batches.get(tp)
+        if not messages:
+            await self._publish_lifecycle(state)
+            return Counter()
+        pipeline = EventPipeline(state.learner, s.max_event_bytes)
+        replayed = [m for m in messages if state.replayed(m)]
+        if replayed:  # rebuilding the model: outputs were delivered by the last owner
+            async for _ in self._learn(state, pipeline, replayed):
+                pass
+            state.learner.drain_reports()
+            state.learner.drain_drift()
+            state.learner.drain_shadow()
+            state.learner.drain_changes()  # (published by the last owner)
+            messages = messages[len(replayed) :]
+        predicted: Counter[str] = Counter()
+        learned: Counter[str] = Counter()
+        latency: dict[str, Any] = {}  # each model's histogram, looked up once per batch
+        async for sliced, outputs in self._learn(state, pipeline, messages):
+            for message, output in zip(sliced, outputs, strict=True):
+                if isinstance(output, Rejection):
+                    await dead_letter(outbox, message, output, self.metrics, s)
+                    continue
+                await outbox.add(
+                    s.predictions_topic,
+                    output.event_id.encode(),
+                    encode_prediction(output),
+                    tp,
+                    message.offset,
+                )
+                predicted[output.model] += 1
+                learned[output.model] += output.learned
+                histogram = latency.get(output.model)
+                if histogram is None:
+                    histogram = latency[output.model] = self.metrics.latency.labels(output.model)
+                histogram.observe(output.latency_seconds)
+        last = messages[-1].offset if messages else -1  # (reports come with an offset)
+        for offset, report in state.learner.drain_reports_at():
+            await publish_report(
+                outbox,
+                report,
+                tp.partition,
+                self.metrics,
+                s.metrics_topic,
+                tp,
+                last if offset is None else offset,
+            )
+        for offset, drift in state.learner.drain_drift_at():
+            await self._drift(outbox, drift, tp, last if offset is None else offset)
+        for offset, shadow in state.learner.drain_shadow():
+            await outbox.add(
+                s.shadow_predictions_topic,
+                shadow.event_id.encode(),
+                encode_prediction(shadow),
+                tp,
+                last if offset is None else offset,
+            )
+        state.positions[tp] = (messages or replayed)[-1].offset + 1
+        self._export(state, predicted, learned)
+        await self._publish_lifecycle(state)
+        return Counter({tp: len(replayed) + len(messages)})
+
+    async def _learn(
+        self, state: EventsPartition, pipeline: EventPipeline, messages: list[Any]
+    ) -> AsyncIterator[tuple[list[Any], list[AnyPrediction | Rejection]]]:
+        """Predict-then-learn `messages` in slices of SLICE_EVENTS: the outputs of each.
+
+        The event loop is handed back whenever SLICE_SECONDS have gone by, so that /v1
+        requests are answered within a batch rather than after it; `learnt_until` is
+        up to date at every such point (an answer sees exactly the events before it)."""
+        since = time.perf_counter()
+        for start in range(0, len(messages), SLICE_EVENTS):
+            sliced = messages[start : start + SLICE_EVENTS]
+            outputs = pipeline.run(
+                [m.value for m in sliced], self.received_at, [m.offset for m in sliced]
+            )
+            state.learnt_until = sliced[-1].offset + 1
+            yield sliced, outputs
+            if time.perf_counter() - since >= SLICE_SECONDS:
+                await asyncio.sleep(0)
+                since = time.perf_counter()
+
+    # --- versions (online_models.versions.lifecycle) ------------------------------------------
+    async def _follow_plans(self, state: EventsPartition) -> bool:
+        """Apply the plans newer than those the partition runs, from its position on;
+        True when a joining version backfills (the partition was sought back)."""
+        tp, learner = state.tp, state.learner
+        position = state.positions.get(tp, 0)
+        rewind: int | None = None
+        for name, plan in self.plans().items():
+            group = learner.groups.get(name)
+            if name not in learner.models or (
+                group is not None and group.state.revision >= plan.revision
+            ):
+                continue
+            log.info(
+                "%s[%d]: %s plan revision %d: %s",
+                tp.topic,
+                tp.partition,
+                name,
+                plan.revision,
+                plan.change,
+            )
+            joined = learner.apply_plan(plan, position)
+            group = learner.groups[name]
+            for reason in learner.drain_unbuildable():
+                log.warning("%s[%d]: %s", tp.topic, tp.partition, reason)
+            for version in joined:
+                when = group.roles[version].backfill_from
+                if when is None:
+                    continue
+                start = await self._offset_at(tp, when, position)
+                if start < position:
+                    group.versions[version].resume_offset = start
+                    group.state.joined_at[version] = start
+                    rewind = start if rewind is None else min(rewind, start)
+        if rewind is None:
+            return False
+        # Every replica learnt what lies below the position: only the joining versions
+        # learn the re-run events; their outputs were delivered (replay_until).
+        for served in learner.replicas().values():
+            if served.resume_offset > rewind:
+                served.resume_offset = max(served.resume_offset, position)
+            elif served.resume_offset < rewind:
+                served.resume_offset = position
+        for group in learner.groups.values():
+            group.resume_offset = max(group.resume_offset, position)
+        assert self.consumer is not None
+        start = await resume_at(self.consumer, tp, rewind, None)
+        log.info(
+            "%s[%d]: backfilling joining versions from offset %d up to %d",
+            tp.topic,
+            tp.partition,
+            start,
+            position,
+        )
+        state.replay_until[tp] = max(state.replay_until.get(tp, 0), position)
+        state.positions[tp] = state.fetched[tp] = start
+        state.check_start.add(tp)
+        return True
+
+    async def _publish_lifecycle(self, state: EventsPartition) -> None:
+        """Automatic plan revisions (rollback, breaker, gate) at once, with a status."""
+        learner = state.learner
+        if not learner.groups or self.control is None or self.producer is None:
+            return
+        tp = state.tp
+        changes = learner.drain_changes()
+        for change in changes:
+            log.warning("%s[%d]: %s: %s", tp.topic, tp.partition, change.model, change.change)
+        if changes:
+            await self.control.publish(self.producer, [*changes, *self._statuses(state)])
+
+    def _statuses(self, state: EventsPartition) -> list[ModelStatus]:
+        at, position = datetime.now(UTC), state.positions.get(state.tp, 0)
+        statuses = [group.status(position, at) for group in state.learner.groups.values()]
+        self._export_versions(state, statuses)
+        return statuses
+
+    @Service.task
+    async def _report_statuses(self) -> None:
+        """Every RIVERRUN_STATUS_EVERY_SECONDS, busy or idle: each owned partition's
+        versions' statuses on the control topic; then, by the worker owning input
+        partition 0, the result of each experiment whose every arm has its sample."""
+        while not self.should_stop:
+            await self.sleep(self.settings.status_every_seconds)
+            if self.control is None or self.producer is None:
+                continue
+            try:
+                async with self.batch_lock:
+                    for state in self.owned.values():  # idle partitions follow plans too
+                        await self._follow_plans(state)
+                    statuses = [s for state in self.owned.values() for s in self._statuses(state)]
+                    if statuses:
+                        await self.control.publish(self.producer, statuses)
+                    if any(state.tp.partition == 0 for state in self.owned.values()):
+                        await self._conclude_experiments()
+            except Exception:  # the broker away: the next round tries again
+                log.exception("publishing the versions' statuses failed; retrying")
+
+    async def _conclude_experiments(self) -> None:
+        """Publish the result of each experiment whose every arm has its sample (summed
+        over the partitions' statuses), and stop it."""
+        assert self.control is not None and self.producer is not None
+        for name, plan in self.plans().items():
+            if plan.experiment is None or plan.experiment.result is not None:
+                continue
+            result = experiment_verdict(plan, self.control.state.statuses_of(name))
+            if result is None:
+                continue
+            log.warning("experiment %s of %s: %s", result.experiment_id, name, result.decision)
+            await self.producer.send_and_wait(
+                self.settings.experiments_topic,
+                key=result.experiment_id.encode(),
+                value=result.model_dump_json().encode(),
+            )
+            stopped = stop_routing(
+                plan, result=result.model_dump(mode="json"), changed_by="worker (partition 0)"
+            )
+            await self.control.publish(self.producer, [stopped])
+
+    def _export_versions(self, state: EventsPartition, statuses: list[ModelStatus]) -> None:
+        m, partition = self.metrics, str(state.tp.partition)
+        for status in statuses:
+            group = state.learner.groups[status.model]
+            m.plan_revision.labels(status.model).set(status.revision)
+            m.versions_unbuildable.labels(status.model, partition).set(len(status.unbuildable))
+            for v in status.versions:
+                m.version_role.labels(status.model, v.version, v.role, str(v.learning).lower()).set(
+                    1
+                )
+                m.learning_paused.labels(status.model, v.version).set(0 if v.learning else 1)
+                for metric, value in v.headline.items():
+                    m.version_quality.labels(status.model, v.version, partition, metric).set(value)
+            for arm, outcomes in status.arms.items():
+                m.experiment_outcomes.labels(
+                    status.model, status.experiment_id or "", arm, partition
+                ).set(outcomes.n)
+            for arm, share in status.bandit_shares.items():
+                m.bandit_share.labels(status.model, arm, partition).set(share)
+            counted = group.exported
+            rollbacks, trips = status.rollbacks - counted[0], status.breaker_trips - counted[1]
+            if rollbacks > 0:
+                m.rollbacks.labels(status.model, partition).inc(rollbacks)
+            if trips > 0:
+                m.breaker_trips.labels(status.model, partition).inc(trips)
+            group.exported = (status.rollbacks, status.breaker_trips)
+
+    def _export(
+        self, state: EventsPartition, predicted: Counter[str], learned: Counter[str]
+    ) -> None:
+        """Counters, lag and rolling quality of the partition after a batch."""
+        assert self.consumer is not None
+        for model, count in predicted.items():
+            self.metrics.predicted.labels(model).inc(count)
+            self.metrics.learned.labels(model).inc(learned[model])
+        tp, next_offset = state.tp, state.positions[state.tp]
+        lag = (self.consumer.highwater(tp) or next_offset) - next_offset
+        self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        for model, (metric, value) in state.learner.quality().items():
+            self.metrics.quality.labels(model, str(tp.partition), metric).set(value)
+
+    async def _drift(
+        self, outbox: Outbox, report: DriftReport, source: TopicPartition, offset: int
+    ) -> None:
+        partition = source.partition
+        report = report.model_copy(update={"partition": partition})
+        labels = (report.model, str(partition), report.detector, report.signal)
+        if report.drift:
+            self.metrics.drift.labels(*labels).inc()
+        if report.trigger == "window" and report.statistic is not None:  # (none for ADWIN)
+            self.metrics.drift_statistic.labels(*labels).set(report.statistic)
+        await outbox.add(
+            self.settings.drift_topic,
+            report.model.encode(),
+            report.model_dump_json().encode(),
+            source,
+            offset,
+        )
