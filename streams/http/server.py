@@ -42,7 +42,7 @@ from mode import Service
 
 from online_models.learning.admission import refusal
 from online_models.learning.learner import LearningError
-from online_models.learning.request_time import Answer, predict_now
+from online_models.learning.request_time import Answer
 from online_models.quality.evaluation import most_probable
 from schemas import InputEvent
 from schemas.codec import InvalidMessage, decode_many
@@ -53,7 +53,7 @@ from schemas.serving import PredictRequest
 from streams.kafka.broker_health import BrokerHealth
 from streams.kafka.security import aiokafka_options
 from streams.runtime.metrics import WorkerMetrics
-from streams.services.events import BatchedEvents, EventsPartition
+from streams.runtime.replicas import PartitionReplicas, PredictionSource, Unavailable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,6 @@ def partition_of(key: str, partitions: int) -> int:
     (2, True)
     """
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
-class Unavailable(Exception):
-    """The replica of a partition cannot answer here now: 503, retry after a second."""
 
 
 def problem(status: int, error: str, reason: str, **headers: str) -> web.Response:
@@ -140,13 +136,14 @@ def bearer_check(settings: Settings) -> Callable[[str | None], bool]:
 
 
 class Api(Service):
-    """The /v1 API server of one worker, over the worker's events service."""
+    """The /v1 API server of one worker, over the service holding its model replicas
+    (the events service, seen through `PredictionSource` only)."""
 
     def __init__(
         self,
         settings: Settings,
         metrics: WorkerMetrics,
-        events: BatchedEvents,
+        events: PredictionSource,
         health: BrokerHealth | None = None,
         **kwargs: Any,
     ) -> None:
@@ -177,6 +174,11 @@ class Api(Service):
             **aiokafka_options(s),
         )
         await self.producer.start()
+        await self.serve()
+
+    async def serve(self) -> None:
+        """Listen on RIVERRUN_API_HOST:PORT (a forwarding client too)."""
+        s = self.settings
         self.session = ClientSession(
             connector=TCPConnector(limit=64, ssl=client_tls(s)),
             timeout=ClientTimeout(total=s.api_forward_timeout_seconds),
@@ -255,45 +257,22 @@ class Api(Service):
 
     # --- where a key's replica is ----------------------------------------------------
     def partitions(self) -> int:
-        consumer = self.events.consumer
-        if consumer is None:
-            raise Unavailable("the worker is starting")
-        found = consumer._client.cluster.partitions_for_topic(self.settings.events_topic)
-        if not found:
-            raise Unavailable("the worker has no metadata of the events topic yet")
-        return len(found)
+        return self.events.partition_count()
 
-    def local(self, partition: int) -> EventsPartition | None:
-        """The state of `partition` when this worker owns it; raises Unavailable while it
-        is being restored or re-run (its replicas are behind the delivered outputs)."""
-        tp = TopicPartition(self.settings.events_topic, partition)
-        state = self.events.owned.get(tp)
-        consumer = self.events.consumer
-        if state is None:
-            if consumer is not None and tp in consumer.assignment():
-                raise Unavailable(f"partition {partition} is being restored from its checkpoint")
-            return None
-        if self.events.rebalancing:
-            raise Unavailable("the consumer group is rebalancing")
-        if self.next_offset(state) < state.replay_until.get(tp, 0):
-            raise Unavailable(f"partition {partition} is re-running events to rebuild its models")
-        return state
+    def local(self, partition: int) -> PartitionReplicas | None:
+        """The replicas of `partition` when this worker owns it; raises Unavailable while
+        they are restored or re-run (behind the delivered outputs)."""
+        return self.events.replicas(partition)
 
-    def next_offset(self, state: EventsPartition) -> int:
-        learnt = state.learnt_until
-        return learnt if learnt is not None else state.positions.get(state.tp, 0)
+    def next_offset(self, replicas: PartitionReplicas) -> int:
+        return replicas.next_offset()
 
     def owner(self, partition: int) -> str:
         """The API URL of the worker owning `partition` (from the control topic)."""
-        control = self.events.control
-        claim = (
-            control.state.owners.get((self.settings.events_topic, partition))
-            if control is not None
-            else None
-        )
-        if claim is None or claim.url == self.url:
+        url = self.events.owner_url(partition)
+        if url is None or url == self.url:
             raise Unavailable(f"no worker owns partition {partition} right now")
-        return claim.url
+        return url
 
     # --- POST /v1/models/{name}/predict ----------------------------------------------
     async def predict(self, request: web.Request) -> web.Response:
@@ -357,11 +336,11 @@ class Api(Service):
         return web.json_response(body, headers=headers)
 
     def _answer(
-        self, state: EventsPartition, model: str, item: PredictRequest, partition: int
+        self, state: PartitionReplicas, model: str, item: PredictRequest, partition: int
     ) -> dict[str, Any]:
-        answer = predict_now(state.learner, model, item.key, item.features)
+        answer = state.predict_now(model, item.key, item.features)
         self._child(self.metrics.api_predictions, model).inc()
-        return answer_json(answer, item.key, partition, self.next_offset(state))
+        return answer_json(answer, item.key, partition, state.next_offset())
 
     async def _forward(
         self, url: str, request: web.Request, name: str, items: list[PredictRequest]
@@ -562,13 +541,11 @@ class Api(Service):
         when they change, and every READVERTISE_SECONDS anyway."""
         while not self.should_stop:
             await self.sleep(ADVERTISE_EVERY_SECONDS)
-            consumer, control = self.events.consumer, self.events.control
-            if consumer is None or control is None or self.producer is None:
+            ownership = self.events.ownership()
+            if ownership is None or self.producer is None:
                 continue
-            coordinator = consumer._coordinator  # (aiokafka 0.14: the group's generation)
-            generation = coordinator.generation if coordinator is not None else -1
-            member = coordinator.member_id if coordinator is not None else ""
-            owned = frozenset(tp.partition for tp in self.events.owned)
+            generation, member = ownership.generation, ownership.member
+            owned = ownership.partitions
             now = time.monotonic()
             if (generation, owned) == self.advertised and now - self.advertised_at < (
                 READVERTISE_SECONDS
@@ -587,7 +564,7 @@ class Api(Service):
                 for p in sorted(owned)
             ]
             try:
-                await asyncio.gather(*await control.publish(self.producer, claims))
+                await asyncio.gather(*await self.events.advertise(self.producer, claims))
             except Exception:  # the broker away: the next round tries again
                 log.exception("advertising the owned partitions failed; retrying")
                 continue

@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +23,11 @@ from mode import Service
 from online_models import Learner, Rejection
 from online_models.learning.checkpoint import Checkpoint, Replica, encode_checkpoint, restore
 from online_models.learning.learner import ServedModel
+from online_models.learning.request_time import Answer, predict_now
 from online_models.versions.lifecycle import GroupState, ModelGroup, experiment_verdict
 from online_models.versions.plans import stop_routing
 from schemas import AnyPrediction, encode_prediction
-from schemas.control import ModelPlan, ModelStatus
+from schemas.control import ModelPlan, ModelStatus, PartitionOwner
 from schemas.drift import DriftReport
 from streams.kafka.outbox import Outbox, dead_letter, publish_report
 from streams.runtime.control import ControlLog
@@ -37,6 +38,7 @@ from streams.runtime.partitioned import (
     PartitionState,
     resume_at,
 )
+from streams.runtime.replicas import Ownership, Unavailable
 from streams.services.event_pipeline import EventPipeline
 
 __all__ = ["MAX_BATCHES_IN_FLIGHT", "BatchedEvents", "EventsPartition"]
@@ -61,6 +63,15 @@ class EventsPartition(PartitionState):
         #: The replicas have learnt every event below this offset (request-time
         #: predictions say so); None until the partition's first batch.
         self.learnt_until: int | None = None
+
+    def predict_now(self, model: str, key: str, features: Mapping[str, Any]) -> Answer:
+        """What the stream would predict for `key` now (a /v1 request); learns nothing."""
+        return predict_now(self.learner, model, key, features)
+
+    def next_offset(self) -> int:
+        """The replicas have learnt every event below this offset."""
+        learnt = self.learnt_until
+        return learnt if learnt is not None else self.positions.get(self.tp, 0)
 
 
 class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
@@ -122,6 +133,48 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     def plans(self) -> dict[str, ModelPlan]:
         """The newest plan of each model, as the control topic holds them."""
         return dict(self.control.state.plans) if self.control is not None else {}
+
+    # --- what the /v1 API asks (streams.runtime.replicas.PredictionSource) -----------
+    def partition_count(self) -> int:
+        if self.consumer is None:
+            raise Unavailable("the worker is starting")
+        found = self.consumer.partitions_for_topic(self.settings.events_topic)
+        if not found:
+            raise Unavailable("the worker has no metadata of the events topic yet")
+        return len(found)
+
+    def replicas(self, partition: int) -> EventsPartition | None:
+        tp = TopicPartition(self.settings.events_topic, partition)
+        state = self.owned.get(tp)
+        if state is None:
+            if self.consumer is not None and tp in self.consumer.assignment():
+                raise Unavailable(f"partition {partition} is being restored from its checkpoint")
+            return None
+        if self.rebalancing:
+            raise Unavailable("the consumer group is rebalancing")
+        if state.next_offset() < state.replay_until.get(tp, 0):
+            raise Unavailable(f"partition {partition} is re-running events to rebuild its models")
+        return state
+
+    def owner_url(self, partition: int) -> str | None:
+        where = (self.settings.events_topic, partition)
+        claim = self.control.state.owners.get(where) if self.control is not None else None
+        return claim.url if claim is not None else None
+
+    def ownership(self) -> Ownership | None:
+        if self.consumer is None or self.control is None:
+            return None
+        coordinator = self.consumer._coordinator  # (aiokafka 0.14: the group's generation)
+        return Ownership(
+            generation=coordinator.generation if coordinator is not None else -1,
+            member=coordinator.member_id if coordinator is not None else "",
+            partitions=frozenset(tp.partition for tp in self.owned),
+        )
+
+    async def advertise(self, producer: Any, claims: list[PartitionOwner]) -> list[Any]:
+        if self.control is None:
+            return []
+        return await self.control.publish(producer, claims)
 
     # --- restore and checkpoint ------------------------------------------------------
     def _replica(self, tp: TopicPartition, model: str) -> Replica:

@@ -204,13 +204,13 @@ def api_over(
     owners: dict[Any, Any] | None = None,
     rebalancing: bool = False,
 ) -> Any:
-    """The API over a stand-in of the events service's ownership state."""
-    consumer = SimpleNamespace(assignment=lambda: assigned)
-    control_log = SimpleNamespace(state=ControlState(owners=owners or {}))
-    events = SimpleNamespace(
-        owned=owned, consumer=consumer, control=control_log, rebalancing=rebalancing, models={}
-    )
-    return Api(Settings(api_port=9465), WorkerMetrics(), events)  # type: ignore[arg-type]
+    """The API over an events service (not started) in the given ownership state."""
+    settings, metrics = Settings(api_port=9465), WorkerMetrics()
+    events: Any = hot_path.BatchedEvents(settings, metrics, {})
+    events.consumer = SimpleNamespace(assignment=lambda: assigned)
+    events.control = SimpleNamespace(state=ControlState(owners=owners or {}))
+    events.owned, events.rebalancing = owned, rebalancing
+    return Api(settings, metrics, events)
 
 
 def test_a_partition_answers_here_only_once_restored_and_caught_up() -> None:
