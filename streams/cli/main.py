@@ -12,6 +12,7 @@ import click
 from online_models.models.datasets import DATASETS
 from online_models.models.registry import ModelError, ModelSpec
 from streams.cli.options import app_option, load, load_settings, require_broker, served
+from streams.cli.worker import config, worker
 from streams.settings import Settings
 
 Command = Callable[..., Any]
@@ -63,34 +64,8 @@ def main() -> None:
     """riverrun: online machine learning on Kafka streams."""
 
 
-@main.command()
-@app_option
-def worker(app_path: str | None) -> None:
-    """Run a worker: consume events, predict, learn, publish predictions."""
-    from streams.http.ports import PortError, choose_ports
-    from streams.kafka.topics import TopicError, ensure_topics
-    from streams.runtime.worker import FaustWorker, Worker
-
-    app, settings = load(app_path)
-    problems = settings.worker_problems()
-    if problems:
-        raise click.ClickException("; ".join(problems))
-    served(app, settings)
-    require_broker(settings)
-    try:  # created compacted where they must be; an existing one checked
-        ensure_topics(settings)
-    except TopicError as err:
-        raise click.ClickException(str(err)) from None
-    try:  # just before the servers bind: the ports free now, a taken one in one sentence
-        ports = choose_ports(settings)
-    except PortError as err:
-        raise click.ClickException(str(err)) from None
-    settings = ports.settings
-    click.echo(ports.line, err=True)
-    runtime = Worker(settings, app.models)
-    FaustWorker(
-        runtime.app, loglevel=settings.log_level, log_filters=[runtime.broker.quiet]
-    ).execute_from_commandline()
+for command in (worker, config):
+    main.add_command(command)
 
 
 @main.command()
@@ -360,77 +335,6 @@ def tail(
 
 
 @main.command()
-@click.option(
-    "--env",
-    "as_env",
-    is_flag=True,
-    help="Print the settings that differ from the defaults as an env file (RIVERRUN_*=value "
-    "lines, for docker --env-file, compose env_file or a ConfigMap); secrets are left out.",
-)
-@click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
-@app_option
-def config(as_env: bool, connect: bool, app_path: str | None) -> None:
-    """Print the effective settings by section (secrets masked) and check them: exits 1
-    with the reasons when a worker could not start with them."""
-    from streams.kafka.security import SecurityError, aiokafka_options
-    from streams.settings import MASK
-
-    environment = load_settings()
-    app, settings = load(app_path)
-    problems = settings.worker_problems()
-    try:
-        aiokafka_options(settings)  # the TLS files load, a token source exists
-    except SecurityError as err:
-        problems.append(str(err))
-    try:
-        served(app, settings)  # each served model builds with its parameters
-    except click.ClickException as err:
-        problems.append(err.message)
-    by_section = _by_section(settings.shown(environment))
-    if as_env:
-        blocks = []
-        for title, rows in by_section.items():
-            lines = [
-                f"# {variable} is a secret: set it from your secret store"
-                if value == MASK
-                else f"{variable}={value}"
-                for variable, value, source in rows
-                if source != "default"
-            ]
-            if lines:
-                blocks.append("\n".join([f"# {title}", *lines]))
-        if blocks:
-            click.echo("\n\n".join(blocks))
-    else:
-        width = max(len(row[0]) for rows in by_section.values() for row in rows)
-        for title, rows in by_section.items():
-            click.echo(f"{title}:")
-            for variable, value, source in rows:
-                click.echo(f"  {variable:<{width}}  {value or '(unset)'}  [{source}]")
-            click.echo()
-        if app_path is not None:
-            click.echo(f"models of {app_path}:")  # after the last section's blank line
-            click.echo(_columns(_model_rows(app.models, settings)))
-    if connect and not problems:
-        require_broker(settings)
-        click.echo(f"connected to {settings.bootstrap_servers} as configured", err=True)
-    if problems:
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(1)
-
-
-def _by_section(rows: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str, str]]]:
-    """`Settings.shown()`'s rows under their sections' titles, in the sections' order."""
-    from streams.settings import SECTIONS, env_name
-
-    by_variable = {row[0]: row for row in rows}
-    return {
-        title: [by_variable[env_name(name)] for name in names] for title, names in SECTIONS.items()
-    }
-
-
-@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @app_option
 def status(as_json: bool, app_path: str | None) -> None:
@@ -445,44 +349,6 @@ def status(as_json: bool, app_path: str | None) -> None:
     except (BrokerUnreachable, SecurityError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(status_json(found) if as_json else "\n".join(status_lines(found)))
-
-
-def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[list[str]]:
-    """name, task, version, served, params of each model registered in an app (each
-    version of it), with RIVERRUN_MODEL_PARAMS applied to the served one."""
-    import json
-
-    served_names = set(settings.model_names(models))
-    rows = [["name", "task", "version", "served", "params"]]
-    for name, spec in models.items():
-        versions = [spec, *getattr(spec, "others", ())]
-        for number, version in enumerate(versions):
-            if number == 0:  # the one a worker builds, with its parameters
-                version = version.with_params(**settings.model_params.get(name, {}))
-            try:
-                label = version.version
-            except Exception:  # the user's factory, with these parameters (said below)
-                label = "(cannot build)"
-            serves = name in served_names and number == 0
-            rows.append(
-                [
-                    name,
-                    version.task,
-                    label,
-                    "yes" if serves else "no",
-                    json.dumps(dict(version.params), default=repr),
-                ]
-            )
-    return rows
-
-
-def _columns(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    return "\n".join("  " + line.rstrip() for line in lines)
 
 
 @main.group()
