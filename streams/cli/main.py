@@ -11,7 +11,8 @@ import click
 
 from online_models.models.datasets import DATASETS
 from online_models.models.registry import ModelError, ModelSpec
-from streams.cli.options import app_option, load, load_settings, require_broker, served
+from streams.cli.kafka import kafka
+from streams.cli.options import app_option, load, require_broker, served
 from streams.cli.worker import config, worker
 from streams.settings import Settings
 
@@ -64,7 +65,7 @@ def main() -> None:
     """riverrun: online machine learning on Kafka streams."""
 
 
-for command in (worker, config):
+for command in (worker, config, kafka):
     main.add_command(command)
 
 
@@ -349,52 +350,6 @@ def status(as_json: bool, app_path: str | None) -> None:
     except (BrokerUnreachable, SecurityError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(status_json(found) if as_json else "\n".join(status_lines(found)))
-
-
-@main.group()
-def kafka() -> None:
-    """The local single-node Kafka broker (KRaft) for development, tests and the demo."""
-
-
-def _no_local_when_external(settings: Settings) -> None:
-    if not settings.uses_local_broker:
-        click.echo(f"RIVERRUN_BROKER is set ({settings.broker}): no local broker is managed")
-        sys.exit(0)
-
-
-@kafka.command("up")
-def kafka_up() -> None:
-    """Start the local broker in the background and wait until it answers."""
-    from streams.kafka.local_broker import LocalKafka, LocalKafkaError
-
-    settings = load_settings()
-    _no_local_when_external(settings)
-    try:
-        click.echo(LocalKafka.for_settings(settings).up())
-    except LocalKafkaError as err:
-        raise click.ClickException(str(err)) from None
-
-
-@kafka.command("down")
-def kafka_down() -> None:
-    """Stop the local broker cleanly."""
-    from streams.kafka.local_broker import LocalKafka
-
-    settings = load_settings()
-    _no_local_when_external(settings)
-    click.echo(LocalKafka.for_settings(settings).down())
-
-
-@kafka.command("status")
-def kafka_status() -> None:
-    """Say whether the local broker is running and answering (exit 1 when not)."""
-    from streams.kafka.local_broker import LocalKafka
-
-    settings = load_settings()
-    _no_local_when_external(settings)
-    running, message = LocalKafka.for_settings(settings).status()
-    click.echo(message)
-    sys.exit(0 if running else 1)
 
 
 @main.command()
