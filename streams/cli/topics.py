@@ -1,0 +1,70 @@
+"""What the topics hold: `riverrun tail` prints a topic's messages, `riverrun schemas
+export` writes the JSON Schema of every topic's messages."""
+
+from pathlib import Path
+
+import click
+
+from streams.cli.options import app_option, load, require_broker
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Read the topic from its first message.")
+@click.option("--limit", type=int, help="Stop after this many messages.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
+@app_option
+def tail(
+    topic: str, from_beginning: bool, limit: int | None, timeout: float | None, app_path: str | None
+) -> None:
+    """Print a topic's messages as they arrive (key<TAB>value)."""
+    from kafka import KafkaConsumer
+
+    from streams.kafka.security import kafka_options
+
+    _, settings = load(app_path)
+    require_broker(settings)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
+    )
+    try:
+        for count, message in enumerate(consumer, 1):
+            key = message.key.decode(errors="replace") if message.key else ""
+            value = message.value.decode(errors="replace") if message.value else ""
+            click.echo(f"{key}\t{value}")
+            if limit and count >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@click.group()
+def schemas() -> None:
+    """The committed JSON Schema files of every topic."""
+
+
+@schemas.command("export")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas") / "json",
+    show_default=True,
+    help="Where to write them (schemas/json of the working directory by "
+    "default: in a checkout, the committed files).",
+)
+def schemas_export(directory: Path) -> None:
+    """Write the JSON Schema of every topic's messages, from the pydantic models."""
+    from schemas.json_schema import render_all
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render_all().items():
+        (directory / name).write_text(text)
+        click.echo(f"wrote {directory / name}")
