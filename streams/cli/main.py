@@ -1,16 +1,17 @@
 """`riverrun`: the command line. Settings come from RIVERRUN_* variables (see README)."""
 
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from online_models.models.registry import ModelError, ModelSpec
+from online_models.models.registry import ModelSpec
+from streams.cli.demo_command import demo
 from streams.cli.events import evaluate, replay
 from streams.cli.kafka import kafka
 from streams.cli.options import app_option, load, require_broker, served
+from streams.cli.report_command import report
+from streams.cli.status_command import status
 from streams.cli.topics import schemas, tail
 from streams.cli.worker import config, worker
 from streams.settings import Settings
@@ -22,101 +23,8 @@ def main() -> None:
     """riverrun: online machine learning on Kafka streams."""
 
 
-for command in (worker, config, kafka, tail, schemas, replay, evaluate):
+for command in (worker, config, kafka, tail, schemas, replay, evaluate, status, report, demo):
     main.add_command(command)
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@app_option
-def status(as_json: bool, app_path: str | None) -> None:
-    """Show the worker group: members, partitions and lag, versions served, last
-    checkpoints (exit 1, with one sentence, when the broker is unreachable)."""
-    from streams.cli.status import BrokerUnreachable, read_status, status_json, status_lines
-    from streams.kafka.security import SecurityError
-
-    _, settings = load(app_path)  # (an App's settings in code may name the group)
-    try:
-        found = read_status(settings)
-    except (BrokerUnreachable, SecurityError) as err:
-        raise click.ClickException(str(err)) from None
-    click.echo(status_json(found) if as_json else "\n".join(status_lines(found)))
-
-
-@main.command()
-@click.option(
-    "--dataset",
-    "datasets",
-    default="phishing,offers,segments",
-    show_default=True,
-    help="Comma-separated bundled datasets to replay, one after the other.",
-)
-@click.option(
-    "--limit",
-    type=int,
-    help="Events per dataset (default: all of a finite one; 30 days of offers).",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=180.0,
-    show_default=True,
-    help="Give up when predictions stop arriving for this long.",
-)
-@app_option
-def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
-    """Run the whole system once, end to end, and print a summary."""
-    from streams.cli.demo import run_demo
-    from streams.kafka.topics import TopicError
-
-    app, settings = load(app_path)
-    try:
-        ok = run_demo(
-            settings,
-            app.models,
-            datasets=datasets.split(","),
-            limit=limit,
-            timeout=timeout,
-            echo=click.echo,
-        )
-    except (ValueError, ModelError) as err:
-        raise click.UsageError(str(err)) from None
-    except TopicError as err:
-        raise click.ClickException(str(err)) from None
-    sys.exit(0 if ok else 1)
-
-
-@main.command()
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("riverrun-report.html"),
-    show_default=True,
-    help="The HTML file to write.",
-)
-@click.option("--since", help="Only events from this event time (ISO-8601; no zone = UTC).")
-@click.option("--until", help="Only events before this event time.")
-@app_option
-def report(out: Path, since: str | None, until: str | None, app_path: str | None) -> None:
-    """Write one self-contained HTML report (PNG charts) of the metrics, drift,
-    predictions and dead-letters topics."""
-    from streams.cli.report import write_report
-
-    app, settings = load(app_path)
-    require_broker(settings)
-    bounds = []
-    for name, value in (("--since", since), ("--until", until)):
-        try:
-            when = datetime.fromisoformat(value) if value else None
-        except ValueError:
-            raise click.UsageError(f"{name} {value!r} is not an ISO-8601 time") from None
-        bounds.append(when.replace(tzinfo=when.tzinfo or UTC) if when else None)
-    data = write_report(settings, out, bounds[0], bounds[1], models=app.models)
-    counts = (
-        f"{len(data.predictions)} predictions, {len(data.metrics)} metrics reports, "
-        f"{len(data.drift)} drift reports, {len(data.dead_letters)} dead letters"
-    )
-    click.echo(f"wrote {out}: {counts}")
 
 
 # --- models and experiments: plans on the signed control topic ------------------------

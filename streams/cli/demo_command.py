@@ -1,0 +1,52 @@
+"""`riverrun demo`: the command; the run itself is `streams.cli.demo`'s (imported when the
+command runs: it brings the Kafka clients and River)."""
+
+import sys
+
+import click
+
+from online_models.models.registry import ModelError
+from streams.cli.options import app_option, load
+
+
+@click.command()
+@click.option(
+    "--dataset",
+    "datasets",
+    default="phishing,offers,segments",
+    show_default=True,
+    help="Comma-separated bundled datasets to replay, one after the other.",
+)
+@click.option(
+    "--limit",
+    type=int,
+    help="Events per dataset (default: all of a finite one; 30 days of offers).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="Give up when predictions stop arriving for this long.",
+)
+@app_option
+def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
+    """Run the whole system once, end to end, and print a summary."""
+    from streams.cli.demo import run_demo
+    from streams.kafka.topics import TopicError
+
+    app, settings = load(app_path)
+    try:
+        ok = run_demo(
+            settings,
+            app.models,
+            datasets=datasets.split(","),
+            limit=limit,
+            timeout=timeout,
+            echo=click.echo,
+        )
+    except (ValueError, ModelError) as err:
+        raise click.UsageError(str(err)) from None
+    except TopicError as err:
+        raise click.ClickException(str(err)) from None
+    sys.exit(0 if ok else 1)
