@@ -9,12 +9,12 @@ checkpoint, at the lowest offset some model has not learnt.
 """
 
 import asyncio
+import functools
 import gc
 import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -24,10 +24,9 @@ from online_models import Learner, Rejection
 from online_models.learning.checkpoint import Checkpoint, Replica, encode_checkpoint, restore
 from online_models.learning.learner import ServedModel
 from online_models.learning.request_time import Answer, predict_now
-from online_models.versions.lifecycle import GroupState, ModelGroup, experiment_verdict
-from online_models.versions.plans import stop_routing
+from online_models.versions.lifecycle import GroupState, ModelGroup
 from schemas import AnyPrediction, encode_prediction
-from schemas.control import ModelPlan, ModelStatus, PartitionOwner
+from schemas.control import ModelPlan, PartitionOwner
 from schemas.drift import DriftReport
 from streams.kafka.outbox import Outbox, dead_letter, publish_report
 from streams.runtime.control import ControlLog
@@ -39,6 +38,7 @@ from streams.runtime.partitioned import (
     resume_at,
 )
 from streams.runtime.replicas import Ownership, Unavailable
+from streams.runtime.versions import Versions
 from streams.services.event_pipeline import EventPipeline
 
 __all__ = ["MAX_BATCHES_IN_FLIGHT", "BatchedEvents", "EventsPartition"]
@@ -101,11 +101,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         return tp
 
     control: ControlLog | None = None
+    versions: Versions | None = None  # follows the plans of `control`, publishes statuses
 
     async def on_start(self) -> None:
         # The plans in force are known before the first partition is restored.
         self.control = ControlLog(self.settings, self.metrics)
         await self.control.start()
+        self.versions = Versions(self.settings, self.metrics, self.control)
         await super().on_start()
         # Everything imported and built at start-up (~150k objects: Faust, aiokafka, River,
         # pydantic) never becomes garbage; moved out of the collector's sight, it no longer
@@ -132,7 +134,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     def plans(self) -> dict[str, ModelPlan]:
         """The newest plan of each model, as the control topic holds them."""
-        return dict(self.control.state.plans) if self.control is not None else {}
+        return self.versions.plans() if self.versions is not None else {}
 
     # --- what the /v1 API asks (streams.runtime.replicas.PredictionSource) -----------
     def partition_count(self) -> int:
@@ -414,51 +416,20 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 await asyncio.sleep(0)
                 since = time.perf_counter()
 
-    # --- versions (online_models.versions.lifecycle) ------------------------------------------
+    # --- versions (streams.runtime.versions) -----------------------------------------
     async def _follow_plans(self, state: EventsPartition) -> bool:
         """Apply the plans newer than those the partition runs, from its position on;
         True when a joining version backfills (the partition was sought back)."""
-        tp, learner = state.tp, state.learner
+        if self.versions is None:
+            return False
+        tp = state.tp
         position = state.positions.get(tp, 0)
-        rewind: int | None = None
-        for name, plan in self.plans().items():
-            group = learner.groups.get(name)
-            if name not in learner.models or (
-                group is not None and group.state.revision >= plan.revision
-            ):
-                continue
-            log.info(
-                "%s[%d]: %s plan revision %d: %s",
-                tp.topic,
-                tp.partition,
-                name,
-                plan.revision,
-                plan.change,
-            )
-            joined = learner.apply_plan(plan, position)
-            group = learner.groups[name]
-            for reason in learner.drain_unbuildable():
-                log.warning("%s[%d]: %s", tp.topic, tp.partition, reason)
-            for version in joined:
-                when = group.roles[version].backfill_from
-                if when is None:
-                    continue
-                start = await self._offset_at(tp, when, position)
-                if start < position:
-                    group.versions[version].resume_offset = start
-                    group.state.joined_at[version] = start
-                    rewind = start if rewind is None else min(rewind, start)
+        offset_at = functools.partial(self._offset_at, tp)
+        rewind = await self.versions.follow(
+            state.learner, tp.topic, tp.partition, position, offset_at
+        )
         if rewind is None:
             return False
-        # Every replica learnt what lies below the position: only the joining versions
-        # learn the re-run events; their outputs were delivered (replay_until).
-        for served in learner.replicas().values():
-            if served.resume_offset > rewind:
-                served.resume_offset = max(served.resume_offset, position)
-            elif served.resume_offset < rewind:
-                served.resume_offset = position
-        for group in learner.groups.values():
-            group.resume_offset = max(group.resume_offset, position)
         assert self.consumer is not None
         start = await resume_at(self.consumer, tp, rewind, None)
         log.info(
@@ -475,21 +446,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     async def _publish_lifecycle(self, state: EventsPartition) -> None:
         """Automatic plan revisions (rollback, breaker, gate) at once, with a status."""
-        learner = state.learner
-        if not learner.groups or self.control is None or self.producer is None:
+        if self.versions is None or self.producer is None:
             return
         tp = state.tp
-        changes = learner.drain_changes()
-        for change in changes:
-            log.warning("%s[%d]: %s: %s", tp.topic, tp.partition, change.model, change.change)
-        if changes:
-            await self.control.publish(self.producer, [*changes, *self._statuses(state)])
-
-    def _statuses(self, state: EventsPartition) -> list[ModelStatus]:
-        at, position = datetime.now(UTC), state.positions.get(state.tp, 0)
-        statuses = [group.status(position, at) for group in state.learner.groups.values()]
-        self._export_versions(state, statuses)
-        return statuses
+        position = state.positions.get(tp, 0)
+        await self.versions.publish_changes(
+            self.producer, state.learner, tp.topic, tp.partition, position
+        )
 
     @Service.task
     async def _report_statuses(self) -> None:
@@ -498,67 +461,19 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         partition 0, the result of each experiment whose every arm has its sample."""
         while not self.should_stop:
             await self.sleep(self.settings.status_every_seconds)
-            if self.control is None or self.producer is None:
+            if self.versions is None or self.producer is None:
                 continue
             try:
                 async with self.batch_lock:
                     for state in self.owned.values():  # idle partitions follow plans too
                         await self._follow_plans(state)
-                    statuses = [s for state in self.owned.values() for s in self._statuses(state)]
-                    if statuses:
-                        await self.control.publish(self.producer, statuses)
-                    if any(state.tp.partition == 0 for state in self.owned.values()):
-                        await self._conclude_experiments()
+                    replicas = [
+                        (state.learner, state.tp.partition, state.positions.get(state.tp, 0))
+                        for state in self.owned.values()
+                    ]
+                    await self.versions.publish_statuses(self.producer, replicas)
             except Exception:  # the broker away: the next round tries again
                 log.exception("publishing the versions' statuses failed; retrying")
-
-    async def _conclude_experiments(self) -> None:
-        """Publish the result of each experiment whose every arm has its sample (summed
-        over the partitions' statuses), and stop it."""
-        assert self.control is not None and self.producer is not None
-        for name, plan in self.plans().items():
-            if plan.experiment is None or plan.experiment.result is not None:
-                continue
-            result = experiment_verdict(plan, self.control.state.statuses_of(name))
-            if result is None:
-                continue
-            log.warning("experiment %s of %s: %s", result.experiment_id, name, result.decision)
-            await self.producer.send_and_wait(
-                self.settings.experiments_topic,
-                key=result.experiment_id.encode(),
-                value=result.model_dump_json().encode(),
-            )
-            stopped = stop_routing(
-                plan, result=result.model_dump(mode="json"), changed_by="worker (partition 0)"
-            )
-            await self.control.publish(self.producer, [stopped])
-
-    def _export_versions(self, state: EventsPartition, statuses: list[ModelStatus]) -> None:
-        m, partition = self.metrics, str(state.tp.partition)
-        for status in statuses:
-            group = state.learner.groups[status.model]
-            m.plan_revision.labels(status.model).set(status.revision)
-            m.versions_unbuildable.labels(status.model, partition).set(len(status.unbuildable))
-            for v in status.versions:
-                m.version_role.labels(status.model, v.version, v.role, str(v.learning).lower()).set(
-                    1
-                )
-                m.learning_paused.labels(status.model, v.version).set(0 if v.learning else 1)
-                for metric, value in v.headline.items():
-                    m.version_quality.labels(status.model, v.version, partition, metric).set(value)
-            for arm, outcomes in status.arms.items():
-                m.experiment_outcomes.labels(
-                    status.model, status.experiment_id or "", arm, partition
-                ).set(outcomes.n)
-            for arm, share in status.bandit_shares.items():
-                m.bandit_share.labels(status.model, arm, partition).set(share)
-            counted = group.exported
-            rollbacks, trips = status.rollbacks - counted[0], status.breaker_trips - counted[1]
-            if rollbacks > 0:
-                m.rollbacks.labels(status.model, partition).inc(rollbacks)
-            if trips > 0:
-                m.breaker_trips.labels(status.model, partition).inc(trips)
-            group.exported = (status.rollbacks, status.breaker_trips)
 
     def _export(
         self, state: EventsPartition, predicted: Counter[str], learned: Counter[str]
