@@ -207,7 +207,8 @@ def api_over(
     """The API over an events service (not started) in the given ownership state."""
     settings, metrics = Settings(api_port=9465), WorkerMetrics()
     events: Any = hot_path.BatchedEvents(settings, metrics, {})
-    events.consumer = SimpleNamespace(assignment=lambda: assigned)
+    # (its consumer's assignment: `assignment()` on aiokafka, `assigned` on confluent-kafka)
+    events.consumer = SimpleNamespace(assignment=lambda: assigned, assigned=assigned)
     events.control = SimpleNamespace(state=ControlState(owners=owners or {}))
     events.owned, events.rebalancing = owned, rebalancing
     return Api(settings, metrics, events)
