@@ -16,9 +16,6 @@ from streams.cli.options import app_option, load, require_broker
 Command = Callable[..., Any]
 
 
-Command = Callable[..., Any]
-
-
 def event_source(limit_help: str) -> Callable[[Command], Command]:
     """The options naming a stream of events: a bundled dataset or a file, and its model."""
     options = [

@@ -27,8 +27,10 @@ from schemas.control import (
     ModelStatus,
     VersionStatus,
 )
-from streams.cli import main as cli
-from streams.cli import models as lifecycle_cli
+from streams.cli import experiments as experiments_cli
+from streams.cli import models as models_cli
+from streams.cli import models_render, options
+from streams.cli import plan_edits as lifecycle_cli
 from streams.cli.main import main
 from streams.runtime.control import ControlState
 from streams.settings import Settings
@@ -90,7 +92,8 @@ def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
     monkeypatch.setattr(
         lifecycle_cli, "ensure_topics", lambda settings, names: fake.ensured.append(list(names))
     )
-    monkeypatch.setattr(cli, "require_broker", lambda settings: None)
+    for commands in (models_cli, experiments_cli):
+        monkeypatch.setattr(commands, "require_broker", lambda settings: None)
     yield fake
 
 
@@ -368,7 +371,7 @@ def test_list_without_plans_says_the_apps_version_is_the_champion(topic: Topic) 
     ]
     every = ok("models", "list").output.splitlines()
     # One line each, and the one line saying no worker reported.
-    assert len(every) == len(cli.served(*cli.load("riverrun.builtin:app"))) + 1
+    assert len(every) == len(options.served(*options.load("riverrun.builtin:app"))) + 1
 
 
 def test_list_shows_each_version_with_its_figures_over_the_partitions(topic: Topic) -> None:
@@ -719,7 +722,7 @@ def test_merged_arms_equal_the_statistics_of_every_outcome() -> None:
             at=NOW,
         )
     )  # another experiment: not counted
-    merged = lifecycle_cli.merged_arms(plan, statuses)
+    merged = models_render.merged_arms(plan, statuses)
     assert merged["a"].n == len(values) and merged["b"].n == 0
     assert merged["a"].mean == pytest.approx(statistics.mean(values), abs=1e-12)
     assert merged["a"].variance == pytest.approx(statistics.variance(values), abs=1e-12)
@@ -740,9 +743,9 @@ def test_figures_count_only_statuses_of_the_versions_role() -> None:
     new = old.model_copy(
         update={"partition": 1, "revision": 3, "versions": [scored(CHAMPION, 100, 0.5, 0.5)]}
     )
-    f = lifecycle_cli.version_figures(plan, [old, new])[CHAMPION]
+    f = models_render.version_figures(plan, [old, new])[CHAMPION]
     assert (f.labelled, f.loss, f.partitions) == (100, 0.5, 1)
-    assert lifecycle_cli.partitions_line(plan, [old, new]) == (
+    assert models_render.partitions_line(plan, [old, new]) == (
         "2 partition(s) reporting, partitions 0 not yet at revision 3"
     )
 
