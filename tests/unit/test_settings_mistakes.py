@@ -17,7 +17,7 @@ import click
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from streams.cli.main import load_settings
+from streams.cli.options import load_settings
 from streams.settings import MASK, Settings, env_name
 
 SECRET = "s3cr3t-never-shown"
