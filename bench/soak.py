@@ -31,10 +31,12 @@ from pathlib import Path
 
 from online_models import Learner
 from online_models.learning.checkpoint import Replica, encode_checkpoint
-from online_models.models.registry import MODELS
+from riverrun.builtin import app as builtin
 from streams.cli.replay import dataset_events
 from streams.services.event_pipeline import EventPipeline
 from streams.settings import Settings
+
+MODELS = builtin.models
 
 MB = 1024 * 1024
 MILLION = 1_000_000
@@ -93,6 +95,7 @@ def soak(events: int, every: int, model: str, segments: list[str], batch: int) -
     # As the worker builds a partition's replicas (BatchedEvents.new_learner).
     learner = Learner(
         settings.model_names(MODELS),
+        registry=MODELS,
         params=settings.model_params,
         evaluation=settings.evaluation(),
         drift=settings.drift(),

@@ -48,8 +48,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from pydantic import SecretStr
 
+from bench.contenders.common import MODELS, step
 from bench.contenders.common import model as river_model
-from bench.contenders.common import step
 from online_models import Learner, Rejection
 from schemas import encode_prediction
 from streams.cli.replay import dataset_events, encode, produce
@@ -271,7 +271,9 @@ class PeakRSS:
 
 def bench_core(values: list[bytes], batch_size: int) -> Result:
     settings = Settings()  # the worker's defaults: the same evaluation and drift work
-    learner = Learner(["logreg"], evaluation=settings.evaluation(), drift=settings.drift())
+    learner = Learner(
+        ["logreg"], registry=MODELS, evaluation=settings.evaluation(), drift=settings.drift()
+    )
     pipeline = EventPipeline(learner, max_event_bytes=settings.max_event_bytes)
     started = time.perf_counter()
     for i in range(0, len(values), batch_size):

@@ -13,23 +13,19 @@
 True
 """
 
-import importlib
-import sys
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from online_models.models.registry import ModelError, ModelSpec, Task, model_spec
+from streams.cli import app_loading
+from streams.cli.app_loading import AppError
 from streams.settings import Settings, TokenProvider
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
 
-
-class AppError(Exception):
-    """An `--app` that cannot be served; `str()` is one sentence saying what to do."""
+__all__ = ["App", "AppError", "load_app"]
 
 
 class App:
@@ -160,48 +156,7 @@ def _where(factory: Callable[..., Any]) -> str:
 def load_app(path: str) -> App:
     """The App at `module:attribute` (like uvicorn's and Faust's -A), importing the module
     with the working directory on the import path. Raises AppError or ModelError."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise AppError(
-            f"--app {path!r} is not of the form module:attribute (e.g. mypkg.models:app)"
-        )
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModelError:
-        raise
-    except ModuleNotFoundError as err:
-        if err.name is not None and module_name.startswith(err.name):
-            raise AppError(
-                f"cannot import {module_name!r} for --app {path} (no module named "
-                f"{err.name!r}): install its package or run riverrun from the directory "
-                "that holds it"
-            ) from None
-        raise AppError(_import_failure(module_name, err)) from None
-    except Exception as err:  # the user's module failed while importing: where and why
-        raise AppError(_import_failure(module_name, err)) from None
-    try:
-        app = getattr(module, attribute)
-    except AttributeError:
-        raise AppError(
-            f"module {module_name!r} has no attribute {attribute!r}; --app names the App "
-            f"object, e.g. {module_name}:app"
-        ) from None
+    app = app_loading.load_app(path)
     if not isinstance(app, App):
-        raise AppError(
-            f"{path} is a {type(app).__name__}, not a riverrun.App; create one with "
-            "`app = riverrun.App()` and register models with @app.model(...)"
-        )
+        raise AppError(app_loading.not_an_app(path, app))
     return app
-
-
-def _import_failure(module_name: str, err: BaseException) -> str:
-    frames = traceback.extract_tb(err.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
-    at = f" at {user[-1].filename}:{user[-1].lineno}" if user else ""
-    return (
-        f"importing {module_name!r} failed{at} ({type(err).__name__}: {err}); fix the module "
-        "and start again"
-    )

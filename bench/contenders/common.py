@@ -17,7 +17,9 @@ import json
 import sys
 from typing import IO, Any
 
-from online_models.models.registry import MODELS
+from riverrun.builtin import app as builtin
+
+MODELS = builtin.models
 
 
 def arguments(description: str) -> argparse.Namespace:

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from online_models.learning.learner import LearningError, Rejection, ServedModel
-from online_models.models.registry import MODELS, ModelSpec
+from online_models.models.registry import ModelSpec
 from online_models.quality.evaluation import EvaluationConfig
 from schemas import ActivityEvent, ErrorType, MetricsReport, Prediction
 from schemas.feedback import Click, Conversion, Impression, Outcome
@@ -241,7 +241,7 @@ class FeedbackJoiner:
         config: JoinConfig,
         evaluation: EvaluationConfig | None = None,
         *,
-        registry: Mapping[str, ModelSpec] = MODELS,
+        registry: Mapping[str, ModelSpec],
         params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         params = params or {}

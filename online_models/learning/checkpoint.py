@@ -1,15 +1,16 @@
 """Checkpoints of model replicas as signed, compressed, chunked bytes. No I/O.
 
 A replica is one model learning from one input partition. Its checkpoint is the pickled
-state (estimator, update count, evaluator, classes, drift detectors, recent event ids),
-zlib-compressed, signed with HMAC-SHA256 and
-cut into chunks small enough for Kafka's default message limit. Restoring checks, in
+state (`ReplicaState`: estimator, update count, evaluator, classes, drift detectors,
+recent event ids, lifecycle state of the model's versions), zlib-compressed, signed with
+HMAC-SHA256 and cut into chunks small enough for Kafka's default message limit. Restoring checks, in
 order: the layout, the signature, that the checkpoint belongs to this replica, that the
 model's factory, parameters and River version are the ones running, and only then
 unpickles. Bytes that fail the signature are never unpickled (unpickling runs code).
 
 >>> from online_models.learning.learner import Learner
->>> learner = Learner(["logreg"])
+>>> from riverrun.builtin import app
+>>> learner = Learner(["logreg"], registry=app.models)
 >>> replica = Replica("group", "events", 0, "logreg")
 >>> records = encode_checkpoint(learner.models["logreg"], replica, key=b"secret",
 ...                             next_offset=10, sequence=0)
@@ -24,6 +25,8 @@ online_models.learning.checkpoint.CheckpointRefused: unauthenticated: ...
 
 import hashlib
 import hmac
+import importlib
+import io
 import json
 import pickle
 import struct
@@ -40,19 +43,47 @@ import river
 from pydantic import ValidationError
 
 from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
-from online_models.learning.learner import ServedModel
+from online_models.learning.served import ReplicaState, ServedModel
 from online_models.models.registry import ModelSpec
 from online_models.quality.drift import DriftConfig
 from online_models.quality.evaluation import EvaluationConfig, Evaluator
 from schemas.checkpoint import MAGIC, CheckpointHeader
 
-#: The layout this code writes (header fields, zlib of a pickled 7-tuple: estimator,
-#: updates, evaluator, classes, drift monitor, recent event ids, lifecycle state of the
-#: model's versions). It reads format 3 too (the first six: no lifecycle state). Format 2
-#: pickled the first four (drift detectors started afresh after a restore), format 1 the
-#: first three.
-FORMAT_VERSION = 4
-READABLE_FORMATS = (3, 4)
+#: The layout this code writes (header fields, zlib of a pickled `ReplicaState`, read by
+#: name). It reads formats 4 and 3 too, which pickled the same state as a positional
+#: tuple: estimator, updates, evaluator, classes, drift monitor, recent event ids and (4
+#: only) the lifecycle state of the model's versions. Format 2 pickled the first four
+#: (drift detectors started afresh after a restore), format 1 the first three.
+FORMAT_VERSION = 5
+READABLE_FORMATS = (3, 4, 5)
+#: The formats that pickled a model's state as a tuple (`ReplicaState.from_parts`).
+TUPLE_FORMATS = (3, 4)
+
+#: Modules whose classes checkpoints name, by the name riverrun 0.1.0 gave them (a pickle
+#: names each object's module): a checkpoint written before they moved still restores.
+MOVED_MODULES: dict[str, tuple[str, ...]] = {
+    "online_models.admission": ("online_models.learning.admission",),
+    "online_models.bandits": ("online_models.versions.bandits",),
+    "online_models.control": ("online_models.versions.plans",),
+    "online_models.dedup": ("online_models.learning.dedup",),
+    "online_models.drift": ("online_models.quality.drift",),
+    "online_models.evaluation": ("online_models.quality.evaluation",),
+    "online_models.experiments": ("online_models.versions.experiments",),
+    "online_models.feedback_data": ("online_models.feedback.data",),
+    "online_models.joiner": ("online_models.feedback.joiner",),
+    "online_models.learner": ("online_models.learning.served", "online_models.learning.learner"),
+    "online_models.lifecycle": ("online_models.versions.lifecycle",),
+    "online_models.registry": ("online_models.models.features", "online_models.models.registry"),
+    "online_models.models.registry": ("online_models.models.features",),
+}
+
+#: Modules of the factories checkpoints name (header `factory`) that moved since riverrun
+#: 0.1.0: the built-in models' factories, the join's state.
+MOVED_FACTORIES = {
+    "online_models.registry": "riverrun.builtin",
+    "online_models.models.registry": "riverrun.builtin",
+    "online_models.joiner": "online_models.feedback.joiner",
+}
 
 #: Default largest chunk: half of Kafka's default 1 MB message limit leaves room for
 #: the header and the record batch.
@@ -319,6 +350,10 @@ def restore(
     )
     name = f"checkpoint {checkpoint.header.sequence} of {replica.model}"
     try:
+        if checkpoint.header.format_version in TUPLE_FORMATS:
+            state = ReplicaState.from_parts(state)
+        if not isinstance(state, ReplicaState):
+            raise TypeError(f"it holds a {type(state).__name__}, not a model's state")
         next_offset = checkpoint.header.next_offset
         served = ServedModel.from_state(
             spec, state, resume_offset=next_offset, drift=drift, dedup_window=dedup_window
@@ -368,7 +403,7 @@ def restore_state(
         raise CheckpointRefused(Refusal.FOREIGN, f"{name} belongs to {theirs}, not {ours}")
     expected = (identity.factory, identity.params, identity.version, river_version)
     version = identity.version if h.model_version in identity.aliases else h.model_version
-    if (h.factory, h.params, version, h.river_version) != expected:
+    if (_moved(h.factory), h.params, version, h.river_version) != expected:
         raise CheckpointRefused(
             Refusal.INCOMPATIBLE,
             f"{name} was made by {h.factory} {h.params} on River {h.river_version}; this "
@@ -379,8 +414,25 @@ def restore_state(
         state = zlib.decompress(payload)
         if len(state) != h.state_bytes:
             raise ValueError(f"{len(state)} bytes, not {h.state_bytes}")
-        return pickle.loads(state)
+        return _Unpickler(io.BytesIO(state)).load()
     except Exception as err:  # authentic bytes this code cannot read: refuse, never crash
         raise CheckpointRefused(
             Refusal.UNREADABLE, f"{name} is signed but cannot be loaded ({err!r})"
         ) from err
+
+
+def _moved(factory: str) -> str:
+    """Where the factory a checkpoint names is now (`MOVED_FACTORIES`)."""
+    module, _, name = factory.rpartition(".")
+    return f"{MOVED_FACTORIES[module]}.{name}" if module in MOVED_FACTORIES else factory
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickles, finding each class that moved since it was pickled (`MOVED_MODULES`)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        for moved in MOVED_MODULES.get(module, ()):
+            found = getattr(importlib.import_module(moved), name.partition(".")[0], None)
+            if found is not None:
+                return super().find_class(moved, name)
+        return super().find_class(module, name)

@@ -10,7 +10,8 @@ de-duplication window, no bandit draw.
 >>> from datetime import UTC, datetime
 >>> from online_models import Learner
 >>> from schemas import InputEvent
->>> learner = Learner(["logreg"])
+>>> from riverrun.builtin import app
+>>> learner = Learner(["logreg"], registry=app.models)
 >>> before = predict_now(learner, "logreg", "visitor-7", {"device": "mobile"})
 >>> before.prediction, before.role, before.updates
 (0.5, 'champion', 0)

@@ -1,8 +1,10 @@
-"""Named model factories. A new model is one function and one decorator line.
+"""Named model factories and their versions. An app (`riverrun.App`) registers them; the
+code here takes the registry it serves as a parameter.
 
->>> spec = MODELS["logreg"]
->>> spec.task
-'binary'
+>>> from river import linear_model
+>>> spec = model_spec("lin", "regression", lambda lr=0.1: linear_model.LinearRegression())
+>>> spec.task, spec.params
+('regression', {'lr': 0.1})
 >>> model = spec.create()
 """
 
@@ -13,15 +15,13 @@ import functools
 import hashlib
 import inspect
 import json
-import math
-import numbers
 import re
 import textwrap
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
-from river import base, compose, forest, linear_model, optim, preprocessing, tree
+from river import base, compose
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[str, ...] = get_args(Task)
@@ -225,16 +225,49 @@ def _qualified(obj: Any) -> str:
     return f"{getattr(obj, '__module__', None) or '?'}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
+#: riverrun's own code that moved since riverrun 0.1.0, by module: its new module, the
+#: module it had in 0.1.0 and the decorator it was registered with there. A version hashes
+#: such code under its 0.1.0 name and text, so that moving code (the built-in models went
+#: from `online_models.registry`'s `@register(...)` to `riverrun.builtin`'s
+#: `@app.model(...)`) never changes a version: every checkpoint and plan of the built-in
+#: models stays theirs.
+FORMER_NAMES: dict[str, tuple[str, tuple[str, str] | None]] = {
+    "riverrun.builtin": ("online_models.registry", ("@app.model(", "@register(")),
+    "online_models.models.features": ("online_models.registry", None),
+    "online_models.models.registry": ("online_models.registry", None),
+}
+
+
+def code_name(obj: Any) -> str:
+    """`module.qualname` of a function or class, with the module riverrun 0.1.0 gave it
+    when it moved since (`FORMER_NAMES`): the name its version hashes.
+
+    >>> from online_models.models.features import MixedFeatures
+    >>> code_name(MixedFeatures)
+    'online_models.registry.MixedFeatures'
+    """
+    module = getattr(obj, "__module__", None)
+    former = FORMER_NAMES.get(module or "")
+    if former is None:
+        return _qualified(obj)
+    return f"{former[0]}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
 def _source(obj: Any) -> str | None:
     """The source of a function or class that is not River's own (River's is covered by
-    the River version every checkpoint records); None when there is none to read."""
+    the River version every checkpoint records), as it read where it was in riverrun 0.1.0
+    (`FORMER_NAMES`); None when there is none to read."""
     module = getattr(obj, "__module__", None) or ""
     if module == "river" or module.startswith("river."):
         return None
     try:
-        return inspect.getsource(obj)
+        source = inspect.getsource(obj)
     except (OSError, TypeError):
         return None
+    former = FORMER_NAMES.get(module)
+    if former is not None and former[1] is not None and source.startswith(former[1][0]):
+        source = former[1][1] + source[len(former[1][0]) :]
+    return source
 
 
 #: Set while a version is computed as riverrun 0.1.0 did (hash of the source text).
@@ -245,7 +278,7 @@ def _code(obj: Any) -> Any:
     """A function or class as its name and, where readable, a hash of what its source
     does (`_syntax`: comments, docstrings and formatting left out)."""
     source = _source(obj)
-    name = _qualified(obj)
+    name = code_name(obj)
     if source is None:
         return [name]
     return [name, _digest(source if _SOURCE_TEXT.get() else _syntax(source))]
@@ -371,186 +404,6 @@ def _code_version(
     return version
 
 
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register(
-    name: str, task: Task, **params: Any
-) -> Callable[[Callable[..., base.Estimator]], Any]:
-    """Add a factory to `MODELS` (riverrun's built-in models) under `name`, with its
-    default parameters."""
-
-    def add(factory: Callable[..., base.Estimator]) -> Callable[..., base.Estimator]:
-        if name in MODELS:
-            raise ModelError(f"model name {name!r} is registered twice")
-        MODELS[name] = model_spec(name, task, factory, params)
-        return factory
-
-    return add
-
-
-class MixedFeatures(base.Transformer):
-    """Scale numeric (and boolean) features, one-hot encode string features, in one pass.
-
-    The same output, key order included, as River's composition
-    `(SelectType(Number) | StandardScaler()) + (SelectType(str) | OneHotEncoder(drop_zeros=True))`
-    at about half its cost: the union and selections walk every feature several times
-    per event. `drop_zeros=True` keeps the one-hot vector sparse (~7x faster than without).
-
-    >>> encoder = MixedFeatures()
-    >>> encoder.learn_one({"device": "mobile", "price": 2.0})
-    >>> encoder.transform_one({"device": "mobile", "price": 2.0})
-    {'device_mobile': 1, 'price': 0.0}
-    """
-
-    def __init__(self) -> None:
-        self.scaler = preprocessing.StandardScaler()
-        self.encoder: base.Transformer = preprocessing.OneHotEncoder(drop_zeros=True)
-
-    @staticmethod
-    def _split(x: dict[Hashable, Any]) -> tuple[dict[Hashable, Any], dict[Hashable, Any]]:
-        numeric: dict[Hashable, Any] = {}
-        categorical: dict[Hashable, Any] = {}
-        for name, value in x.items():
-            kind = type(value)
-            if kind is str:
-                categorical[name] = value
-            elif kind is float or kind is int or kind is bool or isinstance(value, numbers.Number):
-                numeric[name] = value
-        return numeric, categorical
-
-    def learn_one(self, x: dict[Hashable, Any]) -> None:
-        numeric, categorical = self._split(x)
-        self.scaler.learn_one(numeric)
-        self.encoder.learn_one(categorical)
-
-    def transform_one(self, x: dict[Hashable, Any]) -> dict[Hashable, Any]:
-        numeric, categorical = self._split(x)
-        return {**self.encoder.transform_one(categorical), **self.scaler.transform_one(numeric)}
-
-
-def mixed_features() -> base.Transformer:
-    """The encoding of `logreg`, `linreg` and `clicks`: see `MixedFeatures`."""
-    return MixedFeatures()
-
-
-@register("logreg", task="binary", lr=0.05, l2=0.0)
-def logreg(lr: float, l2: float) -> base.Estimator:
-    """Binary click model: mixed-feature encoding + logistic regression (SGD)."""
-    return mixed_features() | linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
-
-
-@register("linreg", task="regression", lr=0.01, l2=0.0)
-def linreg(lr: float, l2: float) -> base.Estimator:
-    """Regression model: mixed-feature encoding + linear regression (SGD)."""
-    return mixed_features() | linear_model.LinearRegression(optimizer=optim.SGD(lr), l2=l2)
-
-
-@register("softmax", task="multiclass", lr=0.1, l2=0.0)
-def softmax(lr: float, l2: float) -> base.Estimator:
-    """Multiclass model: mixed-feature encoding + softmax regression (SGD)."""
-    return mixed_features() | linear_model.SoftmaxRegression(optimizer=optim.SGD(lr), l2=l2)
-
-
-class HashedFeatures(MixedFeatures):
-    """Scale numeric (and boolean) features; hash string features into `n_features`
-    buckets, in one pass.
-
-    Memory is bounded whatever the number of distinct categories (merchants, offers...):
-    the model has at most `n_features` weights for them. The same output as
-    `(SelectType(Number) | StandardScaler()) + (SelectType(str) | FeatureHasher(...))`.
-
-    Parameters
-    ----------
-    n_features
-        Buckets for the string features.
-    seed
-        Seed of the hash: the same seed puts the same category in the same bucket.
-    """
-
-    def __init__(self, n_features: int = 2**18, seed: int = 0) -> None:
-        self.n_features = n_features
-        self.seed = seed
-        self.scaler = preprocessing.StandardScaler()
-        self.encoder = preprocessing.FeatureHasher(
-            n_features=n_features, seed=seed, alternate_sign=False
-        )
-
-
-class LogFeatures(base.Transformer):
-    """`log1p` of the named numeric features (prices act multiplicatively); others unchanged.
-
-    Parameters
-    ----------
-    names
-        Features to transform. Values that are not numbers above -1 are left as they are.
-
-    >>> LogFeatures(names=("price",)).transform_one({"price": 0.0, "device": "mobile"})
-    {'price': 0.0, 'device': 'mobile'}
-    """
-
-    def __init__(self, names: tuple[str, ...] = ()) -> None:
-        self.names = tuple(names)
-
-    def transform_one(self, x: dict[Hashable, Any]) -> dict[Hashable, Any]:
-        return {
-            k: math.log1p(v)
-            if k in self.names and isinstance(v, int | float) and not isinstance(v, bool) and v > -1
-            else v
-            for k, v in x.items()
-        }
-
-
-@register("ctr", task="binary", alpha=0.05, beta=1.0, l1=0.0, l2=1.0, n_features=2**18, seed=0)
-def ctr(
-    alpha: float, beta: float, l1: float, l2: float, n_features: int, seed: int
-) -> base.Estimator:
-    """Click/propensity model: hashed categoricals + scaled numerics, logistic regression
-    trained by FTRL-Proximal (per-coordinate adaptive learning rates, optional L1)."""
-    optimizer = optim.FTRLProximal(alpha=alpha, beta=beta, l1=l1, l2=l2)
-    return HashedFeatures(n_features, seed) | linear_model.LogisticRegression(
-        optimizer=optimizer, intercept_lr=alpha
-    )
-
-
-# Day of month and month are dropped by default: as numbers they only encode the trend of
-# the few days seen so far, and their early z-scores are huge; the day of the week (a
-# string) carries the weekly seasonality.
-@register(
-    "clicks",
-    task="regression",
-    lr=0.3,
-    intercept_lr=0.05,
-    log=("price",),
-    drop=("date", "day_of_month", "month"),
-)
-def clicks(
-    lr: float, intercept_lr: float, log: tuple[str, ...], drop: tuple[str, ...]
-) -> base.Estimator:
-    """Click-count model: squared loss on `log1p(clicks)` (AdaGrad), predictions mapped back
-    with `expm1` — i.e. it predicts the median-like count MAE rewards. Prices enter as logs."""
-    encode = compose.Discard(*drop) | LogFeatures(names=tuple(log)) | mixed_features()
-    regressor: Any = encode | linear_model.LinearRegression(
-        optimizer=optim.AdaGrad(lr), intercept_lr=intercept_lr
-    )
-    return compose.TargetTransformRegressor(regressor, func=math.log1p, inverse_func=math.expm1)
-
-
-@register("ctr_tree", task="binary", grace_period=200, max_depth=20)
-def ctr_tree(grace_period: int, max_depth: int) -> base.Estimator:
-    """Non-linear click model: a Hoeffding tree on the raw features (strings are nominal
-    splits). Fast (~40k events/s alone) but its state grows with the tree (~5 MB after
-    30k events) and its leaf probabilities are poorly calibrated."""
-    return tree.HoeffdingTreeClassifier(grace_period=grace_period, max_depth=max_depth)
-
-
-@register("ctr_forest", task="binary", n_models=5, seed=1)
-def ctr_forest(n_models: int, seed: int) -> base.Estimator:
-    """Non-linear click model: an adaptive random forest of Hoeffding trees. Slow (~2.4k
-    events/s alone) and large (~80 MB pickled after 30k events): for low-volume streams."""
-    return forest.ARFClassifier(n_models=n_models, seed=seed)
-
-
 def resolve(
     registry: Mapping[str, ModelSpec],
     names: list[str],
@@ -562,9 +415,11 @@ def resolve(
     check it can serve its task. `other_names` may have parameters too (the join's
     propensity models). Raises ModelError naming the first problem.
 
-    >>> resolve(MODELS, ["logreg"], {"logreg": {"lr": 0.1}})["logreg"].params
-    {'lr': 0.1, 'l2': 0.0}
-    >>> resolve(MODELS, ["logrge"], {})
+    >>> from river import linear_model
+    >>> registry = {"logreg": model_spec("logreg", "binary", linear_model.LogisticRegression)}
+    >>> resolve(registry, ["logreg"], {"logreg": {"l2": 0.1}})["logreg"].params["l2"]
+    0.1
+    >>> resolve(registry, ["logrge"], {})
     Traceback (most recent call last):
     ...
     online_models.models.registry.ModelError: no model named 'logrge' (did you mean 'logreg'?) ...

@@ -9,7 +9,7 @@ from typing import Any
 from river import evaluate, metrics
 
 from online_models.learning.learner import Learner
-from online_models.models.registry import MODELS, ModelSpec
+from online_models.models.registry import ModelSpec
 from online_models.quality.evaluation import EvaluationConfig
 from schemas import InputEvent, MetricsReport
 
@@ -43,14 +43,13 @@ class Evaluation:
     rejected: int
 
 
-def _spec(model: str | ModelSpec, params: Mapping[str, Any] | None) -> ModelSpec:
-    spec = MODELS[model] if isinstance(model, str) else model
-    return spec.with_params(**params) if params else spec
+def _spec(model: ModelSpec, params: Mapping[str, Any] | None) -> ModelSpec:
+    return model.with_params(**params) if params else model
 
 
 def run_offline(
     events: Iterable[InputEvent],
-    model: str | ModelSpec,
+    model: ModelSpec,
     *,
     params: Mapping[str, Any] | None = None,
     config: EvaluationConfig | None = None,
@@ -58,7 +57,7 @@ def run_offline(
 ) -> Evaluation:
     """Run the worker's learner over `events` in order, exactly as the stream does.
 
-    `model` is a built-in model's name or any app's `ModelSpec`; `params` change it."""
+    `model` is an app's `ModelSpec` (`app.models[name]`); `params` change it."""
     spec = _spec(model, params)
     learner = Learner([spec.name], registry={spec.name: spec}, evaluation=config)
     reports: list[MetricsReport] = []
@@ -74,7 +73,7 @@ def run_offline(
 
 def river_progressive(
     events: Iterable[InputEvent],
-    model: str | ModelSpec,
+    model: ModelSpec,
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """River's `evaluate.progressive_val_score` with the same factory on the same events."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from online_models.learning.learner import LearningError, ServedModel, scored
+from online_models.learning.served import LearningError, ServedModel, scored
 from online_models.models.registry import ModelError, ModelSpec
 from online_models.versions import plans as control
 from online_models.versions.bandits import BanditDesign, BanditError, BanditRouter

@@ -6,7 +6,8 @@ sentence saying why it cannot apply and what to do, instead of producing a plan 
 cannot be served. The CLI and the workers' automatic changes (gate, rollback, breaker)
 both go through them. No I/O.
 
->>> from online_models.models.registry import MODELS
+>>> from riverrun.builtin import app
+>>> MODELS = app.models
 >>> plan = initial_plan(MODELS["logreg"], changed_by="cli")
 >>> plan = deploy(plan, MODELS["logreg"].with_params(lr=0.1), role="shadow")
 >>> [(v.version == MODELS["logreg"].version, v.role) for v in plan.versions]

@@ -1,16 +1,12 @@
 """What every `riverrun` command shares: the --app option, the app and settings it names
 (each mistake one sentence), and the check that the configured broker answers."""
 
-from typing import TYPE_CHECKING
-
 import click
 from pydantic import ValidationError
 
 from online_models.models.registry import ModelError, ModelSpec
+from streams.cli.app_loading import AppError, ServedApp, load_app
 from streams.settings import Settings, describe_error
-
-if TYPE_CHECKING:
-    from riverrun.app import App
 
 
 def load_settings() -> Settings:
@@ -23,11 +19,9 @@ def load_settings() -> Settings:
         ) from None
 
 
-def load(app_path: str | None) -> tuple["App", Settings]:
+def load(app_path: str | None) -> tuple[ServedApp, Settings]:
     """The app named by --app (else RIVERRUN_APP, else the built-in models) and the
     settings it is served with."""
-    from riverrun.app import AppError, load_app
-
     environment = load_settings()
     path = app_path or environment.app
     try:
@@ -45,7 +39,7 @@ def load(app_path: str | None) -> tuple["App", Settings]:
     return app, settings
 
 
-def served(app: "App", settings: Settings) -> dict[str, ModelSpec]:
+def served(app: ServedApp, settings: Settings) -> dict[str, ModelSpec]:
     """The models a worker serves, each built once: a mistake is one sentence here,
     not a traceback inside the worker."""
     from streams.runtime.served_models import served_models

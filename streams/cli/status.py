@@ -20,9 +20,8 @@ from kafka.errors import KafkaError
 
 from online_models.learning.checkpoint import CheckpointRefused, parse_chunk
 from streams.kafka.local_broker import LocalKafkaError, wait_until_ready
-from streams.kafka.security import describe, kafka_options
+from streams.kafka.security import broker_shown, describe, kafka_options
 from streams.runtime.control import ControlState
-from streams.runtime.progress import broker_shown
 from streams.settings import Settings
 
 #: How long status waits for the broker before it says it is unreachable.

@@ -213,6 +213,15 @@ def _closed_by_broker(err: BaseException) -> bool:
     return "closed" in str(err).lower() and not isinstance(err, ConnectionRefusedError)
 
 
+def broker_shown(servers: str) -> str:
+    """Bootstrap servers without any user or password written into them.
+
+    >>> broker_shown("alice:secret@kafka-1:9092,kafka-2:9092")
+    'kafka-1:9092,kafka-2:9092'
+    """
+    return ",".join(server.rpartition("@")[2] for server in servers.split(","))
+
+
 def describe(settings: Settings, bootstrap: str | None = None) -> str:
     """Which cluster and how, for messages: e.g. `b1:9093 over SASL_SSL (SCRAM-SHA-512)`."""
     where = bootstrap or settings.bootstrap_servers

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Protocol
 
 from mode import Service
@@ -17,6 +18,7 @@ from mode import Service
 from online_models import Learner
 from online_models.versions import plans as control
 from schemas.control import ModelPlan
+from streams.kafka.security import broker_shown
 from streams.runtime.partitioned import PartitionState
 from streams.settings import Settings
 
@@ -38,7 +40,9 @@ def served_versions(learner: Learner, plans: Mapping[str, ModelPlan]) -> list[Se
     versions with their roles (one this code cannot build as such, and who serves in its
     place), else the app's version.
 
-    >>> [(v.model, v.task, v.role) for v in served_versions(Learner(["logreg"]), {})]
+    >>> from riverrun.builtin import app
+    >>> learner = Learner(["logreg"], registry=app.models)
+    >>> [(v.model, v.task, v.role) for v in served_versions(learner, {})]
     [('logreg', 'binary', 'served')]
     """
     for plan in plans.values():
@@ -63,13 +67,13 @@ def served_versions(learner: Learner, plans: Mapping[str, ModelPlan]) -> list[Se
     return out
 
 
-def broker_shown(servers: str) -> str:
-    """Bootstrap servers without any user or password written into them.
-
-    >>> broker_shown("alice:secret@kafka-1:9092,kafka-2:9092")
-    'kafka-1:9092,kafka-2:9092'
-    """
-    return ",".join(server.rpartition("@")[2] for server in servers.split(","))
+def installed_version() -> str:
+    """The version of the installed riverrun package ("0+unknown" in a checkout that was
+    not installed)."""
+    try:
+        return metadata.version("riverrun")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a checkout without install
+        return "0+unknown"
 
 
 def banner(
@@ -183,8 +187,6 @@ class ProgressLog(Service):
         self.urls = urls
 
     async def on_started(self) -> None:
-        from riverrun import __version__
-
         versions = served_versions(self.events.new_learner(), self.events.plans())
         metrics_url, api_url = self.urls()
         log.info(
@@ -194,7 +196,7 @@ class ProgressLog(Service):
                 versions,
                 metrics_url=metrics_url,
                 api_url=api_url,
-                riverrun_version=__version__,
+                riverrun_version=installed_version(),
             ),
         )
 

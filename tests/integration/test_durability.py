@@ -15,13 +15,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from online_models import Learner, Rejection
 from online_models.learning.checkpoint import Replica, gather, parse_chunk, restore
-from online_models.models.registry import MODELS
 from schemas import DeadLetter, InputEvent, MetricsReport, Prediction
 from schemas.checkpoint import MAGIC
 from schemas.drift import DriftReport
 from streams.cli.replay import dataset_events, encode
 from streams.services.event_pipeline import EventPipeline
 from streams.services.events import MAX_BATCHES_IN_FLIGHT
+from tests.builtin import MODELS
 from tests.fingerprint import fingerprint
 
 Message = tuple[bytes | None, bytes]
@@ -75,6 +75,7 @@ def uninterrupted(settings: Any, messages: Sequence[Message], partitions: int) -
     for p in range(partitions):
         learner = expected.learners[p] = Learner(
             settings.models,
+            registry=MODELS,
             params=settings.model_params,
             evaluation=settings.evaluation(),
             drift=settings.drift(),
@@ -210,7 +211,9 @@ def check_final_models(env: Any, learners: dict[int, Learner], events_per_partit
             "recent event ids",
             "lifecycle",
         )
-        for part, got, expected in zip(parts, served.state(), want.state(), strict=True):
+        for part, got, expected in zip(
+            parts, served.state().parts(), want.state().parts(), strict=True
+        ):
             assert fingerprint(got) == fingerprint(expected), (p, name, part)
 
 

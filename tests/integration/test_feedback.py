@@ -7,6 +7,7 @@ from schemas import Prediction
 from schemas.feedback import Impression, Outcome
 from streams.cli.replay import feedback_messages, produce_to_topics
 from streams.kafka.topics import TopicReader
+from tests.builtin import MODELS
 from tests.unit.test_joiner import scored
 
 
@@ -22,7 +23,7 @@ def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env
     s = env.settings
     stream = delayed_feedback(4_000, seed=21, visitors=300, products=("shoes",))
     events = stream.events
-    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params)
+    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params, registry=MODELS)
     expected = [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
     labels = sorted((o.impression_id, o.model, o.label) for o in expected)
     impressions = [e for e in events if isinstance(e, Impression)]
@@ -88,7 +89,7 @@ def test_the_join_delivers_each_outcome_once_with_exactly_once(make_env) -> None
     )
     s = env.settings
     events = delayed_feedback(1_500, seed=5, visitors=100, products=("shoes",)).events
-    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params)
+    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params, registry=MODELS)
     expected = [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
     produce_to_topics(s, feedback_messages(events, s))
     worker = env.start_worker()

@@ -19,6 +19,7 @@ from online_models import Learner
 from schemas import DeadLetter, InputEvent
 from streams.cli.replay import dataset_events, encode
 from streams.http.server import FORWARDED, SERVED_BY, partition_of
+from tests.builtin import MODELS
 from tests.paths import PROJECT_DIR
 from tests.tls import Authority
 
@@ -91,7 +92,7 @@ def offline_prediction(
         if m.partition == partition and m.offset < next_offset
     ]
     assert len(messages) == next_offset  # nothing compacted or missing
-    learner = Learner(["logreg"])
+    learner = Learner(["logreg"], registry=MODELS)
     learner.process([InputEvent.model_validate_json(m.value) for m in messages])
     replica = learner.models["logreg"]
     return replica.predict(dict(features)), replica.updates

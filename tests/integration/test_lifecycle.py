@@ -30,7 +30,7 @@ from tests.integration.conftest import riverrun_cli as cli
 APP = '''
 import riverrun
 from river import base, linear_model, optim
-from online_models.models.registry import mixed_features
+from online_models.models.features import mixed_features
 
 app = riverrun.App()
 

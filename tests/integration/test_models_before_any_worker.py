@@ -10,8 +10,8 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from online_models.models.registry import MODELS
 from streams.runtime.control import read_control
+from tests.builtin import MODELS
 from tests.integration.conftest import riverrun_cli as cli
 
 

@@ -9,10 +9,10 @@ import sys
 import time
 from typing import Any
 
-from online_models import MODELS
 from online_models.versions import plans as control
 from streams.cli.replay import dataset_events, encode
 from streams.runtime.control import write_control
+from tests.builtin import MODELS
 
 
 def status(env: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from online_models.quality.offline import river_progressive, run_offline
 from schemas import ClassPrediction, MetricsReport, decode_prediction
 from schemas.drift import DriftReport
 from streams.cli.replay import dataset_events, encode
+from tests.builtin import MODELS
 
 
 def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # type: ignore[no-untyped-def]
@@ -16,8 +17,8 @@ def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # ty
     offers = list(dataset_events("offers", limit=300 * 10, model=None, seed=42))
     config = env.settings.evaluation()
     expected = {
-        "logreg": run_offline(phishing, "logreg", config=config).reports,
-        "clicks": run_offline(offers, "clicks", config=config).reports,
+        "logreg": run_offline(phishing, MODELS["logreg"], config=config).reports,
+        "clicks": run_offline(offers, MODELS["clicks"], config=config).reports,
     }
     # Phishing: 1250 / 250 = 5 count triggers; segments "all" and "device=__missing__"
     # (its events have no device feature).
@@ -43,7 +44,7 @@ def test_streamed_metrics_reports_equal_the_offline_run(make_env) -> None:  # ty
     # The River metrics in the last Phishing report (after all 1250 events) equal River's
     # own progressive_val_score on the same events.
     last = expected["logreg"][-1].metrics
-    for name, value in river_progressive(phishing, "logreg").items():
+    for name, value in river_progressive(phishing, MODELS["logreg"]).items():
         assert abs(last[name] - value) <= 1e-9, name  # type: ignore[operator]
 
     # Offers' 3,000 labelled events: a reference window of 1,000, then two windows of
@@ -70,7 +71,7 @@ def test_multiclass_metrics_through_the_broker_equal_the_offline_run_and_river(m
     progressive_val_score; predictions are version 2, with every class's probability."""
     env = make_env(models=["softmax"], metrics_every_events=500)
     segments = list(dataset_events("segments", limit=None, model=None, seed=42))
-    expected = run_offline(segments, "softmax", config=env.settings.evaluation()).reports
+    expected = run_offline(segments, MODELS["softmax"], config=env.settings.evaluation()).reports
     # 2,309 scored events (River does not score the first: no class known yet) -> 4 reports.
     assert len(expected) == 4
 
@@ -86,7 +87,7 @@ def test_multiclass_metrics_through_the_broker_equal_the_offline_run_and_river(m
             assert got.metrics[name] == pytest.approx(value, abs=1e-9), name
     # The last report counts 2,000 scored events: the first 2,001.
     assert expected[-1].metrics["n"] == 2000
-    for name, value in river_progressive(segments[:2001], "softmax").items():
+    for name, value in river_progressive(segments[:2001], MODELS["softmax"]).items():
         assert streamed[-1].metrics[name] == pytest.approx(value, abs=1e-9), name
 
     predictions = [

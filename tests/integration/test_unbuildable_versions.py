@@ -31,7 +31,7 @@ MODULE = "h1_fraud_models"
 APP = '''
 import riverrun
 from river import compose, linear_model, optim
-from online_models.models.registry import mixed_features
+from online_models.models.features import mixed_features
 
 app = riverrun.App()
 

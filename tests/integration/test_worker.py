@@ -4,9 +4,10 @@ import json
 
 from kafka import KafkaProducer
 
-from online_models import MODELS, Learner
+from online_models import Learner
 from schemas import DeadLetter, ErrorType, Prediction
 from streams.cli.replay import dataset_events, encode
+from tests.builtin import MODELS
 
 
 def phishing(n: int, prefix: str = "") -> list:  # type: ignore[type-arg]
@@ -26,7 +27,7 @@ def test_every_event_gets_its_prediction_keyed_by_event_id(make_env) -> None:  #
     assert [m.key.decode() for m in messages] == [e.event_id for e in events]
     assert {p.model_version for p in predictions} == {MODELS["logreg"].version}
     # The stream's predictions are exactly those of the same learner run in process.
-    expected = Learner(["logreg"]).process(events)
+    expected = Learner(["logreg"], registry=MODELS).process(events)
     assert [p.prediction for p in predictions] == [e.prediction for e in expected]  # type: ignore[union-attr]
     assert all(p.learned for p in predictions)
     assert [p.model_updates for p in predictions] == list(range(len(events)))
@@ -131,7 +132,7 @@ def test_activity_is_validated_and_counted_and_metrics_are_exported(make_env) ->
     assert samples['riverrun_predict_latency_seconds_count{model="logreg"}'] == 50
     assert samples[f'riverrun_consumer_lag_messages{{partition="0",topic="{s.events_topic}"}}'] == 0
     # The rolling quality gauge equals the same rolling logloss computed offline.
-    offline = Learner(["logreg"], evaluation=s.evaluation())
+    offline = Learner(["logreg"], evaluation=s.evaluation(), registry=MODELS)
     offline.process(events)
     assert (
         samples['riverrun_model_quality{metric="logloss",model="logreg",partition="0"}']

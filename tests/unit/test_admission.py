@@ -7,9 +7,9 @@ import pytest
 
 from online_models.learning.admission import label_problem, refusal
 from online_models.learning.learner import LearningError, ServedModel
-from online_models.models.registry import MODELS
 from online_models.quality.evaluation import EvaluationConfig
 from schemas import ErrorType, InputEvent
+from tests.builtin import MODELS
 
 LABELS: list[Any] = [True, False, 0, 1, 2, -1, 0.0, 1.0, 0.5, 3.2, "true", "0", "cat", "3.2"]
 

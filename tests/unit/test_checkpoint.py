@@ -8,7 +8,7 @@ from typing import TypeGuard
 
 import pytest
 
-from online_models import MODELS, Learner, Rejection
+from online_models import Learner, Rejection
 from online_models.learning.checkpoint import (
     CheckpointRefused,
     Refusal,
@@ -23,6 +23,7 @@ from online_models.quality.evaluation import EvaluationConfig
 from schemas import ClassPrediction, InputEvent, Prediction
 from schemas.checkpoint import MAGIC
 from streams.cli.replay import dataset_events
+from tests.builtin import MODELS
 from tests.fingerprint import fingerprint
 
 KEY = b"test key"
@@ -35,7 +36,7 @@ def clicks(model: str, n: int) -> list[InputEvent]:
 
 
 def trained(model: str, events: list[InputEvent]) -> Learner:
-    learner = Learner([model], evaluation=CONFIG)
+    learner = Learner([model], evaluation=CONFIG, registry=MODELS)
     learner.process(events)
     return learner
 
@@ -66,7 +67,7 @@ def refusal(checkpoint, replica: Replica = REPLICA, model: str = "ctr_tree", **k
 def test_a_restored_tree_over_1_mb_continues_exactly_like_the_uninterrupted_one() -> None:
     events = clicks("ctr_tree", 12_000)
     first, second = events[:8_000], events[8_000:]
-    uninterrupted = Learner(["ctr_tree"], evaluation=CONFIG)
+    uninterrupted = Learner(["ctr_tree"], evaluation=CONFIG, registry=MODELS)
     expected = uninterrupted.process(first) + uninterrupted.process(second)
     expected_reports = uninterrupted.drain_reports()
 
@@ -80,7 +81,7 @@ def test_a_restored_tree_over_1_mb_continues_exactly_like_the_uninterrupted_one(
 
     served = restore(only(records), REPLICA, MODELS["ctr_tree"], key=KEY, evaluation=CONFIG)
     assert served.resume_offset == 8_000
-    after = Learner(["ctr_tree"], evaluation=CONFIG)
+    after = Learner(["ctr_tree"], evaluation=CONFIG, registry=MODELS)
     after.models["ctr_tree"] = served
     outputs = after.process(second)
     assert [o.prediction for o in outputs] == [o.prediction for o in expected[8_000:]]  # type: ignore[union-attr]
@@ -95,7 +96,7 @@ def test_events_below_the_resume_offset_are_predicted_but_not_learnt_again() -> 
     replica = Replica("group", "events", 3, "logreg")
     records = checkpoint_of(learner, "logreg", replica, next_offset=300)
     served = restore(only(records), replica, MODELS["logreg"], key=KEY)
-    replay = Learner(["logreg"], evaluation=CONFIG)
+    replay = Learner(["logreg"], evaluation=CONFIG, registry=MODELS)
     replay.models["logreg"] = served
     outputs = replay.process(events[250:], offsets=range(250, 400))
     assert binary_predictions(outputs)
@@ -107,14 +108,14 @@ def test_events_below_the_resume_offset_are_predicted_but_not_learnt_again() -> 
 
 def test_a_restored_multiclass_replica_continues_exactly_and_keeps_its_classes() -> None:
     events = list(dataset_events("segments", limit=None, model=None, seed=42))
-    uninterrupted = Learner(["softmax"], evaluation=CONFIG)
+    uninterrupted = Learner(["softmax"], evaluation=CONFIG, registry=MODELS)
     expected = uninterrupted.process(events)
     before = trained("softmax", events[:1200])
     replica = Replica("group", "events", 0, "softmax")
     records = checkpoint_of(before, "softmax", replica, next_offset=1200)
     served = restore(only(records), replica, MODELS["softmax"], key=KEY, evaluation=CONFIG)
     assert set(served.classes) == set(before.models["softmax"].classes) and served.classes
-    after = Learner(["softmax"], evaluation=CONFIG)
+    after = Learner(["softmax"], evaluation=CONFIG, registry=MODELS)
     after.models["softmax"] = served
 
     def without_latency(outputs: list) -> list:  # type: ignore[type-arg]

@@ -9,6 +9,7 @@ from online_models.learning.checkpoint import Replica, encode_checkpoint, gather
 from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW, RecentEvents
 from schemas import ErrorType, InputEvent, Prediction
 from streams.cli.replay import dataset_events
+from tests.builtin import MODELS
 from tests.fingerprint import fingerprint
 
 KEY = b"test key"
@@ -21,35 +22,37 @@ def clicks(n: int, seed: int = 5) -> list[InputEvent]:
 
 def test_a_re_sent_event_is_a_duplicate_naming_the_first_offset_and_is_not_learnt() -> None:
     events = clicks(50)
-    learner = Learner(["logreg"])
+    learner = Learner(["logreg"], registry=MODELS)
     learner.process(events, offsets=range(100, 150))
-    before = fingerprint(learner.models["logreg"].state()[:3])  # estimator, updates, evaluator
+    before = fingerprint(
+        learner.models["logreg"].state().parts()[:3]
+    )  # estimator, updates, evaluator
 
     (output,) = learner.process([events[7]], offsets=[150])
 
     assert isinstance(output, Rejection) and output.error_type is ErrorType.DUPLICATE_EVENT
     assert f"{events[7].event_id!r}" in output.reason and "at offset 107" in output.reason
     assert "RIVERRUN_DEDUP_WINDOW" in output.reason
-    assert fingerprint(learner.models["logreg"].state()[:3]) == before  # nothing learnt
+    assert fingerprint(learner.models["logreg"].state().parts()[:3]) == before  # nothing learnt
 
 
 def test_the_window_forgets_the_oldest_ids_and_zero_turns_the_check_off() -> None:
     events = clicks(30)
-    small = Learner(["logreg"], dedup_window=10)
+    small = Learner(["logreg"], dedup_window=10, registry=MODELS)
     small.process(events, offsets=range(30))
     again = small.process([events[5], events[25]], offsets=[30, 31])
     assert isinstance(again[0], Prediction)  # left the window: predicted (and learnt) again
     assert isinstance(again[1], Rejection) and again[1].error_type is ErrorType.DUPLICATE_EVENT
     assert len(small.models["logreg"].recent) == 10
 
-    off = Learner(["logreg"], dedup_window=0)
+    off = Learner(["logreg"], dedup_window=0, registry=MODELS)
     off.process(events, offsets=range(30))
     assert all(isinstance(o, Prediction) for o in off.process(events[:3], offsets=[30, 31, 32]))
     assert len(off.models["logreg"].recent) == 0
 
 
 def test_ids_are_per_model_and_rejected_events_are_not_remembered() -> None:
-    learner = Learner(["logreg", "ctr"])
+    learner = Learner(["logreg", "ctr"], registry=MODELS)
     first = clicks(1)[0]
     for_ctr = first.model_copy(update={"model": "ctr"})
     bad = first.model_copy(update={"event_id": "bad", "label": "x"})  # not a binary label
@@ -64,22 +67,22 @@ def test_ids_are_per_model_and_rejected_events_are_not_remembered() -> None:
 
 def test_without_offsets_positions_count_and_repeats_are_refused() -> None:
     events = clicks(3)
-    outputs = Learner(["logreg"]).process([*events, events[1]])
+    outputs = Learner(["logreg"], registry=MODELS).process([*events, events[1]])
     assert isinstance(outputs[3], Rejection)
     assert "at offset 1" in outputs[3].reason
 
 
 def test_the_window_is_checkpointed_and_a_restored_replica_refuses_what_the_last_did() -> None:
     events = clicks(400)
-    uninterrupted = Learner(["logreg"])
+    uninterrupted = Learner(["logreg"], registry=MODELS)
     expected = uninterrupted.process([*events, events[10], events[390]], offsets=range(402))
 
-    first = Learner(["logreg"])
+    first = Learner(["logreg"], registry=MODELS)
     first.process(events[:300], offsets=range(300))
     records = encode_checkpoint(
         first.models["logreg"], REPLICA, key=KEY, next_offset=300, sequence=0
     )
-    restored = Learner(["logreg"])
+    restored = Learner(["logreg"], registry=MODELS)
     restored.models["logreg"] = restore(
         gather(v for _, v in records)[0][0], REPLICA, first.models["logreg"].spec, key=KEY
     )

@@ -12,6 +12,7 @@ from river.datasets import synth
 from online_models import Learner
 from online_models.quality.drift import DriftConfig, DriftMonitor, jensen_shannon, psi
 from schemas import InputEvent
+from tests.builtin import MODELS
 
 SWITCH = 5_000
 #: Documented bound (README, Drift): the loss detectors alarm within this many labelled
@@ -43,7 +44,7 @@ def agrawal_events(seed: int, n: int = 9_000, function: int = 2) -> list[InputEv
 
 
 def alarms(events: list[InputEvent]) -> dict[tuple[str, str], list[int]]:
-    learner = Learner(["logreg"], drift=DriftConfig())
+    learner = Learner(["logreg"], drift=DriftConfig(), registry=MODELS)
     learner.process(events, offsets=range(len(events)))
     found: dict[tuple[str, str], list[int]] = {}
     for report in learner.drain_drift():

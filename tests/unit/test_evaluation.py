@@ -28,6 +28,7 @@ from online_models.quality.evaluation import (
 from online_models.quality.offline import river_progressive, run_offline
 from schemas import ClassPrediction, Prediction
 from streams.cli.replay import dataset_events
+from tests.builtin import MODELS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -94,7 +95,7 @@ def test_streamed_auc_on_the_click_stream_is_within_its_bound() -> None:
     16,384 default cells): the streamed AUC is within the bound it reports of the exact
     AUC of the same predictions, and that bound is below 1e-4 (README, Model quality)."""
     events = list(dataset_events("clicks", limit=40_000, model=None, seed=42))
-    learner = Learner(["ctr"])
+    learner = Learner(["ctr"], registry=MODELS)
     outputs = learner.process(events)
     pairs = [
         (bool(e.label), float(o.prediction))
@@ -255,8 +256,8 @@ def test_streamed_metrics_equal_river_progressive_val_score(
     """The stream's learner and River's progressive_val_score, same factory, same events."""
     events = list(dataset_events(dataset, limit=limit, model=None, seed=42))
     model = DATASETS[dataset].model
-    streamed = run_offline(events, model).final["all"]
-    reference = river_progressive(events, model)
+    streamed = run_offline(events, MODELS[model]).final["all"]
+    reference = river_progressive(events, MODELS[model])
     assert reference  # River has metrics for every task
     for name, value in reference.items():
         assert streamed[name] == pytest.approx(value, abs=1e-9), name
@@ -265,8 +266,8 @@ def test_streamed_metrics_equal_river_progressive_val_score(
 def test_offline_reports_are_deterministic_and_batch_size_free() -> None:
     events = list(dataset_events("bananas", limit=None, model=None, seed=42))
     config = EvaluationConfig(every_events=500, segment_features=("1",), max_segments=3)
-    a = run_offline(events, "logreg", config=config, batch_size=500).reports
-    b = run_offline(events, "logreg", config=config, batch_size=37).reports
+    a = run_offline(events, MODELS["logreg"], config=config, batch_size=500).reports
+    b = run_offline(events, MODELS["logreg"], config=config, batch_size=37).reports
     # 5300 // 500 = 10 count triggers (5,300 s of event time stay in one day: no period
     # trigger), each reporting 5 segments: all, three values of feature "1", __other__.
     assert len(a) == 10 * 5
@@ -284,7 +285,7 @@ def test_clicks_model_beats_the_per_offer_moving_average_after_warm_up() -> None
     # 120 days of 300 offers; the window metrics cover the last 10,000 events (~33 days),
     # well after the first month of warm-up.
     events = list(dataset_events("offers", limit=300 * 120, model=None, seed=42))
-    final = run_offline(events, "clicks").final["all"]
+    final = run_offline(events, MODELS["clicks"]).final["all"]
     assert known(final, "mae_window") < 0.8 * known(final, "baseline_mae_window")
     # Calibration of totals: predicted clicks within 10% of actual clicks over the window run.
     assert abs(known(final, "predicted_total") / known(final, "actual_total") - 1) < 0.1
@@ -296,7 +297,7 @@ def test_multiclass_per_class_figures_equal_sklearns_on_the_same_predictions() -
     River's progressive_val_score scores: every labelled event but the first, when the
     model knows no class yet."""
     events = list(dataset_events("segments", limit=None, model=None, seed=42))
-    learner = Learner(["softmax"])
+    learner = Learner(["softmax"], registry=MODELS)
     outputs = learner.process(events)
     scored = [
         (e.label, o.prediction)
@@ -319,7 +320,7 @@ def test_multiclass_per_class_figures_equal_sklearns_on_the_same_predictions() -
     report = Evaluator("softmax", "v", "multiclass").reports("events")
     assert report == []  # nothing scored yet: nothing to report
     # The second report (every 1,000 scored events) covers the first 2,000 scored pairs.
-    (last,) = [r for r in run_offline(events, "softmax").reports if r.metrics["n"] == 2000]
+    (last,) = [r for r in run_offline(events, MODELS["softmax"]).reports if r.metrics["n"] == 2000]
     assert last.schema_version == 2 and last.confusion is not None
     matrix = confusion_matrix(y_true[:2000], y_pred[:2000], labels=classes)
     assert {
@@ -330,6 +331,6 @@ def test_multiclass_per_class_figures_equal_sklearns_on_the_same_predictions() -
 
 def test_binary_and_regression_reports_stay_version_1() -> None:
     events = list(dataset_events("phishing", limit=None, model=None, seed=42))
-    report = run_offline(events, "logreg").reports[-1]
+    report = run_offline(events, MODELS["logreg"]).reports[-1]
     assert report.schema_version == 1 and report.confusion is None
     assert "confusion" not in report.model_dump_json()

@@ -26,6 +26,7 @@ from schemas.codec import InvalidMessage, decode
 from schemas.fast_codec import _DECODER, _WireEvent, decode_input_event, encode_prediction
 from schemas.input_event import MAX_FEATURES
 from streams.cli.replay import dataset_events, encode
+from tests.builtin import MODELS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 MAX_BYTES = 100_000
@@ -475,7 +476,7 @@ def test_learner_outputs_are_encoded_byte_for_byte() -> None:
     """Binary and multiclass predictions as the worker makes them (real floats)."""
     clicks = list(dataset_events("clicks", limit=2_000, model="logreg", seed=42))
     segments = list(dataset_events("segments", limit=500, model="softmax", seed=42))
-    outputs = Learner(["logreg", "softmax"]).process(clicks + segments)
+    outputs = Learner(["logreg", "softmax"], registry=MODELS).process(clicks + segments)
     kinds = Counter(type(output).__name__ for output in outputs)
     assert kinds == {"Prediction": 2_000, "ClassPrediction": 500}
     for output in outputs:
@@ -488,7 +489,7 @@ def test_learner_outputs_are_what_model_construct_builds() -> None:
     fields set as model_construct's."""
     clicks = list(dataset_events("clicks", limit=50, model="logreg", seed=1))
     segments = list(dataset_events("segments", limit=50, model="softmax", seed=1))
-    for output in Learner(["logreg", "softmax"]).process(clicks + segments):
+    for output in Learner(["logreg", "softmax"], registry=MODELS).process(clicks + segments):
         assert isinstance(output, Prediction | ClassPrediction)
         given = {k: v for k, v in vars(output).items() if k in output.model_fields_set}
         expected = type(output).model_construct(**given)

@@ -18,6 +18,7 @@ from online_models.feedback.joiner import (
 )
 from schemas import ActivityEvent, Prediction
 from schemas.feedback import Click, Conversion, Impression, Outcome
+from tests.builtin import MODELS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -50,7 +51,7 @@ CONFIG = JoinConfig(click_window_seconds=600, lateness_seconds=60, ctr_model="lo
 
 
 def test_a_click_inside_the_window_is_learnt_at_once_and_silence_only_after_the_watermark() -> None:
-    joiner = FeedbackJoiner(CONFIG)
+    joiner = FeedbackJoiner(CONFIG, registry=MODELS)
     (predicted,) = joiner.handle(impression(1, 0))
     assert isinstance(predicted, Prediction) and predicted.event_id == "i1"
     joiner.handle(impression(2, 10))
@@ -66,7 +67,7 @@ def test_a_click_inside_the_window_is_learnt_at_once_and_silence_only_after_the_
 
 
 def test_late_unknown_and_duplicate_clicks_are_counted_and_not_learnt() -> None:
-    joiner = FeedbackJoiner(CONFIG)
+    joiner = FeedbackJoiner(CONFIG, registry=MODELS)
     joiner.handle(impression(1, 0))
     joiner.handle(Click(click_id="c1", impression_id="i1", ts=at(20)))
     assert joiner.handle(Click(click_id="c2", impression_id="i1", ts=at(25))) == []
@@ -82,7 +83,7 @@ def test_late_unknown_and_duplicate_clicks_are_counted_and_not_learnt() -> None:
 
 
 def test_activity_features_see_nothing_after_the_impression_even_if_it_arrived_first() -> None:
-    joiner = FeedbackJoiner(CONFIG)
+    joiner = FeedbackJoiner(CONFIG, registry=MODELS)
     for seconds, kind in [(-7200, "search"), (-1800, "page_view"), (30, "purchase")]:
         joiner.handle(ActivityEvent(visitor="v1", ts=at(seconds), type=kind, category="c"))
     joiner.handle(impression(1, 0))
@@ -114,7 +115,7 @@ def test_labels_depend_on_event_times_only_not_on_arrival_order_within_the_laten
     assert shuffled != stream.events
     labels = []
     for events in (stream.events, shuffled):
-        joiner = FeedbackJoiner(config)
+        joiner = FeedbackJoiner(config, registry=MODELS)
         result = outcomes(joiner.process(fix_causality(events)))
         labels.append(sorted((o.impression_id, o.model, o.label) for o in result))
     assert labels[0] == labels[1]
@@ -151,7 +152,7 @@ def test_conversion_coverage_follows_the_known_delay_distribution(window_hours: 
     )
     window = window_hours * 3600.0
     config = JoinConfig(conversion_window_seconds=window, products=("shoes",), ctr_model="logreg")
-    joiner = FeedbackJoiner(config)
+    joiner = FeedbackJoiner(config, registry=MODELS)
     joined = {
         o.impression_id
         for o in outcomes(joiner.process(stream.events))
@@ -172,7 +173,7 @@ def test_conversion_coverage_follows_the_known_delay_distribution(window_hours: 
 @pytest.mark.parametrize("rate", [1.0, 0.2])
 def test_learned_ctr_converges_to_the_true_one_with_and_without_down_sampling(rate: float) -> None:
     stream = delayed_feedback(30_000, seed=3)
-    joiner = FeedbackJoiner(JoinConfig(negative_rate=rate))
+    joiner = FeedbackJoiner(JoinConfig(negative_rate=rate), registry=MODELS)
     resolved = [o for o in outcomes(joiner.process(stream.events)) if o.label_type == "click"]
     late = resolved[len(resolved) // 2 :]
     predicted = sum(scored(o) for o in late)
@@ -202,7 +203,7 @@ def test_a_conversion_labels_the_product_model_of_every_impression_in_its_window
     config = JoinConfig(
         products=("shoes", "bags"), conversion_window_seconds=3600, ctr_model="logreg"
     )
-    joiner = FeedbackJoiner(config)
+    joiner = FeedbackJoiner(config, registry=MODELS)
     joiner.handle(impression(1, 0))
     joiner.handle(impression(2, 1000))
     result = joiner.handle(Conversion(visitor="v1", product="shoes", ts=at(3000)))
@@ -224,7 +225,7 @@ def test_labels_that_arrive_before_their_impression_wait_for_it_within_the_laten
     config = JoinConfig(
         products=("shoes",), conversion_window_seconds=3600, ctr_model="logreg", lateness_seconds=60
     )
-    joiner = FeedbackJoiner(config)
+    joiner = FeedbackJoiner(config, registry=MODELS)
     joiner.handle(ActivityEvent(visitor="v1", ts=at(100), type="search"))  # watermark 40
     assert joiner.handle(Click(click_id="c1", impression_id="i1", ts=at(90))) == []
     assert joiner.handle(Conversion(visitor="v1", product="shoes", ts=at(95))) == []
@@ -242,7 +243,10 @@ def test_labels_that_arrive_before_their_impression_wait_for_it_within_the_laten
 
 def test_beyond_max_pending_the_oldest_impression_closes_at_once_as_a_negative() -> None:
     joiner = FeedbackJoiner(
-        JoinConfig(click_window_seconds=600, lateness_seconds=60, ctr_model="logreg", max_pending=2)
+        JoinConfig(
+            click_window_seconds=600, lateness_seconds=60, ctr_model="logreg", max_pending=2
+        ),
+        registry=MODELS,
     )
     joiner.handle(impression(1, 0))
     joiner.handle(impression(2, 10))
@@ -266,7 +270,7 @@ def test_join_state_stays_within_its_caps_and_labels_every_impression_once() -> 
     entries), and every impression still gets exactly one label per model."""
     products = ("shoes",)
     config = JoinConfig(products=products, ctr_model="logreg", max_pending=50, max_visitors=20)
-    joiner = FeedbackJoiner(config)
+    joiner = FeedbackJoiner(config, registry=MODELS)
     rng = random.Random(5)
     labels: dict[tuple[str, str], int] = {}
     for n in range(4000):
@@ -294,7 +298,7 @@ def test_join_state_stays_within_its_caps_and_labels_every_impression_once() -> 
 
 
 def test_beyond_max_visitors_the_least_recently_active_visitor_is_forgotten() -> None:
-    joiner = FeedbackJoiner(JoinConfig(ctr_model="logreg", max_visitors=2))
+    joiner = FeedbackJoiner(JoinConfig(ctr_model="logreg", max_visitors=2), registry=MODELS)
     for visitor, seconds in [("v1", 0), ("v2", 10), ("v1", 20), ("v3", 30)]:
         joiner.handle(ActivityEvent(visitor=visitor, ts=at(seconds), type="search"))
     assert list(joiner.activity) == ["v1", "v3"] and joiner.stats.forgotten_visitors == 1

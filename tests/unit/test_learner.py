@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 from river import base, checks, datasets
 
-from online_models import MODELS, Learner, Rejection
+from online_models import Learner, Rejection
 from online_models.models.datasets import DATASETS, Sample, synthetic_clicks
 from online_models.models.registry import ModelSpec
 from online_models.quality.evaluation import EvaluationConfig
 from schemas import ClassPrediction, ErrorType, InputEvent, Prediction
 from schemas.prediction import class_text
 from streams.cli.replay import build_events
+from tests.builtin import MODELS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 #: The task of each built-in model's estimator class, to call the right predict method.
@@ -90,7 +91,7 @@ def test_predictions_equal_a_plain_river_predict_then_learn_loop(dataset: str) -
     """Each prediction is the model's output before it learns that event, in order."""
     info = DATASETS[dataset]
     events = list(build_events(info.samples(2000), model=info.model, source=dataset))
-    outputs = Learner([info.model]).process(events)
+    outputs = Learner([info.model], registry=MODELS).process(events)
 
     reference: Any = MODELS[info.model].create()  # a River pipeline (see above)
     binary = MODELS[info.model].task == "binary"
@@ -103,7 +104,7 @@ def test_predictions_equal_a_plain_river_predict_then_learn_loop(dataset: str) -
 
 
 def test_unlabelled_events_are_predicted_but_not_learnt() -> None:
-    learner = Learner(["logreg"])
+    learner = Learner(["logreg"], registry=MODELS)
     first, second = learner.process([event(device="mobile"), event(device="mobile", label=True)])
     assert isinstance(first, Prediction) and isinstance(second, Prediction)
     assert (first.learned, second.learned) == (False, True)
@@ -115,7 +116,7 @@ def test_unlabelled_events_are_predicted_but_not_learnt() -> None:
 
 
 def test_outputs_keep_event_order_and_reject_in_place() -> None:
-    learner = Learner(["logreg", "linreg"])
+    learner = Learner(["logreg", "linreg"], registry=MODELS)
     batch = [
         event(label=True, x=1.0),
         event(model="nope", x=1.0),
@@ -132,7 +133,7 @@ def test_outputs_keep_event_order_and_reject_in_place() -> None:
 
 @pytest.mark.parametrize("label", [True, False, 0, 1, 0.0, 1.0])
 def test_binary_labels_accept_booleans_and_zero_one(label: Any) -> None:
-    out = Learner(["logreg"]).process([event(label=label, x=1.0)])[0]
+    out = Learner(["logreg"], registry=MODELS).process([event(label=label, x=1.0)])[0]
     assert isinstance(out, Prediction) and out.learned
 
 
@@ -156,7 +157,7 @@ def test_diverged_model_is_a_rejection_not_a_crash() -> None:
 
 def test_unknown_model_name_in_settings_fails_fast() -> None:
     with pytest.raises(ValueError, match="choose among"):
-        Learner(["no-such-model"])
+        Learner(["no-such-model"], registry=MODELS)
 
 
 def test_model_version_names_factory_parameters() -> None:
@@ -167,7 +168,7 @@ def test_model_version_names_factory_parameters() -> None:
 
 
 def test_rolling_quality_is_reported_once_labels_arrive() -> None:
-    learner = Learner(["logreg"], evaluation=EvaluationConfig(window=10))
+    learner = Learner(["logreg"], evaluation=EvaluationConfig(window=10), registry=MODELS)
     assert learner.quality() == {}
     learner.process([event(label=True, x=1.0)])
     metric, value = learner.quality()["logreg"]
@@ -182,7 +183,7 @@ def segment_events(n: int) -> list[InputEvent]:
 
 def test_a_multiclass_prediction_carries_the_class_and_its_probabilities() -> None:
     events = segment_events(300)
-    outputs = Learner(["softmax"]).process(events)
+    outputs = Learner(["softmax"], registry=MODELS).process(events)
     reference: Any = MODELS["softmax"].create()  # a River pipeline (see above)
     for ev, out in zip(events, outputs, strict=True):
         assert isinstance(out, ClassPrediction) and out.schema_version == 2
@@ -199,7 +200,9 @@ def test_a_multiclass_prediction_carries_the_class_and_its_probabilities() -> No
 
 @pytest.mark.parametrize("labels", [["a", 2, True], [0, 1, 2]])
 def test_multiclass_labels_are_strings_integers_or_booleans(labels: list[Any]) -> None:
-    out = Learner(["softmax"]).process([event("softmax", label=y, x=1.0) for y in labels])
+    out = Learner(["softmax"], registry=MODELS).process(
+        [event("softmax", label=y, x=1.0) for y in labels]
+    )
     assert all(isinstance(o, ClassPrediction) and o.learned for o in out)
     assert set(out[-1].probabilities) == {class_text(y) for y in labels[:-1]}  # type: ignore[union-attr]
 
@@ -217,7 +220,7 @@ def test_multiclass_labels_are_strings_integers_or_booleans(labels: list[Any]) -
 def test_a_multiclass_label_that_would_merge_two_classes_is_refused(
     first: Any, second: Any, why: str
 ) -> None:
-    learner = Learner(["softmax"])
+    learner = Learner(["softmax"], registry=MODELS)
     out = learner.process(
         [event("softmax", label=first, x=1.0), event("softmax", label=second, x=1.0)]
     )
@@ -228,5 +231,5 @@ def test_a_multiclass_label_that_would_merge_two_classes_is_refused(
 
 @pytest.mark.parametrize(("model", "label"), [("logreg", "yes"), ("linreg", "3")])
 def test_a_string_label_is_refused_by_binary_and_regression_models(model: str, label: str) -> None:
-    out = Learner([model]).process([event(model, label=label, x=1.0)])[0]
+    out = Learner([model], registry=MODELS).process([event(model, label=label, x=1.0)])[0]
     assert isinstance(out, Rejection) and out.error_type is ErrorType.INVALID_LABEL

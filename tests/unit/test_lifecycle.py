@@ -17,13 +17,15 @@ from statsmodels.stats.power import NormalIndPower
 from online_models.learning.checkpoint import Replica, encode_checkpoint, gather, restore
 from online_models.learning.learner import Learner
 from online_models.models.datasets import synthetic_clicks
-from online_models.models.registry import MODELS, mixed_features, model_spec
+from online_models.models.features import mixed_features
+from online_models.models.registry import model_spec
 from online_models.versions import plans as control
 from online_models.versions.experiments import ExperimentDesign
 from online_models.versions.lifecycle import experiment_verdict, key_bucket
 from schemas import InputEvent, Prediction
 from schemas.control import BanditPlan, BreakerPlan, ExperimentPlan, GatePlan, ModelPlan, Routing
 from schemas.prediction import AnyPrediction
+from tests.builtin import MODELS
 from tests.fingerprint import fingerprint
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,7 +52,7 @@ def clicks(n: int, seed: int = 3, start: int = 0, label: bool = True) -> list[In
 
 
 def learner_with(plan_edits: Any = None, partition: int = 0) -> tuple[Learner, ModelPlan]:
-    learner = Learner(["logreg"], params={"logreg": WEAK}, partition=partition)
+    learner = Learner(["logreg"], params={"logreg": WEAK}, partition=partition, registry=MODELS)
     plan = control.initial_plan(learner.models["logreg"].spec, changed_by="test")
     if plan_edits is not None:
         plan = plan_edits(plan, learner.models["logreg"].spec)
@@ -92,7 +94,7 @@ def test_a_shadow_predicts_and_learns_every_event_and_never_serves() -> None:
         routing(p).served for p in shadow
     )
     # Its metrics equal an offline run of that version alone over the same events.
-    alone = Learner(["logreg"], params={"logreg": GOOD})
+    alone = Learner(["logreg"], params={"logreg": GOOD}, registry=MODELS)
     offline = run(alone, events)
     assert [p.prediction for p in shadow] == [o.prediction for o in offline]
     group = learner.groups["logreg"]
@@ -292,7 +294,7 @@ def test_every_version_and_the_lifecycle_state_survive_a_checkpoint_exactly() ->
 
     learner, plan = learner_with(edits)
     run(learner, clicks(1500))
-    restored = Learner(["logreg"], params={"logreg": WEAK}, partition=0)
+    restored = Learner(["logreg"], params={"logreg": WEAK}, partition=0, registry=MODELS)
     restored.apply_plan(plan, 1500)
     group = restored.groups["logreg"]
     replicas = {}
@@ -313,7 +315,9 @@ def test_every_version_and_the_lifecycle_state_survive_a_checkpoint_exactly() ->
         (o.model_version, o.prediction, o.routing) for o in expected
     ]
     for name, served in learner.replicas().items():
-        assert fingerprint(restored.replicas()[name].state()[:6]) == fingerprint(served.state()[:6])
+        assert fingerprint(restored.replicas()[name].state().parts()[:6]) == fingerprint(
+            served.state().parts()[:6]
+        )
 
 
 def test_control_messages_need_the_key() -> None:

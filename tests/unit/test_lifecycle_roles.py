@@ -6,15 +6,16 @@ the event, the reason and what to do, instead of falling silent)."""
 from typing import Any
 
 from online_models.learning.learner import Learner
-from online_models.models.registry import MODELS, model_spec
+from online_models.models.registry import model_spec
 from online_models.versions import plans as control
 from schemas import Prediction
 from schemas.control import GatePlan, ModelPlan
+from tests.builtin import MODELS
 from tests.unit.test_lifecycle import GOOD, WEAK, clicks, diverging, routing, run
 
 
 def test_predictions_carry_the_role_their_version_had_when_it_predicted() -> None:
-    learner = Learner(["logreg"], params={"logreg": WEAK}, partition=0)
+    learner = Learner(["logreg"], params={"logreg": WEAK}, partition=0, registry=MODELS)
     spec = learner.models["logreg"].spec
     plan = control.initial_plan(spec, changed_by="test")
     plan = control.with_gate(plan, GatePlan(min_labelled=300, auto_promote=True, canary_share=0.5))

@@ -18,6 +18,7 @@ from online_models.models.registry import ModelSpec
 from schemas import ErrorType, InputEvent
 from schemas.codec import InvalidMessage, decode
 from streams.cli.main import main
+from tests.builtin import MODELS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -135,7 +136,6 @@ def test_a_classifier_that_knows_no_class_predicts_null_not_a_confident_no() -> 
     # published as null (a valid v1 message, as the /v1 answer), then numbers once it knows.
     import jsonschema
 
-    from online_models import MODELS
     from online_models.learning.request_time import predict_now
     from schemas import Prediction
     from schemas.serving import RequestPrediction
@@ -192,7 +192,7 @@ def test_a_drift_report_shows_the_quantities_its_detector_compares() -> None:
     from online_models.quality.drift import DriftConfig, page_hinkley_statistic
     from tests.unit.test_drift import agrawal_events
 
-    learner = Learner(["logreg"], drift=DriftConfig())
+    learner = Learner(["logreg"], drift=DriftConfig(), registry=MODELS)
     events = agrawal_events(1, n=8_000)
     learner.process(events, offsets=range(len(events)))
     reports = learner.drain_drift()

@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner, Result
 from scipy import stats
 
-from online_models.models.registry import MODELS
 from online_models.versions.experiments import SEQUENTIAL_BURN_IN, ArmOutcomes, ExperimentDesign
 from online_models.versions.plans import initial_plan, sign, stop_diverged
 from schemas.control import (
@@ -34,6 +33,7 @@ from streams.cli import plan_edits as lifecycle_cli
 from streams.cli.main import main
 from streams.runtime.control import ControlState
 from streams.settings import Settings
+from tests.builtin import MODELS
 
 KEY = "test-key"
 APP = ["--app", "riverrun.builtin:app"]

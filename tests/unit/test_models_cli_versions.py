@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from online_models.models.registry import MODELS, model_spec
+from online_models.models.registry import model_spec
 from online_models.versions.plans import initial_plan
 from schemas.control import VersionStatus
 from streams.cli.main import main
+from tests.builtin import MODELS
 from tests.unit import test_models_cli as base
 from tests.unit.test_unbuildable import other_code
 
@@ -23,7 +24,7 @@ TWO_PIPELINES = """
 from river import linear_model, tree
 
 import riverrun
-from online_models.models.registry import mixed_features
+from online_models.models.features import mixed_features
 
 app = riverrun.App()
 

@@ -17,6 +17,7 @@ from streams.http.server import SERVED_BY, Api, partition_of
 from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.replicas import Ownership, PartitionReplicas, Unavailable
 from streams.settings import Settings
+from tests.builtin import MODELS
 from tests.ports import free_port
 from tests.unit.test_lifecycle import clicks, run
 
@@ -74,7 +75,7 @@ def key_in(partition: int) -> str:
 
 
 def test_the_api_answers_and_forwards_over_a_plain_prediction_source() -> None:
-    first, second = Learner(["logreg"]), Learner(["logreg"])
+    first, second = Learner(["logreg"], registry=MODELS), Learner(["logreg"], registry=MODELS)
     run(first, clicks(300))
     run(second, clicks(100, seed=5))
     models = {"logreg": first.models["logreg"].spec}

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from online_models import MODELS, Learner
+from online_models import Learner
 from online_models.versions import plans as control
 from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.partitioned import (
@@ -28,6 +28,7 @@ from streams.runtime.progress import (
     served_versions,
 )
 from streams.settings import Settings
+from tests.builtin import MODELS
 
 # Any: secrets are given as text, which pydantic turns into SecretStr as it would from the
 # environment.
@@ -100,7 +101,7 @@ def test_a_model_with_a_plan_shows_the_plan_versions_and_roles() -> None:
     spec, linreg = MODELS["logreg"], MODELS["linreg"]
     challenger = spec.with_params(lr=0.01)
     plan = control.deploy(control.initial_plan(spec, changed_by="test"), challenger)
-    found = served_versions(Learner(["logreg", "linreg"]), {"logreg": plan})
+    found = served_versions(Learner(["logreg", "linreg"], registry=MODELS), {"logreg": plan})
     assert found == [
         ServedVersion("logreg", spec.version, "binary", "champion"),
         ServedVersion("logreg", challenger.version, "binary", "shadow"),
@@ -113,7 +114,7 @@ def test_a_plan_version_this_code_cannot_build_is_said_with_who_serves_instead()
     plan = control.initial_plan(spec, changed_by="test")
     lost = plan.versions[0].model_copy(update={"version": "logreg@00000000"})  # older code's
     forged = plan.model_copy(update={"versions": [lost]})
-    found = served_versions(Learner(["logreg"]), {"logreg": forged})
+    found = served_versions(Learner(["logreg"], registry=MODELS), {"logreg": forged})
     assert found == [
         ServedVersion("logreg", spec.version, "binary", "champion in place of logreg@00000000"),
         ServedVersion("logreg", "logreg@00000000", "binary", "champion, cannot build it"),

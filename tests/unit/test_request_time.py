@@ -26,6 +26,7 @@ from streams.services import events as hot_path
 from streams.services.event_pipeline import EventPipeline
 from streams.services.events import EventsPartition
 from streams.settings import Settings
+from tests.builtin import MODELS
 from tests.unit.test_lifecycle import GOOD, clicks, learner_with, run
 
 
@@ -37,7 +38,7 @@ def test_a_key_goes_to_the_partition_a_kafka_producer_puts_it_in() -> None:
 
 
 def test_the_prediction_is_the_one_the_stream_would_make_and_nothing_is_learnt() -> None:
-    learner = Learner(["logreg"])
+    learner = Learner(["logreg"], registry=MODELS)
     events = clicks(500)
     run(learner, events)
     served = learner.models["logreg"]
@@ -96,7 +97,7 @@ def test_asking_under_a_bandit_draws_nothing_and_follows_the_keys_waiting_decisi
 
 def test_an_unknown_model_is_refused_with_the_dead_letters_reason() -> None:
     with pytest.raises(LearningError) as refused:
-        predict_now(Learner(["logreg"]), "nope", "k", {})
+        predict_now(Learner(["logreg"], registry=MODELS), "nope", "k", {})
     assert refused.value.error_type.value == "unknown_model"
     assert "no model named 'nope' is served here (served: logreg)" in refused.value.reason
 
@@ -216,7 +217,7 @@ def api_over(
 
 def test_a_partition_answers_here_only_once_restored_and_caught_up() -> None:
     tp = TopicPartition("events", 0)
-    state = EventsPartition(tp, Learner(["logreg"]))
+    state = EventsPartition(tp, Learner(["logreg"], registry=MODELS))
     state.positions[tp], state.replay_until[tp] = 40, 100
     with pytest.raises(Unavailable, match="being restored"):
         api_over({}, {tp}).local(0)  # assigned, its restore not done
@@ -254,7 +255,7 @@ def test_a_batch_hands_the_loop_back_between_slices_with_learnt_until_exact(
 ) -> None:
     monkeypatch.setattr(hot_path, "SLICE_SECONDS", 0.0)  # hand it back after every slice
     tp = TopicPartition("events", 0)
-    state = EventsPartition(tp, Learner(["logreg"]))
+    state = EventsPartition(tp, Learner(["logreg"], registry=MODELS))
     events = clicks(100)
     messages = [
         SimpleNamespace(value=e.model_dump_json().encode(), offset=1000 + i)

@@ -18,6 +18,7 @@ from schemas.codec import InvalidMessage, decode
 from schemas.drift import DriftReport
 from schemas.json_schema import SCHEMA_FILES, render_all
 from streams.cli.replay import dataset_events
+from tests.builtin import MODELS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 GOOD = {
@@ -62,7 +63,9 @@ def test_old_consumers_are_not_broken_silently() -> None:
     while a classifier knows no class yet, metrics_report.v1.json is kept as it was); multiclass outputs match version 2 and fail version 1 loudly."""
     phishing = list(dataset_events("phishing", limit=300, model=None, seed=42))
     segments = list(dataset_events("segments", limit=1000, model=None, seed=42))
-    learner = Learner(["logreg", "softmax"], evaluation=EvaluationConfig(every_events=100))
+    learner = Learner(
+        ["logreg", "softmax"], evaluation=EvaluationConfig(every_events=100), registry=MODELS
+    )
     binary, multiclass = learner.process(phishing), learner.process(segments)
     reports = learner.drain_reports()
     old_prediction, old_report = (

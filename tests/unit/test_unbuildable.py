@@ -7,9 +7,11 @@ import pytest
 from river import compose, linear_model, tree
 
 from online_models.learning.learner import Learner
-from online_models.models.registry import MODELS, ModelSpec, mixed_features, model_spec
+from online_models.models.features import mixed_features
+from online_models.models.registry import ModelSpec, model_spec
 from online_models.versions import plans as control
 from schemas.control import BanditPlan, ExperimentPlan, GatePlan, ModelPlan
+from tests.builtin import MODELS
 from tests.unit.test_lifecycle import GOOD, T0, WEAK, clicks, run
 
 
@@ -39,7 +41,7 @@ def test_an_unbuildable_champion_is_stood_in_for_by_the_apps_version() -> None:
     """What the issue saw: `apply_plan` raised KeyError and the worker crashed at each start."""
     plan = plan_of_former_code()
     gone = former().version
-    learner = Learner(["logreg"], params={"logreg": WEAK})
+    learner = Learner(["logreg"], params={"logreg": WEAK}, registry=MODELS)
     learner.apply_plan(plan, 0)  # raised KeyError
     group = learner.groups["logreg"]
     assert group.champion == served().version == learner.models["logreg"].version
@@ -66,7 +68,7 @@ def test_the_latest_buildable_previous_champion_stands_in_first() -> None:
     plan = control.initial_plan(ours, changed_by="test")
     plan = _promoted(control.deploy(plan, former(), role="shadow"), former().version)
     assert plan.previous_champions == [ours.version]
-    learner = Learner(["logreg"], params={"logreg": WEAK})
+    learner = Learner(["logreg"], params={"logreg": WEAK}, registry=MODELS)
     learner.apply_plan(plan, 0)
     assert learner.groups["logreg"].champion == ours.version
     outputs = run(learner, clicks(20))
@@ -117,7 +119,7 @@ def test_routing_to_an_unbuildable_version_never_raises(routing: str) -> None:
                 policy="epsilon_greedy", arms=arms, params={"epsilon": 0.5}, learn="routed"
             )
             plan = control.start_bandit(plan, bandit)
-    learner = Learner(["logreg"], params={"logreg": WEAK})
+    learner = Learner(["logreg"], params={"logreg": WEAK}, registry=MODELS)
     learner.apply_plan(plan, 0)
     events = clicks(300)
     outputs = run(learner, events[:150]) + run(
@@ -140,7 +142,7 @@ def test_retire_force_makes_the_apps_version_champion() -> None:
     assert retired.change == (
         f"retired {former().version} by force ({served().version} is the champion now)"
     )
-    learner = Learner(["logreg"], params={"logreg": WEAK})
+    learner = Learner(["logreg"], params={"logreg": WEAK}, registry=MODELS)
     learner.apply_plan(retired, 0)
     assert learner.groups["logreg"].unbuildable == {}
 
