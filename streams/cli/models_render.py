@@ -17,7 +17,7 @@ from online_models.versions.experiments import (
     msprt_p_value,
 )
 from online_models.versions.lifecycle import design_of, experiment_verdict, merged_arms
-from online_models.versions.plans import version_figures
+from online_models.versions.plans import Figures, version_figures
 from schemas.control import (
     ExperimentPlan,
     ExperimentResult,
@@ -121,6 +121,21 @@ def _unbuilt(v: VersionPlan, statuses: Sequence[ModelStatus]) -> list[str]:
     return lines
 
 
+#: The columns of `models list`'s table, one row per version.
+VERSION_COLUMNS = [
+    "version",
+    "role",
+    "share",
+    "learning",
+    "labelled",
+    "loss",
+    "champion's",
+    "served",
+    "headline",
+    "provenance",
+]
+
+
 def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
     """`models list` of one model: its versions and their figures, what runs, the gate."""
     plan = state.plans.get(spec.name)
@@ -128,57 +143,61 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
         return [f"{spec.name}: {spec.version} is the champion (the app's version); no plan"]
     statuses = state.statuses_of(spec.name)
     figures = version_figures(plan, statuses)
-    lines = [
-        f"{plan.model}: revision {plan.revision}, {_when(plan.changed_at)} by "
-        f"{plan.changed_by}: {plan.change}"
-    ]
-    rows = [
-        [
-            "version",
-            "role",
-            "share",
-            "learning",
-            "labelled",
-            "loss",
-            "champion's",
-            "served",
-            "headline",
-            "provenance",
-        ]
-    ]
-    notes = []
+    rows, notes = [VERSION_COLUMNS], []
     for v in plan.versions:
-        f = figures[v.version]
-        paused = f"paused ({v.paused_reason})" if v.paused_reason else "paused"
-        stopped = not v.learning and (v.paused_reason or "").startswith(control.DIVERGED)
-        if stopped:
-            paused = "stopped (diverged)"  # the reason, long, in a note below
-            notes.append(f"  stopped {v.version}: {v.paused_reason}")
-        headline = ", ".join(f"{k} {_number(x)}" for k, x in f.headline_means().items())
-        rows.append(
-            [
-                v.version,
-                v.role,
-                f"{v.share:g}" if v.role == "canary" else "-",
-                "yes" if v.learning else paused,
-                str(f.labelled),
-                _number(f.loss),
-                _number(f.champion_loss) if v.role != "champion" else "-",
-                str(f.served),
-                headline or "-",
-                _provenance(v),
-            ]
-        )
-        if v.role in ("shadow", "canary") and not stopped:
-            passed, why = control.gate_verdict(plan, v.version, statuses)
-            notes.append(f"  {'passed' if passed else 'not past'} the gate: {why}")
-        problem = _buildable(spec, v)
-        if problem is not None:
-            notes.append(f"  cannot build {v.version}: {problem}")
-        notes += _unbuilt(v, statuses)
-    lines += table(rows)
-    lines += notes
-    lines.append(f"  gate: {describe_gate(plan.gate)}")
+        row, version_notes = _version_row(spec, plan, v, figures[v.version], statuses)
+        rows.append(row)
+        notes += version_notes
+    return [
+        f"{plan.model}: revision {plan.revision}, {_when(plan.changed_at)} by "
+        f"{plan.changed_by}: {plan.change}",
+        *table(rows),
+        *notes,
+        *_what_runs(plan, statuses),
+        "  " + partitions_line(plan, statuses),
+    ]
+
+
+def _version_row(
+    spec: ModelSpec,
+    plan: ModelPlan,
+    v: VersionPlan,
+    f: Figures,
+    statuses: Sequence[ModelStatus],
+) -> tuple[list[str], list[str]]:
+    """Version `v`'s row of the table, and the notes below it (stopped, the gate's
+    verdict, why it cannot be built)."""
+    notes = []
+    paused = f"paused ({v.paused_reason})" if v.paused_reason else "paused"
+    stopped = not v.learning and (v.paused_reason or "").startswith(control.DIVERGED)
+    if stopped:
+        paused = "stopped (diverged)"  # the reason, long, in a note below
+        notes.append(f"  stopped {v.version}: {v.paused_reason}")
+    headline = ", ".join(f"{k} {_number(x)}" for k, x in f.headline_means().items())
+    row = [
+        v.version,
+        v.role,
+        f"{v.share:g}" if v.role == "canary" else "-",
+        "yes" if v.learning else paused,
+        str(f.labelled),
+        _number(f.loss),
+        _number(f.champion_loss) if v.role != "champion" else "-",
+        str(f.served),
+        headline or "-",
+        _provenance(v),
+    ]
+    if v.role in ("shadow", "canary") and not stopped:
+        passed, why = control.gate_verdict(plan, v.version, statuses)
+        notes.append(f"  {'passed' if passed else 'not past'} the gate: {why}")
+    problem = _buildable(spec, v)
+    if problem is not None:
+        notes.append(f"  cannot build {v.version}: {problem}")
+    return row, notes + _unbuilt(v, statuses)
+
+
+def _what_runs(plan: ModelPlan, statuses: Sequence[ModelStatus]) -> list[str]:
+    """The gate, the previous champions, the experiment or bandit of a model's plan."""
+    lines = [f"  gate: {describe_gate(plan.gate)}"]
     if plan.previous_champions:
         lines.append(f"  previous champions: {', '.join(plan.previous_champions)}")
     if plan.experiment is not None:
@@ -191,7 +210,6 @@ def describe_model(spec: ModelSpec, state: ControlState) -> list[str]:
             f"  {plan.bandit.policy} bandit on {', '.join(plan.bandit.arms)}: "
             f"{b.decisions} decisions"
         )
-    lines.append("  " + partitions_line(plan, statuses))
     return lines
 
 
