@@ -267,18 +267,28 @@ def evaluate(
         f"{len(events)} events, model {name}, {result.rejected} rejected, "
         f"{len(result.reports)} reports"
     )
-    for segment, values in result.final.items():
-        click.echo(f"\nsegment {segment}")
-        for metric, value in values.items():
-            line = f"  {metric:<28} {_fmt(value)}"
-            if segment == "all" and metric in reference:  # River's run has no segments
-                line += f"   river {_fmt(reference[metric])}"
-            click.echo(line)
+    for line in _metric_lines(result.final, reference):
+        click.echo(line)
     if reference:
         click.echo("\n" + river_agreement(result.final.get("all", {}), reference))
     if reports_path is not None:
         reports_path.write_text("".join(r.model_dump_json() + "\n" for r in result.reports))
         click.echo(f"\nwrote {len(result.reports)} reports to {reports_path}")
+
+
+def _metric_lines(
+    final: Mapping[str, Mapping[str, float | None]], reference: Mapping[str, float | None]
+) -> list[str]:
+    """Each segment's final metrics, River's beside segment `all`'s where it has them."""
+    lines = []
+    for segment, values in final.items():
+        lines.append(f"\nsegment {segment}")
+        for metric, value in values.items():
+            line = f"  {metric:<28} {_fmt(value)}"
+            if segment == "all" and metric in reference:  # River's run has no segments
+                line += f"   river {_fmt(reference[metric])}"
+            lines.append(line)
+    return lines
 
 
 def _fmt(value: float | None) -> str:
