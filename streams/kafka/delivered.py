@@ -16,16 +16,16 @@ timeout and resumes writing after its partitions moved, and a broker that loses 
 it acknowledged.
 """
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 
-from streams.kafka.security import aiokafka_options
+from streams.kafka.reader import read_to_end
+from streams.kafka.records import TopicPartition
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,58 +137,47 @@ async def find_delivered(
             if topic in topics:
                 tp = TopicPartition(topic, partition)
                 starts[tp] = min(offset, starts.get(tp, offset))
-    found = {tp: Delivered() for tp in sources}
     if not starts:
-        return found
-    wanted = {(tp.topic, tp.partition): (tp, committed) for tp, (committed, _) in sources.items()}
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        **aiokafka_options(settings),
-        client_id=f"{settings.group_id}-delivered-reader",
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    started = time.monotonic()
-    await reader.start()
+        return {tp: Delivered() for tp in sources}
     try:
-        reader.assign(list(starts))
-        ends = await reader.end_offsets(list(starts))
-        remaining = {tp for tp, start in starts.items() if start < ends[tp]}
-        for tp in remaining:
-            reader.seek(tp, starts[tp])
-        read = 0
-        while remaining:
-            if time.monotonic() - started > READ_TIMEOUT_SECONDS:
-                raise TimeoutError(f"{sorted(remaining)} not read to their end")
-            batches: dict[Any, Any] = await reader.getmany(*remaining, timeout_ms=500)
-            for tp, records in batches.items():
-                for record in records:
-                    read += 1
-                    source = source_of(record.headers)
-                    if source is None or record.offset >= ends[tp]:
-                        continue
-                    origin = wanted.get(source[:2])
-                    if origin is not None and source[2] >= origin[1]:
-                        found[origin[0]].found((tp.topic, tp.partition), source[2])
-            for tp in list(remaining):  # the position passes transaction markers too
-                if await reader.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        log.info(
-            "read %d outputs of %d partitions in %.2f s: %d already delivered for %s",
-            read,
-            len(starts),
-            time.monotonic() - started,
-            sum(d.left() for d in found.values()),
-            sorted(f"{tp.topic}[{tp.partition}]" for tp, d in found.items() if d),
-        )
-    except (TimeoutError, KafkaError, OSError) as err:
+        return await asyncio.to_thread(_find, settings, sources, starts)
+    except (TimeoutError, KafkaException, OSError) as err:
         log.warning(
             "could not read the outputs the last owner delivered (%s): outputs of the "
             "batches it had in flight may be sent again; check the broker",
             err,
         )
         return {tp: Delivered() for tp in sources}
-    finally:
-        await reader.stop()
+
+
+def _find(
+    settings: Settings,
+    sources: Mapping[TopicPartition, tuple[int, Mapping[Where, int]]],
+    starts: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, Delivered]:
+    found = {tp: Delivered() for tp in sources}
+    wanted = {(tp.topic, tp.partition): (tp, committed) for tp, (committed, _) in sources.items()}
+    started = time.monotonic()
+    read = 0
+    for output in read_to_end(
+        settings,
+        starts,
+        client_id=f"{settings.group_id}-delivered-reader",
+        timeout=READ_TIMEOUT_SECONDS,
+    ):
+        read += 1
+        source = source_of(output.headers)
+        if source is None:
+            continue
+        origin = wanted.get(source[:2])
+        if origin is not None and source[2] >= origin[1]:
+            found[origin[0]].found((output.topic, output.partition), source[2])
+    log.info(
+        "read %d outputs of %d partitions in %.2f s: %d already delivered for %s",
+        read,
+        len(starts),
+        time.monotonic() - started,
+        sum(d.left() for d in found.values()),
+        sorted(f"{tp.topic}[{tp.partition}]" for tp, d in found.items() if d),
+    )
     return found

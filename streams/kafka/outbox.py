@@ -3,47 +3,132 @@ letters, each counted and logged where that is due."""
 
 import asyncio
 import logging
+import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import murmur2
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from kafka.partitioner.default import murmur2
 
 from online_models import Rejection
 from schemas import DeadLetter, MetricsReport
-from streams.kafka.delivered import HEADER, Delivered, Where
+from streams.kafka.delivered import HEADER, Delivered
+from streams.kafka.records import TopicPartition
 from streams.runtime.metrics import WorkerMetrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The partition argument that lets the producer's partitioner choose.
+UNASSIGNED = -1
+#: How long a producer whose queue is full is given before the next try.
+FULL_QUEUE_SECONDS = 0.005
+
+
+class Acknowledgements:
+    """The acknowledgements of messages sent to one topic: `future` resolves to the
+    offset after the last of them in each partition once every one is written, or fails
+    with the first error. The producer's thread counts them (`__call__` is the delivery
+    callback); `seal` says how many there are."""
+
+    __slots__ = ("ends", "error", "future", "lock", "loop", "received", "sent")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[dict[int, int]] = loop.create_future()
+        self.lock = threading.Lock()
+        self.received = 0
+        self.sent: int | None = None
+        self.ends: dict[int, int] = {}
+        self.error: KafkaError | None = None
+
+    def __call__(self, err: KafkaError | None, message: Message) -> None:
+        with self.lock:
+            self.received += 1
+            if err is not None:
+                self.error = self.error or err
+            else:
+                partition, end = message.partition() or 0, (message.offset() or 0) + 1
+                if end > self.ends.get(partition, 0):
+                    self.ends[partition] = end
+            done = self.received == self.sent
+        if done:
+            self.loop.call_soon_threadsafe(self._settle)
+
+    def seal(self, sent: int) -> None:
+        with self.lock:
+            self.sent = sent
+            done = self.received == sent
+        if done:
+            self._settle()
+
+    def _settle(self) -> None:
+        if self.future.done():
+            return
+        if self.error is not None:
+            self.future.set_exception(KafkaException(self.error))
+        else:
+            self.future.set_result(self.ends)
+
+
+async def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    partition: int,
+    on_delivery: Any,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> None:
+    """Hand one message to `producer`, waiting while its queue is full (a broker away)."""
+    while True:
+        try:
+            producer.produce(topic, value, key, partition, on_delivery=on_delivery, headers=headers)
+            return
+        except BufferError:
+            await asyncio.sleep(FULL_QUEUE_SECONDS)
+
+
+async def send_all(
+    producer: Producer, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
+) -> int:
+    """Send (key, value) `records` to one partition and wait until all are written;
+    the offset after the last."""
+    acks = Acknowledgements(asyncio.get_running_loop())
+    sent = 0
+    for key, value in records:
+        await produce(producer, topic, value, key, partition, acks)
+        sent += 1
+    acks.seal(sent)
+    return (await acks.future).get(partition, 0)
+
 
 class Outbox:
-    """The outputs of one input batch, appended to one producer batch per (topic,
-    partition) and sent with `send_batch`: no per-message future, partitioner call or
-    debug log line, which cost more than the rest of aiokafka's send path together.
+    """The outputs of one input batch, handed to the producer as they come, with one
+    acknowledgement per output topic for the whole batch.
 
-    Keys go to the partition Kafka's default partitioner would choose (murmur2 of the key
-    modulo the partition count), so consumers see the usual key -> partition mapping.
-    Each output names its source message in a header (`streams.kafka.delivered`); outputs that
-    `delivered` lists were sent by a crashed owner already and are skipped.
+    Keys go to the partition Kafka's default partitioner chooses (murmur2 of the key
+    modulo the partition count, by librdkafka), as Java clients and kafka-python put
+    them; an output without key goes to its input's partition. Each output names its
+    source message in a header (`streams.kafka.delivered`); outputs that `delivered`
+    lists were sent by a crashed owner already and are skipped.
     """
 
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         partitions: dict[str, int],
         delivered: dict[TopicPartition, Delivered] | None = None,
     ) -> None:
         self.producer = producer
         self.partitions = partitions
         self.delivered = delivered
-        self.builders: dict[Where, Any] = {}
-        #: Each producer batch sent: where to, how many records, its acknowledgement.
-        self.deliveries: list[tuple[Where, int, asyncio.Future[Any]]] = []
+        self.acks: dict[str, tuple[Acknowledgements, list[int]]] = {}
         self.prefixes: dict[TopicPartition, str] = {}
 
     def partition(self, topic: str, key: bytes | None, fallback: int) -> int:
+        """Where an output goes (the producer's partitioner decides the same for keys)."""
         count = self.partitions[topic]
         if count == 1:
             return 0
@@ -60,44 +145,39 @@ class Outbox:
         offset: int,
         fallback: int = 0,
     ) -> None:
-        """Queue one output of the message at `offset` of `source`; a full producer batch
-        is sent at once."""
-        where = (topic, self.partition(topic, key, fallback))
+        """Send one output of the message at `offset` of `source`."""
         if self.delivered:
             delivered = self.delivered.get(source)
+            where = (topic, self.partition(topic, key, fallback))
             if delivered and delivered.take(where, offset):
                 return
         prefix = self.prefixes.get(source)
         if prefix is None:
             prefix = self.prefixes[source] = f"{source.topic}:{source.partition}:"
-        headers = [(HEADER, f"{prefix}{offset}".encode())]
-        builder = self.builders.get(where)
-        if builder is None:
-            builder = self.builders[where] = self.producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full
-            await self._send(where, builder)
-            builder = self.builders[where] = self.producer.create_batch()
-            # An empty batch takes any size.
-            builder.append(timestamp=None, key=key, value=value, headers=headers)
+        headers: list[tuple[str, str | bytes | None]] = [(HEADER, f"{prefix}{offset}".encode())]
+        entry = self.acks.get(topic)
+        if entry is None:
+            entry = self.acks[topic] = (Acknowledgements(asyncio.get_running_loop()), [0])
+        acks, count = entry
+        partition = UNASSIGNED if key is not None else fallback % self.partitions[topic]
+        await produce(self.producer, topic, value, key, partition, acks, headers)
+        count[0] += 1
 
-    async def _send(self, where: Where, builder: Any) -> None:
-        topic, partition = where
-        future = await self.producer.send_batch(builder, topic, partition=partition)
-        self.deliveries.append((where, builder.record_count(), future))
-
-    async def flush(self) -> list[tuple[Where, int, asyncio.Future[Any]]]:
-        """Send what is queued; return the futures of every delivery of this outbox."""
-        for where, builder in self.builders.items():
-            await self._send(where, builder)
-        self.builders.clear()
-        return self.deliveries
+    def flush(self) -> list[tuple[str, "asyncio.Future[dict[int, int]]"]]:
+        """Every output topic of this outbox and the future of its acknowledgement: the
+        offset after this batch's last output in each partition written to."""
+        found = []
+        for topic, (acks, count) in self.acks.items():
+            acks.seal(count[0])
+            found.append((topic, acks.future))
+        return found
 
 
 def reject(message: Any, rejection: Rejection, metrics: WorkerMetrics, max_bytes: int) -> bytes:
     """Count and log a rejected message; return its dead letter, encoded.
 
-    `message` is an aiokafka ConsumerRecord or a Faust Message: anything with `topic`,
-    `partition`, `offset` and `value`.
+    `message` is a `Record` or a Faust Message: anything with `topic`, `partition`,
+    `offset` and `value`.
     """
     letter = DeadLetter.for_message(
         value=message.value,

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException, Producer
 
 from online_models.learning.checkpoint import Checkpoint, Choice, Replica, choose
-from streams.kafka.security import aiokafka_options
+from streams.kafka.outbox import produce, send_all
+from streams.kafka.reader import read_to_end
+from streams.kafka.records import TopicPartition
 from streams.kafka.topics import check_topics
 from streams.runtime.metrics import WorkerMetrics
 from streams.settings import Settings
@@ -64,36 +65,25 @@ def checkpoint_key(settings: Settings) -> bytes:
     raise RuntimeError(f"{path} is empty: delete it or set RIVERRUN_CHECKPOINT_KEY")
 
 
-async def read_chunks(
-    reader: AIOKafkaConsumer, where: TopicPartition, prefixes: dict[bytes, str]
+def read_chunks(
+    settings: Settings, where: TopicPartition, prefixes: dict[bytes, str], client_id: str
 ) -> dict[str, list[bytes | None]]:
     """The values of every message of checkpoints partition `where` whose key starts with
-    one of `prefixes`, by the prefix's name, in topic order."""
-    reader.assign([where])
-    await reader.seek_to_beginning(where)
-    end = (await reader.end_offsets([where]))[where]
+    one of `prefixes`, by the prefix's name, in topic order (committed data only: never a
+    checkpoint of an aborted transaction). Blocking: run it in a thread."""
     found: dict[str, list[bytes | None]] = defaultdict(list)
-    while await reader.position(where) < end:
-        batch = await reader.getmany(where, timeout_ms=1000)
-        for message in batch.get(where, []):
-            key = message.key or b""
-            for prefix, name in prefixes.items():
-                if key.startswith(prefix):
-                    found[name].append(message.value)
+    for message in read_to_end(
+        settings,
+        {where: None},
+        client_id=client_id,
+        read_committed=True,
+        max_bytes=max(1 << 20, 2 * settings.checkpoint_chunk_bytes),
+    ):
+        key = message.key or b""
+        for prefix, name in prefixes.items():
+            if key.startswith(prefix):
+                found[name].append(message.value)
     return found
-
-
-def checkpoint_reader(settings: Settings, name: str) -> AIOKafkaConsumer:
-    """A consumer without group for reading the checkpoints topic (committed data only)."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        **aiokafka_options(settings),
-        client_id=f"{settings.group_id}-{name}",
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",  # never a checkpoint of an aborted transaction
-        max_partition_fetch_bytes=max(1 << 20, 2 * settings.checkpoint_chunk_bytes),
-    )
 
 
 def count_refusals(metrics: WorkerMetrics, replica: Replica, choice: Choice[Any]) -> None:
@@ -111,33 +101,33 @@ def count_refusals(metrics: WorkerMetrics, replica: Replica, choice: Choice[Any]
 
 
 async def write_checkpoint(
-    producer: AIOKafkaProducer,
+    producer: Producer,
     settings: Settings,
     metrics: WorkerMetrics,
     records: list[tuple[bytes, bytes]],
     *,
     name: str,
     partition: int,
+    partitions: int,
     started: float,
     transactional: bool = False,
 ) -> int:
     """Send a checkpoint's chunk messages to the checkpoints topic (partition `partition`
-    mod its partition count), wait for their acknowledgement and count it; return its
-    size in bytes. A `transactional` producer (exactly_once) sends them as one
-    transaction."""
+    mod its `partitions`), wait for their acknowledgement and count it; return its size
+    in bytes. A `transactional` producer (exactly_once) sends them as one transaction."""
     topic = settings.checkpoints_topic
-    where = partition % len(await producer.partitions_for(topic))
-
-    async def send() -> list[Any]:
-        return [
-            await producer.send(topic, value, key=key, partition=where) for key, value in records
-        ]
-
+    where = partition % partitions
     if transactional:
-        async with producer.transaction():
-            await send()
+        await asyncio.to_thread(producer.begin_transaction)
+        try:
+            for key, value in records:
+                await produce(producer, topic, value, key, where, None)
+            await asyncio.to_thread(producer.commit_transaction)
+        except BaseException:
+            await asyncio.to_thread(producer.abort_transaction)
+            raise
     else:
-        await asyncio.gather(*await send())
+        await send_all(producer, topic, where, records)
     labels, size = (name, str(partition)), sum(len(v) for _, v in records)
     seconds = time.perf_counter() - started
     metrics.checkpoints.labels(*labels).inc()
@@ -151,7 +141,7 @@ class CheckpointStore:
     writes new ones there, counting what happened."""
 
     def __init__(
-        self, settings: Settings, producer: AIOKafkaProducer, metrics: WorkerMetrics, name: str
+        self, settings: Settings, producer: Producer, metrics: WorkerMetrics, name: str
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -159,28 +149,22 @@ class CheckpointStore:
         self.name = name
         self.key = checkpoint_key(settings)
         self.partitions = 1  # of the checkpoints topic, read at start
-        self.reader: AIOKafkaConsumer | None = None
         self.unfit: str | None = None  # why the topic takes no checkpoint now
         self.checked_at = 0.0
 
     async def start(self) -> None:
-        s = self.settings
-        self.partitions = len(await self.producer.partitions_for(s.checkpoints_topic))
-        self.reader = checkpoint_reader(s, f"{self.name}-checkpoints")
-        await self.reader.start()
-
-    async def stop(self) -> None:
-        if self.reader is not None:
-            await self.reader.stop()
+        topic = self.settings.checkpoints_topic
+        metadata = await asyncio.to_thread(self.producer.list_topics, topic, 30.0)
+        self.partitions = len(metadata.topics[topic].partitions) or 1
 
     async def read(
         self, partition: int, prefixes: dict[bytes, str]
     ) -> dict[str, list[bytes | None]]:
         """Every chunk message of input partition `partition`'s replicas whose key starts
         with one of `prefixes`, by the prefix's name, in topic order."""
-        assert self.reader is not None
         where = TopicPartition(self.settings.checkpoints_topic, partition % self.partitions)
-        return await read_chunks(self.reader, where, prefixes)
+        client_id = f"{self.settings.group_id}-{self.name}-checkpoints"
+        return await asyncio.to_thread(read_chunks, self.settings, where, prefixes, client_id)
 
     async def choose(
         self, replica: Replica, values: list[bytes | None], load: Callable[[Checkpoint], T]
@@ -221,10 +205,11 @@ class CheckpointStore:
                 records,
                 name=name,
                 partition=partition,
+                partitions=self.partitions,
                 started=started,
                 transactional=transactional,
             )
-        except KafkaError:
+        except KafkaException:
             problems = await self.problems()
             if not problems:
                 raise  # the topic is fine: the broker's trouble, handled as before

@@ -1,19 +1,22 @@
 """One machinery under every batched service of the worker: it owns partitions.
 
-A `PartitionedService` consumes some topics in one consumer group, in batches, straight
-from aiokafka (outside Faust's per-message stream machinery, measured at ~290 µs per
-message). For each partition it owns it holds a state — model replicas, a join — and:
+A `PartitionedService` consumes some topics in one consumer group, in batches, on
+librdkafka (`streams.kafka.group`; outside Faust's per-message stream machinery). For each
+partition it owns it holds a state — model replicas, a join — and:
 
-- on assignment, restores the state from its newest valid checkpoint and seeks each of
-  its topics to where the state resumes (never after the committed offset: outputs below
-  it were delivered, so the events up to it are re-run with their outputs dropped);
-- per batch, hands the fetched messages to the subclass, which queues outputs into an
-  `Outbox`; sends them without awaiting each delivery; commits the offsets handled once
+- on assignment, keeps the new partitions paused, returns to the group at once, and
+  restores their states concurrently (from their newest valid checkpoints) off the group
+  protocol; each resumes where its state does (never after the committed offset:
+  outputs below it were delivered, so the events up to it are re-run with their outputs
+  dropped). A restore never holds the group's rebalance, whatever it takes;
+- per batch, hands the fetched messages to the subclass, which sends outputs through an
+  `Outbox` without awaiting each delivery; commits the offsets handled once
   every output is acknowledged (in a chain of commit tasks so that the next batch is
   fetched and processed meanwhile), with metadata saying how far the outputs reached, so
   that after a crash the next owner skips the outputs already delivered
   (`streams.kafka.delivered`: effectively once); or commits outputs and offsets in one Kafka
-  transaction (exactly_once);
+  transaction (exactly_once), with this member's group metadata, so that a zombie's
+  commit is refused (KIP-447);
 - checkpoints each state once the offsets it covers are committed: every N events or T
   seconds, on revoke and on stop.
 
@@ -29,15 +32,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
 from mode import Service
 
 from online_models import ModelSpec
+from streams.kafka import clients
 from streams.kafka.delivered import Delivered, Where, encode_written, find_delivered, parse_written
+from streams.kafka.group import Batches, GroupConsumer
 from streams.kafka.outbox import Outbox
-from streams.kafka.security import aiokafka_options
+from streams.kafka.records import Record, TopicPartition
 from streams.runtime.checkpoints import CheckpointsRefused, CheckpointStore
 from streams.runtime.metrics import WorkerMetrics
 from streams.settings import Settings
@@ -52,9 +56,10 @@ MAX_BATCHES_IN_FLIGHT = 4
 BATCHES_PER_TRANSACTION = MAX_BATCHES_IN_FLIGHT
 TRANSACTION_SECONDS = 0.1
 
+#: A failed restore is tried again after this many seconds (while the partition stays).
+RESTORE_RETRY_SECONDS = 5.0
+
 Key = TypeVar("Key")
-#: Fetched messages by topic partition, each list in offset order.
-Batches = dict[TopicPartition, list[ConsumerRecord]]
 
 
 class PartitionState:
@@ -70,7 +75,7 @@ class PartitionState:
         self.since_checkpoint = 0  # events handled since the last checkpoint
         self.checkpointed_at = time.monotonic()
 
-    def replayed(self, message: ConsumerRecord) -> bool:
+    def replayed(self, message: Record) -> bool:
         """Whether the last owner already delivered this message's outputs."""
         return message.offset < self.replay_until.get(
             TopicPartition(message.topic, message.partition), 0
@@ -81,20 +86,18 @@ State = TypeVar("State", bound=PartitionState)
 
 
 def accept(
-    consumer: AIOKafkaConsumer,
     tp: TopicPartition,
-    messages: list[ConsumerRecord],
+    messages: list[Record],
     position: int | None,
     check_start: bool,
-) -> list[ConsumerRecord] | None:
+) -> list[Record] | None:
     """The messages of a fetched batch to process, `position` being the next offset the
-    partition expects; None when the batch was dropped and `tp` sought again.
+    partition expects; None when the batch must be dropped and `tp` sought again.
 
-    With `check_start` (the first batch after an assignment), a batch beyond `position`
-    was fetched from the committed offset before the assignment's seek to an earlier
-    checkpoint took effect: it is dropped and fetched again from `position`. A fetch in
-    flight when the partition was sought can return records twice: each offset is
-    processed once.
+    With `check_start` (the first batch after a partition resumed), a batch beyond
+    `position` was fetched before the seek to it took effect: it is dropped and fetched
+    again from `position`. A fetch in flight when the partition was sought can return
+    records twice: each offset is processed once.
     """
     if position is None or messages[0].offset == position:
         return messages
@@ -106,23 +109,29 @@ def accept(
             messages[0].offset,
             position,
         )
-        consumer.seek(tp, position)
         return None
     return [m for m in messages if m.offset >= position]
 
 
-async def resume_at(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, wanted: int, committed: int | None
+async def start_offset(
+    consumer: GroupConsumer, tp: TopicPartition, wanted: int, committed: int | None
 ) -> int:
-    """Seek `tp` to `wanted`, but never before the log start (retention may have deleted
-    older events) nor after the committed offset (where delivered outputs stop); return
-    where it resumes. No seek when that is the committed offset: the consumer starts there."""
-    log_start = (await consumer.beginning_offsets([tp]))[tp]
+    """Where `tp` resumes for a state that wants `wanted`: never before the log start
+    (retention may have deleted older events) nor after the committed offset (where
+    delivered outputs stop)."""
+    log_start, _ = await consumer.watermarks(tp)
     start = max(wanted, log_start)
     if committed is not None:
         start = min(start, committed)
-    if start != committed:
-        consumer.seek(tp, start)
+    return start
+
+
+async def resume_at(
+    consumer: GroupConsumer, tp: TopicPartition, wanted: int, committed: int | None
+) -> int:
+    """Seek the fetching partition `tp` to `start_offset(...)`; return it."""
+    start = await start_offset(consumer, tp, wanted, committed)
+    await consumer.seek(tp, start)
     return start
 
 
@@ -185,55 +194,10 @@ def checkpoint_line(
 def log_failure(err: BaseException, message: str, *args: object) -> None:
     """Log `message` about `err`: one line for a Kafka error (the broker away, the group
     gone on without this worker after an outage), with the traceback for anything else."""
-    if isinstance(err, KafkaError):
+    if isinstance(err, KafkaException):
         log.error(f"{message} ({type(err).__name__})", *args)
     else:
         log.exception(message, *args)
-
-
-class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions move elsewhere, let the batch in flight finish, every processed
-    batch commit and their states checkpoint: the next owner starts exactly after the
-    last output, with the state as it was. Restore the states of assigned partitions."""
-
-    def __init__(self, service: "PartitionedService[Any, Any]") -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.service.rebalancing = True  # until the assignment that ends it is restored
-        async with self.service.batch_lock:
-            try:
-                await self.service.release(revoked)
-                self.service.log_committed(revoked, "as the group rebalances")
-            except Exception as err:  # aiokafka would log it and go on: say what it means
-                log_failure(
-                    err,
-                    "could not commit or checkpoint revoked %s partitions: their next owner "
-                    "resumes from the last committed offset and checkpoint",
-                    self.service.name,
-                )
-                raise
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self.service.should_stop:  # (a group that rebalances as this worker leaves it)
-            return
-        log.info(
-            "%s partitions assigned: %s",
-            self.service.name,
-            sorted({tp.partition for tp in assigned}),
-        )
-        self.service.warn_if_idle(assigned)
-        async with self.service.batch_lock:
-            try:
-                await self.service.acquire(assigned)
-            except Exception:
-                log.exception(
-                    "could not restore assigned %s partitions: retrying at their first batch",
-                    self.service.name,
-                )
-            finally:
-                self.service.rebalancing = False
-                self.service.joined = True
 
 
 class PartitionedService(Service, Generic[Key, State]):
@@ -255,8 +219,11 @@ class PartitionedService(Service, Generic[Key, State]):
         self.models = models  # the app's models by name
         self.owned: dict[Key, State] = {}
         self.batch_lock = asyncio.Lock()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.consumer: GroupConsumer | None = None
+        self.producer: Producer | None = None
+        self.deliveries: clients.AsyncProducer | None = None  # serves the producer's
+        #: The restores under way, by state key (their partitions are paused meanwhile).
+        self.restoring: dict[Key, asyncio.Task[None]] = {}
         self.store: CheckpointStore | None = None
         self.partitions: dict[str, int] = {}  # partition count of each output topic
         self.commits: asyncio.Future[None] | None = None  # the last of the chained commits
@@ -272,6 +239,9 @@ class PartitionedService(Service, Generic[Key, State]):
         self.in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self.joined = False  # received a first assignment from the group
         self.rebalancing = False  # between a revoke and the end of the next assignment
+        #: A commit was refused since the last assignment: the group went on without
+        #: this member, whose states are dropped rather than checkpointed.
+        self.membership_lost = False
         #: The offsets this worker committed last, for the log line on stop and hand-over.
         self.committed: dict[TopicPartition, int] = {}
 
@@ -289,7 +259,7 @@ class PartitionedService(Service, Generic[Key, State]):
         raise NotImplementedError
 
     def consumer_options(self) -> dict[str, Any]:
-        """Extra aiokafka consumer options (e.g. the partition assignor)."""
+        """Extra librdkafka consumer options."""
         return {}
 
     def key(self, tp: TopicPartition) -> Key:
@@ -331,47 +301,34 @@ class PartitionedService(Service, Generic[Key, State]):
         if s.exactly_once:
             transactions = {
                 "transactional_id": s.worker_transactional_id(self.name),
-                "transaction_timeout_ms": int(s.transaction_timeout_seconds * 1000),
+                "transaction.timeout.ms": int(s.transaction_timeout_seconds * 1000),
             }
-        security = aiokafka_options(s)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            **security,
-            client_id=f"{s.group_id}-{self.name}-producer",
-            acks="all",
-            # Idempotent: a batch is retried until the broker answers, so outputs wait out
-            # a broker outage instead of expiring after 40 s (which stopped the worker).
-            enable_idempotence=True,
-            **transactions,
-            linger_ms=s.producer_linger_ms,
-            max_batch_size=s.producer_batch_bytes,
-            compression_type=s.producer_compression,
+        self.deliveries = clients.AsyncProducer(
+            s, client_id=f"{s.group_id}-{self.name}-producer", **transactions
         )
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            **security,
-            client_id=f"{s.group_id}-{self.name}",
+        self.producer = producer = self.deliveries.producer
+        if s.exactly_once:
+            await asyncio.to_thread(producer.init_transactions, 60.0)
+        self.consumer = GroupConsumer(
+            s,
+            self.topics(),
             group_id=self.group_id(),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed" if s.exactly_once else "read_uncommitted",
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            max_poll_records=s.batch_size,
-            session_timeout_ms=int(s.session_timeout_seconds * 1000),
-            heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
+            client_id=f"{s.group_id}-{self.name}",
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
             **self.consumer_options(),
         )
-        self.consumer.subscribe(self.topics(), listener=_HandOver(self))
-        await self.producer.start()
-        for topic in self.output_topics():
-            self.partitions[topic] = len(await self.producer.partitions_for(topic))
-        self.store = CheckpointStore(s, self.producer, self.metrics, self.name)
-        await self.store.start()
         await self.consumer.start()
+        for topic in self.output_topics():
+            self.partitions[topic] = await self.consumer.partition_count(topic)
+        self.store = CheckpointStore(s, producer, self.metrics, self.name)
+        await self.store.start()
         # Every output of this worker lies at or after today's end of each output partition.
-        outputs = [TopicPartition(t, p) for t, n in self.partitions.items() for p in range(n)]
-        ends = await self.consumer.end_offsets(outputs)
-        self.written = {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        for topic, count in self.partitions.items():
+            for partition in range(count):
+                _, end = await self.consumer.watermarks(TopicPartition(topic, partition))
+                self.written[topic, partition] = end
 
     async def on_stop(self) -> None:
         try:
@@ -388,14 +345,15 @@ class PartitionedService(Service, Generic[Key, State]):
                 self.name,
             )
         finally:
-            # Outside the lock: a rebalance begun meanwhile (e.g. as the broker comes back
-            # from an outage) waits for it in its revoke, and the consumer's stop for that.
-            if self.store is not None:
-                await self.store.stop()
+            # Outside the lock: the group's last revocation (as the consumer leaves) waits
+            # for it in its hand-over.
+            await self._cancel_restores()
             if self.consumer is not None:
                 await self.consumer.stop()
-            if self.producer is not None:
-                await self.producer.stop()
+            if self.deliveries is not None:
+                left = await self.deliveries.stop(timeout=30.0)
+                if left:
+                    log.error("%s: %d outputs were not written before the stop", self.name, left)
 
     def log_committed(self, tps: set[TopicPartition], when: str) -> None:
         """One line: the offset this worker committed last for each of `tps` (where its
@@ -421,7 +379,7 @@ class PartitionedService(Service, Generic[Key, State]):
         from streams.cli.status import group_members
 
         assert self.consumer is not None
-        partitions = len(self.consumer.partitions_for_topic(topic) or ())
+        partitions = await self.consumer.partition_count(topic)
         members = await asyncio.to_thread(group_members, self.settings, self.group_id())
         log.warning("%s", idle_warning(topic, partitions, members))
 
@@ -433,7 +391,7 @@ class PartitionedService(Service, Generic[Key, State]):
         """Whether this service consumes every partition the group gave it, restored:
         not before it joined the group, not while the group rebalances, not while a
         partition's state is being restored (or its restore failed)."""
-        assignment = self.consumer.assignment() if self.consumer is not None else set()
+        assignment = self.consumer.assigned if self.consumer is not None else set()
         restoring = sorted(
             f"{tp.topic}[{tp.partition}]" for tp in assignment if self.key(tp) not in self.owned
         )
@@ -456,50 +414,146 @@ class PartitionedService(Service, Generic[Key, State]):
         }
 
     # --- ownership -------------------------------------------------------------------
-    async def acquire(self, assigned: set[TopicPartition]) -> None:
-        """Restore the states of newly assigned partitions and seek their topics to where
-        each resumes."""
-        assert self.consumer is not None
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """The group gave this member `assigned` (paused): restore their states in the
+        background, each resuming once restored."""
+        if self.should_stop:  # (a group that rebalances as this worker leaves it)
+            return
+        log.info(
+            "%s partitions assigned: %s",
+            self.name,
+            sorted({tp.partition for tp in assigned}),
+        )
+        self.warn_if_idle(assigned)
+        self.rebalancing = False
+        self.joined = True
+        self.membership_lost = False
         groups: dict[Key, list[TopicPartition]] = {}
         for tp in sorted(assigned):
-            key = self.key(tp)
-            if key not in self.owned:
-                groups.setdefault(key, []).append(tp)
+            groups.setdefault(self.key(tp), []).append(tp)
+        for key, tps in groups.items():
+            if key not in self.owned and key not in self.restoring:
+                self.restoring[key] = asyncio.ensure_future(self._restore(key, tps))
+
+    async def _restore(self, key: Key, tps: list[TopicPartition]) -> None:
+        """Restore one state until it succeeds (or its partitions go), then resume its
+        partitions where it does."""
+        try:
+            while True:
+                try:
+                    await self.acquire(key, tps)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    log_failure(
+                        err,
+                        "could not restore %s partitions %s: trying again in %.0f s",
+                        self.name,
+                        sorted(f"{tp.topic}[{tp.partition}]" for tp in tps),
+                        RESTORE_RETRY_SECONDS,
+                    )
+                await asyncio.sleep(RESTORE_RETRY_SECONDS)
+        finally:
+            self.restoring.pop(key, None)
+
+    async def _cancel_restores(self) -> None:
+        tasks = list(self.restoring.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions move elsewhere: the batch in flight finishes, every processed
+        batch commits and their states checkpoint, so that the next owner starts exactly
+        after the last output, with the states as they were."""
+        self.rebalancing = True  # until the next assignment
+        await self._cancel_restores()
+        async with self.batch_lock:
+            try:
+                await self.release(revoked)
+                self.log_committed(revoked, "as the group rebalances")
+            except Exception as err:
+                log_failure(
+                    err,
+                    "could not commit or checkpoint revoked %s partitions: their next owner "
+                    "resumes from the last committed offset and checkpoint",
+                    self.name,
+                )
+
+    async def _lost(self, lost: set[TopicPartition]) -> None:
+        """The group went on without this member (it stalled past its session timeout,
+        or the broker was away): the partitions are someone else's already, so nothing
+        is committed or checkpointed for them."""
+        self.rebalancing = True
+        await self._cancel_restores()
+        async with self.batch_lock:
+            for key in {self.key(tp) for tp in lost}:
+                self.owned.pop(key, None)
+            for tp in lost:
+                self.delivered.pop(tp, None)
+                self.inherited.pop(tp, None)
+                self.committed.pop(tp, None)
+        log.warning(
+            "%s: the consumer group went on without this worker (partitions %s lost, e.g. "
+            "after a stall past RIVERRUN_SESSION_TIMEOUT_SECONDS): their next owner "
+            "resumes from the last committed offset and checkpoint; rejoining",
+            self.name,
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in lost),
+        )
+
+    async def acquire(self, key: Key, tps: list[TopicPartition]) -> None:
+        """Restore the state of newly assigned (paused) partitions and resume each of
+        their topics where the state does."""
+        assert self.consumer is not None
+        commits = await self.consumer.committed(tps)
+        committed: dict[TopicPartition, int | None] = {}
         sources: dict[TopicPartition, tuple[int, dict[Where, int]]] = {}
         metadata: dict[TopicPartition, str] = {}
-        for key, tps in groups.items():
-            commits = await self.consumer._coordinator.fetch_committed_offsets(tps)
-            committed: dict[TopicPartition, int | None] = {}
-            for tp in tps:
-                commit = commits.get(tp)
-                committed[tp] = commit.offset if commit is not None and commit.offset >= 0 else None
-                written = parse_written(commit.metadata) if commit is not None else None
-                if committed[tp] is not None and written is not None:
-                    sources[tp] = (committed[tp], written)  # type: ignore[assignment]
-                    metadata[tp] = commit.metadata
-            state, wanted = await self.restore(key, tps, committed)
-            for tp in tps:
-                start = await resume_at(self.consumer, tp, wanted[tp], committed[tp])
-                state.positions[tp] = state.fetched[tp] = start
-                state.replay_until[tp] = committed[tp] or 0
-                state.check_start.add(tp)
-                if start != committed[tp]:
-                    log.info("%s", where_it_starts(tp, start, committed[tp], wanted[tp]))
-            self.owned[key] = state
+        for tp in tps:
+            offset, text = commits.get(tp, (None, None))
+            committed[tp] = offset
+            written = parse_written(text)
+            if offset is not None and written is not None and text is not None:
+                sources[tp] = (offset, written)
+                metadata[tp] = text
+        state, wanted = await self.restore(key, tps, committed)
+        starts: dict[TopicPartition, int] = {}
+        for tp in tps:
+            start = await start_offset(self.consumer, tp, wanted[tp], committed[tp])
+            starts[tp] = state.positions[tp] = state.fetched[tp] = start
+            state.replay_until[tp] = committed[tp] or 0
+            state.check_start.add(tp)
+            if start != committed[tp]:
+                log.info("%s", where_it_starts(tp, start, committed[tp], wanted[tp]))
+        found: dict[TopicPartition, Delivered] = {}
         if sources and not self.settings.exactly_once:
             found = await find_delivered(self.settings, sources, self.output_topics())
+        async with self.batch_lock:
+            if not set(tps) <= self.consumer.assigned:
+                return  # revoked meanwhile
             for tp, delivered in found.items():
                 if delivered:
                     self.delivered[tp], self.inherited[tp] = delivered, metadata[tp]
+            self.owned[key] = state
+            await self.consumer.resume_at(starts)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
-        """Commit and checkpoint the partitions this worker gives up (or stops serving)."""
-        await self.drain()
-        for tp in revoked:
-            self.delivered.pop(tp, None)
-            self.inherited.pop(tp, None)
-        for key in sorted({self.key(tp) for tp in revoked}):  # type: ignore[type-var]
-            state = self.owned.pop(key, None)
+        """Commit and checkpoint the partitions this worker gives up (or stops serving);
+        only drop them when their offsets could not be committed (a checkpoint covers
+        committed offsets only)."""
+        try:
+            await self.drain()
+        finally:
+            for tp in revoked:
+                self.delivered.pop(tp, None)
+                self.inherited.pop(tp, None)
+            states = [self.owned.pop(key, None) for key in {self.key(tp) for tp in revoked}]
+        if self.membership_lost:
+            return
+        for state in states:
             if state is not None and state.since_checkpoint:
                 await self.write(state)
 
@@ -542,13 +596,11 @@ class PartitionedService(Service, Generic[Key, State]):
     @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
-        poll_ms = max(1, int(self.settings.batch_seconds * 1000))
+        poll_seconds = max(0.001, self.settings.batch_seconds)
         while not self.should_stop:
             if self.commits is not None and self.commits.done() and self.commits.exception():
                 raise self.commits.exception()  # type: ignore[misc]  # stops the worker
-            records = await self.consumer.getmany(
-                timeout_ms=poll_ms, max_records=self.settings.batch_size
-            )
+            records = await self.consumer.fetch(self.settings.batch_size, poll_seconds)
             async with self.batch_lock:
                 if records or self.pending():
                     await self.process(records)
@@ -561,31 +613,38 @@ class PartitionedService(Service, Generic[Key, State]):
         if not self.settings.exactly_once:
             await self._process(records)
             return
-        await self.producer.begin_transaction()
+        producer = self.producer
+        await asyncio.to_thread(producer.begin_transaction)
         try:
             offsets = await self._process(records)
             started = time.monotonic()
             for _ in range(BATCHES_PER_TRANSACTION - 1):
                 if time.monotonic() - started > TRANSACTION_SECONDS:
                     break
-                more = await self.consumer.getmany(
-                    timeout_ms=0, max_records=self.settings.batch_size
-                )
+                more = await self.consumer.fetch(self.settings.batch_size, 0)
                 if not more:
                     break
                 offsets.update(await self._process(more))
             if offsets:
-                await self.producer.send_offsets_to_transaction(offsets, self.group_id())
-            await self.producer.commit_transaction()
+                group = await self.consumer.group_metadata()
+                parts = [KafkaPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+                await asyncio.to_thread(producer.send_offsets_to_transaction, parts, group, 60.0)
+            await asyncio.to_thread(producer.commit_transaction, 60.0)
             self.committed.update(offsets)
-        except BaseException:
-            log.exception(
-                "a %s transaction failed: aborting it and stopping; a restart resumes after "
-                "the last committed transaction (check the broker)",
+        except BaseException as err:
+            fenced = isinstance(err, KafkaException) and _fenced(err)
+            log.error(
+                "a %s transaction failed%s: aborting it and stopping; a restart resumes "
+                "after the last committed transaction%s",
                 self.name,
+                f" ({err})" if isinstance(err, KafkaException) else "",
+                " (another worker took this worker's partitions over while it stalled: "
+                "its outputs are refused, as they must be)"
+                if fenced
+                else " (check the broker)",
             )
             with contextlib.suppress(Exception):
-                await self.producer.abort_transaction()
+                await asyncio.to_thread(producer.abort_transaction, 10.0)
             raise
 
     async def _process(self, records: Batches) -> dict[TopicPartition, int]:
@@ -594,24 +653,19 @@ class PartitionedService(Service, Generic[Key, State]):
         assert self.consumer is not None and self.producer is not None
         batches: dict[Key, Batches] = {}
         for tp, messages in records.items():
-            key = self.key(tp)
-            state = self.owned.get(key)
-            if state is None:
-                assignment = self.consumer.assignment()
-                if tp not in assignment:  # fetched before a revoke
-                    continue
-                # Its restore failed at assignment: again, with all its topic partitions.
-                await self.acquire({other for other in assignment if self.key(other) == key})
-                state = self.owned[key]
-            accepted = accept(
-                self.consumer, tp, messages, state.fetched.get(tp), tp in state.check_start
-            )
+            state = self.owned.get(self.key(tp))
+            if state is None:  # fetched before a revoke
+                continue
+            accepted = accept(tp, messages, state.fetched.get(tp), tp in state.check_start)
+            if accepted is None:
+                await self.consumer.seek(tp, state.fetched[tp])
+                continue
             state.check_start.discard(tp)
             if not accepted:
                 continue
             self.metrics.consumed.labels(tp.topic).inc(len(accepted))
             state.fetched[tp] = accepted[-1].offset + 1
-            batches.setdefault(key, {})[tp] = accepted
+            batches.setdefault(self.key(tp), {})[tp] = accepted
         outbox = Outbox(self.producer, self.partitions, self.delivered)
         offsets: dict[TopicPartition, int] = {}
         for key, state in self.owned.items():
@@ -623,7 +677,7 @@ class PartitionedService(Service, Generic[Key, State]):
             state.since_checkpoint += sum(handled.values())
         if self.delivered:
             self._passed_delivered()
-        deliveries = await outbox.flush()
+        deliveries = outbox.flush()
         if not offsets:  # every batch was dropped, or is buffered
             return offsets
         if not self.settings.exactly_once:  # (else committed with the outputs, by process())
@@ -643,7 +697,7 @@ class PartitionedService(Service, Generic[Key, State]):
     async def _commit(
         self,
         previous: asyncio.Future[None] | None,
-        deliveries: list[tuple[Where, int, asyncio.Future[Any]]],
+        deliveries: list[tuple[str, asyncio.Future[dict[int, int]]]],
         offsets: dict[TopicPartition, int],
         inherited: dict[TopicPartition, str],
     ) -> None:
@@ -654,11 +708,34 @@ class PartitionedService(Service, Generic[Key, State]):
             if previous is not None:
                 await previous  # raises again what an earlier batch raised (logged there)
             try:
-                for where, count, delivery in deliveries:
-                    end = (await delivery).offset + count  # after the batch's last record
-                    self.written[where] = max(self.written.get(where, 0), end)
+                for topic, delivery in deliveries:
+                    for partition, end in (await delivery).items():
+                        where = (topic, partition)
+                        self.written[where] = max(self.written.get(where, 0), end)
                 await self.consumer.commit(self._with_metadata(offsets, inherited))
                 self.committed.update(offsets)
+            except KafkaException as err:
+                if not _membership_lost(err):
+                    log_failure(
+                        err,
+                        "%s outputs could not be delivered or offsets committed: stopping so "
+                        "that a restart re-processes from the last committed offset (check "
+                        "the broker)",
+                        self.name,
+                    )
+                    raise
+                # The group went on without this member (a broker restart, a stall): the
+                # partitions are restored again from their checkpoints and the outputs
+                # delivered since the last commit are found and skipped (`delivered`).
+                if not self.membership_lost:
+                    log.warning(
+                        "%s: offsets not committed, the consumer group no longer knows this "
+                        "worker (%s): rejoining; its partitions resume from their last "
+                        "commit and checkpoint, without sending delivered outputs again",
+                        self.name,
+                        err.args[0].str() if err.args else err,
+                    )
+                self.membership_lost = True
             except Exception as err:
                 log_failure(
                     err,
@@ -672,7 +749,7 @@ class PartitionedService(Service, Generic[Key, State]):
 
     def _with_metadata(
         self, offsets: dict[TopicPartition, int], inherited: dict[TopicPartition, str]
-    ) -> dict[TopicPartition, OffsetAndMetadata]:
+    ) -> dict[TopicPartition, tuple[int, str]]:
         """`offsets` with how far this worker's acknowledged outputs reach (or, where the
         re-run is not past what a crashed owner delivered, that owner's commit metadata),
         for the next owner after a crash (`streams.kafka.delivered`)."""
@@ -687,10 +764,7 @@ class PartitionedService(Service, Generic[Key, State]):
                 )
                 self.metadata_too_long = True
             metadata = ""
-        return {
-            tp: OffsetAndMetadata(offset, inherited.get(tp, metadata))
-            for tp, offset in offsets.items()
-        }
+        return {tp: (offset, inherited.get(tp, metadata)) for tp, offset in offsets.items()}
 
     def _passed_delivered(self) -> None:
         """Forget what a crashed owner delivered once the re-run is past it."""
@@ -713,3 +787,29 @@ class PartitionedService(Service, Generic[Key, State]):
         """Wait until every batch processed so far is acknowledged and committed."""
         if self.commits is not None:
             await self.commits
+
+
+def _fenced(err: KafkaException) -> bool:
+    """Whether a transaction failed because this producer or member was fenced: another
+    worker owns its partitions now (a zombie's outputs are refused)."""
+    code = err.args[0].code() if err.args and hasattr(err.args[0], "code") else None
+    return code in {
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError._FENCED,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+
+
+def _membership_lost(err: KafkaException) -> bool:
+    """Whether a commit was refused because the group went on without this member."""
+    code = err.args[0].code() if err.args and hasattr(err.args[0], "code") else None
+    return code in {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError._ASSIGNMENT_LOST,
+    }

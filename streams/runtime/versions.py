@@ -11,12 +11,11 @@ over and stops it. The producer is the caller's.
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from online_models import Learner
 from online_models.versions.following import Backfill, apply_plans, concluded, newer_plans, rewind
 from schemas.control import ModelPlan, ModelStatus
-from streams.runtime.control import ControlLog
+from streams.runtime.control import ControlLog, Sender
 from streams.runtime.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -63,7 +62,7 @@ class Versions:
         return rewind(learner, starts, position)
 
     async def publish_changes(
-        self, producer: Any, learner: Learner, topic: str, partition: int, position: int
+        self, producer: Sender, learner: Learner, topic: str, partition: int, position: int
     ) -> None:
         """The automatic plan revisions (rollback, breaker, gate) of a partition's batch,
         at once, with its statuses."""
@@ -84,7 +83,7 @@ class Versions:
         return statuses
 
     async def publish_statuses(
-        self, producer: Any, replicas: Iterable[tuple[Learner, int, int]]
+        self, producer: Sender, replicas: Iterable[tuple[Learner, int, int]]
     ) -> None:
         """The statuses of the owned partitions' versions (`replicas`: learner,
         partition, position); then, on the owner of input partition 0, the experiments'
@@ -96,7 +95,7 @@ class Versions:
         if any(partition == 0 for _, partition, _ in replicas):
             await self.conclude_experiments(producer)
 
-    async def conclude_experiments(self, producer: Any) -> None:
+    async def conclude_experiments(self, producer: Sender) -> None:
         """Publish the result of each experiment whose every arm has its sample, and stop
         it."""
         over = concluded(self.plans(), self.control.state.statuses_of, "worker (partition 0)")
@@ -104,11 +103,12 @@ class Versions:
             log.warning(
                 "experiment %s of %s: %s", result.experiment_id, result.model, result.decision
             )
-            await producer.send_and_wait(
+            sent = await producer.send(
                 self.settings.experiments_topic,
                 key=result.experiment_id.encode(),
                 value=result.model_dump_json().encode(),
             )
+            await sent
             await self.control.publish(producer, [stopped])
 
     def _export(self, learner: Learner, partition: int, statuses: list[ModelStatus]) -> None:

@@ -17,7 +17,6 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from aiokafka import TopicPartition
 from mode import Service
 
 from online_models import Learner, Rejection
@@ -29,6 +28,7 @@ from schemas import AnyPrediction, encode_prediction
 from schemas.control import ModelPlan, PartitionOwner
 from schemas.drift import DriftReport
 from streams.kafka.outbox import Outbox, dead_letter, publish_report
+from streams.kafka.records import TopicPartition
 from streams.runtime.control import ControlLog
 from streams.runtime.partitioned import (
     MAX_BATCHES_IN_FLIGHT,
@@ -140,16 +140,16 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     def partition_count(self) -> int:
         if self.consumer is None:
             raise Unavailable("the worker is starting")
-        found = self.consumer.partitions_for_topic(self.settings.events_topic)
+        found = self.consumer.counts.get(self.settings.events_topic)
         if not found:
             raise Unavailable("the worker has no metadata of the events topic yet")
-        return len(found)
+        return found
 
     def replicas(self, partition: int) -> EventsPartition | None:
         tp = TopicPartition(self.settings.events_topic, partition)
         state = self.owned.get(tp)
         if state is None:
-            if self.consumer is not None and tp in self.consumer.assignment():
+            if self.consumer is not None and tp in self.consumer.assigned:
                 raise Unavailable(f"partition {partition} is being restored from its checkpoint")
             return None
         if self.rebalancing:
@@ -166,10 +166,9 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     def ownership(self) -> Ownership | None:
         if self.consumer is None or self.control is None:
             return None
-        coordinator = self.consumer._coordinator  # (aiokafka 0.14: the group's generation)
         return Ownership(
-            generation=coordinator.generation if coordinator is not None else -1,
-            member=coordinator.member_id if coordinator is not None else "",
+            generation=self.consumer.generation,
+            member=self.consumer.member,
             partitions=frozenset(tp.partition for tp in self.owned),
         )
 
@@ -275,9 +274,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         """The first offset of `tp` whose Kafka record timestamp (when it was produced,
         not the event's `ts`) is at or after `when`."""
         assert self.consumer is not None
-        found = await self.consumer.offsets_for_times({tp: int(when.timestamp() * 1000)})
-        hit = found.get(tp)
-        return hit.offset if hit is not None else default
+        found = await self.consumer.offsets_for_time(tp, int(when.timestamp() * 1000))
+        return found if found is not None else default
 
     def _loader(self, replica: Replica, fresh: ServedModel) -> Any:
         assert self.store is not None
@@ -446,12 +444,12 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     async def _publish_lifecycle(self, state: EventsPartition) -> None:
         """Automatic plan revisions (rollback, breaker, gate) at once, with a status."""
-        if self.versions is None or self.producer is None:
+        if self.versions is None or self.deliveries is None:
             return
         tp = state.tp
         position = state.positions.get(tp, 0)
         await self.versions.publish_changes(
-            self.producer, state.learner, tp.topic, tp.partition, position
+            self.deliveries, state.learner, tp.topic, tp.partition, position
         )
 
     @Service.task
@@ -461,7 +459,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         partition 0, the result of each experiment whose every arm has its sample."""
         while not self.should_stop:
             await self.sleep(self.settings.status_every_seconds)
-            if self.versions is None or self.producer is None:
+            if self.versions is None or self.deliveries is None:
                 continue
             try:
                 async with self.batch_lock:
@@ -471,7 +469,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                         (state.learner, state.tp.partition, state.positions.get(state.tp, 0))
                         for state in self.owned.values()
                     ]
-                    await self.versions.publish_statuses(self.producer, replicas)
+                    await self.versions.publish_statuses(self.deliveries, replicas)
             except Exception:  # the broker away: the next round tries again
                 log.exception("publishing the versions' statuses failed; retrying")
 

@@ -22,9 +22,6 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from aiokafka import TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
 from online_models import Rejection
@@ -34,6 +31,7 @@ from schemas import ActivityEvent, Prediction, encode_prediction
 from schemas.codec import InvalidMessage, decode
 from schemas.feedback import Click, Conversion, Impression, Outcome
 from streams.kafka.outbox import Outbox, dead_letter, publish_report
+from streams.kafka.records import Record, TopicPartition
 from streams.runtime.partitioned import Batches, PartitionedService, PartitionState
 
 log = logging.getLogger(__name__)
@@ -68,9 +66,7 @@ class JoinPartition(PartitionState):
         self.joiner = joiner
         self.sequence = sequence
         # Fetched, decoded, not yet handled: (event time, message, event or rejection).
-        self.buffers: dict[TopicPartition, deque[tuple[float, ConsumerRecord, Any]]] = defaultdict(
-            deque
-        )
+        self.buffers: dict[TopicPartition, deque[tuple[float, Record, Any]]] = defaultdict(deque)
         self.waiting_since: dict[TopicPartition, float] = {}
         #: Join counters already added to Prometheus (restored ones: by the last owner).
         self.exported = {kind: getattr(joiner.stats, kind) for kind in COUNTED}
@@ -116,7 +112,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
 
     def consumer_options(self) -> dict[str, Any]:
         # Partition p of every topic to the same worker (round robin would split them).
-        return {"partition_assignment_strategy": (RangePartitionAssignor,)}
+        return {"partition.assignment.strategy": "range"}
 
     def key(self, tp: TopicPartition) -> int:
         return tp.partition
@@ -243,7 +239,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         since = state.waiting_since.setdefault(tp, time.monotonic())
         return time.monotonic() - since > MAX_ALIGNMENT_WAIT
 
-    def _decode(self, tp: TopicPartition, message: ConsumerRecord) -> tuple[float, Any, Any]:
+    def _decode(self, tp: TopicPartition, message: Record) -> tuple[float, Any, Any]:
         """(event time, message, event); a message that fails validation is a rejection,
         handled as soon as it is reached (at time -inf)."""
         try:
@@ -255,7 +251,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         return event.ts.timestamp(), message, event  # type: ignore[attr-defined]
 
     async def _handle(
-        self, state: JoinPartition, message: ConsumerRecord, event: Any, outbox: Outbox
+        self, state: JoinPartition, message: Record, event: Any, outbox: Outbox
     ) -> None:
         s = self.settings
         replayed = state.replayed(message)  # its outputs were sent by the last owner
