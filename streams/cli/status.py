@@ -318,17 +318,3 @@ def status_lines(status: GroupStatus, now: datetime | None = None) -> list[str]:
                 )
     lines += [f"note: {note}" for note in status.notes]
     return lines
-
-
-def group_members(settings: Settings, group_id: str) -> int | None:
-    """How many members the consumer group has now (None when the broker cannot say)."""
-    options = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        **kafka_options(settings),
-        "request_timeout_ms": int(TIMEOUT_SECONDS * 1000),
-    }
-    try:
-        with _closing(KafkaAdminClient(**options, client_id="riverrun-status")) as admin:
-            return len(admin.describe_groups([group_id])[group_id].get("members", []))
-    except (KafkaError, OSError):
-        return None

@@ -376,3 +376,14 @@ def transient(err: KafkaException) -> bool:
     if not isinstance(error, KafkaError):
         return False
     return bool(error.retriable()) or error.code() in TRANSIENT
+
+
+def group_members(settings: Settings, group_id: str, timeout: float = 10.0) -> int | None:
+    """How many members the consumer group has now (None when the broker cannot say).
+    Blocking: run it in a thread."""
+    admin = clients.admin(settings)
+    try:
+        (future,) = admin.describe_consumer_groups([group_id], request_timeout=timeout).values()
+        return len(future.result(timeout=timeout).members)
+    except (KafkaException, TimeoutError, OSError):
+        return None

@@ -39,7 +39,7 @@ from mode import Service
 from online_models import ModelSpec
 from streams.kafka import clients
 from streams.kafka.delivered import Delivered, Where, encode_written, find_delivered, parse_written
-from streams.kafka.group import Batches, GroupConsumer
+from streams.kafka.group import Batches, GroupConsumer, group_members
 from streams.kafka.outbox import Outbox
 from streams.kafka.records import Record, TopicPartition
 from streams.runtime.checkpoints import CheckpointsRefused, CheckpointStore
@@ -376,8 +376,6 @@ class PartitionedService(Service, Generic[Key, State]):
             self.add_future(self._warn_idle(topic))
 
     async def _warn_idle(self, topic: str) -> None:
-        from streams.cli.status import group_members
-
         assert self.consumer is not None
         partitions = await self.consumer.partition_count(topic)
         members = await asyncio.to_thread(group_members, self.settings, self.group_id())
