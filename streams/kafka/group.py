@@ -82,12 +82,13 @@ class GroupConsumer:
         **overrides: Any,
     ) -> None:
         self.topics = list(topics)
-        self.config = clients.consumer_config(
-            settings,
-            group_id=group_id,
-            client_id=client_id,
-            **{"partition.assignment.strategy": "range", **overrides},
-        )
+        self.settings = settings
+        self.options = {
+            "group_id": group_id,
+            "client_id": client_id,
+            "partition.assignment.strategy": "range",
+            **overrides,
+        }
         self.handlers = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
         self.calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
             queue.SimpleQueue()
@@ -180,7 +181,7 @@ class GroupConsumer:
         self.thread.start()
 
         def subscribe() -> None:
-            self.consumer = Consumer(self.config)
+            self.consumer = clients.consumer(self.settings, **self.options)
             self.consumer.subscribe(
                 self.topics,
                 on_assign=self._on_assign,

@@ -5,7 +5,7 @@ thread."""
 import time
 from collections.abc import Iterator, Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from streams.kafka import clients
@@ -31,7 +31,7 @@ def read_to_end(
     Raises TimeoutError after `timeout` seconds, KafkaException on a broker error."""
     if not starts:
         return
-    config = clients.consumer_config(
+    consumer = clients.consumer(
         settings,
         group_id=f"{client_id}-reader",  # (librdkafka wants one; never joined)
         client_id=client_id,
@@ -42,7 +42,6 @@ def read_to_end(
             "max.partition.fetch.bytes": max_bytes,
         },
     )
-    consumer = Consumer(config)
     try:
         ends: dict[TopicPartition, int] = {}
         parts = []
