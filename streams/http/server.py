@@ -24,8 +24,6 @@ HTTPS when RIVERRUN_API_SSL_CERTFILE is. Bodies over RIVERRUN_API_MAX_REQUEST_BY
 """
 
 import asyncio
-import contextlib
-import functools
 import hmac
 import json
 import logging
@@ -36,8 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import murmur2
+from confluent_kafka import KafkaException
 from mode import Service
 
 from online_models.learning.admission import refusal
@@ -51,7 +48,7 @@ from schemas.dead_letter import ErrorType
 from schemas.prediction import class_text
 from schemas.serving import PredictRequest
 from streams.kafka.broker_health import BrokerHealth
-from streams.kafka.security import aiokafka_options
+from streams.kafka.clients import AsyncProducer, Follower, partition_of
 from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.replicas import PartitionReplicas, PredictionSource, Unavailable
 from streams.settings import Settings
@@ -75,18 +72,6 @@ KEEPALIVE_SECONDS = 15.0
 EVENT_NAMES = {"predictions": "prediction", "metrics": "metrics", "drift": "drift"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@functools.lru_cache(maxsize=65_536)  # (murmur2 is pure Python: ~8 us a key)
-def partition_of(key: str, partitions: int) -> int:
-    """The partition a producer puts `key` in: Kafka's default partitioner (murmur2, as
-    the Java client, kafka-python and aiokafka; librdkafka producers must set
-    `partitioner=murmur2_random`).
-
-    >>> partition_of("visitor-7", 4), partition_of("visitor-7", 4) == partition_of("visitor-7", 4)
-    (2, True)
-    """
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def problem(status: int, error: str, reason: str, **headers: str) -> web.Response:
@@ -154,7 +139,7 @@ class Api(Service):
         self.health = health  # the broker's reachability (None: not watched)
         self.url = settings.api_url
         self.authorized = bearer_check(settings)
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: AsyncProducer | None = None
         self.session: ClientSession | None = None
         self.runner: web.AppRunner | None = None
         self.streams = 0  # open /v1/stream connections
@@ -165,15 +150,10 @@ class Api(Service):
     # --- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
         s = self.settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.group_id}-api",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=1,
-            **aiokafka_options(s),
+        # (built in a thread: an OAUTHBEARER client waits for its first token)
+        self.producer = await asyncio.to_thread(
+            AsyncProducer, s, client_id=f"{s.group_id}-api", linger_ms=1
         )
-        await self.producer.start()
         await self.serve()
 
     async def serve(self) -> None:
@@ -475,12 +455,7 @@ class Api(Service):
             )
         model = request.query.get("model")
         names = {kinds[k]: EVENT_NAMES[k] for k in chosen}
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            enable_auto_commit=False,
-            client_id=f"{s.group_id}-sse",
-            **aiokafka_options(s),
-        )
+        follower = Follower(s, names, start="end", client_id=f"{s.group_id}-sse")
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -490,14 +465,12 @@ class Api(Service):
         )
         self.streams += 1
         try:
-            await consumer.start()
-            cluster = await consumer._client.fetch_all_metadata()  # (aiokafka 0.14)
-            tps = [
-                TopicPartition(t, p)
-                for t in names
-                for p in sorted(cluster.partitions_for_topic(t) or ())
-            ]
-            if not tps:
+            try:
+                found = await follower.start()
+            except KafkaException as err:
+                why = f"the broker did not answer ({err.args[0].str()}); retry once it does"
+                return problem(503, "unavailable", why, **{"Retry-After": "5"})
+            if not found:
                 return problem(
                     503,
                     "unavailable",
@@ -505,21 +478,17 @@ class Api(Service):
                     "yet; retry once the worker has created them",
                     **{"Retry-After": "5"},
                 )
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
             await response.prepare(request)
             await response.write(b": riverrun stream\n\n")
             quiet_since = time.monotonic()
-            while not self.should_stop:
-                batches = await consumer.getmany(timeout_ms=1000)
-                lines = []
-                for tp, messages in batches.items():
-                    for message in messages:
-                        if model is not None and _model_of(message.value) != model:
-                            continue
-                        lines.append(
-                            b"event: %s\ndata: %s\n\n" % (names[tp.topic].encode(), message.value)
-                        )
+            async for batch in follower.batches(idle=1.0):
+                if self.should_stop:
+                    break
+                lines = [
+                    b"event: %s\ndata: %s\n\n" % (names[m.topic() or ""].encode(), m.value())
+                    for m in batch
+                    if model is None or _model_of(m.value()) == model
+                ]
                 if lines:
                     await response.write(b"".join(lines))
                     quiet_since = time.monotonic()
@@ -530,8 +499,7 @@ class Api(Service):
             pass  # the client went away (or the worker stops)
         finally:
             self.streams -= 1
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await follower.stop()
         return response
 
     # --- telling the group where this worker's partitions are ------------------------

@@ -73,6 +73,14 @@ TRANSIENT_CODES = frozenset(
 REFUSALS = frozenset(
     {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
 )
+#: A partition's leader not known (yet): a topic just created, a leader moving.
+LEADERLESS_CODES = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 #: The same warning of one client is logged at most once per this long.
 WARNING_WINDOW_SECONDS = 60.0
 #: Configuration keys whose values are secrets (masked in the repr of a configuration).
@@ -118,6 +126,9 @@ def client_config(settings: Settings, *, client_id: str) -> ClientConfig:
             "logger": clientlog,
             "error_cb": clientlog.error,
             "log.connection.close": False,  # a broker closing an idle connection is no news
+            # A broker back after an outage is reconnected to within a second (librdkafka
+            # backs off up to 10 s by default).
+            "reconnect.backoff.max.ms": 1000,
         }
     )
     config.update(_tls(settings))
@@ -472,7 +483,8 @@ class Follower:
 
     async def start(self) -> list[tuple[str, int]]:
         """Assign every partition of the topics that exist; returns them (none: no topic
-        exists yet). Raises KafkaException when the cluster does not answer in time."""
+        exists yet). From "end", what is written after the return is read. Raises
+        KafkaException when the cluster does not answer in time."""
         self.partitions = await self._run(self._assign)
         return self.partitions
 
@@ -484,16 +496,32 @@ class Follower:
             described = metadata.topics.get(topic)
             if described is not None and described.partitions:
                 found += [(topic, p) for p in sorted(described.partitions)]
-        self.consumer.assign([TopicPartition(t, p, self._offset(t, p)) for t, p in found])
+        self.consumer.assign(self._starts(self.consumer, found))
         return found
 
-    def _offset(self, topic: str, partition: int) -> int:
+    def _starts(self, consumer: Consumer, found: list[tuple[str, int]]) -> list[TopicPartition]:
         start = self.start_at
-        if start == "end":
-            return OFFSET_END
+        if not found:
+            return []
         if start == "beginning":
-            return OFFSET_BEGINNING
-        return start.get((topic, partition), OFFSET_BEGINNING)
+            return [TopicPartition(t, p, OFFSET_BEGINNING) for t, p in found]
+        if start != "end":
+            return [TopicPartition(t, p, start.get((t, p), OFFSET_BEGINNING)) for t, p in found]
+        # The ends as of now (timestamp -1: the latest offsets), not as of the first fetch,
+        # which librdkafka's OFFSET_END would resolve later: what is written once start()
+        # returns is read.
+        latest = [TopicPartition(t, p, OFFSET_END) for t, p in found]
+        deadline = time.monotonic() + METADATA_TIMEOUT_SECONDS
+        while True:  # a topic just created has no leader for a moment
+            try:
+                ends = consumer.offsets_for_times(latest, timeout=METADATA_TIMEOUT_SECONDS)
+            except KafkaException as err:
+                code = err.args[0].code()
+                if time.monotonic() > deadline or code not in LEADERLESS_CODES:
+                    raise
+                time.sleep(0.1)
+                continue
+            return [TopicPartition(e.topic, e.partition, e.offset) for e in ends]
 
     async def until_end(self) -> AsyncIterator[list[Message]]:
         """The batches up to each partition's end as it is when reached (read committed

@@ -12,20 +12,22 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kafka import KafkaProducer
+from confluent_kafka import KafkaError, Message
 
 from online_models.versions.plans import ControlRefused, sign, verify
 from schemas.control import ControlMessage, ModelPlan, ModelStatus, PartitionOwner
-from streams.kafka.security import aiokafka_options, kafka_options
+from streams.kafka.clients import Follower, producer
 from streams.kafka.topics import TopicReader
 from streams.runtime.checkpoints import checkpoint_key
 from streams.runtime.metrics import WorkerMetrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: How long the CLI waits for the broker to acknowledge what it writes.
+WRITE_TIMEOUT_SECONDS = 30.0
 
 
 def plan_key(model: str) -> bytes:
@@ -93,17 +95,27 @@ def read_control(settings: Settings) -> ControlState:
 def write_control(settings: Settings, messages: Iterable[ModelPlan | ModelStatus]) -> None:
     """Sign and send `messages` (the CLI's writes); returns once the broker has them."""
     key = checkpoint_key(settings)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", **kafka_options(settings)
+    timeout = WRITE_TIMEOUT_SECONDS
+    client = producer(
+        settings, client_id=f"{settings.group_id}-cli", message_timeout_ms=int(timeout * 1000)
     )
-    try:
-        for message in messages:
-            signed = sign(message, key)
-            producer.send(
-                settings.control_topic, key=_key(signed), value=signed.model_dump_json().encode()
-            ).get(timeout=30)
-    finally:
-        producer.close()
+    failed: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _: Message) -> None:
+        if err is not None:
+            failed.append(err)
+
+    signed = [sign(message, key) for message in messages]
+    for message in signed:
+        value = message.model_dump_json().encode()
+        client.produce(settings.control_topic, value, _key(message), on_delivery=delivered)
+    left = client.flush(timeout + 5)
+    if failed or left:
+        why = failed[0].str() if failed else f"no answer within {timeout:g} s"
+        raise RuntimeError(
+            f"the broker did not acknowledge {len(failed) + left} of {len(signed)} control "
+            f"message(s) on {settings.control_topic!r} ({why}): run the command again"
+        )
 
 
 def _key(message: ControlMessage) -> bytes:
@@ -114,6 +126,15 @@ def _key(message: ControlMessage) -> bytes:
     return status_key(message.model, message.partition)
 
 
+class Sender(Protocol):
+    """A producer for asyncio code (`clients.AsyncProducer`): `await send(...)` gives a
+    future that the acknowledgement resolves."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> "asyncio.Future[Any]": ...
+
+
 class ControlLog:
     """A worker's view of the control topic, kept current by a background task."""
 
@@ -122,65 +143,46 @@ class ControlLog:
         self.metrics = metrics
         self.key = checkpoint_key(settings)
         self.state = ControlState()
-        self.consumer: AIOKafkaConsumer | None = None
+        self.follower: Follower | None = None
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Read the topic to its end (the plans in force), then follow it."""
+        """Read the topic to its end (the plans in force), then follow it. (The broker
+        away, the follower waits for it: librdkafka retries on its own.)"""
         s = self.settings
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            enable_auto_commit=False,
-            client_id="riverrun-control",
-            **aiokafka_options(s),
+        self.follower = Follower(
+            s, [s.control_topic], start="beginning", client_id="riverrun-control"
         )
-        await self.consumer.start()
-        cluster = await self.consumer._client.fetch_all_metadata()  # (aiokafka 0.14)
-        found = cluster.partitions_for_topic(s.control_topic) or ()
-        partitions = [TopicPartition(s.control_topic, p) for p in sorted(found)]
-        if not partitions:
+        if not await self.follower.start():
+            await self.follower.stop()
             raise RuntimeError(
                 f"the control topic {s.control_topic!r} does not exist: create it (riverrun "
                 "creates it at start when it may) or set RIVERRUN_CONTROL_TOPIC"
             )
-        self.consumer.assign(partitions)
-        await self.consumer.seek_to_beginning(*partitions)
-        end = await self.consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await self.consumer.position(tp) < end[tp]]:
-            await self._poll(500)
-        self.task = asyncio.ensure_future(self._follow())
+        async for batch in self.follower.until_end():
+            self._take(batch)
+        self.task = asyncio.ensure_future(self._follow(self.follower))
 
-    async def _poll(self, timeout_ms: int) -> None:
-        assert self.consumer is not None
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms)
-        for messages in batches.values():
-            for message in messages:
-                before = len(self.state.refused)
-                self.state.add(message.value, self.key)
-                for reason in self.state.refused[before:]:
-                    self.metrics.control_refused.labels(reason).inc()
+    def _take(self, batch: list[Message]) -> None:
+        for message in batch:
+            before = len(self.state.refused)
+            self.state.add(message.value(), self.key)
+            for reason in self.state.refused[before:]:
+                self.metrics.control_refused.labels(reason).inc()
 
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self._poll(200)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the broker away: keep the plans in force, try again
-                log.exception("reading the control topic failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
+    async def _follow(self, follower: Follower) -> None:
+        async for batch in follower.batches():
+            self._take(batch)
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        if self.consumer is not None:
-            await self.consumer.stop()
+        if self.follower is not None:
+            await self.follower.stop()
 
-    async def publish(
-        self, producer: AIOKafkaProducer, messages: Iterable[ControlMessage]
-    ) -> list[Any]:
+    async def publish(self, producer: Sender, messages: Iterable[ControlMessage]) -> list[Any]:
         """Sign and send `messages`; the returned futures resolve on acknowledgement. A
         plan is taken into this worker's view at once (it applied it already)."""
         futures = []

@@ -31,6 +31,10 @@ def create_topic(settings: Settings, partitions: int = PARTITIONS) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}-clients"
     client = admin(settings)  # (held: a futures' client that is collected cancels them)
     client.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while len(client.list_topics(name, timeout=10).topics[name].partitions) < partitions:
+        assert time.monotonic() < deadline, f"{name} not in the cluster's metadata after 30 s"
+        time.sleep(0.05)  # (the broker acknowledges a creation before it describes it)
     return name
 
 
@@ -146,10 +150,8 @@ def test_a_follower_from_the_end_sees_only_what_arrives_and_offsets_are_honoured
 
     async def scenario() -> None:
         async with Follower(settings, [topic], start="end", client_id="t") as follower:
-            # (each partition's end reached: its position is set before anything is written)
-            assert [b async for b in follower.until_end()] == []
-            await asyncio.to_thread(produce, settings, topic, ["new-1", "new-2"])
-            got = await follow(follower, 2)
+            await asyncio.to_thread(produce, settings, topic, ["new-1", "new-2"])  # at once
+            got = [m async for batch in follower.until_end() for m in batch]
             assert sorted(m.key() for m in got) == [b"new-1", b"new-2"]  # type: ignore[type-var]
 
         # From offset 1 of one partition (the beginning of the others): all but one.
