@@ -86,14 +86,15 @@ class Worker:
                 beacon=self.app.beacon,
             )
             self.app.service(self.api)
-        self.push: Any = None
+        self.push: list[Any] = []  # one partitioned service per push sink
         if settings.push_sinks:
-            from streams.services.push import PushSinks
+            from streams.services.push import push_sinks
 
-            self.push = PushSinks(
+            self.push = push_sinks(
                 settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
             )
-            self.app.service(self.push)
+            for sink in self.push:
+                self.app.service(sink)  # type: ignore[arg-type]
         # Last: its banner is logged once the services above have started (ports bound).
         self.progress = ProgressLog(
             settings,

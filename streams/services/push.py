@@ -1,28 +1,31 @@
 """Push sinks: predictions delivered to HTTP endpoints, at least once.
 
-Each sink of RIVERRUN_PUSH_SINKS has its own consumer group (`<group>-push-<name>`) on
-its topic (the predictions by default), so the workers of a group share its partitions
-and a sink that falls behind holds back nothing else. Per fetched batch of a partition:
-the predictions the sink takes (`online_models.push.takes`) are POSTed in batches of up
-to `batch_size`, each attempt of a batch with the same `Idempotency-Key` header and each
-item with its prediction's idempotency key; failed attempts are retried with exponential
-backoff; after `max_attempts` (or at once, when the endpoint refuses the request with a
-4xx other than 408/429) the batch's predictions become `push_failed` dead letters. Only
-then is the partition's offset committed: a crash repeats deliveries, never loses one.
+Each sink of RIVERRUN_PUSH_SINKS is a `PartitionedService` of its own, in its own
+consumer group (`<group>-push-<name>`) on its topic (the predictions by default), so the
+workers of a group share its partitions and a sink that falls behind holds back nothing
+else. A sink keeps no state but its committed offsets: a partition it gets resumes at the
+committed offset, and nothing is checkpointed.
+
+Per fetched batch of a partition: the predictions the sink takes
+(`online_models.push.takes`) are POSTed in batches of up to `batch_size`, each attempt of
+a batch with the same `Idempotency-Key` header and each item with its prediction's
+idempotency key; failed attempts are retried with exponential backoff; after
+`max_attempts` (or at once, when the endpoint refuses the request with a 4xx other than
+408/429) the batch's predictions become `push_failed` dead letters, queued in the batch's
+outbox. The partitioned machinery commits the offsets only once every delivery is done
+and every dead letter acknowledged: a crash repeats deliveries, never loses one.
 """
 
-import asyncio
 import logging
 import random
 import time
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
-from mode import Service
 
 from online_models.push import (
     backoff,
@@ -36,108 +39,145 @@ from online_models.push import (
     takes,
 )
 from schemas.dead_letter import DeadLetter, ErrorType
-from streams.kafka.security import aiokafka_options
+from streams.kafka.outbox import Outbox
+from streams.kafka.records import Record, TopicPartition
 from streams.runtime.metrics import WorkerMetrics
+from streams.runtime.partitioned import Batches, PartitionedService, PartitionState
 from streams.settings import PushSink, Settings
 
 log = logging.getLogger(__name__)
 
+#: A fetched message the sink takes: its index in the fetched batch, the message, and
+#: its prediction.
+Taken = tuple[int, Record, dict[str, Any]]
 
-class PushSinks(Service):
-    """Every push sink of the settings, each in a task of its own."""
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.metrics = metrics
+class SinkDelivery(PartitionedService[TopicPartition, PartitionState]):
+    """One push sink: its share of its topic's partitions, delivered over HTTP."""
+
+    def __init__(
+        self, settings: Settings, metrics: WorkerMetrics, sink: PushSink, **kwargs: Any
+    ) -> None:
+        # At least once whatever RIVERRUN_PROCESSING_GUARANTEE says: an HTTP endpoint
+        # takes no part in a Kafka transaction (it dedups by idempotency key instead).
+        once = settings.model_copy(update={"processing_guarantee": "at_least_once"})
+        super().__init__(once, metrics, {}, **kwargs)
+        self.sink = sink
+        self.name = f"push-{sink.name}"
+        #: Under exactly_once the predictions of aborted transactions are not pushed.
+        self.read_committed = settings.exactly_once
         self.session: ClientSession | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.consumers: list[AIOKafkaConsumer] = []
         self.random = random.Random()
 
+    # --- what the partitioned machinery asks ----------------------------------------
+    def topics(self) -> list[str]:
+        return [self.sink.topic or self.settings.predictions_topic]
+
+    def group_id(self) -> str:
+        return f"{self.settings.group_id}-push-{self.sink.name}"
+
+    def output_topics(self) -> list[str]:
+        return [self.settings.dead_letters_topic]
+
+    def consumer_options(self) -> dict[str, Any]:
+        return {"isolation.level": "read_committed"} if self.read_committed else {}
+
+    def key(self, tp: TopicPartition) -> TopicPartition:
+        return tp
+
+    async def restore(
+        self,
+        key: TopicPartition,
+        tps: list[TopicPartition],
+        committed: dict[TopicPartition, int | None],
+    ) -> tuple[PartitionState, dict[TopicPartition, int]]:
+        """No state: each partition resumes at its committed offset (the log start when
+        nothing is committed yet)."""
+        return PartitionState(), {tp: committed[tp] or 0 for tp in tps}
+
+    async def checkpoint(self, state: PartitionState, *, transactional: bool) -> None:
+        return None  # (never called: see `write`)
+
+    async def write(self, state: PartitionState) -> None:
+        """Nothing to checkpoint: the committed offset is all a sink's partition holds."""
+        state.since_checkpoint = 0
+
+    async def checkpoint_due(self) -> None:
+        """No checkpoints; after each fetch, the lag of every partition owned instead:
+        the messages the sink has not handled yet."""
+        assert self.consumer is not None
+        # Under read_committed a partition ends with a transaction's commit marker, which
+        # is no record: once all fetched is handled, the consumer's position is past it.
+        positions = await self.consumer.positions(self.owned) if self.read_committed else {}
+        for tp, state in self.owned.items():
+            high = self.consumer.highwater(tp)
+            if high is None or tp not in state.positions:
+                continue
+            position = state.positions[tp]
+            if state.fetched.get(tp) == position:
+                position = max(position, positions.get(tp, position))
+            lag = max(0, high - position)
+            self.metrics.push_lag.labels(self.sink.name, str(tp.partition)).set(lag)
+
+    def replica_names(self, state: PartitionState) -> Iterable[tuple[str, int]]:
+        return ()
+
+    # --- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
-        s = self.settings
         self.session = ClientSession()
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.group_id}-push",
-            acks="all",
-            enable_idempotence=True,
-            **aiokafka_options(s),
+        await super().on_start()
+        log.info(
+            "push sink %s: %s to %s", self.sink.name, self.topics()[0], shown_url(self.sink.url)
         )
-        await self.producer.start()
-        for sink in s.push_sinks:
-            consumer = AIOKafkaConsumer(
-                sink.topic or s.predictions_topic,
-                bootstrap_servers=s.bootstrap_servers,
-                group_id=f"{s.group_id}-push-{sink.name}",
-                client_id=f"{s.group_id}-push-{sink.name}",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=max(sink.batch_size, 500),
-                **aiokafka_options(s),
-            )
-            await consumer.start()
-            self.consumers.append(consumer)
-            self.add_future(self._run(sink, consumer))
-            log.info(
-                "push sink %s: %s to %s",
-                sink.name,
-                sink.topic or s.predictions_topic,
-                shown_url(sink.url),
-            )
 
     async def on_stop(self) -> None:
-        # The tasks are cancelled first (by mode): a batch cut short is not committed.
-        for consumer in self.consumers:
-            await consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
-        if self.session is not None:
-            await self.session.close()
+        # The batch in flight stops retrying (see `_deliver`); what it delivered is committed.
+        try:
+            await super().on_stop()
+        finally:
+            if self.session is not None:
+                await self.session.close()
 
-    async def _run(self, sink: PushSink, consumer: AIOKafkaConsumer) -> None:
-        while not self.should_stop:
-            try:
-                batches = await consumer.getmany(timeout_ms=500)
-                for tp, messages in batches.items():
-                    await self._push(sink, messages)
-                    await consumer.commit({tp: messages[-1].offset + 1})
-                await self._export_lag(sink, consumer)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the broker away, a rebalance: the batch comes again
-                log.exception(
-                    "push sink %s: a batch failed and is fetched again in 1 s; check the broker",
-                    sink.name,
-                )
-                await asyncio.sleep(1.0)
-                for tp in consumer.assignment():
-                    committed = await consumer.committed(tp)
-                    if committed is not None:
-                        consumer.seek(tp, committed)
-                    else:
-                        await consumer.seek_to_beginning(tp)
+    # --- the batch path --------------------------------------------------------------
+    async def handle(
+        self, state: PartitionState, batches: Batches, outbox: Outbox
+    ) -> Counter[TopicPartition]:
+        """Deliver (or dead-letter) the predictions of the fetched messages that the sink
+        takes; a stop cuts the batch short before the first delivery not finished."""
+        handled: Counter[TopicPartition] = Counter()
+        size = self.sink.batch_size
+        for tp, messages in batches.items():
+            taken = self._taken(state, messages)
+            done = len(messages)
+            for start in range(0, len(taken), size):
+                chunk = taken[start : start + size]
+                if not await self._deliver(chunk, outbox):
+                    done = chunk[0][0]
+                    break
+            if done:
+                state.positions[tp] = messages[done - 1].offset + 1
+                handled[tp] = done
+        return handled
 
-    async def _push(self, sink: PushSink, messages: list[ConsumerRecord]) -> None:
-        """Deliver (or dead-letter) the predictions of `messages` that the sink takes."""
-        taken: list[tuple[ConsumerRecord, dict[str, Any]]] = []
-        for message in messages:
+    def _taken(self, state: PartitionState, messages: list[Record]) -> list[Taken]:
+        taken: list[Taken] = []
+        for index, message in enumerate(messages):
+            if state.replayed(message):  # delivered before this worker got the partition
+                continue
             try:
-                prediction = orjson.loads(message.value)
+                prediction = orjson.loads(message.value)  # type: ignore[arg-type]
             except (orjson.JSONDecodeError, TypeError):
                 continue  # (the topic holds predictions riverrun wrote)
-            if takes(prediction, models=sink.models, min_score=sink.min_score):
-                taken.append((message, prediction))
-        for start in range(0, len(taken), sink.batch_size):
-            await self._deliver(sink, taken[start : start + sink.batch_size])
+            if takes(prediction, models=self.sink.models, min_score=self.sink.min_score):
+                taken.append((index, message, prediction))
+        return taken
 
-    async def _deliver(
-        self, sink: PushSink, batch: list[tuple[ConsumerRecord, dict[str, Any]]]
-    ) -> None:
+    async def _deliver(self, batch: list[Taken], outbox: Outbox) -> bool:
+        """POST `batch` until the endpoint acknowledges it, or dead-letter it; False when
+        the worker stops before either (the batch is delivered again after a restart)."""
         assert self.session is not None
-        m = self.metrics
-        predictions = [p for _, p in batch]
+        sink, m = self.sink, self.metrics
+        predictions = [p for _, _, p in batch]
         body = batch_body(sink.name, predictions)
         keys = [idempotency_key(p) for p in predictions]
         headers = {"Content-Type": "application/json", "Idempotency-Key": batch_key(keys)}
@@ -161,13 +201,13 @@ class PushSinks(Service):
             if 200 <= status < 300:
                 m.push_attempts.labels(sink.name, "ok").inc()
                 m.push_delivered.labels(sink.name).inc(len(batch))
-                return
+                return True
             if status:
                 last = f"HTTP {status}"
             if status and not retryable(status):
                 m.push_attempts.labels(sink.name, "refused").inc()
-                await self._dead_letters(sink, batch, last, attempt, gave_up=False)
-                return
+                await self._dead_letters(batch, outbox, last, attempt, gave_up=False)
+                return True
             m.push_attempts.labels(sink.name, "retry").inc()
             if attempt < sink.max_attempts:
                 jitter = self.random.uniform(0.5, 1.0)
@@ -187,25 +227,21 @@ class PushSinks(Service):
                     sink.max_attempts,
                     wait,
                 )
-                await asyncio.sleep(wait)
-        await self._dead_letters(sink, batch, last, sink.max_attempts, gave_up=True)
+                await self.sleep(wait)  # (cut short by a stop)
+                if self.should_stop:
+                    return False
+        await self._dead_letters(batch, outbox, last, sink.max_attempts, gave_up=True)
+        return True
 
     async def _dead_letters(
-        self,
-        sink: PushSink,
-        batch: list[tuple[ConsumerRecord, dict[str, Any]]],
-        last: str,
-        attempts: int,
-        *,
-        gave_up: bool,
+        self, batch: list[Taken], outbox: Outbox, last: str, attempts: int, *, gave_up: bool
     ) -> None:
-        """Each prediction of `batch` as a `push_failed` dead letter, acknowledged."""
-        assert self.producer is not None
-        s = self.settings
+        """Each prediction of `batch` as a `push_failed` dead letter, queued in `outbox`
+        (the batch's offsets are committed once they are acknowledged)."""
+        s, sink = self.settings, self.sink
         reason = failure_reason(sink.name, sink.url, last, attempts, gave_up)
         log.warning("push sink %s: %d predictions dead-lettered: %s", sink.name, len(batch), reason)
-        sent = []
-        for message, _ in batch:
+        for _, message, _ in batch:
             letter = DeadLetter.for_message(
                 value=message.value,
                 topic=message.topic,
@@ -216,22 +252,20 @@ class PushSinks(Service):
                 ts=datetime.now(UTC),
                 max_payload_bytes=s.max_event_bytes,
             )
-            value = letter.model_dump_json().encode()
-            sent.append(
-                await self.producer.send(s.dead_letters_topic, key=message.key, value=value)
+            await outbox.add(
+                s.dead_letters_topic,
+                message.key,
+                letter.model_dump_json().encode(),
+                TopicPartition(message.topic, message.partition),
+                message.offset,
+                fallback=message.partition,
             )
-        await asyncio.gather(*sent)
         self.metrics.push_dead_letters.labels(sink.name).inc(len(batch))
-        self.metrics.dead_lettered.labels(batch[0][0].topic, ErrorType.PUSH_FAILED.value).inc(
+        self.metrics.dead_lettered.labels(batch[0][1].topic, ErrorType.PUSH_FAILED.value).inc(
             len(batch)
         )
 
-    async def _export_lag(self, sink: PushSink, consumer: AIOKafkaConsumer) -> None:
-        """Predictions of each assigned partition the sink has not handled yet."""
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is not None:
-                position = await consumer.position(tp)
-                self.metrics.push_lag.labels(sink.name, str(tp.partition)).set(
-                    max(0, high - position)
-                )
+
+def push_sinks(settings: Settings, metrics: WorkerMetrics, **kwargs: Any) -> list[SinkDelivery]:
+    """One service per push sink of the settings."""
+    return [SinkDelivery(settings, metrics, sink, **kwargs) for sink in settings.push_sinks]

@@ -223,3 +223,47 @@ def test_a_worker_killed_mid_delivery_loses_nothing(make_env, endpoint) -> None:
     wait_for_keys(server, second, expected)
     wait_for_lag_zero(second, 1)
     assert {item["idempotency_key"] for item in server.received} == expected
+
+
+def test_a_worker_stopped_while_its_endpoint_is_down_stops_at_once_and_loses_nothing(
+    make_env, endpoint
+) -> None:  # type: ignore[no-untyped-def]
+    server = endpoint(failures=1.0, slow=0.0, drop=0.0)
+    # The first retry waits 30 to 60 s: a stop must not wait for it, nor dead-letter.
+    options = {"backoff_seconds": 60.0, "max_backoff_seconds": 60.0}
+    env = make_env(models=["logreg"], push_sinks=[sink(server, **options)])
+    first = env.start_worker()
+    events = list(dataset_events("phishing", limit=100, model=None, seed=42))
+    env.produce([encode(e) for e in events])
+    deadline = time.monotonic() + 60
+    while not server.answers:
+        assert time.monotonic() < deadline, "the sink sent nothing"
+        first.assert_alive()
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert first.stop() == 0
+    assert time.monotonic() - started < 20  # well before the retry was due
+    assert env.count(env.settings.dead_letters_topic) == 0  # not given up: left to a restart
+    server.failures = 0.0
+    second = env.start_worker()
+    env.read(env.settings.predictions_topic, len(events))
+    expected = set(expected_keys(env, float("-inf")))
+    wait_for_keys(server, second, expected)
+    wait_for_lag_zero(second, 1)
+
+
+def test_under_exactly_once_a_sink_reads_committed_predictions_and_its_lag_falls_to_zero(
+    make_env, endpoint
+) -> None:  # type: ignore[no-untyped-def]
+    server = endpoint(failures=0.0, slow=0.0, drop=0.0)
+    env = make_env(
+        models=["logreg"], processing_guarantee="exactly_once", push_sinks=[sink(server)]
+    )
+    worker = env.start_worker()
+    events = list(dataset_events("phishing", limit=300, model=None, seed=42))
+    env.produce([encode(e) for e in events])
+    env.read(env.settings.predictions_topic, len(events))
+    wait_for_keys(server, worker, set(expected_keys(env, float("-inf"))))
+    # Each transaction ends with a commit marker, which is no prediction: the lag counts
+    # past it, or it would never fall below 1.
+    wait_for_lag_zero(worker, 1)
