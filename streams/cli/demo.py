@@ -6,22 +6,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from online_models.models.datasets import DATASETS
 from online_models.models.registry import ModelError, ModelSpec
 from online_models.quality.offline import run_offline
-from schemas import AnyPrediction, DeadLetter, InputEvent, MetricsReport, decode_prediction
+from schemas import InputEvent, MetricsReport
 from schemas.codec import decode
+from streams.cli.demo_outputs import Collector, Echo, number_text, summary
 from streams.cli.replay import dataset_events, encode, produce
 from streams.kafka.local_broker import LocalKafka
 from streams.kafka.topics import TopicReader, ensure_topics
 from streams.runtime.served_models import served_models
 from streams.settings import Settings
-
-Echo = Callable[[str], None]
 
 #: Settings the demo gives its worker unless the user set them: frequent reports and
 #: per-device segments make a short run show the whole metric set; the delayed-feedback
@@ -75,45 +73,6 @@ def bad_messages(id_prefix: str, model: str, max_bytes: int) -> list[tuple[str, 
     ]
 
 
-class Collector:
-    """Reads the predictions, dead letters and metrics written after it was created."""
-
-    def __init__(self, settings: Settings, models: set[str]) -> None:
-        self.predictions_topic = settings.predictions_topic
-        self.models = models  # those replayed (the join's models report too)
-        self.metrics_topic = settings.metrics_topic
-        topics = (settings.predictions_topic, settings.dead_letters_topic, settings.metrics_topic)
-        self.reader = TopicReader(settings, topics, from_beginning=False)
-        self.predictions: dict[str, AnyPrediction] = {}
-        self.dead_letters: list[DeadLetter] = []
-        self.reports: list[MetricsReport] = []
-        self.timestamps: list[int] = []
-        self.started_ms = time.time() * 1000
-
-    def poll(self, id_prefix: str) -> None:
-        for message in self.reader.poll(timeout_ms=500):
-            if message.topic == self.predictions_topic:
-                prediction = decode_prediction(message.value)
-                if prediction.event_id.startswith(id_prefix):
-                    self.predictions[prediction.event_id] = prediction
-                    self.timestamps.append(message.timestamp)
-            elif message.topic == self.metrics_topic:
-                report = decode(MetricsReport, message.value, max_bytes=1 << 24)
-                if report.model in self.models:  # not the join's reports
-                    self.reports.append(report)
-            else:
-                letter = decode(DeadLetter, message.value, max_bytes=1 << 24)
-                if letter.ts.timestamp() * 1000 >= self.started_ms:
-                    self.dead_letters.append(letter)
-
-    @property
-    def outputs(self) -> int:
-        return len(self.predictions) + len(self.dead_letters)
-
-    def close(self) -> None:
-        self.reader.close()
-
-
 def start_worker(log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
@@ -161,22 +120,9 @@ def run_demo(
 ) -> bool:
     """Run everything once with the app's `models`; True when every event has a
     prediction or a dead letter and the streamed metrics equal the offline evaluation."""
-    unknown = [name for name in datasets if name not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset {unknown[0]!r}: choose among {', '.join(DATASETS)}")
     run = time.strftime("%Y%m%d%H%M%S")
     settings, env = demo_settings(settings, run)
-    names = [DATASETS[name].model for name in datasets]
-    # The worker's models, each built once: a mistake is one sentence here, not in the
-    # worker; the offline runs compare with the very same specs.
-    served = served_models(settings, models)
-    missing = [name for name in names if name not in served]
-    if missing:
-        raise ModelError(
-            f"the demo replays events for model {missing[0]!r}, which RIVERRUN_MODELS does not "
-            "serve; add it there or choose other --dataset names"
-        )
-    specs = {name: served[name] for name in names}
+    specs = demo_specs(settings, models, datasets)
     kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
     started_kafka = False
     if kafka is not None:
@@ -190,19 +136,8 @@ def run_demo(
     try:
         ensure_topics(settings)
         id_prefix = f"demo-{run}-"
-        events: dict[str, list[InputEvent]] = {
-            name: list(
-                dataset_events(
-                    name,
-                    limit=limit or DATASETS[name].size or DEFAULT_LIMITS.get(name, 10_000),
-                    model=None,
-                    seed=42,
-                    id_prefix=id_prefix,
-                )
-            )
-            for name in datasets
-        }
-        collector = Collector(settings, set(names))
+        events = demo_events(datasets, limit, id_prefix)
+        collector = Collector(settings, set(specs))
         log_path = settings.data_dir / "demo" / "worker.log"
         echo(f"starting a worker (log: {log_path})")
         scenario = FeedbackScenario(settings, models, echo) if settings.join_enabled else None
@@ -221,30 +156,14 @@ def run_demo(
             for name, batch in events.items()
         }
         n_reports = sum(len(r) for r in expected_reports.values())
-        last_progress, seen = time.monotonic(), 0
-        while collector.outputs < len(messages) or len(collector.reports) < n_reports:
-            collector.poll(id_prefix)
-            now_seen = collector.outputs + len(collector.reports)
-            if now_seen != seen:
-                seen, last_progress = now_seen, time.monotonic()
-            if worker.poll() is not None:
-                echo(f"the worker exited with code {worker.returncode}; see {log_path}")
-                break
-            if time.monotonic() - last_progress > timeout:
-                echo(f"no new output for {timeout:.0f} s; see {log_path}")
-                break
+        wait_for_outputs(
+            collector, worker, log_path, len(messages), n_reports, id_prefix, timeout, echo
+        )
         collector.close()
         ok = summary(collector, events, expected_reports, len(messages), len(bad), specs, echo)
         if scenario is not None and worker.poll() is None:
             ok = scenario.summary(timeout, echo) and ok
-        from streams.cli.report import write_report
-
-        report = settings.data_dir / "demo" / "riverrun-report.html"
-        write_report(settings, report.absolute(), models=models)
-        echo(
-            f"\nreport (quality with drift alarms, predicted vs actual, dead letters, "
-            f"throughput): {report}"
-        )
+        write_demo_report(settings, models, echo)
         return ok
     finally:
         if worker is not None:
@@ -254,127 +173,79 @@ def run_demo(
             echo(kafka.down())
 
 
-#: What the summary shows of each model's last overall report, and per segment, by task.
-SHOWN = {
-    "binary": [
-        "logloss",
-        "normalized_entropy",
-        "auc",
-        "auc_window",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "lift_5_window",
-        "lift_20_window",
-        "mean_predicted",
-        "observed_rate",
-        "predicted_positives",
-        "actual_positives",
-    ],
-    "regression": [
-        "mae",
-        "rmse",
-        "r2",
-        "mae_window",
-        "baseline_mae",
-        "baseline_mae_window",
-        "predicted_total",
-        "actual_total",
-        "period_predicted_total",
-        "period_actual_total",
-    ],
-    "multiclass": [
-        "logloss",
-        "accuracy",
-        "accuracy_window",
-        "macro_precision",
-        "macro_recall",
-        "macro_f1",
-        "micro_f1",
-        "classes",
-    ],
-}
-PER_SEGMENT = {"binary": "auc", "regression": "mae", "multiclass": "accuracy"}
-
-
-def summary(
-    collector: Collector,
-    events: dict[str, list[InputEvent]],
-    expected_reports: dict[str, list[MetricsReport]],
-    expected: int,
-    bad: int,
-    models: Mapping[str, ModelSpec],
-    echo: Echo,
-) -> bool:
-    """Print the run's summary; True when nothing is missing and metrics match offline."""
-    letters = Counter(letter.error_type.value for letter in collector.dead_letters)
-    n_letters = sum(letters.values())
-    span = (
-        (max(collector.timestamps) - min(collector.timestamps)) / 1000
-        if collector.timestamps
-        else 0
-    )
-    complete = len(collector.predictions) + n_letters == expected and n_letters == bad
-    by_reason = ", ".join(f"{k}={v}" for k, v in sorted(letters.items()))
-    lines = [
-        "",
-        "riverrun demo summary",
-        f"  events in          {expected}",
-        f"  predictions out    {len(collector.predictions)}",
-        f"  dead letters       {n_letters}  {by_reason}",
-    ]
-    if span > 0:
-        rate = len(collector.predictions) / span
-        lines.append(f"  events/s           {rate:,.0f}  (first to last prediction)")
-    matching = 0
-    for dataset, batch in events.items():
-        model = DATASETS[dataset].model
-        task = models[model].task
-        streamed = [r for r in collector.reports if r.model == model]
-        offline = expected_reports[model]
-        # The worker names the input partition of the replica; offline there is none.
-        same = [r.model_dump_json(exclude={"partition"}) for r in streamed] == [
-            r.model_dump_json(exclude={"partition"}) for r in offline
-        ]
-        matching += len(streamed) if same else 0
-        predictions = [
-            collector.predictions[e.event_id] for e in batch if e.event_id in collector.predictions
-        ]
-        labelled = sum(1 for p in predictions if p.label is not None)
-        lines.append(
-            f"  model {model} on {dataset}: {len(predictions)} predictions, {labelled} labelled"
+def demo_specs(
+    settings: Settings, models: Mapping[str, ModelSpec], datasets: list[str]
+) -> dict[str, ModelSpec]:
+    """The served models the `datasets`' events are for, each built once: a mistake is
+    one sentence here, not in the worker; the offline runs compare with the same specs."""
+    unknown = [name for name in datasets if name not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown[0]!r}: choose among {', '.join(DATASETS)}")
+    names = [DATASETS[name].model for name in datasets]
+    served = served_models(settings, models)
+    missing = [name for name in names if name not in served]
+    if missing:
+        raise ModelError(
+            f"the demo replays events for model {missing[0]!r}, which RIVERRUN_MODELS does not "
+            "serve; add it there or choose other --dataset names"
         )
-        overall = [r for r in streamed if r.segment == "all"]
-        if overall:
-            last = overall[-1]
-            lines.append(f"    last report ({last.trigger}, event time {last.ts:%Y-%m-%d %H:%M}):")
-            for name in SHOWN[task]:
-                value = last.metrics.get(name)
-                lines.append(f"      {name:<30} {_number(value)}")
-            key = PER_SEGMENT[task]
-            for report in [r for r in streamed if r.segment != "all" and r.ts == last.ts]:
-                label = f"{key} [{report.segment}]"
-                lines.append(f"      {label:<30} {_number(report.metrics.get(key))}")
-    total_reports = sum(len(r) for r in expected_reports.values())
-    lines.append(
-        f"  metrics topic      {len(collector.reports)} reports; {matching} of "
-        f"{total_reports} identical to the offline evaluation"
-    )
-    ok = complete and matching == total_reports == len(collector.reports)
-    verdict = (
-        "OK: events in = predictions out + dead letters; streamed metrics = offline"
-        if ok
-        else "MISSING OUTPUT OR MISMATCHED METRICS"
-    )
-    lines.append(f"  result             {verdict}")
-    for line in lines:
-        echo(line)
-    return ok
+    return {name: served[name] for name in names}
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.4f}"
+def demo_events(
+    datasets: list[str], limit: int | None, id_prefix: str
+) -> dict[str, list[InputEvent]]:
+    """Each dataset's events (all of a finite one, else its default number)."""
+    return {
+        name: list(
+            dataset_events(
+                name,
+                limit=limit or DATASETS[name].size or DEFAULT_LIMITS.get(name, 10_000),
+                model=None,
+                seed=42,
+                id_prefix=id_prefix,
+            )
+        )
+        for name in datasets
+    }
+
+
+def wait_for_outputs(
+    collector: Collector,
+    worker: subprocess.Popen[bytes],
+    log_path: Path,
+    outputs: int,
+    reports: int,
+    id_prefix: str,
+    timeout: float,
+    echo: Echo,
+) -> None:
+    """Collect until there are `outputs` outputs and `reports` reports, the worker exits
+    (its log: `log_path`), or nothing new arrives for `timeout` seconds."""
+    last_progress, seen = time.monotonic(), 0
+    while collector.outputs < outputs or len(collector.reports) < reports:
+        collector.poll(id_prefix)
+        now_seen = collector.outputs + len(collector.reports)
+        if now_seen != seen:
+            seen, last_progress = now_seen, time.monotonic()
+        if worker.poll() is not None:
+            echo(f"the worker exited with code {worker.returncode}; see {log_path}")
+            break
+        if time.monotonic() - last_progress > timeout:
+            echo(f"no new output for {timeout:.0f} s; see {log_path}")
+            break
+
+
+def write_demo_report(settings: Settings, models: Mapping[str, ModelSpec], echo: Echo) -> None:
+    """`riverrun report` of the run, in the demo's data directory."""
+    from streams.cli.report import write_report
+
+    report = settings.data_dir / "demo" / "riverrun-report.html"
+    write_report(settings, report.absolute(), models=models)
+    echo(
+        f"\nreport (quality with drift alarms, predicted vs actual, dead letters, "
+        f"throughput): {report}"
+    )
 
 
 class FeedbackScenario:
@@ -439,13 +310,13 @@ class FeedbackScenario:
             "delayed feedback summary",
             f"  impressions          {FEEDBACK_IMPRESSIONS}",
             f"  outcomes             {len(streamed)} (offline join: {len(expected)})",
-            f"  label coverage       {_number(figures.get('label_coverage'))}"
+            f"  label coverage       {number_text(figures.get('label_coverage'))}"
             f"  (click labels known; the rest wait for windows still open)",
             f"  late positives       {figures.get('late_positives') or 0:.0f} clicks after a "
             f"{settings.click_window_seconds:.0f} s window (rate "
-            f"{_number(figures.get('late_positive_rate'))})",
-            f"  conversions joined   {_number(figures.get('conversion_join_rate'))} of conversions "
-            f"inside a {settings.conversion_window_seconds / 3600:.0f} h window",
+            f"{number_text(figures.get('late_positive_rate'))})",
+            f"  conversions joined   {number_text(figures.get('conversion_join_rate'))} of "
+            f"conversions inside a {settings.conversion_window_seconds / 3600:.0f} h window",
             f"  calibration          {predicted:,.1f} predicted clicks vs "
             f"{sum(o.label for o in late)} actual (last {len(late)} click labels)",
             "  result               "
