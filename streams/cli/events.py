@@ -96,7 +96,8 @@ def replay(
 ) -> None:
     """Produce a dataset or a file as input events, in order, with deterministic ids;
     then summarise what the worker made of them (dead letters by reason)."""
-    from streams.cli.replay import Produced, aftermath, dead_letter_ends, encode, produce
+    from streams.cli.replay import encode, produce
+    from streams.cli.replay_aftermath import Produced, aftermath, dead_letter_ends
     from streams.kafka.topics import TopicError, ensure_topics
 
     app, settings = load(app_path)

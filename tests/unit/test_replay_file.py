@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from schemas import DeadLetter, ErrorType
-from streams.cli.replay import Aftermath, FileError, Produced, count_file_events, file_events
+from streams.cli.replay import FileError, count_file_events, file_events
+from streams.cli.replay_aftermath import Aftermath, Produced
 
 
 def events(path: Path, **options: Any) -> list[Any]:
