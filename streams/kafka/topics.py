@@ -1,15 +1,22 @@
-"""riverrun's topics: create the missing ones, read what they hold."""
+"""riverrun's topics: create the missing ones, read what they hold.
 
-import contextlib
+Creating and checking them (`ensure_topics`, `check_topics`) is the worker's: its admin
+client comes from `clients.admin`. `TopicReader` serves the CLI tools and tests only, on
+kafka-python (a plain blocking client, independent of the worker's).
+"""
+
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
+from typing import TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.kafka import clients
 from streams.kafka.security import kafka_options
 from streams.settings import Settings
 
@@ -17,6 +24,10 @@ log = logging.getLogger(__name__)
 
 #: How long a topic just created may take to be described by the broker.
 CREATED_VISIBLE_SECONDS = 10.0
+#: Longest wait for the broker's answer to one admin request (list, create, describe).
+ADMIN_TIMEOUT_SECONDS = 30.0
+
+T = TypeVar("T")
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -115,46 +126,83 @@ def missing_topic(settings: Settings, name: str) -> str:
     )
 
 
-def topic_problems(admin: KafkaAdminClient, settings: Settings, names: Iterable[str]) -> list[str]:
-    """One sentence for each of `names` that must be compacted and is missing or not."""
-    must = [name for name in names if name in compacted_topics(settings)]
+def topic_problems(admin: AdminClient, settings: Settings, names: Iterable[str]) -> list[str]:
+    """One sentence for each of `names` that must be compacted and is missing or not.
+
+    Raises KafkaException when the broker does not answer."""
+    must = list(dict.fromkeys(name for name in names if name in compacted_topics(settings)))
     if not must:
         return []
-    found = admin.describe_configs(
-        [
-            ConfigResource(ConfigResourceType.TOPIC, name, configs={"cleanup.policy": None})
-            for name in must
-        ],
-        config_filter="all",
-    ).get("topic", {})
+    resources = {name: ConfigResource(ResourceType.TOPIC, name) for name in must}
+    found = admin.describe_configs(list(resources.values()), request_timeout=ADMIN_TIMEOUT_SECONDS)
     problems = []
     for name in must:
-        configs = found.get(name) or {}
-        if not configs:
+        try:
+            configs = _result(found[resources[name]])
+        except KafkaException as err:
+            if _code(err) != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            configs = {}
+        if "cleanup.policy" not in configs:
             problems.append(missing_topic(settings, name))
             continue
-        policy = str(configs["cleanup.policy"]["value"])
+        policy = str(configs["cleanup.policy"].value)
         # Not `compact,delete` either: its retention removes a quiet replica's only checkpoint.
         if policy.replace(" ", "") != "compact":
             problems.append(not_compacted(settings, name, policy))
     return problems
 
 
-def admin_client(settings: Settings) -> KafkaAdminClient:
-    return KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id="riverrun-admin",
-        **kafka_options(settings),
+def _result(future: "Future[T]") -> T:
+    """What an admin request's future holds; KafkaException when the broker said no or
+    did not answer (librdkafka gives up after ADMIN_TIMEOUT_SECONDS, this a bit later)."""
+    try:
+        return future.result(timeout=ADMIN_TIMEOUT_SECONDS + 5)
+    except TimeoutError:
+        raise KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, "no answer from the broker")
+        ) from None
+
+
+def _code(err: KafkaException) -> int | None:
+    error = err.args[0] if err.args else None
+    return error.code() if isinstance(error, KafkaError) else None
+
+
+def _reason(err: KafkaException) -> str:
+    """librdkafka's words for `err` (not KafkaError's repr)."""
+    error = err.args[0] if err.args else None
+    return error.str() if isinstance(error, KafkaError) else str(err)
+
+
+def _create(admin: AdminClient, settings: Settings, names: list[str]) -> None:
+    """Create `names`, each with its configuration; one another worker created meanwhile
+    is fine."""
+    new = [
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication,
+            config=topic_configs(settings, name),
+        )
+        for name in names
+    ]
+    futures = admin.create_topics(
+        new, operation_timeout=CREATED_VISIBLE_SECONDS, request_timeout=ADMIN_TIMEOUT_SECONDS
     )
+    for future in futures.values():
+        try:
+            _result(future)
+        except KafkaException as err:
+            if _code(err) != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker was faster
+                raise
 
 
 def check_topics(settings: Settings, names: Iterable[str]) -> list[str]:
-    """The problems of `names` now (see `topic_problems`), read from the broker."""
-    admin = admin_client(settings)
-    try:
-        return topic_problems(admin, settings, names)
-    finally:
-        admin.close()
+    """The problems of `names` now (see `topic_problems`), read from the broker.
+
+    Raises KafkaException when the broker does not answer."""
+    return topic_problems(clients.admin(settings), settings, names)
 
 
 def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
@@ -162,21 +210,12 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
     they must be, and check the existing ones; return those created. A topic that must
     be compacted and is not raises `TopicError`: riverrun does not write there."""
     wanted = list(names if names is not None else topic_names(settings))
-    admin = admin_client(settings)
+    admin = clients.admin(settings)
     try:
-        missing = sorted(set(wanted) - set(admin.list_topics()))
+        existing = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+        missing = sorted(set(wanted) - set(existing))
         if missing:
-            new = [
-                NewTopic(
-                    name,
-                    settings.topic_partitions,
-                    settings.topic_replication,
-                    topic_configs=topic_configs(settings, name),
-                )
-                for name in missing
-            ]
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
-                admin.create_topics(new)
+            _create(admin, settings, missing)
             log.info("created topics %s", ", ".join(missing))
         problems = topic_problems(admin, settings, wanted)
         # A topic just created is described a moment after the broker acknowledged it.
@@ -184,14 +223,12 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         while problems and missing and time.monotonic() < deadline:
             time.sleep(0.1)
             problems = topic_problems(admin, settings, wanted)
-    except KafkaError as err:
+    except KafkaException as err:
         raise TopicError(
             f"cannot create or check topics {', '.join(wanted)} on "
-            f"{settings.bootstrap_servers} ({err}); create them yourself or give "
+            f"{settings.bootstrap_servers} ({_reason(err)}); create them yourself or give "
             "riverrun's user the right to"
         ) from err
-    finally:
-        admin.close()
     if problems:
         raise TopicError("; ".join(problems))
     return missing
