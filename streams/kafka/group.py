@@ -198,7 +198,14 @@ class GroupConsumer:
         def fetch() -> Batches:
             assert self.consumer is not None
             batches: Batches = {}
-            for message in self.consumer.consume(max_records, timeout):
+            # What is at hand at once; else the first message within `timeout` and what
+            # came with it (`consume` alone waits out its timeout for a full batch).
+            messages = self.consumer.consume(max_records, 0)
+            if not messages and timeout > 0:
+                first = self.consumer.poll(timeout)
+                if first is not None:
+                    messages = [first, *self.consumer.consume(max_records - 1, 0)]
+            for message in messages:
                 if message.error() is not None:
                     self._fetch_error(message)
                     continue

@@ -2,8 +2,10 @@
 letters, each counted and logged where that is due."""
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: The partition argument that lets the producer's partitioner choose.
 UNASSIGNED = -1
+#: How often a producer with messages in flight is asked for their acknowledgements.
+POLL_SECONDS = 0.001
 #: How long a producer whose queue is full is given before the next try.
 FULL_QUEUE_SECONDS = 0.005
 
@@ -72,36 +76,85 @@ class Acknowledgements:
             self.future.set_result(self.ends)
 
 
-async def produce(
-    producer: Producer,
-    topic: str,
-    value: bytes | None,
-    key: bytes | None,
-    partition: int,
-    on_delivery: Any,
-    headers: list[tuple[str, str | bytes | None]] | None = None,
-) -> None:
-    """Hand one message to `producer`, waiting while its queue is full (a broker away)."""
-    while True:
-        try:
-            producer.produce(topic, value, key, partition, on_delivery=on_delivery, headers=headers)
-            return
-        except BufferError:
-            await asyncio.sleep(FULL_QUEUE_SECONDS)
+class LoopProducer:
+    """A librdkafka producer whose acknowledgements are served on the event loop: a task
+    polls it every POLL_SECONDS while messages are in flight, and sleeps otherwise. No
+    thread of its own contends with the loop for the interpreter at every delivery."""
 
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
-async def send_all(
-    producer: Producer, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
-) -> int:
-    """Send (key, value) `records` to one partition and wait until all are written;
-    the offset after the last."""
-    acks = Acknowledgements(asyncio.get_running_loop())
-    sent = 0
-    for key, value in records:
-        await produce(producer, topic, value, key, partition, acks)
-        sent += 1
-    acks.seal(sent)
-    return (await acks.future).get(partition, 0)
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._serve())
+
+    async def _serve(self) -> None:
+        while True:
+            self.producer.poll(0)
+            if len(self.producer):
+                await asyncio.sleep(POLL_SECONDS)
+            else:
+                self.wake.clear()
+                await self.wake.wait()
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        on_delivery: Any,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        """Hand one message to the producer, waiting while its queue is full (a broker
+        away)."""
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, partition, on_delivery=on_delivery, headers=headers
+                )
+                break
+            except BufferError:
+                self.wake.set()
+                await asyncio.sleep(FULL_QUEUE_SECONDS)
+        if not self.wake.is_set():
+            self.wake.set()
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> "asyncio.Future[dict[int, int]]":
+        """Send one message; the future resolves once it is written (`Sender`)."""
+        acks = Acknowledgements(asyncio.get_running_loop())
+        await self.produce(topic, value, key, UNASSIGNED, acks)
+        acks.seal(1)
+        return acks.future
+
+    async def send_all(
+        self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
+    ) -> int:
+        """Send (key, value) `records` to one partition and wait until all are written;
+        the offset after the last."""
+        acks = Acknowledgements(asyncio.get_running_loop())
+        sent = 0
+        for key, value in records:
+            await self.produce(topic, value, key, partition, acks)
+            sent += 1
+        acks.seal(sent)
+        return (await acks.future).get(partition, 0)
+
+    async def stop(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the messages in flight, then stop serving;
+        how many are left unwritten."""
+        deadline = time.monotonic() + timeout
+        while len(self.producer) and time.monotonic() < deadline:
+            self.producer.poll(0)
+            await asyncio.sleep(POLL_SECONDS)
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        return len(self.producer)
 
 
 class Outbox:
@@ -117,7 +170,7 @@ class Outbox:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: LoopProducer,
         partitions: dict[str, int],
         delivered: dict[TopicPartition, Delivered] | None = None,
     ) -> None:
@@ -160,7 +213,7 @@ class Outbox:
             entry = self.acks[topic] = (Acknowledgements(asyncio.get_running_loop()), [0])
         acks, count = entry
         partition = UNASSIGNED if key is not None else fallback % self.partitions[topic]
-        await produce(self.producer, topic, value, key, partition, acks, headers)
+        await self.producer.produce(topic, value, key, partition, acks, headers)
         count[0] += 1
 
     def flush(self) -> list[tuple[str, "asyncio.Future[dict[int, int]]"]]:
@@ -170,6 +223,7 @@ class Outbox:
         for topic, (acks, count) in self.acks.items():
             acks.seal(count[0])
             found.append((topic, acks.future))
+        self.producer.producer.poll(0)
         return found
 
 

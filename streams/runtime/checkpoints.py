@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from online_models.learning.checkpoint import Checkpoint, Choice, Replica, choose
-from streams.kafka.outbox import produce, send_all
+from streams.kafka.outbox import LoopProducer
 from streams.kafka.reader import read_to_end
 from streams.kafka.records import TopicPartition
 from streams.kafka.topics import check_topics
@@ -101,7 +101,7 @@ def count_refusals(metrics: WorkerMetrics, replica: Replica, choice: Choice[Any]
 
 
 async def write_checkpoint(
-    producer: Producer,
+    producer: LoopProducer,
     settings: Settings,
     metrics: WorkerMetrics,
     records: list[tuple[bytes, bytes]],
@@ -118,16 +118,17 @@ async def write_checkpoint(
     topic = settings.checkpoints_topic
     where = partition % partitions
     if transactional:
-        await asyncio.to_thread(producer.begin_transaction)
+        transactions = producer.producer
+        await asyncio.to_thread(transactions.begin_transaction)
         try:
             for key, value in records:
-                await produce(producer, topic, value, key, where, None)
-            await asyncio.to_thread(producer.commit_transaction)
+                await producer.produce(topic, value, key, where, None)
+            await asyncio.to_thread(transactions.commit_transaction)
         except BaseException:
-            await asyncio.to_thread(producer.abort_transaction)
+            await asyncio.to_thread(transactions.abort_transaction)
             raise
     else:
-        await send_all(producer, topic, where, records)
+        await producer.send_all(topic, where, records)
     labels, size = (name, str(partition)), sum(len(v) for _, v in records)
     seconds = time.perf_counter() - started
     metrics.checkpoints.labels(*labels).inc()
@@ -141,7 +142,7 @@ class CheckpointStore:
     writes new ones there, counting what happened."""
 
     def __init__(
-        self, settings: Settings, producer: Producer, metrics: WorkerMetrics, name: str
+        self, settings: Settings, producer: LoopProducer, metrics: WorkerMetrics, name: str
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -154,7 +155,7 @@ class CheckpointStore:
 
     async def start(self) -> None:
         topic = self.settings.checkpoints_topic
-        metadata = await asyncio.to_thread(self.producer.list_topics, topic, 30.0)
+        metadata = await asyncio.to_thread(self.producer.producer.list_topics, topic, 30.0)
         self.partitions = len(metadata.topics[topic].partitions) or 1
 
     async def read(

@@ -40,7 +40,7 @@ from online_models import ModelSpec
 from streams.kafka import clients
 from streams.kafka.delivered import Delivered, Where, encode_written, find_delivered, parse_written
 from streams.kafka.group import Batches, GroupConsumer, group_members
-from streams.kafka.outbox import Outbox
+from streams.kafka.outbox import LoopProducer, Outbox
 from streams.kafka.records import Record, TopicPartition
 from streams.runtime.checkpoints import CheckpointsRefused, CheckpointStore
 from streams.runtime.metrics import WorkerMetrics
@@ -221,7 +221,7 @@ class PartitionedService(Service, Generic[Key, State]):
         self.batch_lock = asyncio.Lock()
         self.consumer: GroupConsumer | None = None
         self.producer: Producer | None = None
-        self.deliveries: clients.AsyncProducer | None = None  # serves the producer's
+        self.deliveries: LoopProducer | None = None  # serves the producer's deliveries
         #: The restores under way, by state key (their partitions are paused meanwhile).
         self.restoring: dict[Key, asyncio.Task[None]] = {}
         self.store: CheckpointStore | None = None
@@ -303,10 +303,11 @@ class PartitionedService(Service, Generic[Key, State]):
                 "transactional_id": s.worker_transactional_id(self.name),
                 "transaction.timeout.ms": int(s.transaction_timeout_seconds * 1000),
             }
-        self.deliveries = clients.AsyncProducer(
+        producer = clients.producer(
             s, client_id=f"{s.group_id}-{self.name}-producer", **transactions
         )
-        self.producer = producer = self.deliveries.producer
+        self.producer, self.deliveries = producer, LoopProducer(producer)
+        self.deliveries.start()
         if s.exactly_once:
             await asyncio.to_thread(producer.init_transactions, 60.0)
         self.consumer = GroupConsumer(
@@ -322,7 +323,7 @@ class PartitionedService(Service, Generic[Key, State]):
         await self.consumer.start()
         for topic in self.output_topics():
             self.partitions[topic] = await self.consumer.partition_count(topic)
-        self.store = CheckpointStore(s, producer, self.metrics, self.name)
+        self.store = CheckpointStore(s, self.deliveries, self.metrics, self.name)
         await self.store.start()
         # Every output of this worker lies at or after today's end of each output partition.
         for topic, count in self.partitions.items():
@@ -336,7 +337,15 @@ class PartitionedService(Service, Generic[Key, State]):
                 if self.store is not None:  # started
                     assigned = self.assigned()
                     await self.release(assigned)
-                    self.log_committed(assigned, "on stop")
+                    if self.membership_lost:
+                        log.error(
+                            "could not commit or checkpoint %s on stop: the consumer group "
+                            "went on without this worker (its session lapsed); a restart "
+                            "resumes from the last committed offset and checkpoint",
+                            self.name,
+                        )
+                    else:
+                        self.log_committed(assigned, "on stop")
         except Exception as err:
             log_failure(
                 err,
@@ -486,6 +495,7 @@ class PartitionedService(Service, Generic[Key, State]):
         or the broker was away): the partitions are someone else's already, so nothing
         is committed or checkpointed for them."""
         self.rebalancing = True
+        self.membership_lost = True
         await self._cancel_restores()
         async with self.batch_lock:
             for key in {self.key(tp) for tp in lost}:
@@ -664,7 +674,8 @@ class PartitionedService(Service, Generic[Key, State]):
             self.metrics.consumed.labels(tp.topic).inc(len(accepted))
             state.fetched[tp] = accepted[-1].offset + 1
             batches.setdefault(self.key(tp), {})[tp] = accepted
-        outbox = Outbox(self.producer, self.partitions, self.delivered)
+        assert self.deliveries is not None
+        outbox = Outbox(self.deliveries, self.partitions, self.delivered)
         offsets: dict[TopicPartition, int] = {}
         for key, state in self.owned.items():
             handled = await self.handle(state, batches.get(key, {}), outbox)
