@@ -328,17 +328,52 @@ def bench_contender(key: str, bootstrap: str, topic: str, events: int) -> Result
     return Result(name, rate, time.perf_counter() - started, note)
 
 
+def before_worker(ref: str) -> list[str]:
+    """The command that runs `riverrun worker` as the project's commit `ref` has it: its
+    tree exported once into the bench's cache and imported instead of this checkout
+    (the same environment and dependencies), to compare a change with what it replaces
+    in one run."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=PROJECT_DIR, capture_output=True, text=True
+    ).stdout.strip()
+    if not sha:
+        raise SystemExit(f"--before {ref}: no such commit in {PROJECT_DIR}")
+    tree = LOG_DIR / f"before-{sha}"
+    if not (tree / "streams").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha], cwd=PROJECT_DIR, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        # (as pyproject maps it for the wheel: the local broker's files)
+        (tree / "streams" / "broker_files").symlink_to(tree / "deploy" / "kafka")
+    launcher = (
+        "import runpy, sys; "
+        # (this checkout's editable install would be found first)
+        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+        f"sys.path.insert(0, {str(tree)!r}); sys.argv = ['riverrun', 'worker']; "
+        "runpy.run_module('streams.cli.main', run_name='__main__')"
+    )
+    return [sys.executable, "-c", launcher]
+
+
 def bench_worker(
-    bootstrap: str, topic: str, events: int, workers: int = 1, **settings: Any
+    bootstrap: str,
+    topic: str,
+    events: int,
+    workers: int = 1,
+    command: list[str] | None = None,
+    **settings: Any,
 ) -> Result:
-    """`riverrun worker` processes (`settings`: other settings, by field name)."""
+    """`riverrun worker` processes (`settings`: other settings, by field name; `command`:
+    another worker than this checkout's)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
     env = worker_env(bootstrap, topic, run, **settings)
     create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers, output=True)
     started = time.perf_counter()
     processes = [
         start(
-            WORKER,
+            command or WORKER,
             {**env, **own_ports()},  # one web server and one API each
             LOG_DIR / f"worker-{run}-{i}.log",
         )
@@ -444,6 +479,11 @@ def main() -> None:
         help="events for the naive Faust agent (it runs at ~1.5k/s)",
     )
     parser.add_argument("--only", default="abcdefghi", help="contenders to run, e.g. 'ad'")
+    parser.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also run (d) as this commit of the project has it, right after (d)",
+    )
     args = parser.parse_args()
     n = 20_000 if args.quick else args.events
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -471,6 +511,14 @@ def main() -> None:
                 continue
             if key == "d":
                 results[key] = bench_worker(bootstrap, topic, n)
+                if args.before:
+                    before = bench_worker(bootstrap, topic, n, command=before_worker(args.before))
+                    before.name = f"(d) riverrun worker before ({args.before})"
+                    results["d-before"] = before
+                    rate = (
+                        f"{fmt(before.events_per_s):>8} events/s  wall {before.wall_s or 0:.1f} s"
+                    )
+                    print(f"  {before.name:<44} {rate} {before.note}")
             elif key == "g":
                 results[key] = bench_worker(
                     bootstrap, topic, n, processing_guarantee="exactly_once"
@@ -504,6 +552,7 @@ def report(
         else None
     )
     for key, target in [
+        ("d-before", 1.4),
         ("h", 0.5),
         ("a", None),
         ("b", None),
