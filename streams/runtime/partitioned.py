@@ -640,7 +640,7 @@ class PartitionedService(Service, Generic[Key, State]):
             await asyncio.to_thread(producer.commit_transaction, 60.0)
             self.committed.update(offsets)
         except BaseException as err:
-            fenced = isinstance(err, KafkaException) and _fenced(err)
+            fenced = error_code(err) in FENCED
             log.error(
                 "a %s transaction failed%s: aborting it and stopping; a restart resumes "
                 "after the last committed transaction%s",
@@ -724,7 +724,7 @@ class PartitionedService(Service, Generic[Key, State]):
                 await self.consumer.commit(self._with_metadata(offsets, inherited))
                 self.committed.update(offsets)
             except KafkaException as err:
-                if not _membership_lost(err):
+                if error_code(err) not in MEMBERSHIP_LOST:
                     log_failure(
                         err,
                         "%s outputs could not be delivered or offsets committed: stopping so "
@@ -798,27 +798,25 @@ class PartitionedService(Service, Generic[Key, State]):
             await self.commits
 
 
-def _fenced(err: KafkaException) -> bool:
-    """Whether a transaction failed because this producer or member was fenced: another
-    worker owns its partitions now (a zombie's outputs are refused)."""
-    code = err.args[0].code() if err.args and hasattr(err.args[0], "code") else None
-    return code in {
-        KafkaError.PRODUCER_FENCED,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-        KafkaError._FENCED,
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.FENCED_INSTANCE_ID,
-    }
+#: A commit refused because the group went on without this member.
+MEMBERSHIP_LOST = {
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError._ASSIGNMENT_LOST,
+}
+#: A transaction refused because another worker owns this one's partitions now.
+FENCED = MEMBERSHIP_LOST | {
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError._FENCED,
+}
 
 
-def _membership_lost(err: KafkaException) -> bool:
-    """Whether a commit was refused because the group went on without this member."""
-    code = err.args[0].code() if err.args and hasattr(err.args[0], "code") else None
-    return code in {
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.FENCED_INSTANCE_ID,
-        KafkaError._ASSIGNMENT_LOST,
-    }
+def error_code(err: BaseException) -> int | None:
+    """The librdkafka error code of a client exception (None for anything else)."""
+    if isinstance(err, KafkaException) and err.args and isinstance(err.args[0], KafkaError):
+        code: int = err.args[0].code()
+        return code
+    return None
