@@ -86,6 +86,23 @@ class Authority:
         return chain, key_file
 
 
+def client_pki(directory: Path, key_password: str) -> dict[str, Path]:
+    """A CA ("ca"), a client certificate chain ("cert") signed by it, the chain's key
+    ("key") and the same key encrypted with `key_password` ("encrypted")."""
+    ca = Authority.create(directory, "ca")
+    chain, key = ca.issue(directory, "client", client=True)
+    encrypted = directory / "client-encrypted.key"
+    loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    encrypted.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(key_password.encode()),
+        )
+    )
+    return {"ca": ca.certificate_file, "cert": chain, "key": key, "encrypted": encrypted}
+
+
 def keystore(directory: Path, name: str, chain: Path, key: Path) -> Path:
     """One PEM file with the key, then the chain: a Kafka PEM keystore."""
     path = directory / f"{name}-keystore.pem"

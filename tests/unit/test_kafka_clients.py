@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, Producer
-from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
 import riverrun
@@ -26,26 +25,14 @@ from streams.kafka.clients import (
 )
 from streams.kafka.security import SecurityError, ssl_context
 from streams.settings import Settings
-from tests.tls import Authority, keystore
+from tests.tls import Authority, client_pki, keystore
 
 SECRET = "s3cr3t-never-shown"
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    ca = Authority.create(directory, "ca")
-    chain, key = ca.issue(directory, "client", client=True)
-    encrypted = directory / "client-encrypted.key"
-    loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    encrypted.write_bytes(
-        loaded.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(SECRET.encode()),
-        )
-    )
-    return {"ca": ca.certificate_file, "cert": chain, "key": key, "encrypted": encrypted}
+    return client_pki(tmp_path_factory.mktemp("pki"), key_password=SECRET)
 
 
 def sasl(protocol: str, mechanism: str, **values: object) -> Settings:

@@ -22,28 +22,14 @@ from streams.kafka.security import (
     ssl_context,
 )
 from streams.settings import MASK, Settings, describe_error
-from tests.tls import Authority
+from tests.tls import Authority, client_pki
 
 SECRET = "s3cr3t-never-shown"
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("pki")
-    ca = Authority.create(directory, "ca")
-    chain, key = ca.issue(directory, "client", client=True)
-    return {"ca": ca.certificate_file, "cert": chain, "key": key}
-
-
-@pytest.fixture
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No RIVERRUN_* variable but the ones a test sets."""
-    import os
-
-    for name in list(os.environ):
-        if name.upper().startswith("RIVERRUN_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
+    return client_pki(tmp_path_factory.mktemp("pki"), key_password=SECRET)
 
 
 def scram(**values: object) -> Settings:

@@ -5,7 +5,6 @@ when the change cannot apply."""
 
 import json
 import math
-import os
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -81,10 +80,8 @@ class Topic:
 
 
 @pytest.fixture
-def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topic]:
-    for name in list(os.environ):
-        if name.upper().startswith("RIVERRUN_"):
-            monkeypatch.delenv(name)
+def topic(clean_environment: pytest.MonkeyPatch) -> Iterator[Topic]:
+    monkeypatch = clean_environment
     monkeypatch.setenv("RIVERRUN_CHECKPOINT_KEY", KEY)
     fake = Topic()
     monkeypatch.setattr(lifecycle_cli, "read_control", fake.read)

@@ -1,6 +1,5 @@
 """Settings in sections: each field in one known section, `riverrun config` by section."""
 
-import os
 from collections import Counter
 
 import pytest
@@ -10,15 +9,6 @@ from streams.cli.main import main
 from streams.settings import MASK, SECTIONS, Settings, env_name, sections
 
 SECRET = "s3cr3t-never-shown"
-
-
-@pytest.fixture
-def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No RIVERRUN_* variable but the ones a test sets."""
-    for name in list(os.environ):
-        if name.upper().startswith("RIVERRUN_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
 
 
 def test_every_setting_is_in_exactly_one_known_section_and_says_what_it_does() -> None:
@@ -55,10 +45,10 @@ def config_sections(output: str) -> dict[str, list[list[str]]]:
 
 
 def test_config_prints_every_setting_once_under_its_section_secrets_masked(
-    environment: pytest.MonkeyPatch,
+    clean_environment: pytest.MonkeyPatch,
 ) -> None:
-    environment.setenv("RIVERRUN_API_TOKENS", SECRET)
-    environment.setenv("RIVERRUN_BATCH_SIZE", "500")
+    clean_environment.setenv("RIVERRUN_API_TOKENS", SECRET)
+    clean_environment.setenv("RIVERRUN_BATCH_SIZE", "500")
     done = CliRunner().invoke(main, ["config"])
     assert done.exit_code == 0, done.output
     printed = config_sections(done.output)
@@ -74,12 +64,12 @@ def test_config_prints_every_setting_once_under_its_section_secrets_masked(
 
 
 def test_config_env_groups_the_variables_set_under_their_sections(
-    environment: pytest.MonkeyPatch,
+    clean_environment: pytest.MonkeyPatch,
 ) -> None:
-    environment.setenv("RIVERRUN_API_TOKENS", SECRET)
-    environment.setenv("RIVERRUN_BATCH_SIZE", "500")
-    environment.setenv("RIVERRUN_EVENTS_TOPIC", "clicks-in")
-    environment.setenv("RIVERRUN_PROCESSING_GUARANTEE", "exactly_once")
+    clean_environment.setenv("RIVERRUN_API_TOKENS", SECRET)
+    clean_environment.setenv("RIVERRUN_BATCH_SIZE", "500")
+    clean_environment.setenv("RIVERRUN_EVENTS_TOPIC", "clicks-in")
+    clean_environment.setenv("RIVERRUN_PROCESSING_GUARANTEE", "exactly_once")
     done = CliRunner().invoke(main, ["config", "--env"])
     assert done.exit_code == 0, done.output
     assert done.output == (
