@@ -6,16 +6,20 @@ reason; nothing is skipped.
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -61,6 +65,25 @@ def riverrun_cli(env: "Env", *args: str, timeout: float = 120) -> subprocess.Com
         text=True,
         timeout=timeout,
     )
+
+
+class Replay(threading.Thread):
+    """`riverrun replay` of a bundled dataset, in the background, as a user runs it."""
+
+    def __init__(self, env: "Env", *args: str) -> None:
+        super().__init__(daemon=True)
+        self.env, self.args = env, args
+        self.done: subprocess.CompletedProcess[str] | None = None
+
+    def run(self) -> None:
+        self.done = riverrun_cli(self.env, "replay", *self.args, timeout=240)
+
+    def finish(self) -> None:
+        self.join(240)
+        assert not self.is_alive(), "riverrun replay did not finish"
+        assert self.done is not None and self.done.returncode == 0, (
+            f"riverrun replay failed: {self.done.stderr if self.done else ''}"
+        )
 
 
 @dataclass
@@ -217,6 +240,17 @@ class WorkerProcess:
             if line and not line.startswith("#")
         }
 
+    def readyz(self) -> dict[str, Any] | None:
+        """This worker's /readyz body (200 or 503), or None while it does not answer."""
+        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return dict(json.loads(answer.read()))
+        except urllib.error.HTTPError as err:
+            return dict(json.loads(err.read()))
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -245,6 +279,12 @@ class WorkerProcess:
 def make_env(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Env]]:
     """Factory: a fresh set of random topics (created), group and port for one test."""
     yield from env_factory(bootstrap, tmp_path)
+
+
+@pytest.fixture
+def make_own_env(own_broker: Any, tmp_path: Path) -> Iterator[Callable[..., Env]]:
+    """`make_env` on the broker of a module's own `own_broker` fixture (one it may stop)."""
+    yield from env_factory(own_broker.bootstrap, tmp_path)
 
 
 def env_factory(

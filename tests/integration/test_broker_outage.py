@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from streams.cli.replay import dataset_events, encode
 from streams.http.server import STREAM
 from streams.kafka.local_broker import LocalKafka, LocalKafkaError
 from streams.settings import Settings
-from tests.integration.conftest import Env, env_factory
+from tests.integration.conftest import Env
 from tests.ports import free_port_pair
 
 OUTAGE_SECONDS = 20.0
@@ -50,11 +49,6 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]
     yield kafka
     kafka.down()
     shutil.rmtree(root / "kafka" / "data", ignore_errors=True)
-
-
-@pytest.fixture
-def make_own_env(own_broker: LocalKafka, tmp_path: Path) -> Iterator[Callable[..., Env]]:
-    yield from env_factory(own_broker.bootstrap, tmp_path)
 
 
 def call(url: str, body: Any = None, timeout: float = 15.0) -> tuple[int, Any, dict[str, str]]:

@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings
-from tests.integration.conftest import Env, WorkerProcess, env_factory, riverrun_cli
+from tests.integration.conftest import Env, Replay, WorkerProcess, riverrun_cli
 from tests.ports import free_port_pair
 
 pytestmark = pytest.mark.integration
@@ -79,30 +77,6 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
     yield broker
     broker.down()
     shutil.rmtree(root / "kafka" / "data", ignore_errors=True)
-
-
-@pytest.fixture
-def make_own_env(own_broker: OwnBroker, tmp_path: Path) -> Iterator[Callable[..., Env]]:
-    yield from env_factory(own_broker.bootstrap, tmp_path)
-
-
-class Replay(threading.Thread):
-    """`riverrun replay` of a bundled dataset, in the background, as a user runs it."""
-
-    def __init__(self, env: Env, *args: str) -> None:
-        super().__init__(daemon=True)
-        self.env, self.args = env, args
-        self.done: subprocess.CompletedProcess[str] | None = None
-
-    def run(self) -> None:
-        self.done = riverrun_cli(self.env, "replay", *self.args, timeout=240)
-
-    def finish(self) -> None:
-        self.join(240)
-        assert not self.is_alive(), "riverrun replay did not finish"
-        assert self.done is not None and self.done.returncode == 0, (
-            f"riverrun replay failed: {self.done.stderr if self.done else ''}"
-        )
 
 
 def event_ids(messages: list) -> list[str]:  # type: ignore[type-arg]

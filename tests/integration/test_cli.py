@@ -1,20 +1,15 @@
 """The commands a user types, run as subprocesses against the real broker."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 from schemas import InputEvent
+from tests.integration.conftest import Env, riverrun_cli
 
 
-def riverrun(env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", *args],
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def riverrun(env: Env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`riverrun ARGS` as a user runs it, given up to 5 minutes (a demo takes a while)."""
+    return riverrun_cli(env, *args, timeout=timeout)
 
 
 def test_replay_is_deterministic_and_tail_prints_it(make_env) -> None:  # type: ignore[no-untyped-def]

@@ -14,8 +14,6 @@ in turn predicting every event, and never became ready.
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.integration.conftest import Env, WorkerProcess, riverrun_cli
+from tests.integration.conftest import Env, riverrun_cli
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +36,6 @@ def replay(env: Env, prefix: str) -> None:
         *("--id-prefix", prefix, "--wait-seconds", "0", "--quiet"),
     )
     assert done.returncode == 0, f"riverrun replay failed: {done.stderr}"
-
-
-def ready(worker: WorkerProcess) -> dict[str, Any] | None:
-    """The worker's /readyz body (200 or 503), or None while it does not answer."""
-    url = f"http://127.0.0.1:{worker.metrics_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return dict(json.loads(answer.read()))
-    except urllib.error.HTTPError as err:
-        return dict(json.loads(err.read()))
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
 
 
 def consumed(body: Any, topic: str) -> list[int]:
@@ -108,7 +94,7 @@ def start_two_together(env: Env, prefix: str) -> None:
     bodies: list[dict[str, Any] | None] = [None, None]
 
     def settled() -> bool:
-        bodies[:] = [ready(one), ready(two)]
+        bodies[:] = [one.readyz(), two.readyz()]
         return all(b is not None and b.get("ready") for b in bodies) and sorted(
             consumed(bodies[0], s.events_topic) + consumed(bodies[1], s.events_topic)
         ) == list(range(PARTITIONS))

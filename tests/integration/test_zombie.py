@@ -15,19 +15,14 @@ import json
 import os
 import re
 import signal
-import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from tests.integration.conftest import Env, WorkerProcess, riverrun_cli
+from tests.integration.conftest import Env, Replay, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -39,37 +34,6 @@ SESSION_TIMEOUT = 6.0  # seconds, the broker's least (group.min.session.timeout.
 ZOMBIE_LINE = re.compile(
     r"fenc|zombie|took over|taken over|no longer|lost .*partition|went on without", re.I
 )
-
-
-class Replay(threading.Thread):
-    """`riverrun replay` of a bundled dataset, in the background, as a user runs it."""
-
-    def __init__(self, env: Env, *args: str) -> None:
-        super().__init__(daemon=True)
-        self.env, self.args = env, args
-        self.done: subprocess.CompletedProcess[str] | None = None
-
-    def run(self) -> None:
-        self.done = riverrun_cli(self.env, "replay", *self.args, timeout=240)
-
-    def finish(self) -> None:
-        self.join(240)
-        assert not self.is_alive(), "riverrun replay did not finish"
-        assert self.done is not None and self.done.returncode == 0, (
-            f"riverrun replay failed: {self.done.stderr if self.done else ''}"
-        )
-
-
-def ready(worker: WorkerProcess) -> dict[str, Any] | None:
-    """The worker's /readyz body, or None while it does not answer."""
-    url = f"http://127.0.0.1:{worker.metrics_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return dict(json.loads(answer.read()))
-    except urllib.error.HTTPError as err:
-        return dict(json.loads(err.read()))
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
 
 
 def wait_for(check: Callable[[], object], what: str, timeout: float, *alive: WorkerProcess) -> None:
@@ -132,7 +96,7 @@ def test_a_frozen_worker_thawed_after_another_took_over_is_fenced(make_env) -> N
     )
     s = env.settings
     zombie = env.start_worker()
-    wait_for(lambda: (ready(zombie) or {}).get("ready"), "A ready", 60, zombie)
+    wait_for(lambda: (zombie.readyz() or {}).get("ready"), "A ready", 60, zombie)
     replay = Replay(
         env,
         *("--dataset", "clicks", "--model", "logreg", "--limit", str(EVENTS)),
