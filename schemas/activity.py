@@ -1,18 +1,14 @@
 """A visitor activity event: page view, search, add-to-cart, purchase..."""
 
-from typing import Annotated, Literal
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
+from schemas.message import Message
+from schemas.types import EventTime, FiniteFloat, Identifier
 
-from schemas.types import EventTime, ExactInt, FiniteFloat, Identifier
 
-
-class ActivityEvent(BaseModel):
+class ActivityEvent(Message):
     """A message on the `activity` topic, keyed by visitor."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     visitor: Identifier
     ts: EventTime
     type: Identifier = Field(description="page_view, search, add_to_cart, purchase...")

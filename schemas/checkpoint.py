@@ -9,18 +9,17 @@ what it holds.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import Field, StrictInt
 
+from schemas.message import Record
 from schemas.types import EventTime, Identifier, StrictNonNegativeInt, StrictPositiveInt
 
 #: First bytes of every checkpoint chunk message.
 MAGIC = b"RRCK"
 
 
-class CheckpointHeader(BaseModel):
+class CheckpointHeader(Record):
     """What a checkpoint holds, what it covers, and its signature."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     format_version: StrictInt = Field(
         description="Layout of header and payload; a worker refuses versions it does not know."

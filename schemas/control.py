@@ -21,11 +21,11 @@ it): nobody without the key steers the models. Signing and checking live in
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from schemas.message import Message, Record
 from schemas.types import (
     EventTime,
-    ExactInt,
     Identifier,
     StrictNonNegativeFloat,
     StrictNonNegativeInt,
@@ -39,11 +39,9 @@ Role = Literal["champion", "canary", "shadow", "arm"]
 ROLES: tuple[str, ...] = ("champion", "canary", "shadow", "arm")
 
 
-class Routing(BaseModel):
+class Routing(Record):
     """Why a prediction came from its version (on every prediction of a model that has a
     plan): the version's role and, for experiments and bandits, the arm."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Role
     served: StrictBool = Field(
@@ -59,10 +57,8 @@ class Routing(BaseModel):
     experiment: str | None = None
 
 
-class VersionPlan(BaseModel):
+class VersionPlan(Record):
     """One version of a model: built by the app's factory with `params`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = Field(description="'name@hash' of the factory's code and parameters.")
     params: dict[str, Any] = Field(description="Factory parameters (JSON values).")
@@ -85,10 +81,8 @@ class VersionPlan(BaseModel):
     )
 
 
-class ExperimentPlan(BaseModel):
+class ExperimentPlan(Record):
     """An A/B test among versions: keys are assigned to arms by a hash of the key."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     experiment_id: Identifier
     arms: list[str] = Field(min_length=2, description="Versions; the first is the control.")
@@ -106,10 +100,8 @@ class ExperimentPlan(BaseModel):
     )
 
 
-class BanditPlan(BaseModel):
+class BanditPlan(Record):
     """Routing among versions by a River bandit policy, rewarded by the label."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: Literal["thompson", "epsilon_greedy", "ucb"]
     arms: list[str] = Field(min_length=2)
@@ -118,11 +110,9 @@ class BanditPlan(BaseModel):
     learn: Literal["routed", "all"] = "all"
 
 
-class GatePlan(BaseModel):
+class GatePlan(Record):
     """When a challenger may serve: after `min_labelled` labelled events since it joined,
     with a mean loss at most the champion's (on the same events) plus `delta`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_labelled: StrictPositiveInt = 1000
     delta: StrictNonNegativeFloat = 0.0
@@ -130,12 +120,10 @@ class GatePlan(BaseModel):
     canary_share: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.1
 
 
-class BreakerPlan(BaseModel):
+class BreakerPlan(Record):
     """The learning breaker: learning pauses when, over the last `window` events, the
     share of labelled events or the mean label exceeds `factor` times its level over the
     events before (after at least `reference` events)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: StrictBool = True
     window: StrictPositiveInt = 500
@@ -143,12 +131,9 @@ class BreakerPlan(BaseModel):
     factor: Annotated[StrictFloat, Field(gt=1)] = 5.0
 
 
-class ModelPlan(BaseModel):
+class ModelPlan(Message):
     """A message on the `control` topic, keyed `plan:<model>`: the whole plan of a model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     kind: Literal["plan"] = "plan"
     model: Identifier
     revision: StrictPositiveInt
@@ -166,10 +151,8 @@ class ModelPlan(BaseModel):
     signature: StrictStr = ""
 
 
-class VersionStatus(BaseModel):
+class VersionStatus(Record):
     """One version on one input partition, as its worker saw it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str
     role: Role
@@ -188,22 +171,17 @@ class VersionStatus(BaseModel):
     )
 
 
-class ArmStatus(BaseModel):
+class ArmStatus(Record):
     """One experiment arm's outcomes on one partition (mergeable across partitions)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n: StrictNonNegativeInt
     mean: StrictFloat
     m2: StrictNonNegativeFloat
 
 
-class ModelStatus(BaseModel):
+class ModelStatus(Message):
     """A message on the `control` topic, keyed `status:<model>:<partition>`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     kind: Literal["status"] = "status"
     model: Identifier
     partition: StrictNonNegativeInt
@@ -230,14 +208,11 @@ class ModelStatus(BaseModel):
     signature: StrictStr = ""
 
 
-class PartitionOwner(BaseModel):
+class PartitionOwner(Message):
     """A message on the `control` topic, keyed `owner:<topic>:<partition>`: the worker
     holding the partition's replicas and the URL of its /v1 API. Of two claims, the one
     of the newer consumer group generation wins (then the later one)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     kind: Literal["owner"] = "owner"
     topic: Identifier
     partition: StrictNonNegativeInt
@@ -251,10 +226,8 @@ class PartitionOwner(BaseModel):
 ControlMessage = ModelPlan | ModelStatus | PartitionOwner
 
 
-class ComparisonResult(BaseModel):
+class ComparisonResult(Record):
     """One arm against the control arm."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     arm: str
     control: str
@@ -265,13 +238,10 @@ class ComparisonResult(BaseModel):
     decision: Literal["better", "worse", "no_difference"]
 
 
-class ExperimentResult(BaseModel):
+class ExperimentResult(Message):
     """A message on the `experiments` topic, keyed by experiment id: published once,
     when every arm has its planned labelled outcomes (or, sequential, when it stopped)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     experiment_id: Identifier
     model: Identifier
     metric: Literal["ctr", "logloss", "mae"]

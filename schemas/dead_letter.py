@@ -4,11 +4,12 @@ import base64
 import binascii
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import Field, StrictBool, StrictInt
 
-from schemas.types import EventTime, ExactInt
+from schemas.message import Message
+from schemas.types import EventTime
 
 
 class ErrorType(StrEnum):
@@ -24,12 +25,9 @@ class ErrorType(StrEnum):
     PUSH_FAILED = "push_failed"
 
 
-class DeadLetter(BaseModel):
+class DeadLetter(Message):
     """A message on the `dead-letters` topic."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     payload: str = Field(
         description="The original message value, as text or base64; only its first "
         "RIVERRUN_MAX_EVENT_BYTES bytes when it was longer (see payload_truncated)."

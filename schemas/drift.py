@@ -3,8 +3,9 @@ with the reference window."""
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, model_validator
 
+from schemas.message import Record
 from schemas.types import (
     EventTime,
     ExactInt,
@@ -14,7 +15,7 @@ from schemas.types import (
 )
 
 
-class DriftReport(BaseModel):
+class DriftReport(Record):
     """A message on the `drift` topic, keyed by model.
 
     Version 2: `statistic` is what the detector compares with `threshold` (drift when it
@@ -23,8 +24,6 @@ class DriftReport(BaseModel):
     `statistic` and ADWIN's delta in `threshold` for ADWIN and Page-Hinkley: not
     comparable.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     schema_version: Annotated[Literal[1, 2], ExactInt] = 2
     model: Identifier

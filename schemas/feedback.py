@@ -5,26 +5,23 @@ Every topic of the join is keyed by visitor (clicks by the visitor of their impr
 so that one visitor's impressions, clicks, conversions and activity share a partition.
 """
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import Field, StrictBool
 
 from schemas.input_event import MAX_FEATURES, FeatureName, FeatureValue
+from schemas.message import Message
 from schemas.types import (
     EventTime,
-    ExactInt,
     FiniteFloat,
     Identifier,
     StrictNonNegativeFloat,
 )
 
 
-class Impression(BaseModel):
+class Impression(Message):
     """A message on the `impressions` topic: an item shown to a visitor, to be scored now."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     impression_id: Identifier
     ts: EventTime
     visitor: Identifier = Field(description="The visitor; the Kafka message key.")
@@ -32,36 +29,27 @@ class Impression(BaseModel):
     features: dict[FeatureName, FeatureValue] = Field(default_factory=dict, max_length=MAX_FEATURES)
 
 
-class Click(BaseModel):
+class Click(Message):
     """A message on the `clicks` topic, keyed by the visitor of its impression."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     click_id: Identifier
     impression_id: Identifier
     ts: EventTime
 
 
-class Conversion(BaseModel):
+class Conversion(Message):
     """A message on the `conversions` topic, keyed by visitor: a purchase of a product."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     visitor: Identifier
     product: Identifier
     ts: EventTime
     value: FiniteFloat | None = None
 
 
-class Outcome(BaseModel):
+class Outcome(Message):
     """A message on the `outcomes` topic, keyed by impression id: the label an impression
     got for one model, and what the model had predicted for it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     impression_id: Identifier
     visitor: Identifier
     model: Identifier = Field(description="'ctr', or 'propensity_<product>'.")

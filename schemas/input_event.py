@@ -1,10 +1,8 @@
 """The input event: one observation for one named model, optionally labelled."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
@@ -12,7 +10,8 @@ from pydantic import (
     StrictStr,
 )
 
-from schemas.types import EventTime, ExactInt, Identifier
+from schemas.message import Message
+from schemas.types import EventTime, Identifier
 
 MAX_FEATURES = 1_000
 MAX_FEATURE_NAME = 128
@@ -46,7 +45,7 @@ NumericLabel = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_n
 Label = NumericLabel | ClassName
 
 
-class InputEvent(BaseModel):
+class InputEvent(Message):
     """An event on the `events` topic.
 
     Types are strict: `"3"` is not a number and `1` is not `true`, so that a producer
@@ -60,9 +59,6 @@ class InputEvent(BaseModel):
     True
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     event_id: Identifier = Field(description="Unique id of the event; predictions are keyed by it.")
     ts: EventTime
     model: Identifier = Field(description="Name of the model this event is for.")

@@ -2,20 +2,19 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
+from pydantic import Field, StrictFloat, model_validator
 
+from schemas.message import Record
 from schemas.types import EventTime, ExactInt, Identifier, StrictNonNegativeInt
 
 
-class MetricsReport(BaseModel):
+class MetricsReport(Record):
     """A message on the `metrics` topic, keyed by `model`.
 
     Metric names and their exact definitions are in the README ("Model quality").
     Version 1: binary and regression models (unchanged since the first release); version
     2: multiclass models, the same fields plus `confusion`.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Annotated[Literal[1, 2], ExactInt] = 1
     model: Identifier

@@ -8,8 +8,6 @@ first release); multiclass models publish `ClassPrediction` (version 2). Both sh
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     StrictBool,
@@ -19,6 +17,7 @@ from pydantic import (
 
 from schemas.control import Routing
 from schemas.input_event import ClassLabel, NumericLabel
+from schemas.message import Message, Record
 from schemas.types import (
     EventTime,
     ExactInt,
@@ -28,58 +27,66 @@ from schemas.types import (
     StrictNonNegativeInt,
 )
 
+# The fields both formats share, declared once.
+EventKey = Annotated[Identifier, Field(description="The input event's entity key.")]
+ModelUpdates = Annotated[
+    StrictNonNegativeInt,
+    Field(description="Events the model had learnt from when it made this prediction."),
+]
+PredictedEventTime = Annotated[EventTime, Field(description="The input event's event time.")]
+Learned = Annotated[
+    StrictBool, Field(description="Whether the model learnt from this event after predicting.")
+]
+LatencySeconds = Annotated[
+    StrictNonNegativeFloat,
+    Field(description="Time from the worker receiving the event to this prediction being built."),
+]
 
-class Prediction(BaseModel):
+
+def routing_field() -> Any:
+    """`routing`: absent from the JSON of a model without a plan (as before it had plans,
+    byte for byte)."""
+    return Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Models with a plan on the control topic: the version's role, and the "
+        "arm and selection probability of experiments and bandits.",
+    )
+
+
+class Prediction(Message):
     """A message on the `predictions` topic, keyed by `event_id`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     event_id: Identifier
-    key: Identifier = Field(description="The input event's entity key.")
+    key: EventKey
     model: Identifier
     model_version: str = Field(
         description="Model name and a hash of its factory parameters, e.g. 'logreg@3f2a1c9e'."
     )
-    model_updates: StrictNonNegativeInt = Field(
-        description="Events the model had learnt from when it made this prediction."
-    )
-    ts: EventTime = Field(description="The input event's event time.")
+    model_updates: ModelUpdates
+    ts: PredictedEventTime
     prediction: FiniteFloat | None = Field(
         description="Probability of the positive class (classifiers) or the value "
         "(regressors); null while a classifier knows no class yet (a tree or forest before "
         "its first labelled event): it has no prediction, and the event is not scored."
     )
     label: NumericLabel | None = None
-    learned: StrictBool = Field(
-        description="Whether the model learnt from this event after predicting."
-    )
-    latency_seconds: StrictNonNegativeFloat = Field(
-        description="Time from the worker receiving the event to this prediction being built."
-    )
-    routing: Routing | None = Field(
-        default=None,
-        exclude_if=lambda value: value is None,  # models without a plan: as before, byte for byte
-        description="Models with a plan on the control topic: the version's role, and the "
-        "arm and selection probability of experiments and bandits.",
-    )
+    learned: Learned
+    latency_seconds: LatencySeconds
+    routing: Routing | None = routing_field()
 
 
-class ClassPrediction(BaseModel):
+class ClassPrediction(Record):
     """A multiclass model's message on the `predictions` topic, keyed by `event_id`: the
     most probable class and the probability of every class the model knows."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     schema_version: Annotated[Literal[2], ExactInt] = 2
     event_id: Identifier
-    key: Identifier = Field(description="The input event's entity key.")
+    key: EventKey
     model: Identifier
     model_version: str = Field(description="Model name and a hash of its code and parameters.")
-    model_updates: StrictNonNegativeInt = Field(
-        description="Events the model had learnt from when it made this prediction."
-    )
-    ts: EventTime = Field(description="The input event's event time.")
+    model_updates: ModelUpdates
+    ts: PredictedEventTime
     prediction: ClassLabel | None = Field(
         description="The most probable class (the first of equals, as River's predict_one); "
         "null while the model knows no class yet."
@@ -89,18 +96,9 @@ class ClassPrediction(BaseModel):
         "a string as it is, an integer in decimal, a boolean as true/false."
     )
     label: ClassLabel | None = None
-    learned: StrictBool = Field(
-        description="Whether the model learnt from this event after predicting."
-    )
-    latency_seconds: StrictNonNegativeFloat = Field(
-        description="Time from the worker receiving the event to this prediction being built."
-    )
-    routing: Routing | None = Field(
-        default=None,
-        exclude_if=lambda value: value is None,  # models without a plan: as before, byte for byte
-        description="Models with a plan on the control topic: the version's role, and the "
-        "arm and selection probability of experiments and bandits.",
-    )
+    learned: Learned
+    latency_seconds: LatencySeconds
+    routing: Routing | None = routing_field()
 
 
 def class_text(label: bool | int | str) -> str:

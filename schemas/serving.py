@@ -6,16 +6,15 @@ exactly as an event's are (`schemas.input_event`): a request that would be a dea
 as an event gets the same reason, with status 400.
 """
 
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
+from pydantic import Field, StrictFloat, StrictStr
 
 from schemas.control import Role
 from schemas.input_event import MAX_FEATURES, FeatureName, FeatureValue
-from schemas.types import ExactInt, Identifier, StrictNonNegativeInt
+from schemas.message import Message
+from schemas.types import Identifier, StrictNonNegativeInt
 
 
-class PredictRequest(BaseModel):
+class PredictRequest(Message):
     """What to predict: the entity's key (it picks the partition, hence the replica,
     and the version serving it) and its features now.
 
@@ -23,20 +22,14 @@ class PredictRequest(BaseModel):
     'visitor-7'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     key: Identifier = Field(description="Entity id, as the events' `key`.")
     features: dict[FeatureName, FeatureValue] = Field(max_length=MAX_FEATURES)
 
 
-class RequestPrediction(BaseModel):
+class RequestPrediction(Message):
     """A request-time prediction from the live replica of the key's partition; nothing
     was learnt from the request."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Annotated[Literal[1], ExactInt] = 1
     model: Identifier
     key: Identifier
     prediction: bool | StrictFloat | int | StrictStr | None = Field(
