@@ -78,6 +78,11 @@ def _probability(name: str, value: float) -> None:
         raise ExperimentError(f"{name}={value!r} is not a probability: set it between 0 and 1")
 
 
+def _positive(name: str, value: float, advice: str) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ExperimentError(f"{name}={value!r} is not a positive number: {advice}")
+
+
 @dataclass(frozen=True)
 class ExperimentDesign:
     """What is compared, on which metric, and what difference must be found how surely.
@@ -136,11 +141,11 @@ class ExperimentDesign:
                 f"power={self.power!r} is not above alpha={self.alpha!r}: a test finds an "
                 "effect at least as often as it raises a false alarm; ask for e.g. power=0.8"
             )
-        if not (self.mde > 0 and math.isfinite(self.mde)):
-            raise ExperimentError(
-                f"mde={self.mde!r} is not a positive number: set the smallest difference "
-                f"worth detecting, in the units of {self.metric}"
-            )
+        _positive(
+            "mde",
+            self.mde,
+            f"set the smallest difference worth detecting, in the units of {self.metric}",
+        )
         if self.metric == "ctr":
             _probability("baseline", self.baseline)
             if not 0 < self.baseline + self.mde < 1:
@@ -148,15 +153,19 @@ class ExperimentDesign:
                     f"baseline + mde = {self.baseline + self.mde!r} is not a click rate: "
                     "lower mde so that the rate to detect stays below 1"
                 )
-        elif not (self.baseline > 0 and math.isfinite(self.baseline)):
-            raise ExperimentError(
-                f"baseline={self.baseline!r} is not a positive number: set the standard "
-                f"deviation of the per-event {self.metric} of the control (from past traffic)"
+        else:
+            _positive(
+                "baseline",
+                self.baseline,
+                f"set the standard deviation of the per-event {self.metric} of the control "
+                "(from past traffic)",
             )
-        if self.tau is not None and not (self.tau > 0 and math.isfinite(self.tau)):
-            raise ExperimentError(
-                f"tau={self.tau!r} is not a positive number: set the mixing standard "
-                "deviation of the sequential test, or leave it None (the MDE)"
+        if self.tau is not None:
+            _positive(
+                "tau",
+                self.tau,
+                "set the mixing standard deviation of the sequential test, or leave it None "
+                "(the MDE)",
             )
 
     @property

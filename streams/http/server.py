@@ -42,7 +42,7 @@ from online_models.learning.learner import LearningError
 from online_models.learning.request_time import Answer
 from online_models.quality.evaluation import most_probable
 from schemas import InputEvent
-from schemas.codec import InvalidMessage, decode_many
+from schemas.codec import InvalidMessage, ModelT, decode_many
 from schemas.control import PartitionOwner
 from schemas.dead_letter import ErrorType
 from schemas.prediction import class_text
@@ -254,17 +254,24 @@ class Api(Service):
             raise Unavailable(f"no worker owns partition {partition} right now")
         return url
 
+    def _decoded(self, model: type[ModelT], raw: bytes) -> list[ModelT] | web.Response:
+        """A request body's items, or the 400 answer saying what is wrong with it."""
+        s = self.settings
+        try:
+            return decode_many(
+                model, raw, max_bytes=s.api_max_request_bytes, max_items=s.api_max_items
+            )
+        except InvalidMessage as err:
+            return problem(400, err.error_type.value, err.reason)
+
     # --- POST /v1/models/{name}/predict ----------------------------------------------
     async def predict(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         raw = await request.read()
         s = self.settings
-        try:
-            asked = decode_many(
-                PredictRequest, raw, max_bytes=s.api_max_request_bytes, max_items=s.api_max_items
-            )
-        except InvalidMessage as err:
-            return problem(400, err.error_type.value, err.reason)
+        asked = self._decoded(PredictRequest, raw)
+        if isinstance(asked, web.Response):
+            return asked
         if name not in s.model_names(self.events.models):
             served = ", ".join(s.model_names(self.events.models))
             return problem(
@@ -352,12 +359,9 @@ class Api(Service):
     async def post_events(self, request: web.Request) -> web.Response:
         raw = await request.read()
         s = self.settings
-        try:
-            events = decode_many(
-                InputEvent, raw, max_bytes=s.api_max_request_bytes, max_items=s.api_max_items
-            )
-        except InvalidMessage as err:
-            return problem(400, err.error_type.value, err.reason)
+        events = self._decoded(InputEvent, raw)
+        if isinstance(events, web.Response):
+            return events
         refused = refusal(events, s.model_names(self.events.models), self.events.models)
         if refused is not None:  # what the stream would dead-letter whatever its state
             return problem(400, refused[0].value, refused[1])
