@@ -1,12 +1,16 @@
 """`riverrun experiments`: A/B tests (planned up front, read once) and bandits among a
 model's versions, as plans on the control topic like `riverrun models`' changes."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import click
 
 from streams.cli.models import apply_edit, served_model
 from streams.cli.options import app_option, load, require_broker, served
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group()
@@ -23,14 +27,14 @@ _learn_option = click.option(
 )
 
 
+def _arms_option(help: str) -> Callable[[F], F]:
+    """--arms V1,V2[,...]: the versions of an experiment or a bandit, `help` saying which."""
+    return click.option("--arms", required=True, metavar="V1,V2[,...]", help=help)
+
+
 @experiments.command("start")
 @click.argument("name")
-@click.option(
-    "--arms",
-    required=True,
-    metavar="V1,V2[,...]",
-    help="The versions compared ('name@hash' or the hash), the control first.",
-)
+@_arms_option("The versions compared ('name@hash' or the hash), the control first.")
 @click.option(
     "--metric",
     type=click.Choice(["ctr", "logloss", "mae"]),
@@ -126,12 +130,7 @@ def experiments_status(name: str | None, app_path: str | None) -> None:
 
 @experiments.command("bandit")
 @click.argument("name")
-@click.option(
-    "--arms",
-    required=True,
-    metavar="V1,V2[,...]",
-    help="The versions to route among ('name@hash' or the hash).",
-)
+@_arms_option("The versions to route among ('name@hash' or the hash).")
 @click.option("--policy", type=click.Choice(["thompson", "epsilon_greedy", "ucb"]), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
