@@ -283,38 +283,43 @@ class ServedModel:
         # prediction): built without re-validation, as model_construct would build it
         # (every field in the model's order; `schema_version` of v1 left as a default).
         if self.task != "multiclass":
-            values = {
-                "schema_version": 1,
-                "event_id": event.event_id,
-                "key": event.key,
-                "model": event.model,
-                "model_version": self.version,
-                "model_updates": updates,
-                "ts": event.ts,
-                "prediction": y_pred,
-                "label": event.label,
-                "learned": learned,
-                "latency_seconds": latency,
-                "routing": routing,
-            }
+            own = {"prediction": y_pred}
+            values = self._values(1, event, updates, own, learned, latency, routing)
             given = _PREDICTION_SET if routing is None else _PREDICTION_SET | {"routing"}
             return constructed(Prediction, values, set(given))
-        values = {
-            "schema_version": 2,
+        own = {
+            "prediction": most_probable(y_pred) if y_pred else None,
+            "probabilities": {class_text(c): p for c, p in y_pred.items()},
+        }
+        values = self._values(2, event, updates, own, learned, latency, routing)
+        return constructed(ClassPrediction, values, set(values) - _NO_ROUTING[routing is None])
+
+    def _values(
+        self,
+        schema_version: int,
+        event: InputEvent,
+        updates: int,
+        own: dict[str, Any],
+        learned: bool,
+        latency: float,
+        routing: Routing | None,
+    ) -> dict[str, Any]:
+        """A prediction's fields in its model's order, `own` those of its format (the
+        prediction; the probabilities too, for a multiclass model)."""
+        return {
+            "schema_version": schema_version,
             "event_id": event.event_id,
             "key": event.key,
             "model": event.model,
             "model_version": self.version,
             "model_updates": updates,
             "ts": event.ts,
-            "prediction": most_probable(y_pred) if y_pred else None,
-            "probabilities": {class_text(c): p for c, p in y_pred.items()},
+            **own,
             "label": event.label,
             "learned": learned,
             "latency_seconds": latency,
             "routing": routing,
         }
-        return constructed(ClassPrediction, values, set(values) - _NO_ROUTING[routing is None])
 
     def learn_and_score(
         self,
