@@ -448,7 +448,6 @@ def catch_up(
     stream's rate counts outputs from SETTLE_S after the first 200 to the last output."""
     run = f"serving-{uuid.uuid4().hex[:8]}-catchup"
     env = worker_env(bootstrap, topic, run)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
     worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
     load = LoadProcess(Load(predict_url(api_url(env)), bodies, rate))
     cpu = meter({"worker": worker.pid, "generator": load.pid})
@@ -564,7 +563,6 @@ def serve_one(
     run = f"serving-{uuid.uuid4().hex[:8]}-owner"
     topic = create_topic(bootstrap, f"{run}-events")
     env = worker_env(bootstrap, topic, run)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
     worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
     try:
         return serve(
@@ -590,8 +588,7 @@ def serve_forwarded(
     """(4): two workers on 2 partitions; requests to B for keys of A's partition."""
     run = f"serving-{uuid.uuid4().hex[:8]}-forward"
     topic = create_topic(bootstrap, f"{run}-events", partitions=2)
-    env = worker_env(bootstrap, topic, run)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=2, output=True)
+    env = worker_env(bootstrap, topic, run, output_partitions=2)
     envs = [{**env, **own_ports()} for _ in range(2)]
     workers = [start(WORKER, e, LOG_DIR / f"serving-{run}-{i}.log") for i, e in enumerate(envs)]
     urls = [api_url(e) for e in envs]

@@ -185,9 +185,12 @@ def output_rate(
     return (inside - 1) / max((end - start) / 1000, 1e-3), seen
 
 
-def worker_env(bootstrap: str, events_topic: str, run: str, **chosen: Any) -> dict[str, str]:
-    """The environment of a bench worker: its own output topics and group, `chosen`
-    settings (by field name), the defaults for the rest."""
+def worker_env(
+    bootstrap: str, events_topic: str, run: str, output_partitions: int = 1, **chosen: Any
+) -> dict[str, str]:
+    """The environment of a bench worker: its own output topics (the predictions topic
+    created, with `output_partitions`) and group, `chosen` settings (by field name), the
+    defaults for the rest."""
     settings = Settings(
         broker=bootstrap,
         events_topic=events_topic,
@@ -203,6 +206,7 @@ def worker_env(bootstrap: str, events_topic: str, run: str, **chosen: Any) -> di
         checkpoint_key=SecretStr(f"bench-{run}"),
         **chosen,
     )
+    create_topic(bootstrap, settings.predictions_topic, partitions=output_partitions, output=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
     return {**env, **settings.as_environment()}
 
@@ -368,8 +372,7 @@ def bench_worker(
     """`riverrun worker` processes (`settings`: other settings, by field name; `command`:
     another worker than this checkout's)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
-    env = worker_env(bootstrap, topic, run, **settings)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], partitions=workers, output=True)
+    env = worker_env(bootstrap, topic, run, output_partitions=workers, **settings)
     started = time.perf_counter()
     processes = [
         start(
@@ -412,7 +415,6 @@ def bench_latency(bootstrap: str, rate: float, seconds: float) -> Result:
     run = f"bench-{uuid.uuid4().hex[:8]}-lat"
     topic = create_topic(bootstrap, f"{run}-events")
     env = worker_env(bootstrap, topic, run)
-    create_topic(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"], output=True)
     worker = start(WORKER, env, LOG_DIR / "latency-worker.log")
     count = int(rate * seconds)
     messages = [
