@@ -74,14 +74,10 @@ def experiments_start(
     name: str,
     arms: str,
     metric: str,
-    alpha: float,
-    power: float,
-    mde: float,
-    baseline: float,
-    sequential: bool,
     learn: str,
     experiment_id: str | None,
     app_path: str | None,
+    **design_options: Any,
 ) -> None:
     """Start an A/B test among versions of a model.
 
@@ -92,15 +88,8 @@ def experiments_start(
     from streams.cli import plan_edits as lc
 
     spec, settings = served_model(app_path, name)
-    design = lc.experiment_design(
-        lc.parse_arms(arms),
-        metric,
-        alpha=alpha,
-        power=power,
-        mde=mde,
-        baseline=baseline,
-        sequential=sequential,
-    )
+    # --alpha, --power, --mde, --baseline, --sequential: as experiment_design names them
+    design = lc.experiment_design(lc.parse_arms(arms), metric, **design_options)
     click.echo(lc.sample_size_line(design))
     edit = lc.experimenting(
         design, learn=learn, experiment_id=experiment_id, started=datetime.now(UTC)
