@@ -1,30 +1,43 @@
 """The delayed-feedback join through the real broker, across a worker restart with
 impressions still pending: the streamed labels are exactly the offline join's."""
 
+from typing import Any
+
 from online_models.feedback.data import delayed_feedback
 from online_models.feedback.joiner import FeedbackJoiner
 from schemas import Prediction
 from schemas.feedback import Impression, Outcome
 from streams.cli.replay import feedback_messages, produce_to_topics
 from streams.kafka.topics import TopicReader
+from streams.settings import Settings
 from tests.builtin import MODELS
 from tests.unit.test_joiner import scored
 
+#: The join of the tests: one product, a click window of 10 minutes and a conversion
+#: window of 6 hours, for one model.
+JOIN = {
+    "join_enabled": True,
+    "products": ["shoes"],
+    "click_window_seconds": 600,
+    "conversion_window_seconds": 6 * 3600,
+    "models": ["logreg"],
+}
+
+
+def offline_outcomes(settings: Settings, events: list[Any]) -> list[Outcome]:
+    """The outcomes the offline join (the same `FeedbackJoiner`, in memory) finds in `events`."""
+    offline = FeedbackJoiner(
+        settings.join(), settings.evaluation(), params=settings.model_params, registry=MODELS
+    )
+    return [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
+
 
 def test_the_join_labels_impressions_across_a_restart_with_pending_ones(make_env) -> None:  # type: ignore[no-untyped-def]
-    env = make_env(
-        join_enabled=True,
-        products=["shoes"],
-        click_window_seconds=600,
-        conversion_window_seconds=6 * 3600,
-        models=["logreg"],
-        join_report_every=500,
-    )
+    env = make_env(**JOIN, join_report_every=500)
     s = env.settings
     stream = delayed_feedback(4_000, seed=21, visitors=300, products=("shoes",))
     events = stream.events
-    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params, registry=MODELS)
-    expected = [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
+    expected = offline_outcomes(s, events)
     labels = sorted((o.impression_id, o.model, o.label) for o in expected)
     impressions = [e for e in events if isinstance(e, Impression)]
     cut = events.index(impressions[len(impressions) * 3 // 5])  # after 60 % of impressions
@@ -78,19 +91,14 @@ def test_the_join_delivers_each_outcome_once_with_exactly_once(make_env) -> None
     """The join's outputs and offsets are one transaction per batch, like the events
     path's: a read_committed consumer sees each outcome once, the offline join's labels."""
     env = make_env(
-        join_enabled=True,
-        products=["shoes"],
-        click_window_seconds=600,
-        conversion_window_seconds=6 * 3600,
-        models=["logreg"],
+        **JOIN,
         batch_size=200,
         processing_guarantee="exactly_once",
         transactional_id="join-once",
     )
     s = env.settings
     events = delayed_feedback(1_500, seed=5, visitors=100, products=("shoes",)).events
-    offline = FeedbackJoiner(s.join(), s.evaluation(), params=s.model_params, registry=MODELS)
-    expected = [o for out in offline.process(events) for o in out if isinstance(o, Outcome)]
+    expected = offline_outcomes(s, events)
     produce_to_topics(s, feedback_messages(events, s))
     worker = env.start_worker()
     messages = env.read_until(
