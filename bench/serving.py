@@ -554,15 +554,21 @@ def owners(urls: list[str], keys: dict[int, tuple[str, bytes]]) -> dict[int, str
     return chosen if len(set(chosen.values())) == len(chosen) else None
 
 
+def serving_run(bootstrap: str, name: str, partitions: int = 1) -> tuple[str, str, dict[str, str]]:
+    """A run of its own: its name, its events topic and its workers' environment (their
+    predictions topic created), both topics with `partitions`."""
+    run = f"serving-{uuid.uuid4().hex[:8]}-{name}"
+    topic = create_topic(bootstrap, f"{run}-events", partitions=partitions)
+    return run, topic, worker_env(bootstrap, topic, run, output_partitions=partitions)
+
+
 def serve_one(
     bootstrap: str,
     bodies: list[tuple[str, bytes]],
     traffic: Traffic,
 ) -> Run:
     """(3): requests to the owning worker."""
-    run = f"serving-{uuid.uuid4().hex[:8]}-owner"
-    topic = create_topic(bootstrap, f"{run}-events")
-    env = worker_env(bootstrap, topic, run)
+    run, topic, env = serving_run(bootstrap, "owner")
     worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
     try:
         return serve(
@@ -586,9 +592,7 @@ def serve_forwarded(
     traffic: Traffic,
 ) -> Run:
     """(4): two workers on 2 partitions; requests to B for keys of A's partition."""
-    run = f"serving-{uuid.uuid4().hex[:8]}-forward"
-    topic = create_topic(bootstrap, f"{run}-events", partitions=2)
-    env = worker_env(bootstrap, topic, run, output_partitions=2)
+    run, topic, env = serving_run(bootstrap, "forward", partitions=2)
     envs = [{**env, **own_ports()} for _ in range(2)]
     workers = [start(WORKER, e, LOG_DIR / f"serving-{run}-{i}.log") for i, e in enumerate(envs)]
     urls = [api_url(e) for e in envs]
