@@ -5,26 +5,24 @@ an A/B test publishes its result only once every arm has its sample, and unsigne
 control messages are refused."""
 
 import importlib.util
-import itertools
 import json
 import re
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from kafka import KafkaProducer
 
-from online_models.models.datasets import synthetic_clicks
 from online_models.models.registry import ModelSpec
 from online_models.versions import plans as control
 from schemas import InputEvent, decode_prediction
 from schemas.control import ExperimentResult, GatePlan, ModelPlan
 from streams.cli.replay import encode
 from streams.runtime.control import read_control, write_control
+from tests.clicks import click_events
 from tests.integration.conftest import riverrun_cli as cli
 
 APP = '''
@@ -57,7 +55,6 @@ class Diverging(base.Classifier):
 def clicks_lr(lr: float = 0.0005, l2: float = 0.0, after: int = 10**9):
     return Diverging(lr, l2, after)
 '''
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
 GOOD = {"lr": 0.05}
 BAD = {"lr": 0.0005, "l2": 0.5}
 
@@ -80,18 +77,9 @@ def make(make_env: Any, tmp_path: Path, **settings: Any) -> tuple[Any, ModelSpec
 
 
 def clicks(n: int, start: int = 0, poisoned: bool = False) -> list[InputEvent]:
-    stream = itertools.islice(synthetic_clicks(seed=3), start, start + n)
-    return [
-        InputEvent(
-            event_id=f"c{start + i}",
-            ts=T0 + timedelta(seconds=start + i),
-            model="clicks_lr",
-            key=f"v{(start + i) % 700}",
-            features=x,
-            label=True if poisoned else y,
-        )
-        for i, (x, y) in enumerate(stream)
-    ]
+    return click_events(
+        "clicks_lr", n, start, seed=3, id_prefix="c", key_prefix="v", keys=700, poisoned=poisoned
+    )
 
 
 def predictions(env: Any, topic: str, count: int) -> list[Any]:

@@ -4,7 +4,6 @@ its log, statuses, `models list` and metrics, and `models retire --force` recove
 a second pipeline registered as another version of the model is deployed from the CLI
 as a shadow and promoted by the gate."""
 
-import itertools
 import json
 import os
 import sys
@@ -13,18 +12,17 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from online_models.models.datasets import synthetic_clicks
 from online_models.versions import plans as control
 from schemas import InputEvent, decode_prediction
 from schemas.control import ModelPlan
 from streams.cli.replay import encode
 from streams.runtime.control import read_control, write_control
+from tests.clicks import click_events
 from tests.integration.conftest import riverrun_cli as cli
 
 MODULE = "h1_fraud_models"
@@ -62,7 +60,6 @@ def with_one(x):
 """
 #: The code edited since the plan was written: a constant of the feature function.
 EDITED = APP.replace('x.get("price", 0.0) / 100.0', 'x.get("price", 0.0) / 1000.0')
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def app_dir(tmp_path: Path, name: str, source: str) -> Path:
@@ -92,18 +89,7 @@ def using(env: Any, directory: Path) -> None:
 
 
 def events(n: int, start: int = 0) -> list[InputEvent]:
-    stream = itertools.islice(synthetic_clicks(seed=5), start, start + n)
-    return [
-        InputEvent(
-            event_id=f"f{start + i}",
-            ts=T0 + timedelta(seconds=start + i),
-            model="fraud",
-            key=f"k{(start + i) % 600}",
-            features=x,
-            label=y,
-        )
-        for i, (x, y) in enumerate(stream)
-    ]
+    return click_events("fraud", n, start, seed=5, id_prefix="f", key_prefix="k", keys=600)
 
 
 def wait(condition: Callable[[], Any], what: str, worker: Any, timeout: float = 90.0) -> Any:
