@@ -67,6 +67,13 @@ def riverrun_cli(env: "Env", *args: str, timeout: float = 120) -> subprocess.Com
     )
 
 
+def replay_file(
+    env: "Env", path: Path, model: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`riverrun replay --file PATH --model MODEL OPTIONS` as a user runs it."""
+    return riverrun_cli(env, "replay", "--file", str(path), "--model", model, *options)
+
+
 class Replay(threading.Thread):
     """`riverrun replay` of a bundled dataset, in the background, as a user runs it."""
 

@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 from schemas import InputEvent
-from tests.integration.conftest import Env, riverrun_cli
+from tests.integration.conftest import Env, replay_file, riverrun_cli
 
 
 def riverrun(env: Env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -34,17 +34,7 @@ def test_replay_of_a_file_uses_its_label_column(make_env, tmp_path) -> None:  # 
     env = make_env()
     path = tmp_path / "offers.csv"
     path.write_text("device,price,clicked\nmobile,0.5,1\ndesktop,2,0\n")
-    done = riverrun(
-        env,
-        "replay",
-        "--file",
-        str(path),
-        "--model",
-        "linreg",
-        "--label-column",
-        "clicked",
-        "--quiet",
-    )
+    done = replay_file(env, path, "linreg", "--label-column", "clicked", "--quiet")
     assert done.returncode == 0, done.stderr
     events = [
         InputEvent.model_validate_json(m.value) for m in env.read(env.settings.events_topic, 2)

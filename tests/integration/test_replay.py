@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from schemas import InputEvent
 from streams.http.server import partition_of
+from tests.integration.conftest import replay_file
 from tests.integration.conftest import riverrun_cli as riverrun
 
 
@@ -28,7 +29,7 @@ def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tm
         )
     # A label the model's task cannot learn: refused as the stream would, before any event.
     path.write_text("device,price,label\nmobile,0.5,1\ndesktop,2,maybe\n")
-    done = riverrun(env, "replay", "--file", str(path), "--model", "logreg")
+    done = replay_file(env, path, "logreg")
     assert done.returncode == 1
     assert done.stderr.strip() == (
         "Error: offers.csv line 3: label 'maybe' is not a class of binary model 'logreg': send "
@@ -36,7 +37,7 @@ def test_a_label_column_not_in_the_file_is_refused_before_any_event(make_env, tm
     )
     jsonl = tmp_path / "offers.jsonl"
     jsonl.write_text('{"device": "mobile", "clicked": true}\n{"device": "desktop"}\n')
-    done = riverrun(env, "replay", "--file", str(jsonl), "--model", "logreg")
+    done = replay_file(env, jsonl, "logreg")
     assert done.returncode == 1 and "offers.jsonl has no column 'label'" in done.stderr
     assert env.count(env.settings.events_topic) == 0  # nothing produced
 
@@ -50,22 +51,12 @@ def test_key_and_time_columns_make_the_events_key_and_time(make_env, tmp_path) -
         "visitor-8,1772359200,2,0\n"  # epoch seconds: 2026-03-01T10:00:00Z
         "visitor-9,1772359200500,1,\n"  # epoch milliseconds
     )
-    done = riverrun(
+    done = replay_file(
         env,
-        "replay",
-        "--file",
-        str(path),
-        "--model",
+        path,
         "logreg",
-        "--quiet",
-        "--label-column",
-        "clicked",
-        "--key-column",
-        "visitor",
-        "--time-column",
-        "when",
-        "--wait-seconds",
-        "0",
+        *("--quiet", "--label-column", "clicked", "--key-column", "visitor"),
+        *("--time-column", "when", "--wait-seconds", "0"),
     )
     assert done.returncode == 0, done.stderr
     messages = env.read(env.settings.events_topic, 3)
@@ -84,18 +75,8 @@ def test_key_and_time_columns_make_the_events_key_and_time(make_env, tmp_path) -
         assert message.key == key.encode() and message.partition == partition_of(key, 2)
 
     path.write_text("visitor,when,price\nvisitor-7,yesterday,0.5\n")
-    done = riverrun(
-        env,
-        "replay",
-        "--file",
-        str(path),
-        "--model",
-        "logreg",
-        "--unlabelled",
-        "--key-column",
-        "visitor",
-        "--time-column",
-        "when",
+    done = replay_file(
+        env, path, "logreg", "--unlabelled", "--key-column", "visitor", "--time-column", "when"
     )
     assert done.returncode == 1
     assert "visits.csv line 2: the time column 'when' holds 'yesterday', which is not a time" in (
