@@ -430,8 +430,9 @@ Start = Literal["beginning", "end"] | Mapping[tuple[str, int], int]
 
 
 class Follower:
-    """Every partition of `topics`, followed from `start` with no consumer group and no
-    commits, in batches of confluent-kafka `Message`s (errors taken out and logged).
+    """Every partition of `topics` (or the given `partitions` of them), followed from
+    `start` with no consumer group and no commits, in batches of confluent-kafka
+    `Message`s (errors taken out and logged).
 
     The blocking `consume` runs in the follower's own thread, so the event loop never
     waits on it and a stop takes at most FOLLOW_POLL_SECONDS::
@@ -452,10 +453,13 @@ class Follower:
         client_id: str,
         start: Start = "end",
         max_messages: int = 500,
+        partitions: Iterable[tuple[str, int]] | None = None,
         **overrides: Any,
     ) -> None:
         self.topics = list(topics)
         self.start_at = start
+        #: Only these partitions of the topics (None: every one).
+        self.only = set(partitions) if partitions is not None else None
         self.max_messages = max_messages
         self.config = consumer_config(
             settings,
@@ -496,6 +500,8 @@ class Follower:
             described = metadata.topics.get(topic)
             if described is not None and described.partitions:
                 found += [(topic, p) for p in sorted(described.partitions)]
+        if self.only is not None:
+            found = [tp for tp in found if tp in self.only]
         self.consumer.assign(self._starts(self.consumer, found))
         return found
 

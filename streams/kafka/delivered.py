@@ -16,7 +16,6 @@ timeout and resumes writing after its partitions moved, and a broker that loses 
 it acknowledged.
 """
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -140,7 +139,7 @@ async def find_delivered(
     if not starts:
         return {tp: Delivered() for tp in sources}
     try:
-        return await asyncio.to_thread(_find, settings, sources, starts)
+        return await _find(settings, sources, starts)
     except (TimeoutError, KafkaException, OSError) as err:
         log.warning(
             "could not read the outputs the last owner delivered (%s): outputs of the "
@@ -150,7 +149,7 @@ async def find_delivered(
         return {tp: Delivered() for tp in sources}
 
 
-def _find(
+async def _find(
     settings: Settings,
     sources: Mapping[TopicPartition, tuple[int, Mapping[Where, int]]],
     starts: Mapping[TopicPartition, int],
@@ -159,7 +158,7 @@ def _find(
     wanted = {(tp.topic, tp.partition): (tp, committed) for tp, (committed, _) in sources.items()}
     started = time.monotonic()
     read = 0
-    for output in read_to_end(
+    for output in await read_to_end(
         settings,
         starts,
         client_id=f"{settings.group_id}-delivered-reader",

@@ -65,14 +65,14 @@ def checkpoint_key(settings: Settings) -> bytes:
     raise RuntimeError(f"{path} is empty: delete it or set RIVERRUN_CHECKPOINT_KEY")
 
 
-def read_chunks(
+async def read_chunks(
     settings: Settings, where: TopicPartition, prefixes: dict[bytes, str], client_id: str
 ) -> dict[str, list[bytes | None]]:
     """The values of every message of checkpoints partition `where` whose key starts with
     one of `prefixes`, by the prefix's name, in topic order (committed data only: never a
-    checkpoint of an aborted transaction). Blocking: run it in a thread."""
+    checkpoint of an aborted transaction)."""
     found: dict[str, list[bytes | None]] = defaultdict(list)
-    for message in read_to_end(
+    for message in await read_to_end(
         settings,
         {where: None},
         client_id=client_id,
@@ -165,7 +165,7 @@ class CheckpointStore:
         with one of `prefixes`, by the prefix's name, in topic order."""
         where = TopicPartition(self.settings.checkpoints_topic, partition % self.partitions)
         client_id = f"{self.settings.group_id}-{self.name}-checkpoints"
-        return await asyncio.to_thread(read_chunks, self.settings, where, prefixes, client_id)
+        return await read_chunks(self.settings, where, prefixes, client_id)
 
     async def choose(
         self, replica: Replica, values: list[bytes | None], load: Callable[[Checkpoint], T]
