@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from kafka.partitioner.default import murmur2
 
 from online_models import Rejection
 from schemas import DeadLetter, MetricsReport
+from streams.kafka.clients import murmur2
 from streams.kafka.delivered import HEADER, Delivered
 from streams.kafka.records import TopicPartition
 from streams.runtime.metrics import WorkerMetrics

@@ -1,10 +1,11 @@
 """How riverrun's Kafka clients authenticate and encrypt, from the settings.
 
-One place for every client riverrun has: aiokafka (the events path, the join, the
-checkpoint store), kafka-python (topic creation, replay, tail, report, readers) and the
-Faust app (its `broker_credentials`). Each gets the same TLS context and SASL options,
-and a failed connection becomes one sentence naming the broker, the protocol and the
-mechanism — never a secret.
+One place for the security of every client riverrun has: the worker's librdkafka
+clients (`streams.kafka.clients` maps the same settings and checks the same files),
+kafka-python in the CLI tools (replay, tail, report, demo, status), the Faust app (its
+`broker_credentials`: Faust keeps its own aiokafka clients for its runtime) and the CLI's
+broker check. Each gets the same TLS context and SASL options, and a failed connection
+becomes one sentence naming the broker, the protocol and the mechanism — never a secret.
 """
 
 import asyncio
