@@ -3,7 +3,9 @@ events, a bundled dataset or a file named by the same options, the one to produc
 Kafka, the other to learn it offline."""
 
 import difflib
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,47 @@ from streams.cli.options import app_option, load, require_broker
 Command = Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class EventSource:
+    """What the options of `event_source` name: a bundled dataset or a file of events for
+    a model, how to read the file, and how many events."""
+
+    dataset: str | None
+    path: Path | None
+    model: str | None
+    label_column: str
+    key_column: str | None
+    time_column: str | None
+    limit: int | None
+    seed: int
+
+    def events(
+        self, models: Mapping[str, ModelSpec], id_prefix: str = "", labelled: bool = True
+    ) -> Iterable[Any]:
+        """The input events for one of the app's `models` (refused before any event when
+        the model is not one of them, or a label is one its task cannot learn);
+        `labelled=False`: every column of a file is a feature."""
+        model = self.model
+        _known_model(
+            models, model or (DATASETS[self.dataset].model if self.dataset in DATASETS else None)
+        )
+        return _events(
+            self.dataset,
+            self.path,
+            model,
+            self.label_column if labelled else None,
+            self.limit,
+            self.seed,
+            id_prefix,
+            key_column=self.key_column,
+            time_column=self.time_column,
+            task=_task(models, model),
+        )
+
+
 def event_source(limit_help: str) -> Callable[[Command], Command]:
-    """The options naming a stream of events: a bundled dataset or a file, and its model."""
+    """The options naming a stream of events: a bundled dataset or a file, and its model;
+    the command gets them as one `source: EventSource`."""
     options = [
         click.option("--dataset", help="A bundled dataset: " + ", ".join(DATASETS) + "."),
         click.option(
@@ -48,10 +89,17 @@ def event_source(limit_help: str) -> Callable[[Command], Command]:
         click.option("--seed", type=int, default=42, show_default=True),
     ]
 
+    names = [f.name for f in fields(EventSource)]
+
     def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def with_source(**values: Any) -> Any:
+            source = EventSource(**{name: values.pop(name) for name in names})
+            return command(source=source, **values)
+
         for option in reversed(options):
-            command = option(command)
-        return command
+            with_source = option(with_source)
+        return with_source
 
     return decorate
 
@@ -78,15 +126,8 @@ def event_source(limit_help: str) -> Callable[[Command], Command]:
 )
 @app_option
 def replay(
-    dataset: str | None,
-    path: Path | None,
-    model: str | None,
-    label_column: str,
-    key_column: str | None,
-    time_column: str | None,
-    limit: int | None,
+    source: EventSource,
     rate: float | None,
-    seed: int,
     id_prefix: str,
     topic: str | None,
     quiet: bool,
@@ -101,19 +142,7 @@ def replay(
     from streams.kafka.topics import TopicError, ensure_topics
 
     app, settings = load(app_path)
-    _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    events = _events(
-        dataset,
-        path,
-        model,
-        None if unlabelled else label_column,
-        limit,
-        seed,
-        id_prefix,
-        key_column=key_column,
-        time_column=time_column,
-        task=_task(app.models, model),
-    )
+    events = source.events(app.models, id_prefix, labelled=not unlabelled)
     require_broker(settings)
     target = topic or settings.events_topic
     try:  # the broker creates no topic: a missing one gets RIVERRUN_TOPIC_PARTITIONS
@@ -128,7 +157,7 @@ def replay(
         target,
         map(encode, events),
         rate=rate,
-        total=limit,
+        total=source.limit,
         progress=not quiet,
         produced=produced,
     )
@@ -219,14 +248,7 @@ def _events(
 )
 @app_option
 def evaluate(
-    dataset: str | None,
-    path: Path | None,
-    model: str | None,
-    label_column: str,
-    key_column: str | None,
-    time_column: str | None,
-    limit: int | None,
-    seed: int,
+    source: EventSource,
     compare_river: bool,
     reports_path: Path | None,
     app_path: str | None,
@@ -241,20 +263,7 @@ def evaluate(
     from online_models.quality.offline import river_agreement, river_progressive, run_offline
 
     app, settings = load(app_path)
-    _known_model(app.models, model or (DATASETS[dataset].model if dataset in DATASETS else None))
-    events = list(
-        _events(
-            dataset,
-            path,
-            model,
-            label_column,
-            limit,
-            seed,
-            key_column=key_column,
-            time_column=time_column,
-            task=_task(app.models, model),
-        )
-    )
+    events = list(source.events(app.models))
     if not events:
         raise click.UsageError("no events to evaluate")
     name = events[0].model
