@@ -20,6 +20,11 @@ def other_code(lr: float = 0.0005, l2: float = 0.0) -> Any:
     return mixed_features() | linear_model.LogisticRegression(l2=l2 + 0.001)
 
 
+def linear(lr: float = 0.0005) -> Any:
+    """The first version of the tests' two-pipeline apps."""
+    return mixed_features() | linear_model.LogisticRegression()
+
+
 def with_one(x: dict[str, Any]) -> dict[str, Any]:
     return {**x, "one": 1.0}
 
@@ -179,10 +184,7 @@ def test_a_second_factory_with_its_own_version_is_another_version_of_the_model()
     import riverrun
 
     app = riverrun.App()
-
-    @app.model("ctr", task="binary")
-    def linear(lr: float = 0.0005) -> Any:
-        return mixed_features() | linear_model.LogisticRegression()
+    app.model("ctr", task="binary")(linear)
 
     @app.model("ctr", task="binary", version="2")
     def hoeffding(grace_period: int = 50) -> Any:
@@ -246,10 +248,7 @@ def test_a_second_factory_that_fails_is_refused_at_start_or_left_unbuilt_by_a_pl
     from online_models.models.registry import ModelError, resolve
 
     app = riverrun.App()
-
-    @app.model("logreg", task="binary")
-    def linear(lr: float = 0.0005) -> Any:
-        return mixed_features() | linear_model.LogisticRegression()
+    app.model("logreg", task="binary")(linear)
 
     @app.model("logreg", task="binary", version="2")
     def picky(grace_period: int = 50) -> Any:
