@@ -154,19 +154,9 @@ def test_a_user_app_is_served_from_the_wheel_and_equals_its_offline_evaluation(
     before = installed.fingerprint()
     riverrun = installed.riverrun
 
-    replayed = run(
-        riverrun,
-        "replay",
-        "--app",
-        "teammodels:app",
-        "--dataset",
-        "segments",
-        "--model",
-        "regions",
-        "--quiet",
-        cwd=team,
-        env=environment,
-    )
+    # The same model of the user's app on the same dataset, streamed then evaluated offline.
+    regions = ("--app", "teammodels:app", "--dataset", "segments", "--model", "regions")
+    replayed = run(riverrun, "replay", *regions, "--quiet", cwd=team, env=environment)
     assert "replayed 2310 events" in replayed.stdout
     predictions = [
         decode_prediction(m.value) for m in env.read(env.settings.predictions_topic, 2310, 120)
@@ -176,18 +166,7 @@ def test_a_user_app_is_served_from_the_wheel_and_equals_its_offline_evaluation(
     assert predictions[0].model_version.startswith("regions@")
 
     offline = run(
-        riverrun,
-        "evaluate",
-        "--app",
-        "teammodels:app",
-        "--dataset",
-        "segments",
-        "--model",
-        "regions",
-        "--reports",
-        "offline.jsonl",
-        cwd=team,
-        env=environment,
+        riverrun, "evaluate", *regions, "--reports", "offline.jsonl", cwd=team, env=environment
     )
     expected = [
         MetricsReport.model_validate_json(line)
