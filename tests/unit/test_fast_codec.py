@@ -546,38 +546,30 @@ def test_what_msgspec_may_write_otherwise_is_written_by_pydantic(changes: dict[s
     assert encode_prediction(prediction) == expected
 
 
+#: The fields of a prediction of a fresh model, unlabelled, whatever its format.
+FRESH: dict[str, Any] = {
+    "event_id": "e",
+    "key": "k",
+    "model": "m",
+    "model_version": "m@1",
+    "model_updates": 0,
+    "ts": datetime(2026, 1, 1, tzinfo=UTC),
+    "label": None,
+    "learned": False,
+    "latency_seconds": 0.0,
+}
+
+
 def test_a_multiclass_prediction_with_a_huge_probability_is_written_by_pydantic() -> None:
     prediction = ClassPrediction.model_construct(
-        schema_version=2,
-        event_id="e",
-        key="k",
-        model="m",
-        model_version="m@1",
-        model_updates=0,
-        ts=datetime(2026, 1, 1, tzinfo=UTC),
-        prediction="a",
-        probabilities={"a": 1e16, "b": 0.0},
-        label=None,
-        learned=False,
-        latency_seconds=0.0,
+        **FRESH, schema_version=2, prediction="a", probabilities={"a": 1e16, "b": 0.0}
     )
     assert msgspec.json.encode(prediction.__dict__) != prediction.model_dump_json().encode()
     assert encode_prediction(prediction) == prediction.model_dump_json().encode()
 
 
 def test_a_lone_surrogate_fails_as_model_dump_json_does() -> None:
-    prediction = Prediction.model_construct(
-        event_id="\ud800",
-        key="k",
-        model="m",
-        model_version="m@1",
-        model_updates=0,
-        ts=datetime(2026, 1, 1, tzinfo=UTC),
-        prediction=0.5,
-        label=None,
-        learned=False,
-        latency_seconds=0.0,
-    )
+    prediction = Prediction.model_construct(**{**FRESH, "event_id": "\ud800"}, prediction=0.5)
     with pytest.raises(ValueError, match="surrogates not allowed"):
         prediction.model_dump_json()
     with pytest.raises(ValueError, match="surrogates not allowed"):
