@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 #: The partition argument that lets the producer's partitioner choose.
 UNASSIGNED = -1
 #: How often a producer with messages in flight is asked for their acknowledgements.
-POLL_SECONDS = 0.001
+POLL_SECONDS = 0.002
 #: How long a producer whose queue is full is given before the next try.
 FULL_QUEUE_SECONDS = 0.005
 
