@@ -30,12 +30,6 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Literal, get_args
 
 from scipy import stats
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import (
-    confint_proportions_2indep,
-    proportion_effectsize,
-    proportions_ztest,
-)
 
 __all__ = [
     "KEEP_CONTROL",
@@ -182,6 +176,8 @@ class ExperimentDesign:
         """The MDE in standard deviations: Cohen's h for rates (arcsine difference),
         mde / baseline for losses."""
         if self.metric == "ctr":
+            from statsmodels.stats.proportion import proportion_effectsize
+
             return abs(float(proportion_effectsize(self.baseline + self.mde, self.baseline)))
         return self.mde / self.baseline
 
@@ -193,6 +189,8 @@ class ExperimentDesign:
 
 @functools.cache  # a root finder: milliseconds, and every Experiment of a design asks
 def _sample_size(effect: float, alpha: float, power: float) -> int:
+    from statsmodels.stats.power import NormalIndPower  # (pandas and all: only when asked)
+
     with warnings.catch_warnings():  # a huge effect: the root finder fails below n=2
         warnings.simplefilter("ignore")
         n = float(
@@ -483,6 +481,8 @@ def _proportions_test(
     """Two-sample z test of proportions with statsmodels: `proportions_ztest` (pooled
     variance) for the p-value, `confint_proportions_2indep(method="wald")` (unpooled) for
     the interval of the difference."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
     clicks_a, clicks_c = round(a.mean * a.n), round(c.mean * c.n)  # outcomes are 0 or 1
     effect = clicks_a / a.n - clicks_c / c.n
     low, high = confint_proportions_2indep(
