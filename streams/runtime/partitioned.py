@@ -604,27 +604,15 @@ class PartitionedService(Service, Generic[Key, State]):
     @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
-        consumer, size = self.consumer, self.settings.batch_size
         poll_seconds = max(0.001, self.settings.batch_seconds)
-        # The next batch is fetched (on the consumer's thread) while this one is handled;
-        # not under exactly_once, whose transactions take the batches at hand in order.
-        ahead = not self.settings.exactly_once
-        fetching = asyncio.ensure_future(consumer.fetch(size, poll_seconds))
-        try:
-            while not self.should_stop:
-                if self.commits is not None and self.commits.done() and self.commits.exception():
-                    raise self.commits.exception()  # type: ignore[misc]  # stops the worker
-                records = await fetching
-                if ahead:
-                    fetching = asyncio.ensure_future(consumer.fetch(size, poll_seconds))
-                async with self.batch_lock:
-                    if records or self.pending():
-                        await self.process(records)
-                    await self.checkpoint_due()
-                if not ahead:
-                    fetching = asyncio.ensure_future(consumer.fetch(size, poll_seconds))
-        finally:
-            fetching.cancel()
+        while not self.should_stop:
+            if self.commits is not None and self.commits.done() and self.commits.exception():
+                raise self.commits.exception()  # type: ignore[misc]  # stops the worker
+            records = await self.consumer.fetch(self.settings.batch_size, poll_seconds)
+            async with self.batch_lock:
+                if records or self.pending():
+                    await self.process(records)
+                await self.checkpoint_due()
 
     async def process(self, records: Batches) -> None:
         """Handle a fetched batch; commit once all is delivered (exactly_once: outputs and
