@@ -63,6 +63,8 @@ TRANSIENT = {
     KafkaError._ALL_BROKERS_DOWN,
 }
 
+#: A call for the consumer's thread: the function, its future, whether it consumes.
+Call = tuple[Callable[[], Any], Future[Any], bool]
 Rebalanced = Callable[[set[TopicPartition]], Coroutine[Any, Any, None]]
 
 
@@ -90,9 +92,10 @@ class GroupConsumer:
             **overrides,
         }
         self.handlers = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
-        self.calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self.calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
+        #: Calls that consume (a fetch, the close) put off during a rebalance callback:
+        #: librdkafka's consumer is not re-entered from inside its own `consume`.
+        self.deferred: list[Call] = []
         self.thread = threading.Thread(target=self._serve, name=f"{client_id}-consumer")
         self.thread.daemon = True
         self.consumer: Consumer | None = None
@@ -112,13 +115,13 @@ class GroupConsumer:
     # --- the thread --------------------------------------------------------------------
     def _serve(self) -> None:
         while True:
-            call = self.calls.get()
+            call = self.deferred.pop(0) if self.deferred else self.calls.get()
             if call is None:
                 return
             self._run(*call)
 
     @staticmethod
-    def _run(function: Callable[[], Any], future: Future[Any]) -> None:
+    def _run(function: Callable[[], Any], future: Future[Any], consuming: bool = False) -> None:
         if not future.set_running_or_notify_cancel():
             return
         try:
@@ -137,6 +140,9 @@ class GroupConsumer:
                 self.calls.put(None)
                 done.result()
                 return
+            if call[2]:
+                self.deferred.append(call)  # once the callback has returned
+                continue
             self._run(*call)
 
     def _rebalanced(self, kind: str, partitions: list[KafkaPartition]) -> Future[Any]:
@@ -166,12 +172,13 @@ class GroupConsumer:
         self._serve_until(self._rebalanced("lost", partitions))
         self.assigned = set()
 
-    async def call(self, function: Callable[[], Any]) -> Any:
-        """`function()` (which uses the consumer) run on the consumer's thread."""
+    async def call(self, function: Callable[[], Any], *, consuming: bool = False) -> Any:
+        """`function()` (which uses the consumer) run on the consumer's thread;
+        `consuming`: it polls the consumer (never from inside a rebalance callback)."""
         if self.closed:
             raise KafkaException(KafkaError(KafkaError._DESTROY, "the consumer is closed"))
         future: Future[Any] = Future()
-        self.calls.put((function, future))
+        self.calls.put((function, future, consuming))
         return await asyncio.wrap_future(future)
 
     # --- what the loop asks ------------------------------------------------------------
@@ -218,7 +225,7 @@ class GroupConsumer:
                     self.highs[tp] = high
             return batches
 
-        result: Batches = await self.call(fetch)
+        result: Batches = await self.call(fetch, consuming=True)
         return result
 
     def _fetch_error(self, message: Message) -> None:
@@ -371,7 +378,7 @@ class GroupConsumer:
                 self.consumer.close()
 
         try:
-            await self.call(close)
+            await self.call(close, consuming=True)
         finally:
             self.closed = True
             self.calls.put(None)
