@@ -195,7 +195,9 @@ def log_failure(err: BaseException, message: str, *args: object) -> None:
     """Log `message` about `err`: one line for a Kafka error (the broker away, the group
     gone on without this worker after an outage), with the traceback for anything else."""
     if isinstance(err, KafkaException):
-        log.error(f"{message} ({type(err).__name__})", *args)
+        error = err.args[0] if err.args else None
+        said = error.str() if isinstance(error, KafkaError) else type(err).__name__
+        log.error(f"{message} (%s)", *args, said)
     else:
         log.exception(message, *args)
 
