@@ -140,8 +140,9 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=10,
         ge=0,
-        description="Longest the broker holds a fetch waiting for data: the floor of latency "
-        "at low rates (Faust hard-codes 1500 ms; riverrun's events path does not use it).",
+        description="Longest the broker holds a fetch of the worker's consumers waiting for "
+        "data (librdkafka's fetch.wait.max.ms): the floor of latency at low rates (Faust "
+        "hard-codes 1500 ms for its own consumer, which the events path does not use).",
     )
     producer_linger_ms: int = Field(
         default=5,
