@@ -385,12 +385,17 @@ class GroupConsumer:
             await asyncio.to_thread(self.thread.join, 10)
 
 
+def kafka_error(err: BaseException) -> KafkaError | None:
+    """The librdkafka error a client exception carries (None for anything else)."""
+    if isinstance(err, KafkaException) and err.args and isinstance(err.args[0], KafkaError):
+        return err.args[0]
+    return None
+
+
 def transient(err: KafkaException) -> bool:
     """Whether `err` passes by itself (worth trying the same request again)."""
-    error = err.args[0] if err.args else None
-    if not isinstance(error, KafkaError):
-        return False
-    return bool(error.retriable()) or error.code() in TRANSIENT
+    error = kafka_error(err)
+    return error is not None and (bool(error.retriable()) or error.code() in TRANSIENT)
 
 
 def group_members(settings: Settings, group_id: str, timeout: float = 10.0) -> int | None:

@@ -39,7 +39,7 @@ from mode import Service
 from online_models import ModelSpec
 from streams.kafka import clients
 from streams.kafka.delivered import Delivered, Where, encode_written, find_delivered, parse_written
-from streams.kafka.group import Batches, GroupConsumer, group_members
+from streams.kafka.group import Batches, GroupConsumer, group_members, kafka_error
 from streams.kafka.outbox import LoopProducer, Outbox
 from streams.kafka.records import Record, TopicPartition
 from streams.runtime.checkpoints import CheckpointsRefused, CheckpointStore
@@ -195,8 +195,8 @@ def log_failure(err: BaseException, message: str, *args: object) -> None:
     """Log `message` about `err`: one line for a Kafka error (the broker away, the group
     gone on without this worker after an outage), with the traceback for anything else."""
     if isinstance(err, KafkaException):
-        error = err.args[0] if err.args else None
-        said = error.str() if isinstance(error, KafkaError) else type(err).__name__
+        error = kafka_error(err)
+        said = error.str() if error is not None else type(err).__name__
         log.error(f"{message} (%s)", *args, said)
     else:
         log.exception(message, *args)
@@ -818,7 +818,5 @@ FENCED = MEMBERSHIP_LOST | {
 
 def error_code(err: BaseException) -> int | None:
     """The librdkafka error code of a client exception (None for anything else)."""
-    if isinstance(err, KafkaException) and err.args and isinstance(err.args[0], KafkaError):
-        code: int = err.args[0].code()
-        return code
-    return None
+    error = kafka_error(err)
+    return error.code() if error is not None else None
