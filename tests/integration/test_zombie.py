@@ -116,10 +116,20 @@ def test_a_frozen_worker_thawed_after_another_took_over_is_fenced(make_env) -> N
     thawed = len(zombie.log_path.read_text(errors="replace").splitlines())
 
     # A holds a batch it had fetched and a transaction it had begun: it must not get
-    # them written. Give it time to try (and to be refused, or to leave).
+    # them written. Give it time to try (and to be refused, or to leave): its next
+    # heartbeat, fetch or transaction finds the group gone on without it, or the
+    # transaction aborted by the broker after RIVERRUN_TRANSACTION_TIMEOUT_SECONDS.
+    def after_thaw() -> list[str]:
+        return zombie.log_path.read_text(errors="replace").splitlines()[thawed:]
+
     time.sleep(2 * SESSION_TIMEOUT)
+    deadline = time.monotonic() + 3 * SESSION_TIMEOUT
+    while time.monotonic() < deadline:
+        if zombie.process.poll() is not None or any(map(ZOMBIE_LINE.search, after_thaw())):
+            break
+        time.sleep(0.5)
     exited = zombie.process.poll()
-    after = zombie.log_path.read_text(errors="replace").splitlines()[thawed:]
+    after = after_thaw()
     assert successor.stop() == 0, successor.tail()
     zombie.stop()
 
@@ -135,6 +145,7 @@ def test_a_frozen_worker_thawed_after_another_took_over_is_fenced(make_env) -> N
     )
     # Loosely: A left (any exit code), or said in its log why it stopped writing.
     told = [line for line in after if ZOMBIE_LINE.search(line)]
+    print("A after the thaw:", *(told[:3] or [f"exited with {exited}"]), sep="\n  ")
     assert exited is not None or told, "A went on silently after being thawed:\n" + "\n".join(
         after[-30:]
     )
