@@ -18,7 +18,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from online_models.models.registry import ModelError, ModelSpec, Task, model_spec
+from online_models.models.registry import ModelError, ModelSpec, Scope, Task, model_spec
 from streams.cli import app_loading
 from streams.cli.app_loading import AppError
 from streams.settings import Settings, TokenProvider
@@ -59,7 +59,13 @@ class App:
             self.include(other)
 
     def model(
-        self, name: str, *, task: Task, version: str | None = None, **params: Any
+        self,
+        name: str,
+        *,
+        task: Task,
+        version: str | None = None,
+        scope: Scope = "global",
+        **params: Any,
     ) -> Callable[[Factory], Factory]:
         """Register the decorated factory under `name`.
 
@@ -74,10 +80,16 @@ class App:
         own and the same task, is another version of that model (e.g. a second
         pipeline): a worker serves the first registered one until a plan says otherwise
         (`riverrun models deploy NAME --version V`).
+
+        `scope="global"` (the default): one model learns from every partition of the
+        events topic, in the order of the learn topic, and every worker predicts with its
+        newest snapshot. `scope="partition"`: one replica per input partition, learning
+        from that partition's events only (a model meant per shard).
+        `RIVERRUN_MODEL_SCOPES` overrides it per model.
         """
 
         def register(factory: Factory) -> Factory:
-            self._add(model_spec(name, task, factory, params, version))
+            self._add(model_spec(name, task, factory, params, version, scope))
             return factory
 
         return register
@@ -142,6 +154,11 @@ def _another_version(served: ModelSpec, added: ModelSpec) -> ModelSpec:
             f"model {added.name!r} is registered with task {served.task!r} and "
             f"{added.task!r} {both}; versions of one model serve one task: give the other "
             "one another name"
+        )
+    if added.scope != served.scope:
+        raise ModelError(
+            f"model {added.name!r} is registered with scope {served.scope!r} and "
+            f"{added.scope!r} {both}; versions of one model share one scope"
         )
     return replace(served, others=(*served.others, added))
 

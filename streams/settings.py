@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from online_models.feedback.joiner import JoinConfig
 from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
+from online_models.models.registry import ModelSpec
 from online_models.quality.drift import DriftConfig
 from online_models.quality.evaluation import EvaluationConfig
 
@@ -213,6 +214,36 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Factory parameters per model (JSON), e.g. {"ctr": {"alpha": 0.1}}.',
         examples=['{"ctr": {"alpha": 0.1}}'],
+    )
+    model_scopes: dict[str, Literal["global", "partition"]] = Field(
+        default_factory=dict,
+        description="Scope per model (JSON), overriding the app's `@app.model(scope=...)`: "
+        '"global" (one model learns from every partition through the learn topic, workers '
+        'predict from its snapshots) or "partition" (a replica per input partition). The '
+        'key "*" sets every model not named.',
+        examples=['{"ctr": "partition"}', '{"*": "partition"}'],
+    )
+    learn_topic: str = Field(
+        default="learn",
+        description="The labelled examples of global models, in the order their learner "
+        "learns them (all of one model's in one partition, keyed by the model's name).",
+    )
+    snapshots_topic: str = Field(
+        default="snapshots",
+        description="Compacted topic of the global models' snapshots, which every worker "
+        "predicts with.",
+    )
+    snapshot_every_events: int = Field(
+        default=1_000,
+        gt=0,
+        description="A global model's learner publishes a snapshot after this many learnt "
+        "examples ...",
+    )
+    snapshot_every_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="... or this long after the last one when it learnt since, whichever "
+        "comes first.",
     )
 
     # --- model quality -----------------------------------------------------------------
@@ -720,6 +751,19 @@ class Settings(BaseSettings):
             rows.append((env_name(name), text, source))
         return rows
 
+    def scoped(self, models: Mapping[str, ModelSpec]) -> dict[str, ModelSpec]:
+        """`models` with the scopes RIVERRUN_MODEL_SCOPES gives them."""
+        scopes = self.model_scopes
+        return {
+            name: spec.scoped(scopes.get(name, scopes.get("*", spec.scope)))
+            for name, spec in models.items()
+        }
+
+    def global_models(self, models: Mapping[str, ModelSpec]) -> list[str]:
+        """The served models of scope "global" (after RIVERRUN_MODEL_SCOPES)."""
+        scoped = self.scoped(models)
+        return [n for n in self.model_names(models) if n in scoped and scoped[n].scope == "global"]
+
     def model_names(self, registry: Mapping[str, Any]) -> list[str]:
         """The models served: RIVERRUN_MODELS, else every model of `registry` (the app)."""
         return list(self.models) if self.models is not None else list(registry)
@@ -826,6 +870,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "control_topic",
         "shadow_predictions_topic",
         "experiments_topic",
+        "learn_topic",
+        "snapshots_topic",
         "impressions_topic",
         "clicks_topic",
         "conversions_topic",
@@ -833,7 +879,14 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "topic_partitions",
         "topic_replication",
     ),
-    "Models": ("app", "models", "model_params"),
+    "Models": (
+        "app",
+        "models",
+        "model_params",
+        "model_scopes",
+        "snapshot_every_events",
+        "snapshot_every_seconds",
+    ),
     "Quality (evaluation, drift)": (
         "metrics_window",
         "metrics_threshold",

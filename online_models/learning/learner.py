@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
-from online_models.learning.served import LearningError, ServedModel
+from online_models.learning.served import LearningError, ServedModel, scored
+from online_models.learning.snapshot import Snapshot
 from online_models.models.registry import ModelSpec
 from online_models.quality.drift import DriftConfig
 from online_models.quality.evaluation import EvaluationConfig
@@ -49,6 +50,7 @@ class Learner:
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         clock: Callable[[], float] = time.perf_counter,
         partition: int | None = None,
+        followers: Iterable[str] = (),
     ) -> None:
         params = params or {}
         self.models: dict[str, ServedModel] = {}
@@ -69,6 +71,12 @@ class Learner:
         #: Reports that came due, each with the input offset of the event that made it due.
         self.pending_reports: list[tuple[int | None, MetricsReport]] = []
         self.pending_drift: list[tuple[int | None, DriftReport]] = []
+        #: Global models (`scope="global"`): predicted with the newest snapshot of the
+        #: model their learner learns (`install`), scored against the labels seen here
+        #: (their served quality), never learnt here: each labelled event is queued in
+        #: `pending_examples` for the learn topic instead.
+        self.followers = frozenset(followers) & set(self.models)
+        self.pending_examples: list[tuple[int | None, str]] = []
 
     def process(
         self,
@@ -114,13 +122,21 @@ class Learner:
             y = None  # learnt before the checkpoint this model was restored from
         updates = model.updates
         y_pred = model.predict(features)
-        if y is not None:
+        learns = y is not None
+        if y is not None and event.model in self.followers:
+            # Served quality of the snapshot; its learner learns the example, in the
+            # learn topic's order, with the features as they are now.
+            if scored(y_pred):
+                model.evaluator.observe(y, y_pred, features, event.key, event.ts)
+            self.pending_examples.append((offset, event.model))
+            learns = False
+        elif y is not None:
             model.learn_and_score(
                 event, features, y, y_pred, offset, self.pending_reports, self.pending_drift
             )
         model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
-        return model.output(event, y_pred, updates, y is not None, latency)
+        return model.output(event, y_pred, updates, learns, latency)
 
     def _with_versions(
         self, group: ModelGroup, event: InputEvent, received_at: float, offset: int | None
@@ -151,8 +167,8 @@ class Learner:
         of a model not served here is ignored); `restored` are replicas by version.
         Returns the versions that joined."""
         base = self.models.get(plan.model)
-        if base is None:
-            return []
+        if base is None or plan.model in self.followers:
+            return []  # (a global model's versions are its learner's)
         group = self.groups.get(plan.model)
         models = dict(restored or {})
         if group is None:
@@ -166,6 +182,24 @@ class Learner:
         # `ModelGroup.apply`): a plan never stops the partition.
         self.models[plan.model] = group.versions[group.champion]
         return joined
+
+    def install(self, name: str, snapshot: Snapshot) -> bool:
+        """Predict global model `name` with `snapshot` from now on; False when it is not
+        one of this learner's followers or already holds that snapshot."""
+        model = self.models.get(name)
+        if model is None or name not in self.followers:
+            return False
+        if model.estimator is snapshot.estimator:
+            return False
+        model.estimator, model.updates = snapshot.estimator, snapshot.updates
+        model.classes, model.version = dict(snapshot.classes), snapshot.version
+        return True
+
+    def drain_examples(self) -> list[tuple[int | None, str]]:
+        """The labelled events of global models since the last call, in order: (input
+        offset, model) of each, for the learn topic."""
+        examples, self.pending_examples = self.pending_examples, []
+        return examples
 
     def drain_unbuildable(self) -> list[str]:
         """One sentence per version of a plan this learner cannot build, not told

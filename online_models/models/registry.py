@@ -19,12 +19,14 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from river import base, compose
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[str, ...] = get_args(Task)
+Scope = Literal["global", "partition"]
+SCOPES: tuple[str, ...] = get_args(Scope)
 
 
 class ModelError(ValueError):
@@ -50,6 +52,10 @@ class ModelSpec:
     #: Other factories registered under the same name, each with its pinned version:
     #: other versions of the model a plan may deploy (`riverrun models deploy --version`).
     others: tuple["ModelSpec", ...] = ()
+    #: "global": one learning state for the whole consumer group, fed by the learn topic
+    #: and served from its snapshots; "partition": one replica per input partition,
+    #: learning from that partition's events only. Not part of the version.
+    scope: Scope = "global"
 
     def create(self) -> base.Estimator:
         """A fresh, untrained model."""
@@ -91,6 +97,16 @@ class ModelSpec:
             except Exception:  # the user's factory cannot take these parameters
                 continue
         return None
+
+    def scoped(self, scope: str) -> "ModelSpec":
+        """The same model with another scope (RIVERRUN_MODEL_SCOPES)."""
+        if scope not in SCOPES:
+            raise ModelError(
+                f"model {self.name!r} has scope {scope!r}; choose one of {', '.join(SCOPES)}"
+            )
+        return replace(
+            self, scope=cast(Scope, scope), others=tuple(o.scoped(scope) for o in self.others)
+        )
 
     def renamed(self, name: str) -> "ModelSpec":
         """The same factory and parameters under another name (another replica)."""
@@ -167,6 +183,7 @@ def model_spec(
     factory: Callable[..., Any],
     params: Mapping[str, Any] | None = None,
     version: str | None = None,
+    scope: str = "global",
 ) -> ModelSpec:
     """A spec of `factory`: its parameters are its signature's defaults, overridden by
     `params`. Raises ModelError for what can never work (an unknown task, a parameter
@@ -206,7 +223,8 @@ def model_spec(
             )
     else:
         merged = dict(params or {})
-    return ModelSpec(name, task, factory, merged, version)  # type: ignore[arg-type]
+    spec = ModelSpec(name, task, factory, merged, version)  # type: ignore[arg-type]
+    return spec.scoped(scope)
 
 
 # --- versions ----------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def topic_names(settings: Settings) -> list[str]:
         settings.control_topic,
         settings.shadow_predictions_topic,
         settings.experiments_topic,
+        settings.learn_topic,
+        settings.snapshots_topic,
     ] + (join_topics(settings) if settings.join_enabled else [])
 
 
@@ -67,8 +69,9 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
             "segment.ms": str(10 * 60 * 1000),
             "min.cleanable.dirty.ratio": "0.1",
         }
-    if name == settings.control_topic:
-        # Compacted: the newest plan of each model, the newest status of each partition.
+    if name in (settings.control_topic, settings.snapshots_topic):
+        # Compacted: the newest plan of each model, the newest status of each partition;
+        # the newest two snapshots of each global model (keys alternate like checkpoints').
         return {
             "cleanup.policy": "compact",
             "segment.ms": str(10 * 60 * 1000),
@@ -85,7 +88,7 @@ class TopicError(RuntimeError):
 def compacted_topics(settings: Settings) -> list[str]:
     """The topics that must be compacted: what they keep (the newest checkpoint of each
     replica, the newest plan of each model) must outlive any retention time."""
-    return [settings.checkpoints_topic, settings.control_topic]
+    return [settings.checkpoints_topic, settings.control_topic, settings.snapshots_topic]
 
 
 def not_compacted(settings: Settings, name: str, policy: str) -> str:

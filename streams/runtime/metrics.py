@@ -80,7 +80,9 @@ class WorkerMetrics:
             "riverrun_model_quality",
             "Rolling quality of each model over the last RIVERRUN_METRICS_WINDOW labelled "
             "events, updated every batch (logloss for classifiers, mae for regressors), per "
-            "input partition (each partition has its own replica of the model).",
+            "input partition (each partition has its own replica of the model). For a "
+            "global model, `served_<metric>` scores the snapshots' predictions of each "
+            "events partition; its learner's own is per learn partition.",
             ["model", "partition", "metric"],
             registry=r,
         )
@@ -122,6 +124,39 @@ class WorkerMetrics:
             "Checkpoints not restored, by reason: malformed, incomplete, unauthenticated "
             "(tampered or another key), foreign, incompatible, unreadable.",
             ["model", "partition", "reason"],
+            registry=r,
+        )
+        self.snapshots_published = Counter(
+            "riverrun_snapshots_published_total",
+            "Snapshots of a global model its learner published.",
+            ["model"],
+            registry=r,
+        )
+        self.snapshot_updates = Gauge(
+            "riverrun_snapshot_updates",
+            "Learnt examples in the snapshot a global model is predicted with here.",
+            ["model"],
+            registry=r,
+        )
+        self.snapshot_age = Gauge(
+            "riverrun_snapshot_age_seconds",
+            "Seconds since the learner made the snapshot a global model is predicted with "
+            "here (since start while there is none).",
+            ["model"],
+            registry=r,
+        )
+        self.snapshot_lag = Gauge(
+            "riverrun_snapshot_lag_events",
+            "Examples on the learn topic the snapshot predicted with here has not learnt "
+            "(of its partition, which other global models may share).",
+            ["model"],
+            registry=r,
+        )
+        self.snapshots_refused = Counter(
+            "riverrun_snapshots_refused_total",
+            "Snapshots not used, by reason: malformed, incomplete, unauthenticated "
+            "(tampered or another key), foreign, incompatible, unreadable.",
+            ["model", "reason"],
             registry=r,
         )
         self.restore_duration = Histogram(

@@ -14,10 +14,13 @@ from schemas.codec import InvalidMessage, decode
 from streams.kafka.broker_health import BrokerWatch
 from streams.kafka.outbox import reject
 from streams.kafka.security import faust_options
+from streams.runtime.checkpoints import checkpoint_key
 from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.progress import ProgressLog
+from streams.runtime.snapshots import SnapshotFollower
 from streams.services.events import BatchedEvents
 from streams.services.join import FeedbackJoin
+from streams.services.learning import Learners
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,26 @@ class Worker:
             settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
         )
         self.app.service(self.events)  # type: ignore[arg-type]  # an instance is accepted too
+        # Global models: every worker predicts with their snapshots; the learner of each
+        # is wherever the learner group puts its learn partition.
+        self.learners: Learners | None = None
+        global_models = settings.global_models(models)
+        if global_models:
+            self.snapshots = SnapshotFollower(
+                settings,
+                self.metrics,
+                models,
+                global_models,
+                checkpoint_key(settings),
+                loop=self.app.loop,
+                beacon=self.app.beacon,
+            )
+            self.app.service(self.snapshots)  # type: ignore[arg-type]
+            self.events.snapshots = self.snapshots
+            self.learners = Learners(
+                settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
+            )
+            self.app.service(self.learners)  # type: ignore[arg-type]
         self.join: FeedbackJoin | None = None
         if settings.join_enabled:  # it consumes activity itself, as features
             self.join = FeedbackJoin(
@@ -174,7 +197,7 @@ class Worker:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, each partitioned service's readiness): ready when every one consumes
         all the partitions it was assigned, restored (see PartitionedService.readiness)."""
-        services = [self.events] + ([self.join] if self.join is not None else [])
+        services = [self.events] + [s for s in (self.learners, self.join) if s is not None]
         states = {service.name: service.readiness() for service in services}
         return all(state["ready"] for state in states.values()), states
 

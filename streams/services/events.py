@@ -38,6 +38,7 @@ from streams.runtime.partitioned import (
     resume_at,
 )
 from streams.runtime.replicas import Ownership, Unavailable
+from streams.runtime.snapshots import SnapshotFollower
 from streams.runtime.versions import Versions
 from streams.services.event_pipeline import EventPipeline
 
@@ -95,6 +96,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             s.metrics_topic,
             s.drift_topic,
             s.shadow_predictions_topic,
+            s.learn_topic,
         ]
 
     def key(self, tp: TopicPartition) -> TopicPartition:
@@ -102,6 +104,11 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     control: ControlLog | None = None
     versions: Versions | None = None  # follows the plans of `control`, publishes statuses
+    #: The newest snapshot of each global model (set by the worker before it starts).
+    snapshots: SnapshotFollower | None = None
+    #: Whether predictions go to the predictions topic (the learner's do not).
+    publishes_predictions = True
+    state_class = EventsPartition
 
     async def on_start(self) -> None:
         # The plans in force are known before the first partition is restored.
@@ -120,7 +127,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             await self.control.stop()
 
     def new_learner(self, partition: int | None = None) -> Learner:
-        """Fresh replicas of the served models, for one input partition."""
+        """Fresh replicas of the served models, for one input partition: the partition
+        models learn here, the global ones follow their snapshots."""
         s = self.settings
         return Learner(
             s.model_names(self.models),
@@ -130,6 +138,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             drift=s.drift(),
             dedup_window=s.dedup_window,
             partition=partition,
+            followers=s.global_models(self.models),
         )
 
     def plans(self) -> dict[str, ModelPlan]:
@@ -192,7 +201,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         assert self.store is not None
         started = time.perf_counter()
         tp, s = key, self.settings
-        state = EventsPartition(tp, self.new_learner(tp.partition))
+        state = self.state_class(tp, self.new_learner(tp.partition))
         for plan in self.plans().values():
             state.learner.apply_plan(plan, committed[tp] or 0)
         for reason in state.learner.drain_unbuildable():
@@ -233,7 +242,10 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             await self._restore_group(group, restored, tp, committed[tp] or 0)
         self.metrics.restore_duration.observe(time.perf_counter() - started)
         # Resume at the first offset some model has not learnt.
-        resume = min(served.resume_offset for served in state.learner.replicas().values())
+        resume = min(
+            (served.resume_offset for served in state.learner.replicas().values()),
+            default=committed[tp] or 0,  # (a learn partition no global model's goes to)
+        )
         return state, {tp: resume}
 
     async def _restore_group(
@@ -337,6 +349,11 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         if not messages:
             await self._publish_lifecycle(state)
             return Counter()
+        if self.snapshots is not None:
+            for name in state.learner.followers:
+                snapshot = self.snapshots.snapshot(name)
+                if snapshot is not None:
+                    state.learner.install(name, snapshot)
         pipeline = EventPipeline(state.learner, s.max_event_bytes)
         replayed = [m for m in messages if state.replayed(m)]
         if replayed:  # rebuilding the model: outputs were delivered by the last owner
@@ -346,6 +363,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             state.learner.drain_drift()
             state.learner.drain_shadow()
             state.learner.drain_changes()  # (published by the last owner)
+            state.learner.drain_examples()
             messages = messages[len(replayed) :]
         predicted: Counter[str] = Counter()
         learned: Counter[str] = Counter()
@@ -355,6 +373,9 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 if isinstance(output, Rejection):
                     await dead_letter(outbox, message, output, self.metrics, s)
                     continue
+                learned[output.model] += output.learned
+                if not self.publishes_predictions:
+                    continue
                 await outbox.add(
                     s.predictions_topic,
                     output.event_id.encode(),
@@ -363,11 +384,18 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                     message.offset,
                 )
                 predicted[output.model] += 1
-                learned[output.model] += output.learned
                 histogram = latency.get(output.model)
                 if histogram is None:
                     histogram = latency[output.model] = self.metrics.latency.labels(output.model)
                 histogram.observe(output.latency_seconds)
+        examples = state.learner.drain_examples()
+        if examples:  # labelled events of global models: their learner's, in this order
+            values = {m.offset: m.value for m in messages}
+            for offset, model in examples:
+                assert offset is not None
+                value = values[offset]
+                assert value is not None  # (it decoded)
+                await outbox.add(s.learn_topic, model.encode(), value, tp, offset)
         last = messages[-1].offset if messages else -1  # (reports come with an offset)
         for offset, report in state.learner.drain_reports_at():
             await publish_report(
@@ -485,6 +513,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         lag = (self.consumer.highwater(tp) or next_offset) - next_offset
         self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
         for model, (metric, value) in state.learner.quality().items():
+            if model in state.learner.followers:  # a global model's: of its snapshots
+                metric = f"served_{metric}"
             self.metrics.quality.labels(model, str(tp.partition), metric).set(value)
 
     async def _drift(

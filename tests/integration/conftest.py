@@ -318,6 +318,11 @@ def env_factory(
             "clicks_topic": f"t-{run}-clicks",
             "conversions_topic": f"t-{run}-conversions",
             "outcomes_topic": f"t-{run}-outcomes",
+            "learn_topic": f"t-{run}-learn",
+            "snapshots_topic": f"t-{run}-snapshots",
+            # The tests written for one replica per partition say so; those of global
+            # models (the default scope) pass model_scopes={}.
+            "model_scopes": {"*": "partition"},
             "checkpoint_key": f"key-{run}",
             "group_id": f"g-{run}",
             "metrics_port": free_port(),
