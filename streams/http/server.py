@@ -281,14 +281,20 @@ class Api(Service):
                 "the model in the URL or add it to RIVERRUN_MODELS",
             )
         forwarded = request.headers.get(FORWARDED)
+        snapshot = self.events.global_replicas(name)
         try:
             count = self.partitions()
-            by_partition: dict[int, list[int]] = {}
-            for i, item in enumerate(asked):
-                by_partition.setdefault(partition_of(item.key, count), []).append(i)
             answers: list[Any] = [None] * len(asked)
             served_by: set[str] = set()
             remote: dict[str, list[int]] = {}
+            by_partition: dict[int, list[int]] = {}
+            for i, item in enumerate(asked):
+                partition = partition_of(item.key, count)
+                if snapshot is not None:  # a global model: any worker answers, no forwarding
+                    answers[i] = self._answer(snapshot, name, item, partition)
+                    served_by.add(self.url)
+                else:
+                    by_partition.setdefault(partition, []).append(i)
             for partition, positions in by_partition.items():
                 state = self.local(partition)
                 if state is not None:

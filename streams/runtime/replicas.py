@@ -59,6 +59,12 @@ class PredictionSource(Protocol):
         raises Unavailable while they are restored, re-run or the group rebalances."""
         ...
 
+    def global_replicas(self, model: str) -> PartitionReplicas | None:
+        """For a global model: its newest snapshot here, which answers for every key
+        (`next_offset` is then the learn-topic offset it has learnt up to); None for a
+        partition model."""
+        ...
+
     def owner_url(self, partition: int) -> str | None:
         """The API URL another worker claimed `partition` with (None: no claim yet)."""
         ...

@@ -12,7 +12,9 @@ from typing import Any
 from confluent_kafka import TopicPartition as KafkaPartition
 from mode import Service
 
+from online_models import Learner
 from online_models.learning.checkpoint import Checkpoint, CheckpointRefused, parse_chunk
+from online_models.learning.request_time import Answer, predict_now
 from online_models.learning.snapshot import Snapshot, decode_snapshot
 from online_models.models.registry import ModelSpec
 from streams.kafka.clients import METADATA_TIMEOUT_SECONDS, Follower, partition_of
@@ -49,10 +51,30 @@ class SnapshotFollower(Service):
         self.follower: Follower | None = None
         self.since = time.time()  # the age of no snapshot counts from here
         self.learn_partitions = 0
+        self.answering: dict[str, SnapshotReplicas] = {}
 
     def snapshot(self, model: str) -> Snapshot | None:
         """The newest snapshot of global model `model` (None: none yet)."""
         return self.newest.get(model)
+
+    def replicas(self, model: str) -> "SnapshotReplicas | None":
+        """What /v1 asks for global model `model` (None: not a global model here)."""
+        if model not in self.names:
+            return None
+        found = self.answering.get(model)
+        if found is None:
+            learner = Learner(
+                [model],
+                registry=self.models,
+                params=self.settings.model_params,
+                followers=[model],
+            )
+            found = self.answering[model] = SnapshotReplicas(learner, model)
+        snapshot = self.newest.get(model)
+        if snapshot is not None:
+            found.learner.install(model, snapshot)
+            found.learnt_until = snapshot.learnt_until
+        return found
 
     async def on_stop(self) -> None:
         if self.follower is not None:
@@ -147,6 +169,20 @@ class SnapshotFollower(Service):
             snapshot = self.newest.get(name)
             learnt = snapshot.learnt_until if snapshot is not None else 0
             self.metrics.snapshot_lag.labels(name).set(max(0, end - learnt))
+
+
+class SnapshotReplicas:
+    """A global model as its newest snapshot here has it, for /v1 (`PartitionReplicas`)."""
+
+    def __init__(self, learner: Learner, model: str) -> None:
+        self.learner, self.model = learner, model
+        self.learnt_until = 0  # of the learn partition, by the snapshot
+
+    def predict_now(self, model: str, key: str, features: Mapping[str, Any]) -> Answer:
+        return predict_now(self.learner, model, key, features)
+
+    def next_offset(self) -> int:
+        return self.learnt_until
 
 
 def _newer(version: str, updates: int, created_at: datetime, held: Snapshot) -> bool:

@@ -37,7 +37,7 @@ from streams.runtime.partitioned import (
     PartitionState,
     resume_at,
 )
-from streams.runtime.replicas import Ownership, Unavailable
+from streams.runtime.replicas import Ownership, PartitionReplicas, Unavailable
 from streams.runtime.snapshots import SnapshotFollower
 from streams.runtime.versions import Versions
 from streams.services.event_pipeline import EventPipeline
@@ -166,6 +166,9 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         if state.next_offset() < state.replay_until.get(tp, 0):
             raise Unavailable(f"partition {partition} is re-running events to rebuild its models")
         return state
+
+    def global_replicas(self, model: str) -> PartitionReplicas | None:
+        return self.snapshots.replicas(model) if self.snapshots is not None else None
 
     def owner_url(self, partition: int) -> str | None:
         where = (self.settings.events_topic, partition)

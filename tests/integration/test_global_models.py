@@ -10,6 +10,7 @@ one partition. Its learner's metrics reports equal an offline run over that orde
 import json
 import struct
 import time
+import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -113,6 +114,19 @@ def test_a_global_model_learns_from_every_partition_and_serves_its_snapshots(mak
         assert any(k.startswith("riverrun_model_quality") and "served_" in k for k in metrics), [
             k for k in metrics if "quality" in k
         ]
+
+    # (d) The same request to either worker: answered there, from the same snapshot.
+    request = json.dumps({"key": "visitor-1", "features": events[-1].features}).encode()
+    answers = []
+    for worker in workers:
+        url = f"http://127.0.0.1:{worker.api_port}/v1/models/logreg/predict"
+        asked = urllib.request.Request(url, data=request, method="POST")
+        asked.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(asked, timeout=10) as answer:
+            assert answer.headers["X-Riverrun-Served-By"].endswith(str(worker.api_port))
+            answers.append(json.loads(answer.read()))
+    assert answers[0] == answers[1]
+    assert answers[0]["model_updates"] == labelled, answers[0]
 
     # (e) A tampered snapshot (a forger's "newer" one) is refused and counted.
     snapshot = env.read_all(s.snapshots_topic)[-1]

@@ -55,6 +55,9 @@ class Source:
     def partition_count(self) -> int:
         return 2
 
+    def global_replicas(self, model: str) -> PartitionReplicas | None:
+        return None  # (partition models only)
+
     def replicas(self, partition: int) -> PartitionReplicas | None:
         if partition in self.restoring:
             raise Unavailable(f"partition {partition} is being restored from its checkpoint")
