@@ -45,6 +45,8 @@ RUN_FIELDS = (
     "metrics_topic",
     "checkpoints_topic",
     "drift_topic",
+    "learn_topic",
+    "snapshots_topic",
     "impressions_topic",
     "clicks_topic",
     "conversions_topic",
