@@ -511,7 +511,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         assert self.consumer is not None
         for model, count in predicted.items():
             self.metrics.predicted.labels(model).inc(count)
-            self.metrics.learned.labels(model).inc(learned[model])
+        for model, count in learned.items():  # (a learner learns without predictions out)
+            self.metrics.learned.labels(model).inc(count)
         tp, next_offset = state.tp, state.positions[state.tp]
         lag = (self.consumer.highwater(tp) or next_offset) - next_offset
         self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
