@@ -13,16 +13,19 @@ One invocation (`make bench`, or `python -m bench.throughput [--quick] [--events
                memory;
    (b) aiokafka a hand-written aiokafka consumer -> River -> producer loop;
    (c) faust   a naive per-event Faust agent (on at most --faust-events events: ~1.5k/s);
-   (d) riverrun `riverrun worker`;
+   (d) riverrun `riverrun worker` (the built-in logreg is a global model: the worker
+               also runs its learner and predicts from its snapshots);
    (e) bytewax Bytewax + River;   (f) quix   Quix Streams + River
    (h) river   River alone: `predict_proba_one` + `learn_one` of the same model over
                pre-decoded feature dicts, nothing else — the floor no framework beats;
    (i) confluent (b)'s loop on confluent-kafka (librdkafka)
+   (l) learner a global model's learner alone, on the labelled events in a learn topic
    (b, c, e, f, i live in bench/contenders/ and use the same River model factory);
 3. rates are outputs / (last - first output's Kafka timestamp), so start-up and group
    joins are not counted (wall times with them are printed too);
-4. then (d)'s event -> prediction latency at half its measured rate, its peak RSS, and
-   two workers on two partitions against one.
+4. then (d)'s event -> prediction latency at half its measured rate, its peak RSS, the
+   snapshot's age and lag under load, and two workers on two partitions against one
+   (one global model: one learner, both predicting from its snapshots).
 
 Nothing here is asserted; targets are printed beside the measured ratios.
 """
@@ -38,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +66,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOG_DIR = PROJECT_DIR / ".cache" / "bench"
 #: How a bench starts a riverrun worker (then `start(WORKER, env, log)`).
 WORKER = [sys.executable, "-m", "streams.cli.main", "worker"]
+#: Settings of this version a worker of an older commit (`--before`) refuses.
+NEW_SETTINGS = ("RIVERRUN_LEARN_TOPIC", "RIVERRUN_SNAPSHOTS_TOPIC")
 #: Bytewax and Quix Streams live in their own environment (see Makefile, `make bench`).
 FRAMEWORKS_PYTHON = PROJECT_DIR / ".cache" / "bench-venv" / "bin" / "python"
 CONTENDERS = {  # key: (label, module, python)
@@ -204,7 +210,7 @@ def worker_env(
         api_port=free_port(),
         data_dir=LOG_DIR / run,
         checkpoint_key=SecretStr(f"bench-{run}"),
-        **chosen,
+        **{"learn_topic": f"{run}-learn", "snapshots_topic": f"{run}-snapshots", **chosen},
     )
     create_topic(bootstrap, settings.predictions_topic, partitions=output_partitions, output=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
@@ -271,6 +277,84 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         return self.peak_kb / 1024
+
+
+class SnapshotProbe:
+    """Scrapes workers' /metrics while they run: the oldest and furthest behind snapshot
+    of the global model `model` any of them predicted with."""
+
+    def __init__(self, ports: list[str], model: str = "logreg") -> None:
+        self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+        self.age = f'riverrun_snapshot_age_seconds{{model="{model}"}}'
+        self.lag = f'riverrun_snapshot_lag_events{{model="{model}"}}'
+        self.max_age = self.max_lag = 0.0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for url in self.urls:
+                try:
+                    text = urllib.request.urlopen(url, timeout=2).read().decode()
+                except OSError:
+                    continue
+                found = dict(
+                    line.rsplit(" ", 1) for line in text.splitlines() if line[:1] not in "#"
+                )
+                if self.age in found and float(found[self.lag]) > 0:  # (the stream runs)
+                    self.samples += 1
+                    self.max_age = max(self.max_age, float(found[self.age]))
+                    self.max_lag = max(self.max_lag, float(found[self.lag]))
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        if not self.samples:
+            return {}
+        return {"snapshot_age_max_s": self.max_age, "snapshot_lag_max_events": self.max_lag}
+
+
+def bench_learner(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> Result:
+    """(l): a global model's learner alone, on the stream's labelled events written to a
+    learn topic (as workers write them): examples learnt per second, by its counter."""
+    run = f"bench-{uuid.uuid4().hex[:8]}-learner"
+    learn = create_topic(bootstrap, f"{run}-learn")
+    produce(
+        Settings(broker=bootstrap), learn, [(b"logreg", v) for _, v in messages], progress=False
+    )
+    events = create_topic(bootstrap, f"{run}-events")  # (empty: only the learner works)
+    env = worker_env(bootstrap, events, run, learn_topic=learn)
+    ports = own_ports()
+    started = time.perf_counter()
+    process = start(WORKER, {**env, **ports}, LOG_DIR / f"worker-{run}.log")
+    url = f"http://127.0.0.1:{ports['RIVERRUN_METRICS_PORT']}/metrics"
+    counter = 'riverrun_events_learned_total{model="logreg"}'
+    first: tuple[float, float] | None = None
+    last = (0.0, 0.0)
+    try:
+        while last[1] < len(messages) and process.poll() is None:
+            if time.perf_counter() - started > 180:
+                break
+            time.sleep(0.1)
+            try:
+                text = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                continue
+            line = next((x for x in text.splitlines() if x.startswith(counter)), None)
+            learnt = float(line.rsplit(" ", 1)[1]) if line else 0.0
+            if learnt and first is None:
+                first = (time.perf_counter(), learnt)
+            last = (time.perf_counter(), learnt)
+    finally:
+        stop(process)
+    wall = time.perf_counter() - started
+    if first is None or last[0] <= first[0]:
+        return Result("(l) global model's learner", None, wall, "it learnt nothing")
+    rate = (last[1] - first[1]) / (last[0] - first[0])
+    note = "" if last[1] >= len(messages) else f"only {last[1]:.0f} of {len(messages)}"
+    return Result("(l) global model's learner", rate, wall, note)
 
 
 def bench_core(values: list[bytes], batch_size: int) -> Result:
@@ -373,16 +457,17 @@ def bench_worker(
     another worker than this checkout's)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-d{workers}"
     env = worker_env(bootstrap, topic, run, output_partitions=workers, **settings)
+    if command is not None:  # another version, which may not know today's settings
+        env = {k: v for k, v in env.items() if k not in NEW_SETTINGS}
     started = time.perf_counter()
+    own = [own_ports() for _ in range(workers)]  # one web server and one API each
+    ports = [o["RIVERRUN_METRICS_PORT"] for o in own]
     processes = [
-        start(
-            command or WORKER,
-            {**env, **own_ports()},  # one web server and one API each
-            LOG_DIR / f"worker-{run}-{i}.log",
-        )
-        for i in range(workers)
+        start(command or WORKER, {**env, **o}, LOG_DIR / f"worker-{run}-{i}.log")
+        for i, o in enumerate(own)
     ]
     memory = [PeakRSS(p.pid) for p in processes]
+    probe = SnapshotProbe(ports)
     pids = {f"worker {i}": p.pid for i, p in enumerate(processes)}
     broker = broker_pid()
     if broker is not None:
@@ -397,13 +482,14 @@ def bench_worker(
         for process in processes:
             stop(process)
     rss = max(m.stop() for m in memory)
+    snapshots = probe.stop()
     name = (
         "(d) riverrun worker"
         if workers == 1
         else f"(d) riverrun, {workers} workers, {workers} partitions"
     )
     note = "" if seen >= events else f"only {seen} of {events} outputs"
-    extra = {"rss_mb": rss}
+    extra = {"rss_mb": rss, **snapshots}
     if cpu.used:
         extra.update({f"cores {k}": v / cpu.seconds for k, v in cpu.used.items()})
     return Result(name, rate, time.perf_counter() - started, note, extra)
@@ -480,7 +566,7 @@ def main() -> None:
         default=30_000,
         help="events for the naive Faust agent (it runs at ~1.5k/s)",
     )
-    parser.add_argument("--only", default="abcdefghi", help="contenders to run, e.g. 'ad'")
+    parser.add_argument("--only", default="abcdefghil", help="contenders to run, e.g. 'ad'")
     parser.add_argument(
         "--before",
         metavar="COMMIT",
@@ -508,6 +594,10 @@ def main() -> None:
         if "a" in args.only:
             results["a"] = bench_core([v for _, v in messages], 1000)
             print(f"  {results['a'].name:<44} {fmt(results['a'].events_per_s):>8} events/s")
+        if "l" in args.only:
+            results["l"] = bench_learner(bootstrap, messages)
+            r = results["l"]
+            print(f"  {r.name:<44} {fmt(r.events_per_s):>8} examples/s {r.note}")
         for key in "bcdefgi":
             if key not in args.only:
                 continue
@@ -570,6 +660,10 @@ def report(
             f"  (d) / {other.name:<40} {rate / other.events_per_s:6.2f}x"
             + (f"  [>= {target}x]" if target else "")
         )
+    learner, river = results.get("l"), results.get("h")
+    if learner and learner.events_per_s and river and river.events_per_s:
+        ratio = learner.events_per_s / river.events_per_s
+        print(f"  (l) learner / (h) River alone{'':<17} {ratio:6.2f}x  [>= 0.5x]")
     g = results.get("g")
     if g is not None and g.events_per_s:
         print(f"  (g) exactly_once / (d){'':<24} {g.events_per_s / rate:6.2f}x  [>= 0.8x]")
@@ -580,6 +674,12 @@ def report(
         f"  worker peak RSS                                {d.extra['rss_mb']:6.0f} MB  [<= 300 MB]"
     )
     print(f"  CPU while (d) ran, in cores (of {os.cpu_count()}): {cores_used(d)}")
+    if "snapshot_age_max_s" in d.extra:
+        print(
+            f"  global model's snapshot under (d)'s load: oldest "
+            f"{d.extra['snapshot_age_max_s']:.2f} s, furthest behind "
+            f"{d.extra['snapshot_lag_max_events']:,.0f} examples"
+        )
 
     # Two workers on a 2-partition copy of the stream against one.
     two_topic = create_topic(bootstrap, f"{topic}-2p", partitions=2)
@@ -596,6 +696,12 @@ def report(
             f"({two.events_per_s / two_cpu:,.0f} vs {rate / one_cpu:,.0f})"
         )
     print(f"  CPU while 2 workers ran, in cores (of {os.cpu_count()}): {cores_used(two)}")
+    if "snapshot_age_max_s" in two.extra:
+        print(
+            f"  global model's snapshot under 2 workers' load: oldest "
+            f"{two.extra['snapshot_age_max_s']:.2f} s, furthest behind "
+            f"{two.extra['snapshot_lag_max_events']:,.0f} examples"
+        )
     if any(v < 0.2 for k, v in two.extra.items() if k.startswith("cores worker")):
         print("  (one worker hardly worked: the stream ended before both had joined the group,")
         print("   so this scaling figure means nothing; use a longer stream, e.g. the default)")

@@ -113,12 +113,13 @@ def _by_section(rows: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, s
 
 
 def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[list[str]]:
-    """name, task, version, served, params of each model registered in an app (each
-    version of it), with RIVERRUN_MODEL_PARAMS applied to the served one."""
+    """name, task, version, scope, served, params of each model registered in an app
+    (each version of it), with RIVERRUN_MODEL_PARAMS (and _SCOPES) applied."""
     import json
 
     served_names = set(settings.model_names(models))
-    rows = [["name", "task", "version", "served", "params"]]
+    scopes = settings.scoped(models)
+    rows = [["name", "task", "version", "scope", "served", "params"]]
     for name, spec in models.items():
         versions = [spec, *getattr(spec, "others", ())]
         for number, version in enumerate(versions):
@@ -134,6 +135,7 @@ def _model_rows(models: Mapping[str, ModelSpec], settings: Settings) -> list[lis
                     name,
                     version.task,
                     label,
+                    scopes[name].scope,
                     "yes" if serves else "no",
                     json.dumps(dict(version.params), default=repr),
                 ]

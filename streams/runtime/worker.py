@@ -89,6 +89,7 @@ class Worker:
             self.learners = Learners(
                 settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
             )
+            self.learners.snapshots = self.snapshots  # (it never publishes an older one)
             self.app.service(self.learners)  # type: ignore[arg-type]
         self.join: FeedbackJoin | None = None
         if settings.join_enabled:  # it consumes activity itself, as features

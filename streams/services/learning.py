@@ -115,6 +115,9 @@ class Learners(BatchedEvents):
         assert self.store is not None
         s, tp = self.settings, state.tp
         for name, served in state.learner.models.items():
+            held = self.snapshots.snapshot(name) if self.snapshots is not None else None
+            if held and held.version == served.version and held.updates >= served.updates:
+                continue  # (re-learning after a take-over: the topic has this one already)
             records = encode_snapshot(
                 served,
                 name,

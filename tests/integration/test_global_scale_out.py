@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from online_models import Learner
+from online_models.learning.checkpoint import parse_chunk
 from online_models.quality.offline import run_offline
 from schemas import InputEvent, MetricsReport, decode_prediction
 from streams.cli.replay import dataset_events, encode
@@ -169,7 +170,16 @@ def test_kill_9_of_the_learners_worker_loses_nothing_and_learns_nothing_twice(
         updates = decode_prediction(m.value).model_updates
         by_source.setdefault(partition, []).append((int(offset), updates))
     assert len(by_source) == PARTITIONS
-    for partition, made in by_source.items():
-        updates = [u for _, u in sorted(made)]
-        assert updates == sorted(updates), f"partition {partition} went back to an older snapshot"
+    for source, pairs in by_source.items():
+        used = [u for _, u in sorted(pairs)]
+        assert used == sorted(used), f"partition {source} went back to an older snapshot"
+    # Snapshots on the topic never go back either (each partition of it in its order).
+    published: dict[int, list[int]] = {}
+    for m in env.read_all(s.snapshots_topic):
+        header, _ = parse_chunk(m.value)
+        if header.chunk == 0:
+            published.setdefault(m.partition, []).append(header.updates)
+    assert sum(map(len, published.values())) >= 10
+    for where, made in published.items():
+        assert made == sorted(made), f"snapshots[{where}] went back: {made}"
     assert survivor.stop() == 0, survivor.tail()

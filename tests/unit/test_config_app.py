@@ -48,7 +48,7 @@ def user_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> riverrun.App:
 def models_listed(output: str) -> dict[str, list[str]]:
     """The rows under 'models of ...:', by model name (the header row under 'name')."""
     section = output.split("\nmodels of teampkg.models:app:\n", 1)[1]
-    return {line.split()[0]: line.split(maxsplit=4)[1:] for line in section.splitlines()}
+    return {line.split()[0]: line.split(maxsplit=5)[1:] for line in section.splitlines()}
 
 
 def test_config_with_an_app_lists_its_models(
@@ -56,15 +56,22 @@ def test_config_with_an_app_lists_its_models(
 ) -> None:
     monkeypatch.setenv("RIVERRUN_MODELS", "fraud,basket")
     monkeypatch.setenv("RIVERRUN_MODEL_PARAMS", '{"fraud": {"lr": 0.05}}')
+    monkeypatch.setenv("RIVERRUN_MODEL_SCOPES", '{"basket": "partition"}')
     done = CliRunner().invoke(main, ["config", "--app", "teampkg.models:app"])
     assert done.exit_code == 0, done.output
     rows = models_listed(done.output)
-    assert rows["name"] == ["task", "version", "served", "params"]
+    assert rows["name"] == ["task", "version", "scope", "served", "params"]
     fraud = user_app.models["fraud"].with_params(lr=0.05)  # the version a worker builds
-    assert rows["fraud"] == ["binary", fraud.version, "yes", json.dumps({"lr": 0.05})]
+    assert rows["fraud"] == ["binary", fraud.version, "global", "yes", json.dumps({"lr": 0.05})]
     basket = user_app.models["basket"]
-    assert rows["basket"] == ["regression", basket.version, "yes", '{"grace_period": 200}']
-    assert rows["broken"][2] == "no"  # registered, not served here
+    assert rows["basket"] == [
+        "regression",
+        basket.version,
+        "partition",
+        "yes",
+        '{"grace_period": 200}',
+    ]
+    assert rows["broken"][3] == "no"  # registered, not served here
     assert len(rows) == 1 + len(user_app.models)
 
 
