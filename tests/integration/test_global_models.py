@@ -50,13 +50,17 @@ def sample(worker: WorkerProcess, name: str) -> float | None:
     return worker.scrape().get(name)
 
 
-def test_a_global_model_learns_from_every_partition_and_serves_its_snapshots(make_env) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_global_model_learns_from_every_partition_and_serves_its_snapshots(
+    make_env: Any, guarantee: str
+) -> None:
     env = make_env(
         models=["logreg"],
         model_scopes={},  # the default: global
         topic_partitions=PARTITIONS,
         metrics_every_events=1_000,
         snapshot_every_events=500,
+        processing_guarantee=guarantee,
     )
     s = env.settings
     workers = [env.start_worker(), env.start_worker()]
