@@ -72,6 +72,8 @@ class PartitionState:
         #: partition: those events are re-run to rebuild the state, their outputs dropped.
         self.replay_until: dict[TopicPartition, int] = {}
         self.check_start: set[TopicPartition] = set()  # the next batch must start at fetched
+        #: The first offset of the last batch dropped by that check, per topic partition.
+        self.dropped_at: dict[TopicPartition, int] = {}
         self.since_checkpoint = 0  # events handled since the last checkpoint
         self.checkpointed_at = time.monotonic()
 
@@ -90,6 +92,7 @@ def accept(
     messages: list[Record],
     position: int | None,
     check_start: bool,
+    dropped_at: int | None = None,
 ) -> list[Record] | None:
     """The messages of a fetched batch to process, `position` being the next offset the
     partition expects; None when the batch must be dropped and `tp` sought again.
@@ -97,11 +100,20 @@ def accept(
     With `check_start` (the first batch after a partition resumed), a batch beyond
     `position` was fetched before the seek to it took effect: it is dropped and fetched
     again from `position`. A fetch in flight when the partition was sought can return
-    records twice: each offset is processed once.
+    records twice: each offset is processed once. A batch that starts where the dropped
+    one did (`dropped_at`) again, after the seek, is the partition's next record: the
+    offsets before it hold none (the commit marker of a transactional producer, or
+    records removed by compaction).
+
+    >>> at = lambda *offsets: [Record("t", 0, o, None, b"", 0, []) for o in offsets]
+    >>> accept(TopicPartition("t", 0), at(5, 6), 4, True) is None  # fetched before the seek
+    True
+    >>> [m.offset for m in accept(TopicPartition("t", 0), at(5, 6), 4, True, dropped_at=5)]
+    [5, 6]
     """
     if position is None or messages[0].offset == position:
         return messages
-    if check_start and messages[0].offset > position:
+    if check_start and messages[0].offset > position and messages[0].offset != dropped_at:
         log.info(
             "%s[%d]: dropping a batch at %d fetched before seeking to %d",
             tp.topic,
@@ -666,11 +678,19 @@ class PartitionedService(Service, Generic[Key, State]):
             state = self.owned.get(self.key(tp))
             if state is None:  # fetched before a revoke
                 continue
-            accepted = accept(tp, messages, state.fetched.get(tp), tp in state.check_start)
+            accepted = accept(
+                tp,
+                messages,
+                state.fetched.get(tp),
+                tp in state.check_start,
+                state.dropped_at.get(tp),
+            )
             if accepted is None:
+                state.dropped_at[tp] = messages[0].offset
                 await self.consumer.seek(tp, state.fetched[tp])
                 continue
             state.check_start.discard(tp)
+            state.dropped_at.pop(tp, None)
             if not accepted:
                 continue
             self.metrics.consumed.labels(tp.topic).inc(len(accepted))
