@@ -14,7 +14,8 @@ One invocation (`make bench-serving`, or `python -m bench.serving [--quick] [--e
    failures, the stream's achieved rate against the offered one;
 4. the same through a forward: two workers on a 2-partition topic, requests sent to
    worker B for keys of the partition worker A owns (`partition_of`, checked on every
-   answer with `X-Riverrun-Served-By`).
+   answer with `X-Riverrun-Served-By`), with `logreg` as a partition model (a global
+   model, the default, is answered from the snapshot of whichever worker is asked).
 
 The generator is open-loop: request i is due at start + i / rate whatever happened to
 the ones before, and its latency runs from that due time to the end of its answer, so a
@@ -554,12 +555,15 @@ def owners(urls: list[str], keys: dict[int, tuple[str, bytes]]) -> dict[int, str
     return chosen if len(set(chosen.values())) == len(chosen) else None
 
 
-def serving_run(bootstrap: str, name: str, partitions: int = 1) -> tuple[str, str, dict[str, str]]:
+def serving_run(
+    bootstrap: str, name: str, partitions: int = 1, **settings: Any
+) -> tuple[str, str, dict[str, str]]:
     """A run of its own: its name, its events topic and its workers' environment (their
-    predictions topic created), both topics with `partitions`."""
+    predictions topic created, `settings` by field name), both topics with `partitions`."""
     run = f"serving-{uuid.uuid4().hex[:8]}-{name}"
     topic = create_topic(bootstrap, f"{run}-events", partitions=partitions)
-    return run, topic, worker_env(bootstrap, topic, run, output_partitions=partitions)
+    env = worker_env(bootstrap, topic, run, output_partitions=partitions, **settings)
+    return run, topic, env
 
 
 def serve_one(
@@ -592,7 +596,10 @@ def serve_forwarded(
     traffic: Traffic,
 ) -> Run:
     """(4): two workers on 2 partitions; requests to B for keys of A's partition."""
-    run, topic, env = serving_run(bootstrap, "forward", partitions=2)
+    # A partition model: a global one is answered by whichever worker is asked.
+    run, topic, env = serving_run(
+        bootstrap, "forward", partitions=2, model_scopes={"*": "partition"}
+    )
     envs = [{**env, **own_ports()} for _ in range(2)]
     workers = [start(WORKER, e, LOG_DIR / f"serving-{run}-{i}.log") for i, e in enumerate(envs)]
     urls = [api_url(e) for e in envs]

@@ -287,6 +287,7 @@ class SnapshotProbe:
         self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
         self.age = f'riverrun_snapshot_age_seconds{{model="{model}"}}'
         self.lag = f'riverrun_snapshot_lag_events{{model="{model}"}}'
+        self.updates = f'riverrun_snapshot_updates{{model="{model}"}}'
         self.max_age = self.max_lag = 0.0
         self.samples = 0
         self._stop = threading.Event()
@@ -303,10 +304,11 @@ class SnapshotProbe:
                 found = dict(
                     line.rsplit(" ", 1) for line in text.splitlines() if line[:1] not in "#"
                 )
-                if self.age in found and float(found[self.lag]) > 0:  # (the stream runs)
+                lag = float(found.get(self.lag, 0))
+                if float(found.get(self.updates, 0)) and lag:  # a snapshot; the stream runs
                     self.samples += 1
                     self.max_age = max(self.max_age, float(found[self.age]))
-                    self.max_lag = max(self.max_lag, float(found[self.lag]))
+                    self.max_lag = max(self.max_lag, lag)
 
     def stop(self) -> dict[str, float]:
         self._stop.set()

@@ -1,7 +1,8 @@
 """`riverrun status`: what a consumer group of workers is doing, read from the broker.
 
 The group's members and the partitions each owns (Kafka's group description), each
-partition's committed offset, end offset and lag, the versions each partition serves
+partition's committed offset, end offset and lag, the same for the global models'
+learners (the learn partitions that hold examples), the versions each partition serves
 (the workers' statuses and owner claims on the control topic) and each replica's newest
 checkpoint (the checkpoints topic's chunk headers). Everything through kafka-python's
 public API: `KafkaAdminClient.describe_groups` and `list_group_offsets`, a consumer's
@@ -68,6 +69,17 @@ class Partition:
 
 
 @dataclass
+class LearnPartition:
+    """A partition of the learn topic that holds examples: how far its learner is."""
+
+    partition: int
+    committed: int | None
+    end: int
+    lag: int
+    member: str | None  # the worker whose learner has it now
+
+
+@dataclass
 class GroupStatus:
     """Everything `riverrun status` shows."""
 
@@ -78,6 +90,8 @@ class GroupStatus:
     members: list[Member]
     partitions: list[Partition]
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    #: The global models' learners (group RIVERRUN_GROUP_ID + "-learner").
+    learners: list[LearnPartition] = field(default_factory=list)
 
     @property
     def lag(self) -> int:
@@ -100,11 +114,17 @@ def read_status(settings: Settings, timeout: float = TIMEOUT_SECONDS) -> GroupSt
         with _closing(KafkaAdminClient(**options, client_id="riverrun-status")) as admin:
             group = admin.describe_groups([settings.group_id])[settings.group_id]
             committed = admin.list_group_offsets(settings.group_id).get(settings.group_id, {})
+            learners = f"{settings.group_id}-learner"
+            learner_group = admin.describe_groups([learners])[learners]
+            committed.update(admin.list_group_offsets(learners).get(learners, {}))
             topics = set(admin.list_topics())
         with _closing(
             KafkaConsumer(**options, client_id="riverrun-status", enable_auto_commit=False)
         ) as consumer:
-            return _gather(settings, shown, group, committed, topics, consumer)
+            found = _gather(settings, shown, group, committed, topics, consumer)
+            if settings.learn_topic in topics:
+                found.learners = _learners(settings, learner_group, committed, consumer)
+            return found
     except LocalKafkaError as err:
         reason = str(err)
     except (KafkaError, OSError) as err:
@@ -136,22 +156,7 @@ def _gather(
 ) -> GroupStatus:
     s = settings
     notes: list[str] = []
-    owners: dict[int, str] = {}
-    members = []
-    for m in group.get("members", []):
-        assignment = m.get("member_assignment")
-        partitions = sorted(
-            p
-            for a in (
-                assignment.get("assigned_partitions", []) if isinstance(assignment, dict) else []
-            )  # (not a dict while the group rebalances)
-            if a["topic"] == s.events_topic
-            for p in a["partitions"]
-        )
-        client_id, member_id = m["client_id"], m["member_id"]
-        name = client_id + "-" + member_id[len(client_id) + 1 :][:8]
-        members.append(Member(name, client_id, m["client_host"].lstrip("/"), partitions))
-        owners.update({p: name for p in partitions})
+    members, owners = _owners(group, s.events_topic)
     state = group.get("group_state") or "Dead"
     if state == "Dead" and not members:  # what Kafka says of a group it does not know
         state = "unknown to the broker (no worker has joined it)"
@@ -161,18 +166,8 @@ def _gather(
             f"the events topic {s.events_topic} does not exist yet (a worker creates it at start)"
         )
         return status
-    tps = [
-        TopicPartition(s.events_topic, p)
-        for p in sorted(consumer.partitions_for_topic(s.events_topic) or ())
-    ]
-    ends = consumer.end_offsets(tps)
-    for tp in tps:
-        commit = committed.get(tp)
-        offset = commit.offset if commit is not None and commit.offset >= 0 else None
-        lag = ends[tp] - (offset or 0)
-        status.partitions.append(
-            Partition(tp.partition, offset, ends[tp], lag, owners.get(tp.partition))
-        )
+    for partition, offset, end, lag in _lags(consumer, s.events_topic, committed):
+        status.partitions.append(Partition(partition, offset, end, lag, owners.get(partition)))
     by_number = {p.partition: p for p in status.partitions}
     control, checkpoints = _read_topics(settings, consumer, topics, notes)
     if control is not None:
@@ -181,6 +176,56 @@ def _gather(
         if partition in by_number:
             by_number[partition].checkpoints.append(checkpoint)
     return status
+
+
+def _owners(group: dict[str, Any], topic: str) -> tuple[list[Member], dict[int, str]]:
+    """The members of a described group, and which of them owns each partition of `topic`."""
+    owners: dict[int, str] = {}
+    members = []
+    for m in group.get("members", []):
+        assignment = m.get("member_assignment")
+        partitions = sorted(
+            p
+            for a in (
+                assignment.get("assigned_partitions", []) if isinstance(assignment, dict) else []
+            )  # (not a dict while the group rebalances)
+            if a["topic"] == topic
+            for p in a["partitions"]
+        )
+        client_id, member_id = m["client_id"], m["member_id"]
+        name = client_id + "-" + member_id[len(client_id) + 1 :][:8]
+        members.append(Member(name, client_id, m["client_host"].lstrip("/"), partitions))
+        owners.update({p: name for p in partitions})
+    return members, owners
+
+
+def _lags(
+    consumer: KafkaConsumer, topic: str, committed: dict[TopicPartition, Any]
+) -> list[tuple[int, int | None, int, int]]:
+    """(partition, committed offset, end, lag) of each partition of `topic`."""
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    ends = consumer.end_offsets(tps)
+    found = []
+    for tp in tps:
+        commit = committed.get(tp)
+        offset = commit.offset if commit is not None and commit.offset >= 0 else None
+        found.append((tp.partition, offset, ends[tp], ends[tp] - (offset or 0)))
+    return found
+
+
+def _learners(
+    settings: Settings,
+    group: dict[str, Any],
+    committed: dict[TopicPartition, Any],
+    consumer: KafkaConsumer,
+) -> list[LearnPartition]:
+    """The learn partitions that hold examples, with their learner's progress."""
+    _, owners = _owners(group, settings.learn_topic)
+    return [
+        LearnPartition(partition, offset, end, lag, owners.get(partition))
+        for partition, offset, end, lag in _lags(consumer, settings.learn_topic, committed)
+        if end
+    ]
 
 
 def _read_topics(
@@ -300,6 +345,15 @@ def status_lines(status: GroupStatus, now: datetime | None = None) -> list[str]:
             lines.append(
                 f"  {p.partition:>9}  {committed:>10}  {p.end:>10}  {p.lag:>8}  "
                 f"{p.member or '(none)'}"
+            )
+    if status.learners:
+        lines.append("learners of the global models (learn partitions with examples):")
+        lines.append(f"  {'partition':>9}  {'committed':>10}  {'end':>10}  {'lag':>8}  member")
+        for learn in status.learners:
+            committed = "-" if learn.committed is None else str(learn.committed)
+            lines.append(
+                f"  {learn.partition:>9}  {committed:>10}  {learn.end:>10}  {learn.lag:>8}  "
+                f"{learn.member or '(none)'}"
             )
     served = [p for p in status.partitions if p.versions]
     if served:

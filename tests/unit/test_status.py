@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 
 from streams.cli.main import main
-from streams.cli.status import Checkpoint, GroupStatus, Member, Partition, status_json, status_lines
+from streams.cli.status import (
+    Checkpoint,
+    GroupStatus,
+    LearnPartition,
+    Member,
+    Partition,
+    status_json,
+    status_lines,
+)
 from tests.ports import free_port
 
 
@@ -22,7 +30,8 @@ def group() -> GroupStatus:
         Partition(0, 1250, 1300, 50, "g-events-1a2b3c4d", versions, [saved]),
         Partition(1, None, 40, 40, "g-events-1a2b3c4d"),
     ]
-    return GroupStatus("b1:9092", "g", "Stable", "tx", members, partitions)
+    learners = [LearnPartition(2, 900, 1000, 100, "g-events-5e6f7a8b")]
+    return GroupStatus("b1:9092", "g", "Stable", "tx", members, partitions, [], learners)
 
 
 def test_status_lists_members_partitions_lag_versions_and_checkpoints() -> None:
@@ -36,6 +45,10 @@ def test_status_lists_members_partitions_lag_versions_and_checkpoints() -> None:
     assert rows[1].split() == ["1", "-", "40", "40", "g-events-1a2b3c4d"]  # nothing committed
     assert "  partition 0: fraud@aa champion, fraud@bb shadow" in lines
     assert "  partition 0: fraud@aa at offset 1200, 1180 updates, 90 s ago" in lines
+    learning = lines[
+        lines.index("learners of the global models (learn partitions with examples):") + 2
+    ]
+    assert learning.split() == ["2", "900", "1000", "100", "g-events-5e6f7a8b"]
 
 
 def test_status_json_holds_the_same_and_the_total_lag() -> None:
@@ -44,6 +57,7 @@ def test_status_json_holds_the_same_and_the_total_lag() -> None:
     assert found["partitions"][1]["committed"] is None
     assert found["members"][0]["partitions"] == [0, 1]
     assert found["partitions"][0]["checkpoints"][0]["next_offset"] == 1200
+    assert found["learners"][0]["lag"] == 100
 
 
 def test_an_unreachable_broker_is_one_sentence_and_exit_1(monkeypatch) -> None:  # type: ignore[no-untyped-def]
