@@ -15,7 +15,9 @@ One invocation (`make bench-serving`, or `python -m bench.serving [--quick] [--e
 4. the same through a forward: two workers on a 2-partition topic, requests sent to
    worker B for keys of the partition worker A owns (`partition_of`, checked on every
    answer with `X-Riverrun-Served-By`), with `logreg` as a partition model (a global
-   model, the default, is answered from the snapshot of whichever worker is asked).
+   model, the default, is answered from the snapshot of whichever worker is asked);
+5. the same with the requests to `riverrun serve` (answers from the snapshots of the
+   global model; the stream runs on a worker beside it).
 
 The generator is open-loop: request i is due at start + i / rate whatever happened to
 the ones before, and its latency runs from that due time to the end of its answer, so a
@@ -33,6 +35,7 @@ import math
 import multiprocessing
 import os
 import platform
+import sys
 import threading
 import time
 import urllib.error
@@ -62,6 +65,9 @@ from bench.throughput import (
 from streams.cli.replay import dataset_events, encode, produce
 from streams.http.server import SERVED_BY, partition_of
 from streams.settings import Settings
+
+#: How the bench starts `riverrun serve` (then `start(SERVE, env, log)`).
+SERVE = [sys.executable, "-m", "streams.cli.main", "serve"]
 
 MODEL = "logreg"
 #: A request that has not been answered by then counts as failed (status 0).
@@ -590,6 +596,35 @@ def serve_one(
         stop(worker)
 
 
+def serve_snapshots(
+    bootstrap: str,
+    bodies: list[tuple[str, bytes]],
+    traffic: Traffic,
+) -> Run:
+    """(5): `riverrun serve` answers from the global model's snapshots, beside a worker
+    that runs the stream (and the model's learner)."""
+    run, topic, env = serving_run(bootstrap, "serve")
+    worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
+    serving = {**env, **own_ports()}
+    server = start(SERVE, serving, LOG_DIR / f"serving-{run}-serve.log")
+    url = api_url(serving)
+    try:
+        return serve(
+            bootstrap,
+            topic,
+            [env],
+            url,
+            url,
+            [b for _, b in bodies],
+            traffic,
+            "(5) riverrun serve",
+            {"worker": worker.pid, "serve": server.pid},
+        )
+    finally:
+        stop(server)
+        stop(worker)
+
+
 def serve_forwarded(
     bootstrap: str,
     bodies: list[tuple[str, bytes]],
@@ -749,7 +784,18 @@ def main() -> None:
         print_requests(forward)
         print(f"    CPU in cores: {cores(forward)}")
 
+        print(f"\n(5) requests to `riverrun serve`, stream at {stream_rate:,.0f}/s on a worker:")
+        snapshots = serve_snapshots(bootstrap, bodies, traffic)
+        print(f"  stream {snapshots.stream_per_s:,.0f} events/s processed ({snapshots.note})")
+        print_requests(snapshots)
+        print(f"    CPU in cores: {cores(snapshots)}")
+
         table(idle, loaded, idle_rate, loaded_rate, drop, owner, forward, args.rate)
+        p99 = snapshots.requests.get("p99_ms", math.nan)
+        print(
+            f"| (5) riverrun serve p99 ms | {ms(p99)} | p99 <= 5 | "
+            f"{'yes' if p99 <= 5 else '**no**'} |"
+        )
         summary = {
             "idle": [asdict(r) for r in idle],
             "loaded": [asdict(r) for r in loaded],
@@ -758,6 +804,7 @@ def main() -> None:
             "drop": drop,
             "owner": asdict(owner),
             "forward": asdict(forward),
+            "serve": asdict(snapshots),
         }
         (LOG_DIR / "serving.json").write_text(json.dumps(summary, indent=2))
         print(f"\nresults: {LOG_DIR / 'serving.json'}; {time.monotonic() - began:.0f} s")

@@ -8,6 +8,7 @@ from streams.cli.experiments import experiments
 from streams.cli.kafka import kafka
 from streams.cli.models import models
 from streams.cli.report_command import report
+from streams.cli.serve import serve
 from streams.cli.status_command import status
 from streams.cli.topics import schemas, tail
 from streams.cli.worker import config, worker
@@ -21,6 +22,7 @@ def main() -> None:
 
 for command in (
     worker,
+    serve,
     config,
     kafka,
     tail,

@@ -169,6 +169,7 @@ class Api(Service):
         app.router.add_post("/v1/models/{name}/predict", self.predict)
         app.router.add_post("/v1/events", self.post_events)
         app.router.add_get("/v1/stream", self.stream)
+        self.add_routes(app)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.api_host, s.api_port, ssl_context=server_tls(s))
@@ -180,6 +181,9 @@ class Api(Service):
                 "set RIVERRUN_API_PORT to a free port, or RIVERRUN_API_ENABLED=false"
             ) from None
         log.info("/v1 API on %s (advertised as %s)", site.name, self.url)
+
+    def add_routes(self, app: web.Application) -> None:
+        """Other routes on the same server (`riverrun serve` adds /metrics, /readyz)."""
 
     async def on_stop(self) -> None:
         if self.runner is not None:
@@ -272,8 +276,9 @@ class Api(Service):
         asked = self._decoded(PredictRequest, raw)
         if isinstance(asked, web.Response):
             return asked
-        if name not in s.model_names(self.events.models):
-            served = ", ".join(s.model_names(self.events.models))
+        names = [n for n in s.model_names(self.events.models) if n in self.events.models]
+        if name not in names:
+            served = ", ".join(names)
             return problem(
                 404,
                 ErrorType.UNKNOWN_MODEL.value,

@@ -52,6 +52,8 @@ class SnapshotFollower(Service):
         self.since = time.time()  # the age of no snapshot counts from here
         self.learn_partitions = 0
         self.answering: dict[str, SnapshotReplicas] = {}
+        #: The topic was read to its end once: the newest snapshots there are held.
+        self.caught_up = False
 
     def snapshot(self, model: str) -> Snapshot | None:
         """The newest snapshot of global model `model` (None: none yet)."""
@@ -89,6 +91,10 @@ class SnapshotFollower(Service):
             )
             try:
                 async with self.follower as follower:
+                    async for batch in follower.until_end():
+                        for message in batch:
+                            await self._take(message.value())
+                    self.caught_up = True
                     async for batch in follower.batches(idle=GAUGE_SECONDS):
                         for message in batch:
                             await self._take(message.value())
