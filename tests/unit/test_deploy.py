@@ -216,6 +216,28 @@ def test_ports_and_probe_paths_are_the_workers() -> None:
     assert f"http://127.0.0.1:{PORT}/healthz" in dockerfile
 
 
+def test_the_serve_tier_answers_on_its_api_port_and_is_scraped_there() -> None:
+    documents = list(yaml.safe_load_all((K8S / "serve.yaml").read_text()))
+    kinds = {d["kind"]: d for d in documents}
+    assert set(kinds) == {"Deployment", "Service", "PodMonitor"}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["serve"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"api": API_PORT}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "api"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "api"}
+    assert [
+        e["configMapRef" if "configMapRef" in e else "secretRef"]["name"]
+        for e in container["envFrom"]
+    ] == ["riverrun", "riverrun"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    component = kinds["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert kinds["Service"]["spec"]["selector"] == component
+    assert kinds["PodMonitor"]["spec"]["selector"]["matchLabels"] == component
+    endpoint = kinds["PodMonitor"]["spec"]["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["path"]) == ("api", "/metrics")
+
+
 def test_the_prometheus_rule_carries_the_shipped_rules() -> None:
     shipped = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
     assert k8s_documents()["PrometheusRule"]["spec"]["groups"] == shipped["groups"]
