@@ -1,6 +1,8 @@
 """Global models without a broker: scopes, a follower's predictions from snapshots, and
 snapshots that refuse tampering."""
 
+import asyncio
+import struct
 from datetime import UTC, datetime
 
 import pytest
@@ -8,9 +10,10 @@ from river import linear_model
 
 import riverrun
 from online_models import Learner, ModelError
-from online_models.learning.checkpoint import CheckpointRefused, Refusal, gather
+from online_models.learning.checkpoint import CheckpointRefused, Refusal, gather, parse_chunk
 from online_models.learning.snapshot import decode_snapshot, encode_snapshot
 from schemas import InputEvent
+from schemas.checkpoint import MAGIC
 from streams.settings import Settings
 from tests.builtin import MODELS
 
@@ -101,3 +104,53 @@ def test_a_snapshot_signed_with_another_key_or_altered_is_refused() -> None:
     with pytest.raises(CheckpointRefused) as incompatible:
         decode_snapshot(checkpoint, MODELS["clicks"], group_id="g", key=b"k")
     assert incompatible.value.reason is Refusal.INCOMPATIBLE
+
+
+def test_a_worker_installs_only_newer_complete_authentic_snapshots() -> None:
+    """The snapshots topic as a worker reads it: chunks of a snapshot assembled, a newer
+    one installed, an older or tampered one not (the tampered one counted)."""
+    from streams.runtime.metrics import WorkerMetrics
+    from streams.runtime.snapshots import SnapshotFollower
+
+    learner = Learner(["logreg"], registry=MODELS)
+    learner.process([event(i) for i in range(50)])
+    served = learner.models["logreg"]
+    metrics = WorkerMetrics()
+    settings = Settings(group_id="g")
+
+    def snapshot(sequence: int, chunk_bytes: int = 512) -> list[bytes]:
+        records = encode_snapshot(
+            served,
+            "logreg",
+            group_id="g",
+            key=b"k",
+            learnt_until=served.updates,
+            sequence=sequence,
+            chunk_bytes=chunk_bytes,
+        )
+        return [value for _, value in records]
+
+    async def follow() -> None:
+        follower = SnapshotFollower(settings, metrics, MODELS, ["logreg"], b"k")
+        first = snapshot(0)
+        assert len(first) > 1  # chunked
+        for value in first[:-1]:
+            await follower._take(value)
+        assert follower.snapshot("logreg") is None  # not before its last chunk
+        await follower._take(first[-1])
+        held = follower.snapshot("logreg")
+        assert held is not None and held.updates == 50
+        await follower._take(snapshot(1, chunk_bytes=1 << 20)[0])  # the same updates
+        assert follower.snapshot("logreg") is held
+        learner.process([event(i) for i in range(50, 60)])
+        header, payload = parse_chunk(snapshot(2, chunk_bytes=1 << 20)[0])
+        forged = header.model_copy(update={"updates": 10_000}).model_dump_json().encode()
+        await follower._take(MAGIC + struct.pack(">I", len(forged)) + forged + payload)
+        assert follower.snapshot("logreg") is held  # refused: its signature fails
+        refused = 'riverrun_snapshots_refused_total{model="logreg",reason="unauthenticated"}'
+        assert f"{refused} 1.0" in metrics.exposition().decode()
+        await follower._take(snapshot(3, chunk_bytes=1 << 20)[0])
+        newer = follower.snapshot("logreg")
+        assert newer is not None and newer.updates == 60
+
+    asyncio.run(follow())
