@@ -29,10 +29,19 @@ class Versions:
     """Follows the plans of the control topic `control` for the partitions' replicas and
     publishes what they decide."""
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, control: ControlLog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        control: ControlLog,
+        models: Iterable[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.control = control
+        #: The models whose experiments this service concludes (None: every one): the
+        #: events service the partition models', the learners the global models'.
+        self.models = set(models) if models is not None else None
 
     def plans(self) -> dict[str, ModelPlan]:
         """The newest plan of each model, as the control topic holds them."""
@@ -98,7 +107,12 @@ class Versions:
     async def conclude_experiments(self, producer: Sender) -> None:
         """Publish the result of each experiment whose every arm has its sample, and stop
         it."""
-        over = concluded(self.plans(), self.control.state.statuses_of, "worker (partition 0)")
+        plans = {
+            model: plan
+            for model, plan in self.plans().items()
+            if self.models is None or model in self.models
+        }
+        over = concluded(plans, self.control.state.statuses_of, "worker (partition 0)")
         for result, stopped in over:
             log.warning(
                 "experiment %s of %s: %s", result.experiment_id, result.model, result.decision

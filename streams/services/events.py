@@ -114,7 +114,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         # The plans in force are known before the first partition is restored.
         self.control = ControlLog(self.settings, self.metrics)
         await self.control.start()
-        self.versions = Versions(self.settings, self.metrics, self.control)
+        self.versions = Versions(self.settings, self.metrics, self.control, self.own_models())
         await super().on_start()
         # Everything imported and built at start-up (~150k objects: Faust, aiokafka, River,
         # pydantic) never becomes garbage; moved out of the collector's sight, it no longer
@@ -140,6 +140,14 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             partition=partition,
             followers=s.global_models(self.models),
         )
+
+    def own_models(self) -> list[str]:
+        """The models whose versions this service decides on (experiments concluded by
+        the owner of its partition 0): the partition models here, the global ones on
+        their learners."""
+        s = self.settings
+        global_models = set(s.global_models(self.models))
+        return [name for name in s.model_names(self.models) if name not in global_models]
 
     def plans(self) -> dict[str, ModelPlan]:
         """The newest plan of each model, as the control topic holds them."""

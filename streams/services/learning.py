@@ -77,6 +77,9 @@ class Learners(BatchedEvents):
             partition=partition,
         )
 
+    def own_models(self) -> list[str]:
+        return self.settings.global_models(self.models)
+
     def ownership(self) -> Ownership | None:
         return None  # /v1 asks the events service (and the snapshots), never a learner
 
