@@ -133,13 +133,13 @@ def test_a_global_model_learns_from_every_partition_and_serves_its_snapshots(
     assert answers[0]["model_updates"] == labelled, answers[0]
 
     # (e) A tampered snapshot (a forger's "newer" one) is refused and counted.
-    snapshot = env.read_all(s.snapshots_topic)[-1]
-    header, payload = parse_chunk(snapshot.value)
-    assert header.chunks == 1  # (a small model)
+    chunks = [(parse_chunk(m.value), m.key) for m in env.read_all(s.snapshots_topic)]
+    (header, payload), key = max(chunks, key=lambda found: found[0][0].updates)
+    assert header.chunks == 1 and header.updates == labelled  # (a small model; the newest)
     text = header.model_copy(update={"updates": header.updates + 1_000}).model_dump_json()
     forged = MAGIC + struct.pack(">I", len(text)) + text.encode() + payload
     producer = KafkaProducer(**env.client_options())
-    producer.send(s.snapshots_topic, key=snapshot.key, value=forged).get(10)
+    producer.send(s.snapshots_topic, key=key, value=forged).get(10)
     producer.close()
     for worker in workers:
         wait_for(
