@@ -323,6 +323,17 @@ def status_json(status: GroupStatus) -> str:
     return json.dumps({**asdict(status), "lag": status.lag}, indent=2)
 
 
+def _offsets(partitions: list[Partition] | list[LearnPartition]) -> list[str]:
+    """A table of partitions: committed offset, end, lag and the member that has each."""
+    lines = [f"  {'partition':>9}  {'committed':>10}  {'end':>10}  {'lag':>8}  member"]
+    for p in partitions:
+        committed = "-" if p.committed is None else str(p.committed)
+        lines.append(
+            f"  {p.partition:>9}  {committed:>10}  {p.end:>10}  {p.lag:>8}  {p.member or '(none)'}"
+        )
+    return lines
+
+
 def status_lines(status: GroupStatus, now: datetime | None = None) -> list[str]:
     """The status as text (what `riverrun status` prints)."""
     now = now or datetime.now(UTC)
@@ -338,23 +349,10 @@ def status_lines(status: GroupStatus, now: datetime | None = None) -> list[str]:
             api = f", api {m.api_url}" if m.api_url else ""
             lines.append(f"  {m.member}  host {m.host}, partitions {owned}{api}")
     if status.partitions:
-        lines.append("partitions:")
-        lines.append(f"  {'partition':>9}  {'committed':>10}  {'end':>10}  {'lag':>8}  member")
-        for p in status.partitions:
-            committed = "-" if p.committed is None else str(p.committed)
-            lines.append(
-                f"  {p.partition:>9}  {committed:>10}  {p.end:>10}  {p.lag:>8}  "
-                f"{p.member or '(none)'}"
-            )
+        lines += ["partitions:", *_offsets(status.partitions)]
     if status.learners:
         lines.append("learners of the global models (learn partitions with examples):")
-        lines.append(f"  {'partition':>9}  {'committed':>10}  {'end':>10}  {'lag':>8}  member")
-        for learn in status.learners:
-            committed = "-" if learn.committed is None else str(learn.committed)
-            lines.append(
-                f"  {learn.partition:>9}  {committed:>10}  {learn.end:>10}  {learn.lag:>8}  "
-                f"{learn.member or '(none)'}"
-            )
+        lines += _offsets(status.learners)
     served = [p for p in status.partitions if p.versions]
     if served:
         lines.append("versions served (control topic):")
