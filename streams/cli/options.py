@@ -78,3 +78,15 @@ def require_broker(settings: Settings, timeout: float = 15.0) -> None:
             else "check RIVERRUN_BROKER"
         )
         raise click.ClickException(f"{err} — {hint}") from None
+
+
+def load_runnable(app_path: str | None) -> tuple[ServedApp, Settings]:
+    """`load`, then what a long-running process checks before it starts (`worker`,
+    `serve`): settings it can run with, models that build, a broker that answers."""
+    app, settings = load(app_path)
+    problems = settings.worker_problems()
+    if problems:
+        raise click.ClickException("; ".join(problems))
+    served(app, settings)
+    require_broker(settings)
+    return app, settings

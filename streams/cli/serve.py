@@ -3,7 +3,7 @@ process that holds no partition (see `streams.runtime.serving`)."""
 
 import click
 
-from streams.cli.options import app_option, load, require_broker, served
+from streams.cli.options import app_option, load_runnable
 
 
 @click.command()
@@ -16,12 +16,7 @@ def serve(app_path: str | None) -> None:
 
     from streams.runtime.serving import Serving
 
-    app, settings = load(app_path)
-    problems = settings.worker_problems()
-    if problems:
-        raise click.ClickException("; ".join(problems))
-    served(app, settings)
-    require_broker(settings)
+    app, settings = load_runnable(app_path)
     try:
         service = Serving(settings, app.models)
     except ValueError as err:

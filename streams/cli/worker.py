@@ -7,7 +7,14 @@ from collections.abc import Mapping
 import click
 
 from online_models.models.registry import ModelSpec
-from streams.cli.options import app_option, load, load_settings, require_broker, served
+from streams.cli.options import (
+    app_option,
+    load,
+    load_runnable,
+    load_settings,
+    require_broker,
+    served,
+)
 from streams.settings import Settings
 
 
@@ -19,12 +26,7 @@ def worker(app_path: str | None) -> None:
     from streams.kafka.topics import TopicError, ensure_topics
     from streams.runtime.worker import FaustWorker, Worker
 
-    app, settings = load(app_path)
-    problems = settings.worker_problems()
-    if problems:
-        raise click.ClickException("; ".join(problems))
-    served(app, settings)
-    require_broker(settings)
+    app, settings = load_runnable(app_path)
     try:  # created compacted where they must be; an existing one checked
         ensure_topics(settings)
     except TopicError as err:
