@@ -130,15 +130,24 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         """Fresh replicas of the served models, for one input partition: the partition
         models learn here, the global ones follow their snapshots."""
         s = self.settings
+        names = s.model_names(self.models)
+        return self.learner_of(names, partition, followers=s.global_models(self.models))
+
+    def learner_of(
+        self, names: list[str], partition: int | None, followers: list[str] | None = None
+    ) -> Learner:
+        """Fresh replicas of the models `names` with the settings' evaluation, drift and
+        de-duplication (`followers`: those predicted from their snapshots)."""
+        s = self.settings
         return Learner(
-            s.model_names(self.models),
+            names,
             registry=self.models,
             params=s.model_params,
             evaluation=s.evaluation(),
             drift=s.drift(),
             dedup_window=s.dedup_window,
             partition=partition,
-            followers=s.global_models(self.models),
+            followers=followers or (),
         )
 
     def own_models(self) -> list[str]:

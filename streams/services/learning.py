@@ -67,15 +67,7 @@ class Learners(BatchedEvents):
         count = self.consumer.counts.get(s.learn_topic) if self.consumer is not None else None
         if partition is not None and count:
             names = [name for name in names if partition_of(name, count) == partition]
-        return Learner(
-            names,
-            registry=self.models,
-            params=s.model_params,
-            evaluation=s.evaluation(),
-            drift=s.drift(),
-            dedup_window=s.dedup_window,
-            partition=partition,
-        )
+        return self.learner_of(names, partition)
 
     def own_models(self) -> list[str]:
         return self.settings.global_models(self.models)
