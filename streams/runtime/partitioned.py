@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 
 #: Batches whose outputs may await acknowledgement while later ones are processed.
 MAX_BATCHES_IN_FLIGHT = 4
-#: exactly_once: one transaction takes up to this many fetched batches that are at hand,
-#: for at most TRANSACTION_SECONDS (begin, offsets and commit are round trips to the
-#: broker, paid per transaction, not per batch).
+#: exactly_once: one transaction takes up to this many fetched batches that are at hand
+#: within TRANSACTION_SECONDS (begin, offsets and commit are round trips to the broker,
+#: paid per transaction, not per batch). They are fetched before the batch lock is
+#: taken: a fetch runs the group's rebalance callbacks, which take that lock.
 BATCHES_PER_TRANSACTION = MAX_BATCHES_IN_FLIGHT
 TRANSACTION_SECONDS = 0.1
 
@@ -510,6 +511,14 @@ class PartitionedService(Service, Generic[Key, State]):
         is committed or checkpointed for them."""
         self.rebalancing = True
         self.membership_lost = True
+        # Said first: the batch in flight may hold the lock until its commit is refused.
+        log.warning(
+            "%s: the consumer group went on without this worker (partitions %s lost, e.g. "
+            "after a stall past RIVERRUN_SESSION_TIMEOUT_SECONDS): their next owner "
+            "resumes from the last committed offset and checkpoint; rejoining",
+            self.name,
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in lost),
+        )
         await self._cancel_restores()
         async with self.batch_lock:
             for key in {self.key(tp) for tp in lost}:
@@ -518,13 +527,6 @@ class PartitionedService(Service, Generic[Key, State]):
                 self.delivered.pop(tp, None)
                 self.inherited.pop(tp, None)
                 self.committed.pop(tp, None)
-        log.warning(
-            "%s: the consumer group went on without this worker (partitions %s lost, e.g. "
-            "after a stall past RIVERRUN_SESSION_TIMEOUT_SECONDS): their next owner "
-            "resumes from the last committed offset and checkpoint; rejoining",
-            self.name,
-            sorted(f"{tp.topic}[{tp.partition}]" for tp in lost),
-        )
 
     async def acquire(self, key: Key, tps: list[TopicPartition]) -> None:
         """Restore the state of newly assigned (paused) partitions and resume each of
@@ -622,31 +624,46 @@ class PartitionedService(Service, Generic[Key, State]):
         while not self.should_stop:
             if self.commits is not None and self.commits.done() and self.commits.exception():
                 raise self.commits.exception()  # type: ignore[misc]  # stops the worker
-            records = await self.consumer.fetch(self.settings.batch_size, poll_seconds)
+            fetched = [await self.consumer.fetch(self.settings.batch_size, poll_seconds)]
+            if self.settings.exactly_once and fetched[0]:
+                fetched += await self._at_hand()
             async with self.batch_lock:
-                if records or self.pending():
-                    await self.process(records)
+                if any(fetched) or self.pending():
+                    await self.process(fetched)
                 await self.checkpoint_due()
 
-    async def process(self, records: Batches) -> None:
-        """Handle a fetched batch; commit once all is delivered (exactly_once: outputs and
-        offsets in one transaction, with the batches fetched meanwhile)."""
+    async def _at_hand(self) -> list[Batches]:
+        """exactly_once: the further batches fetched at once, for the same transaction.
+
+        Never fetched with the batch lock held: a fetch runs the group's rebalance
+        callbacks, and their handlers wait for that lock (a revoke or a lost assignment
+        during a fetch inside the batch would wait for itself)."""
+        assert self.consumer is not None
+        more: list[Batches] = []
+        started = time.monotonic()
+        while len(more) < BATCHES_PER_TRANSACTION - 1:
+            if time.monotonic() - started > TRANSACTION_SECONDS:
+                break
+            batch = await self.consumer.fetch(self.settings.batch_size, 0)
+            if not batch:
+                break
+            more.append(batch)
+        return more
+
+    async def process(self, fetched: list[Batches]) -> None:
+        """Handle fetched batches, in order; commit once all is delivered (exactly_once:
+        outputs and offsets of all of them in one transaction)."""
         assert self.consumer is not None and self.producer is not None
         if not self.settings.exactly_once:
-            await self._process(records)
+            for records in fetched:
+                await self._process(records)
             return
         producer = self.producer
         await asyncio.to_thread(producer.begin_transaction)
         try:
-            offsets = await self._process(records)
-            started = time.monotonic()
-            for _ in range(BATCHES_PER_TRANSACTION - 1):
-                if time.monotonic() - started > TRANSACTION_SECONDS:
-                    break
-                more = await self.consumer.fetch(self.settings.batch_size, 0)
-                if not more:
-                    break
-                offsets.update(await self._process(more))
+            offsets: dict[TopicPartition, int] = {}
+            for records in fetched:
+                offsets.update(await self._process(records))
             if offsets:
                 group = await self.consumer.group_metadata()
                 parts = [KafkaPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
