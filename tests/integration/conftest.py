@@ -28,7 +28,7 @@ from streams.kafka.local_broker import LocalKafka, LocalKafkaError
 from streams.kafka.security import kafka_options
 from streams.kafka.topics import TopicReader, ensure_topics, join_topics, topic_names
 from streams.settings import Settings
-from tests.ports import free_port
+from tests.ports import free_ports
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +126,8 @@ class Env:
                 for worker in self.workers:
                     worker.assert_alive()
         assert len(messages) >= count, (
-            f"only {len(messages)} of {count} messages arrived on {topic} within {timeout} s"
+            f"only {len(messages)} of {count} messages arrived on {topic} within {timeout} s\n"
+            + "\n".join(worker.tail(40) for worker in self.workers)
         )
         return messages
 
@@ -204,8 +205,9 @@ class Env:
         later ones each on a free port (`WorkerProcess.metrics_port`); the same for the
         /v1 API (`WorkerProcess.api_port`)."""
         first = not self.workers
-        port = self.settings.metrics_port if first else free_port()
-        api_port = self.settings.api_port if first else free_port()
+        port, api_port = (
+            (self.settings.metrics_port, self.settings.api_port) if first else free_ports(2)
+        )
         env = {**self.env, "RIVERRUN_METRICS_PORT": str(port), "RIVERRUN_API_PORT": str(api_port)}
         worker = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log", port, api_port)
         self.workers.append(worker)
@@ -303,6 +305,7 @@ def env_factory(
 
     def make(**overrides: object) -> Env:
         run = uuid.uuid4().hex[:10]
+        ports = free_ports(2)
         values: dict[str, object] = {
             "events_topic": f"t-{run}-events",
             "predictions_topic": f"t-{run}-predictions",
@@ -325,8 +328,8 @@ def env_factory(
             "model_scopes": {"*": "partition"},
             "checkpoint_key": f"key-{run}",
             "group_id": f"g-{run}",
-            "metrics_port": free_port(),
-            "api_port": free_port(),
+            "metrics_port": ports[0],
+            "api_port": ports[1],
             "data_dir": tmp_path / f"data-{run}",
             "session_timeout_seconds": 6.0,
             "log_level": "info",

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from streams.cli.replay import dataset_events, encode
-from tests.integration.conftest import free_port
 from tests.paths import PROJECT_DIR
+from tests.ports import free_port
 
 DEPLOY = PROJECT_DIR / "deploy" / "prometheus"
 BIN = PROJECT_DIR / ".cache" / "prometheus" / "usr" / "bin"

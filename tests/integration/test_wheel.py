@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from schemas import ClassPrediction, MetricsReport, decode_prediction
-from tests.integration.conftest import free_port
 from tests.paths import PROJECT_DIR
+from tests.ports import free_port
 
 #: The user's own module: a multiclass pipeline riverrun does not ship, with its feature
 #: engineering inside the pipeline.

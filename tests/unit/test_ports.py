@@ -10,7 +10,7 @@ import pytest
 
 from streams.http.ports import PortError, choose_ports
 from streams.settings import Settings
-from tests.ports import free_port
+from tests.ports import free_port, free_ports
 
 DEFAULT_METRICS = Settings.model_fields["metrics_port"].default
 DEFAULT_API = Settings.model_fields["api_port"].default
@@ -70,7 +70,8 @@ def test_taken_defaults_move_to_the_next_free_ports_and_the_url_says_so(
 
 
 def test_free_ports_are_kept() -> None:
-    explicit = Settings(metrics_port=free_port(), api_port=free_port())
+    metrics, api = free_ports(2)
+    explicit = Settings(metrics_port=metrics, api_port=api)
     assert choose_ports(explicit).settings == explicit
 
 
