@@ -8,6 +8,7 @@ import random
 import threading
 import time
 import urllib.error
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +37,7 @@ class Endpoint(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.received: list[dict[str, Any]] = []  # every item of every batch taken
         self.answers: list[str] = []
+        self.batches: list[list[dict[str, Any]]] = []  # each request's items, in order
         self.tokens: set[str | None] = set()
 
     def outcome(self) -> str:
@@ -58,6 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         outcome = self.server.outcome()
         with self.server.lock:
             self.server.answers.append(outcome)
+            self.server.batches.append(body["items"])
             self.server.tokens.add(self.headers.get("Authorization"))
         if outcome == "drop":
             self.close_connection = True
@@ -201,7 +204,11 @@ def test_an_endpoint_that_always_fails_gets_dead_letters_with_the_reason(
         "answered HTTP 503 on each of 3 attempts: the endpoint is down or overloaded"
     )
     assert json.loads(letters[0].payload)["model"] == "logreg"  # the prediction, to re-send
-    assert len(server.answers) == 3 * len(events) // 20  # batches of 20, 3 attempts each
+    # Batches of at most 20 (as the predictions came), each tried 3 times, none after.
+    attempts = Counter(json.dumps(b, sort_keys=True) for b in server.batches)
+    assert set(attempts.values()) == {3}
+    assert sum(len(json.loads(b)) for b in attempts) == len(events)
+    assert max(len(json.loads(b)) for b in attempts) <= 20
     wait_for_lag_zero(worker, 1)  # committed: not retried forever
 
 
