@@ -64,7 +64,7 @@ test: venv $(PROMETHEUS) $(DOCKER_COMPOSE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python $(PYTEST) tests $(PACKAGES)
+	$(BIN)/python $(PYTEST) --durations=15 tests $(PACKAGES)
 	$(MAKE) unit-other-pythons
 
 unit: venv $(DOCKER_COMPOSE)
