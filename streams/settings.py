@@ -522,6 +522,12 @@ class Settings(BaseSettings):
         description="HMAC key signing checkpoints; the same on every worker of a group. "
         "Unset: a random key kept in DATA_DIR/checkpoint.key (one machine only).",
     )
+    serialize_in_child: bool = Field(
+        default=True,
+        description="Serialise a checkpoint or snapshot that took over 5 ms on the event "
+        "loop in a forked child instead (a copy-on-write image of the state, as Redis "
+        "persists): the loop pauses only for the fork. False: always on the loop.",
+    )
     checkpoint_fallback: Literal["previous", "fresh"] = Field(
         default="previous",
         description="When the newest checkpoint is refused: restore the newest valid older "
@@ -911,6 +917,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "checkpoint_chunk_bytes",
         "checkpoint_key",
         "checkpoint_fallback",
+        "serialize_in_child",
         "dedup_window",
     ),
     "Delivery (batches, guarantee)": (

@@ -43,6 +43,7 @@ from streams.kafka.group import Batches, GroupConsumer, group_members, kafka_err
 from streams.kafka.outbox import LoopProducer, Outbox
 from streams.kafka.records import Record, TopicPartition
 from streams.runtime.checkpoints import CheckpointsRefused, CheckpointStore
+from streams.runtime.forked import Serializer
 from streams.runtime.metrics import WorkerMetrics
 from streams.settings import Settings
 
@@ -234,6 +235,8 @@ class PartitionedService(Service, Generic[Key, State]):
         self.models = models  # the app's models by name
         self.owned: dict[Key, State] = {}
         self.batch_lock = asyncio.Lock()
+        #: Serialises checkpoints (and snapshots) off the loop once they are slow.
+        self.serializer = Serializer(settings.serialize_in_child)
         self.consumer: GroupConsumer | None = None
         self.producer: Producer | None = None
         self.deliveries: LoopProducer | None = None  # serves the producer's deliveries

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from mode import Service
@@ -332,14 +333,17 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         size = 0
         for name, served in state.learner.replicas().items():
             started = time.perf_counter()
-            records = encode_checkpoint(
+            replica = self._replica(state.tp, name)
+            encode = partial(
+                encode_checkpoint,
                 served,
-                self._replica(state.tp, name),
+                replica,
                 key=self.store.key,
                 next_offset=state.positions[state.tp],
                 sequence=state.sequences[name],
                 chunk_bytes=self.settings.checkpoint_chunk_bytes,
             )
+            records = await self.serializer.records(f"{name}@{state.tp}", encode)
             size += await self.store.write(
                 records,
                 name=name,

@@ -20,6 +20,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -162,7 +163,8 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         assert self.store is not None
         started = time.perf_counter()
         offsets = {tp.topic: position for tp, position in state.positions.items()}
-        records = encode_state(
+        encode = partial(
+            encode_state,
             state.joiner,
             self._replica(state.partition),
             self.identity,
@@ -172,6 +174,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
             offsets=offsets,
             chunk_bytes=self.settings.checkpoint_chunk_bytes,
         )
+        records = await self.serializer.records(f"join[{state.partition}]", encode)
         await self.store.write(
             records,
             name=JOIN,

@@ -13,6 +13,7 @@ newest snapshot (`streams.runtime.snapshots`).
 
 import time
 from collections import Counter, defaultdict
+from functools import partial
 
 from online_models import Learner
 from online_models.learning.snapshot import encode_snapshot
@@ -113,7 +114,8 @@ class Learners(BatchedEvents):
             held = self.snapshots.snapshot(name) if self.snapshots is not None else None
             if held and held.version == served.version and held.updates >= served.updates:
                 continue  # (re-learning after a take-over: the topic has this one already)
-            records = encode_snapshot(
+            encode = partial(
+                encode_snapshot,
                 served,
                 name,
                 group_id=s.group_id,
@@ -122,6 +124,7 @@ class Learners(BatchedEvents):
                 sequence=state.snapshot_sequences[name],
                 chunk_bytes=s.checkpoint_chunk_bytes,
             )
+            records = await self.serializer.records(f"{name} snapshot", encode)
             state.snapshot_sequences[name] += 1
             for key, value in records:
                 await outbox.add(s.snapshots_topic, key, value, tp, position - 1)
