@@ -102,6 +102,7 @@ $(BENCH_VENV)/.installed: bench/requirements-frameworks.txt
 bench: venv $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 	$(BIN)/python -m bench.serving $(SERVING_ARGS)
+	$(BIN)/python -m bench.stall
 
 # The /v1 predict API under load beside the stream (SERVING_ARGS=--quick for ~2 min).
 bench-serving: venv
