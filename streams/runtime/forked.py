@@ -63,8 +63,11 @@ def _child(encode: Callable[[], Records], fd: int) -> None:  # pragma: no cover 
     status = 1
     try:
         gc.disable()  # nothing of the parent's is collected (or finalised) here
+        # A stop sent to the whole process group is the parent's to handle: it waits for
+        # these records to write its last checkpoint. (Killed, the parent leaves the pipe
+        # without a reader, and the child's write fails: it exits.)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(number, signal.SIG_DFL)  # stopped with its process group
+            signal.signal(number, signal.SIG_IGN)
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(-1)  # the parent's loop's: never written from here
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
