@@ -60,7 +60,12 @@ DOCKER_COMPOSE := .cache/docker-compose/bin/docker-compose
 $(DOCKER_COMPOSE): deploy/compose/install.sh
 	deploy/compose/install.sh .cache/docker-compose
 
-test: venv $(PROMETHEUS) $(DOCKER_COMPOSE)
+# Set-up first, side by side (no test runs yet): the venvs of every Python, Prometheus
+# and docker-compose.
+OTHER_VENVS := $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
+
+test:
+	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(OTHER_VENVS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -72,7 +77,7 @@ unit: venv $(DOCKER_COMPOSE)
 
 # The unit suite (and doctests) on Python 3.12 and 3.13 when present, side by side (one
 # core each); says which ran, prints each suite's output whole, fails if either failed.
-unit-other-pythons: $(DOCKER_COMPOSE) $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
+unit-other-pythons: $(DOCKER_COMPOSE) $(OTHER_VENVS)
 	@echo "other Pythons: $(or $(OTHER_PYTHONS),none found)"
 	@mkdir -p .cache/unit
 	@for v in $(OTHER_PYTHONS); do \
