@@ -109,16 +109,21 @@ async def in_child(encode: Callable[[], Records], *, timeout: float = CHILD_SECO
         _child(encode, write_fd)
     os.close(write_fd)
     reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", 0)
-    )
+    pipe = os.fdopen(read_fd, "rb", 0)
+    transport: asyncio.BaseTransport | None = None
     try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
+        )
         records, seconds = await asyncio.wait_for(_read(reader), timeout)
         return Serialized(records, seconds, fork_seconds)
     except TimeoutError:
         raise ChildFailed(f"no answer within {timeout:.0f} s") from None
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
+        else:
+            pipe.close()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # (a child that answered has exited already)
         with contextlib.suppress(ChildProcessError):  # (reaped by someone else's watcher)
@@ -161,7 +166,7 @@ class Serializer:
         if self.enabled and self.seconds.get(replica, 0.0) > self.inline_seconds:
             try:
                 done = await in_child(encode)
-            except ChildFailed as err:
+            except (ChildFailed, OSError) as err:  # (OSError: no fork, e.g. no memory)
                 log.warning(
                     "serialising %s in a forked child failed (%s): serialised on the event "
                     "loop instead",

@@ -143,3 +143,20 @@ def test_disabled_it_never_forks() -> None:
         serializer.records("logreg", lambda: [(b"pid", str(os.getpid()).encode())])
     )
     assert records == [(b"pid", str(os.getpid()).encode())]
+
+
+def test_a_fork_refused_by_the_system_is_said_and_the_state_serialised_inline(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_memory)
+    serializer = Serializer(enabled=True, inline_seconds=0.0)
+    serializer.seconds["logreg"] = 1.0
+    with caplog.at_level(logging.WARNING, logger="streams.runtime.forked"):
+        assert asyncio.run(serializer.records("logreg", lambda: [(b"k", b"v")])) == [(b"k", b"v")]
+    assert caplog.messages == [
+        "serialising logreg in a forked child failed ([Errno 12] Cannot allocate memory): "
+        "serialised on the event loop instead"
+    ]
