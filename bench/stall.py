@@ -9,7 +9,7 @@ heartbeats and other services would:
 
 - on the loop (RIVERRUN_SERIALIZE_IN_CHILD=false): the loop waits for the whole
   serialisation;
-- in a forked child (the default once a replica's serialisation took over 5 ms): the
+- in a forked child (the default once a replica's serialisation took over 100 ms): the
   loop waits for the fork only.
 
 The stall is the longest gap between two wake-ups minus the millisecond asked for. The

@@ -524,7 +524,7 @@ class Settings(BaseSettings):
     )
     serialize_in_child: bool = Field(
         default=True,
-        description="Serialise a checkpoint or snapshot that took over 5 ms on the event "
+        description="Serialise a checkpoint or snapshot that took over 100 ms on the event "
         "loop in a forked child instead (a copy-on-write image of the state, as Redis "
         "persists): the loop pauses only for the fork. False: always on the loop.",
     )
