@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import mul, xor
+from operator import itemgetter, mul, xor
 from typing import Any, Literal
 
 import numpy as np
@@ -185,8 +185,8 @@ def ranking(
     """Exact AUC and lift at each fraction of a window of (score, label), from one sort.
 
     Computed when a report is made rather than per event: a window of 10,000 costs one
-    sort per report instead of sorted-list updates on every event (in numpy: ~1 ms where
-    the same in Python took ~8, every RIVERRUN_METRICS_EVERY_EVENTS events).
+    sort per report instead of sorted-list updates on every event (in numpy: ~2.9 ms where
+    the same in Python took ~4.8, every RIVERRUN_METRICS_EVERY_EVENTS events).
 
     Lift at k: the positive rate among the top ceil(k * n) after a stable sort by
     descending score (ties keep arrival order), over the positive rate of all; None
@@ -201,9 +201,9 @@ def ranking(
     lifts: list[float | None] = [None for _ in fractions]
     if not n:
         return None, lifts
-    raw_scores, raw_labels = zip(*scored, strict=True)
-    scores = np.array(raw_scores, dtype=np.float64)
-    labels = np.array(raw_labels, dtype=np.bool_)
+    # (Not `zip(*scored)`: with strict=True it asks each of n tuples for a third item.)
+    scores = np.fromiter(map(itemgetter(0), scored), np.float64, n)
+    labels = np.fromiter(map(itemgetter(1), scored), np.bool_, n)
     positives = int(np.count_nonzero(labels))
     negatives = n - positives
     if not positives:
