@@ -12,8 +12,8 @@ What the loop pays is the fork itself (copying the page tables: a few millisecon
 
 A fork costs more than serialising a small state, so `Serializer` serialises inline
 until one replica's serialisation takes over INLINE_SECONDS, and in a child from then on
-(while the child says it still takes that long). A child that
-fails or outlives its deadline is killed and the state serialised inline, once said.
+(while the child says it still takes that long). A child that fails or outlives its
+deadline is killed, and the state serialised inline with a warning.
 """
 
 import asyncio
