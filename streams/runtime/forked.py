@@ -44,8 +44,10 @@ INLINE_SECONDS = 0.1
 #: A child that has not answered within this many seconds is killed.
 CHILD_SECONDS = 300.0
 
-_LENGTHS = struct.Struct(">II")
-_DONE = struct.Struct(">Id")  # 0xFFFFFFFF, then the child's serialising seconds
+#: The pipe's framing: b"R", then each record as its key's length, its value's length,
+#: key, value; then _END and the child's serialising seconds. (Or b"E" and a traceback.)
+_LENGTH = struct.Struct(">I")
+_SECONDS = struct.Struct(">d")
 _END = 0xFFFFFFFF
 
 
@@ -83,10 +85,10 @@ def _child(encode: Callable[[], Records], fd: int) -> None:  # pragma: no cover 
             else:
                 out.write(b"R")
                 for key, value in records:
-                    out.write(_LENGTHS.pack(len(key), len(value)))
+                    out.write(_LENGTH.pack(len(key)) + _LENGTH.pack(len(value)))
                     out.write(key)
                     out.write(value)
-                out.write(_DONE.pack(_END, seconds))
+                out.write(_LENGTH.pack(_END) + _SECONDS.pack(seconds))
                 status = 0
     finally:
         os._exit(status)
@@ -140,12 +142,11 @@ async def _read(reader: asyncio.StreamReader) -> tuple[Records, float]:
             raise ChildFailed((await reader.read()).decode(errors="replace").strip())
         records: Records = []
         while True:
-            first = await reader.readexactly(4)
-            (length,) = struct.unpack(">I", first)
+            (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
             if length == _END:
-                (seconds,) = struct.unpack(">d", await reader.readexactly(8))
+                (seconds,) = _SECONDS.unpack(await reader.readexactly(_SECONDS.size))
                 return records, seconds
-            (value_length,) = struct.unpack(">I", await reader.readexactly(4))
+            (value_length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
             key = await reader.readexactly(length)
             records.append((key, await reader.readexactly(value_length)))
     except asyncio.IncompleteReadError:
