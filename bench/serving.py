@@ -17,7 +17,11 @@ One invocation (`make bench-serving`, or `python -m bench.serving [--quick] [--e
    answer with `X-Riverrun-Served-By`), with `logreg` as a partition model (a global
    model, the default, is answered from the snapshot of whichever worker is asked);
 5. the same with the requests to `riverrun serve` (answers from the snapshots of the
-   global model; the stream runs on a worker beside it).
+   global model; the stream runs on a worker beside it);
+6. a bare aiohttp server (a process of its own, no stream) whose one handler answers every
+   predict request with a constant JSON body of a predict answer's size, loaded by the same
+   generator at the same rate: answered requests per CPU-second of the serving process in
+   (3), (5) and (6), and riverrun's against the bare handler's.
 
 The generator is open-loop: request i is due at start + i / rate whatever happened to
 the ones before, and its latency runs from that due time to the end of its answer, so a
@@ -48,6 +52,7 @@ from multiprocessing.synchronize import Event as EventType
 from statistics import mean
 from typing import Any
 
+from aiohttp import web
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.throughput import (
@@ -56,6 +61,7 @@ from bench.throughput import (
     CPUMeter,
     broker_pid,
     create_topic,
+    free_port,
     local_broker,
     own_ports,
     start,
@@ -68,6 +74,12 @@ from streams.settings import Settings
 
 #: How the bench starts `riverrun serve` (then `start(SERVE, env, log)`).
 SERVE = [sys.executable, "-m", "streams.cli.main", "serve"]
+#: How the bench starts the bare aiohttp server of (6) (its port appended).
+BARE = [
+    sys.executable,
+    "-c",
+    "import sys; from bench.serving import answer_constantly; answer_constantly(int(sys.argv[1]))",
+]
 
 MODEL = "logreg"
 #: A request that has not been answered by then counts as failed (status 0).
@@ -76,6 +88,8 @@ REQUEST_TIMEOUT_S = 5.0
 SETTLE_S = 1.0
 LATENCY_TARGET_MS = 5.0
 DROP_TARGET = 0.15
+#: The serving processes' names in a run's CPU figures (`Run.cores`).
+WORKER_PROCESS, SERVE_PROCESS, BARE_PROCESS = "worker", "serve", "bare aiohttp"
 
 
 # --- the load generator (runs in its own process) -------------------------------------
@@ -306,6 +320,35 @@ class LoadProcess:
                 self.process.kill()
 
 
+# --- the bare contender (runs in its own process) -------------------------------------
+#: The bare handler's answer: the fields and size of a `logreg` predict answer.
+CONSTANT_ANSWER = {
+    "schema_version": 1,
+    "model": MODEL,
+    "key": "req-clicks-00000000",
+    "prediction": 0.4271937845219375,
+    "model_version": f"{MODEL}@3f2a9c1b",
+    "role": "champion",
+    "model_updates": 20000,
+    "partition": 0,
+    "next_offset": 20000,
+}
+
+
+def answer_constantly(port: int) -> None:
+    """A bare aiohttp server on 127.0.0.1:`port` until SIGTERM: one handler, on the predict
+    path, answering CONSTANT_ANSWER with the served-by header riverrun sends (the generator
+    counts an answer only with it). No access log, as riverrun's API has none."""
+    headers = {SERVED_BY: f"http://127.0.0.1:{port}"}
+
+    async def predict(request: web.Request) -> web.Response:
+        return web.json_response(CONSTANT_ANSWER, headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/v1/models/{name}/predict", predict)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
 # --- the stream side ------------------------------------------------------------------
 class PacedProducer(threading.Thread):
     """Sends `messages` to `topic` at `rate` per second until stopped or out of messages
@@ -447,6 +490,17 @@ def meter(pids: dict[str, int]) -> CPUMeter:
     return CPUMeter(pids)
 
 
+def measure(load: LoadProcess, cpu: CPUMeter, seconds: float) -> dict[str, Any]:
+    """The generator's summary of its measurement, `cpu` metered over it (the generator
+    ready and warming up)."""
+    load.wait_for("measuring")
+    cpu.start()
+    summary = dict(load.wait_for("done", timeout=seconds + 60))
+    cpu.stop()
+    load.finish()
+    return summary
+
+
 def catch_up(
     bootstrap: str, topic: str, n: int, rate: float, bodies: list[bytes], label: str
 ) -> Run:
@@ -457,7 +511,7 @@ def catch_up(
     env = worker_env(bootstrap, topic, run)
     worker = start(WORKER, env, LOG_DIR / f"serving-{run}.log")
     load = LoadProcess(Load(predict_url(api_url(env)), bodies, rate))
-    cpu = meter({"worker": worker.pid, "generator": load.pid})
+    cpu = meter({WORKER_PROCESS: worker.pid, "generator": load.pid})
     outputs = Outputs(bootstrap, env["RIVERRUN_PREDICTIONS_TOPIC"])
     try:
         seen = outputs.wait(n, worker, 60, cpu)
@@ -518,11 +572,7 @@ def serve(
     try:
         load.wait_for("ready")
         producer.start()  # the stream flows through the warm-up and the measurement
-        load.wait_for("measuring")
-        cpu.start()
-        summary = dict(load.wait_for("done", timeout=t.seconds + 60))
-        cpu.stop()
-        load.finish()
+        summary = measure(load, cpu, t.seconds)
         offered = producer.finish()
         time.sleep(1)  # the outputs of the window's last events
         inside = outputs.between(summary["started"] * 1000, summary["ended"] * 1000)
@@ -590,7 +640,7 @@ def serve_one(
             [b for _, b in bodies],
             traffic,
             "(3) owner",
-            {"worker": worker.pid},
+            {WORKER_PROCESS: worker.pid},
         )
     finally:
         stop(worker)
@@ -618,7 +668,7 @@ def serve_snapshots(
             [b for _, b in bodies],
             traffic,
             "(5) riverrun serve",
-            {"worker": worker.pid, "serve": server.pid},
+            {WORKER_PROCESS: worker.pid, SERVE_PROCESS: server.pid},
         )
     finally:
         stop(server)
@@ -677,6 +727,63 @@ def serve_forwarded(
     finally:
         for worker in workers:
             stop(worker)
+
+
+def serve_bare(bodies: list[tuple[str, bytes]], traffic: Traffic) -> Run:
+    """(6): the bare aiohttp server alone (no stream), the same requests at the same rate."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERRUN_")}
+    server = start([*BARE, str(port)], env, LOG_DIR / "serving-bare-aiohttp.log")
+    t = traffic
+    load = LoadProcess(
+        Load(predict_url(url), [b for _, b in bodies], t.rate, t.warmup, t.seconds, url)
+    )
+    cpu = meter({BARE_PROCESS: server.pid, "generator": load.pid})
+    try:
+        load.wait_for("ready")
+        summary = measure(load, cpu, t.seconds)
+    finally:
+        stop(server)
+    size = len(json.dumps(CONSTANT_ANSWER))
+    return Run(
+        "(6) bare aiohttp",
+        window_s=summary["ended"] - summary["started"],
+        requests=summary,
+        cores={k: v / cpu.seconds for k, v in cpu.used.items()},
+        note=f"constant JSON of {size} bytes, no stream",
+    )
+
+
+def per_cpu_second(run: Run, process: str, cores_taken: float = 0.0) -> float:
+    """Answered requests per CPU-second of `process` in `run` (`cores_taken` of its cores
+    spent on something else first)."""
+    cores = run.cores.get(process, 0.0) - cores_taken
+    return run.requests.get("ok_per_s", 0.0) / cores if cores > 0 else math.nan
+
+
+def efficiency(idle: list[Run], owner: Run, snapshots: Run, bare: Run) -> dict[str, float]:
+    """Answered requests per CPU-second of the serving process of (3), (5) and (6), and
+    riverrun's against the bare handler's. The owner also runs the stream: besides its
+    whole CPU, its requests' share is estimated by taking out what the stream's events
+    cost it in (1) (CPU per event at full rate: its batches are larger there, so this
+    takes out a little too little)."""
+    per_event = mean(
+        (r.cores.get(WORKER_PROCESS, 0.0) / (r.stream_per_s or math.inf)) for r in idle
+    )
+    stream_cores = per_event * (owner.stream_per_s or 0.0)
+    figures = {
+        "bare_aiohttp": per_cpu_second(bare, BARE_PROCESS),
+        "serve": per_cpu_second(snapshots, SERVE_PROCESS),
+        "owner": per_cpu_second(owner, WORKER_PROCESS),
+        "owner_without_stream": per_cpu_second(owner, WORKER_PROCESS, stream_cores),
+    }
+    ratios = {
+        f"{k}_to_bare": v / figures["bare_aiohttp"]
+        for k, v in figures.items()
+        if k != "bare_aiohttp"
+    }
+    return {**figures, **ratios, "owner_stream_cores": stream_cores}
 
 
 # --- the report -----------------------------------------------------------------------
@@ -790,11 +897,25 @@ def main() -> None:
         print_requests(snapshots)
         print(f"    CPU in cores: {cores(snapshots)}")
 
-        table(idle, loaded, idle_rate, loaded_rate, drop, owner, forward, args.rate)
-        p99 = snapshots.requests.get("p99_ms", math.nan)
-        print(
-            f"| (5) riverrun serve p99 ms | {ms(p99)} | p99 <= 5 | "
-            f"{'yes' if p99 <= 5 else '**no**'} |"
+        print("\n(6) requests to a bare aiohttp handler returning constant JSON, no stream:")
+        bare = serve_bare(bodies, traffic)
+        print(f"  {bare.note}")
+        print_requests(bare)
+        print(f"    CPU in cores: {cores(bare)}")
+
+        per_cpu = efficiency(idle, owner, snapshots, bare)
+        table(
+            idle,
+            loaded,
+            idle_rate,
+            loaded_rate,
+            drop,
+            owner,
+            forward,
+            snapshots,
+            bare,
+            per_cpu,
+            args.rate,
         )
         summary = {
             "idle": [asdict(r) for r in idle],
@@ -805,6 +926,16 @@ def main() -> None:
             "owner": asdict(owner),
             "forward": asdict(forward),
             "serve": asdict(snapshots),
+            "bare_aiohttp": asdict(bare),
+            "point_3": {
+                "requests_per_s": args.rate,
+                "owner_p99_ms": owner.requests.get("p99_ms", math.nan),
+                "serve_p99_ms": snapshots.requests.get("p99_ms", math.nan),
+                "p99_target_ms": LATENCY_TARGET_MS,
+                "stream_drop": drop,
+                "stream_drop_target": DROP_TARGET,
+                "requests_per_cpu_s": per_cpu,
+            },
         }
         (LOG_DIR / "serving.json").write_text(json.dumps(summary, indent=2))
         print(f"\nresults: {LOG_DIR / 'serving.json'}; {time.monotonic() - began:.0f} s")
@@ -818,8 +949,13 @@ def table(
     drop: float,
     owner: Run,
     forward: Run,
+    snapshots: Run,
+    bare: Run,
+    per_cpu: dict[str, float],
     rate: float,
 ) -> None:
+    """The serving figures, each beside its target in brackets ([none]: no target)."""
+
     def each(runs: list[Run]) -> str:
         return " / ".join(f"{r.stream_per_s or 0:,.0f}" for r in runs)
 
@@ -838,20 +974,45 @@ def table(
     def met(ok: bool) -> str:
         return "yes" if ok else "**no**"
 
-    p99_owner = owner.requests.get("p99_ms", math.nan)
+    def p99(run: Run) -> tuple[str, str]:
+        value = run.requests.get("p99_ms", math.nan)
+        return f"[p99 <= {LATENCY_TARGET_MS:g} ms]", met(value <= LATENCY_TARGET_MS)
+
+    def per_cpu_s(name: str) -> str:
+        figure = f"{per_cpu[name]:,.0f}"
+        return (
+            figure
+            if name == "bare_aiohttp"
+            else f"{figure} ({per_cpu[f'{name}_to_bare']:.2f}x bare)"
+        )
+
+    at = f"at {rate:,.0f} req/s"
+    none = "[none]"
     rows = [
         ("(1) stream, API idle", f"{idle_rate:,.0f} events/s (rounds {each(idle)})", "", ""),
-        ("(2) stream under load", f"{loaded_rate:,.0f} events/s (rounds {each(loaded)})", "", ""),
-        ("(2) drop", f"{drop:.1%}", f"<= {DROP_TARGET:.0%}", met(drop <= DROP_TARGET)),
+        (f"(2) stream, {at}", f"{loaded_rate:,.0f} events/s (rounds {each(loaded)})", "", ""),
         (
-            "(3) owner p50/p90/p99/p99.9 ms",
-            latency(owner),
-            f"p99 <= {LATENCY_TARGET_MS:g}",
-            met(p99_owner <= LATENCY_TARGET_MS),
+            f"(2) stream's rate drop {at}",
+            f"{drop:.1%}",
+            f"[<= {DROP_TARGET:.0%}]",
+            met(drop <= DROP_TARGET),
         ),
+        (f"(3) owner {at}, p50/p90/p99/p99.9 ms", latency(owner), *p99(owner)),
         ("(3) owner, achieved", served(owner), "", ""),
-        ("(4) forwarded p50/p90/p99/p99.9 ms", latency(forward), "(none)", ""),
+        (f"(4) forwarded {at}, p50/p90/p99/p99.9 ms", latency(forward), none, ""),
         ("(4) forwarded, achieved", served(forward), "", ""),
+        (f"(5) riverrun serve {at}, p50/p90/p99/p99.9 ms", latency(snapshots), *p99(snapshots)),
+        ("(5) riverrun serve, achieved", served(snapshots), "", ""),
+        (f"(6) bare aiohttp {at}, p50/p90/p99/p99.9 ms", latency(bare), none, ""),
+        ("(6) bare aiohttp req/CPU-s", per_cpu_s("bare_aiohttp"), none, ""),
+        ("(5) riverrun serve req/CPU-s", per_cpu_s("serve"), "[none; vs bare]", ""),
+        ("(3) owner req/CPU-s, whole worker", per_cpu_s("owner"), "[none; vs bare]", ""),
+        (
+            f"(3) owner req/CPU-s, ~{per_cpu['owner_stream_cores']:.2f} cores of stream out",
+            per_cpu_s("owner_without_stream"),
+            "[none; vs bare]",
+            "",
+        ),
     ]
     print("\n| figure | measured | target | met? |\n|---|---|---|---|")
     for row in rows:
