@@ -3,6 +3,7 @@
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
@@ -10,7 +11,7 @@ from online_models.learning.served import LearningError, ServedModel, scored
 from online_models.learning.snapshot import Snapshot
 from online_models.models.registry import ModelSpec
 from online_models.quality.drift import DriftConfig
-from online_models.quality.evaluation import EvaluationConfig
+from online_models.quality.evaluation import EvaluationConfig, Scored
 from online_models.versions.lifecycle import ModelGroup
 from schemas import AnyPrediction, ErrorType, InputEvent, MetricsReport
 from schemas.control import ModelPlan
@@ -77,6 +78,9 @@ class Learner:
         #: `pending_examples` for the learn topic instead.
         self.followers = frozenset(followers) & set(self.models)
         self.pending_examples: list[tuple[int | None, str]] = []
+        #: The batch's labelled predictions per model, scored after it (`_score`), each
+        #: with its position in the batch and its input offset.
+        self._scoring: dict[ServedModel, tuple[list[Scored], list[tuple[int, int | None]]]] = {}
 
     def process(
         self,
@@ -96,13 +100,27 @@ class Learner:
         for i, event in enumerate(events):
             try:
                 offset = offsets[i] if offsets is not None else None
-                outputs.append(self._predict_then_learn(event, received_at, offset))
+                outputs.append(self._predict_then_learn(event, received_at, offset, i))
             except LearningError as err:
                 outputs.append(Rejection(err.error_type, err.reason))
+        if self._scoring:
+            self._score()
         return outputs
 
+    def _score(self) -> None:
+        """Score the batch's labelled predictions, each model's in one pass
+        (`Evaluator.observe_many`); its reports join `pending_reports` in event order."""
+        due: list[tuple[int, int | None, MetricsReport]] = []
+        for model, (rows, where) in self._scoring.items():
+            for at, report in model.evaluator.observe_many(rows):
+                index, offset = where[at]
+                due.append((index, offset, report))
+        self._scoring = {}
+        due.sort(key=itemgetter(0))
+        self.pending_reports += [(offset, report) for _, offset, report in due]
+
     def _predict_then_learn(
-        self, event: InputEvent, received_at: float, offset: int | None = None
+        self, event: InputEvent, received_at: float, offset: int | None, index: int
     ) -> AnyPrediction:
         group = self.groups.get(event.model)
         if group is not None:
@@ -127,16 +145,22 @@ class Learner:
             # Served quality of the snapshot; its learner learns the example, in the
             # learn topic's order, with the features as they are now.
             if scored(y_pred):
-                model.evaluator.observe(y, y_pred, features, event.key, event.ts)
+                self._to_score(model, (y, y_pred, features, event.key, event.ts), index, None)
             self.pending_examples.append((offset, event.model))
             learns = False
         elif y is not None:
-            model.learn_and_score(
-                event, features, y, y_pred, offset, self.pending_reports, self.pending_drift
-            )
+            model.learn(features, y)
+            if scored(y_pred):
+                self._to_score(model, (y, y_pred, features, event.key, event.ts), index, offset)
+                model.watch(features, y, y_pred, event.ts, offset, self.pending_drift)
         model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
         return model.output(event, y_pred, updates, learns, latency)
+
+    def _to_score(self, model: ServedModel, row: Scored, index: int, offset: int | None) -> None:
+        rows, where = self._scoring.setdefault(model, ([], []))
+        rows.append(row)
+        where.append((index, offset))
 
     def _with_versions(
         self, group: ModelGroup, event: InputEvent, received_at: float, offset: int | None

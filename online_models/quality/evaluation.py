@@ -15,7 +15,7 @@ import math
 import struct
 from array import array
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +68,33 @@ def score_key(p: float) -> int:
     if p <= 0.5:
         return int(_INT.unpack(_FLOAT.pack(p))[0])
     return 2 * _HALF - int(_INT.unpack(_FLOAT.pack(1.0 - p))[0])
+
+
+def score_keys(ps: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+    """`score_key` of each score, vectorised (the same integers).
+
+    >>> ps = [0.0, -0.0, float("nan"), 1e-300, 0.25, 0.5, 0.75, 1 - 1e-16, 1.0, 2.0]
+    >>> score_keys(np.array(ps)).tolist() == [score_key(p) for p in ps]
+    True
+    """
+    low = np.minimum(ps, 1.0 - ps).view(np.int64)
+    keys = np.where(ps <= 0.5, ps.view(np.int64), 2 * _HALF - low)
+    keys = np.where(ps >= 1.0, 2 * _HALF, keys)
+    return np.where(ps > 0.0, keys, 0)
+
+
+#: Sums of pair counts below this fit in an int64 (numpy's) however they are added.
+_INT64_SAFE = 2**62
+
+#: Below this many updates at once, one by one is cheaper than numpy's set-up.
+_FEW = 32
+
+
+def _int_array(values: "np.ndarray[Any, Any]") -> array:  # type: ignore[type-arg]
+    """An `array("q")` of int64 values (what checkpoints pickle)."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, np.int64).tobytes())
+    return out
 
 
 class BoundedAUC:
@@ -139,6 +166,42 @@ class BoundedAUC:
         if len(keys) > self.cells:
             self._coarsen()
 
+    def update_many(self, ys: Sequence[bool], ps: Sequence[float]) -> None:
+        """`update` of each (y, p) in order, in one pass over the cells while no new cell
+        would make them coarsen (then one by one): the same state either way."""
+        n = len(ps)
+        if n < _FEW:
+            for y, p in zip(ys, ps, strict=True):
+                self.update(y, p)
+            return
+        keys = score_keys(np.fromiter(ps, np.float64, n)) >> self.shift
+        labels = np.fromiter(ys, np.bool_, n)
+        held = np.frombuffer(self.keys, np.int64).copy()  # (a view would pin the array)
+        new, inverse = np.unique(keys, return_inverse=True)
+        at: Any = np.searchsorted(held, new)
+        known = at < len(held)
+        known[known] = held[at[known]] == new[known]
+        if len(held) + len(new) - int(np.count_nonzero(known)) > self.cells:
+            for y, p in zip(ys, ps, strict=True):  # a cell opens past the limit in the batch
+                self.update(y, p)
+            return
+        # Cells open before the held cell of the same position; `new` is sorted.
+        opens = at[~known]
+        merged = np.insert(held, opens, new[~known])
+        positives = np.insert(np.frombuffer(self.positives, np.int64), opens, 0)
+        negatives = np.insert(np.frombuffer(self.negatives, np.int64), opens, 0)
+        into: Any = at + np.cumsum(~known) - ~known  # each new key's cell in `merged`
+        positives[into] += np.bincount(inverse[labels], minlength=len(new))
+        negatives[into] += np.bincount(inverse[~labels], minlength=len(new))
+        self.keys, self.positives, self.negatives = (
+            _int_array(merged),
+            _int_array(positives),
+            _int_array(negatives),
+        )
+        added = int(np.count_nonzero(labels))
+        self.n_positives += added
+        self.n_negatives += n - added
+
     def _coarsen(self) -> None:
         """Merge neighbouring cells: drop the fewest further bits that leave `cells`."""
         keys = self.keys
@@ -164,9 +227,15 @@ class BoundedAUC:
         pairs = self.n_positives * self.n_negatives
         if not pairs:
             return None
-        below = itertools.accumulate(self.negatives, initial=0)  # negatives in lower cells
-        inside = sum(map(mul, self.positives, self.negatives))
         # Twice the concordant pairs, in integers: the same value on every machine.
+        if 2 * pairs < _INT64_SAFE:  # (no sum below can overflow int64)
+            positives = np.frombuffer(self.positives, np.int64)
+            negatives = np.frombuffer(self.negatives, np.int64)
+            lower = np.cumsum(negatives) - negatives  # negatives in lower cells
+            twice = 2 * int(np.dot(positives, lower)) + int(np.dot(positives, negatives))
+            return twice / (2 * pairs)
+        below = itertools.accumulate(self.negatives, initial=0)
+        inside = sum(map(mul, self.positives, self.negatives))
         return (2 * sum(map(mul, self.positives, below)) + inside) / (2 * pairs)
 
     def bound(self) -> float | None:
@@ -176,6 +245,10 @@ class BoundedAUC:
             return None
         if not self.shift:
             return 0.0
+        if 2 * pairs < _INT64_SAFE:
+            positives = np.frombuffer(self.positives, np.int64)
+            inside = int(np.dot(positives, np.frombuffer(self.negatives, np.int64)))
+            return inside / (2 * pairs)
         return sum(map(mul, self.positives, self.negatives)) / (2 * pairs)
 
 
@@ -197,13 +270,29 @@ def ranking(
     >>> ranking([(0.9, True), (0.1, False), (0.4, True), (0.4, False)], 0.25)
     (0.875, [2.0])
     """
+    return ranked(*columns(scored), *fractions)
+
+
+Columns = tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]
+
+
+def columns(scored: Sequence[tuple[float, bool]]) -> Columns:
+    """The scores and the labels of a window of (score, label), as two arrays."""
     n = len(scored)
-    lifts: list[float | None] = [None for _ in fractions]
-    if not n:
-        return None, lifts
     # (Not `zip(*scored)`: with strict=True it asks each of n tuples for a third item.)
     scores = np.fromiter(map(itemgetter(0), scored), np.float64, n)
     labels = np.fromiter(map(itemgetter(1), scored), np.bool_, n)
+    return scores, labels
+
+
+def ranked(
+    scores: "np.ndarray[Any, Any]", labels: "np.ndarray[Any, Any]", *fractions: float
+) -> tuple[float | None, list[float | None]]:
+    """`ranking` of a window given as its `columns`."""
+    n = len(scores)
+    lifts: list[float | None] = [None for _ in fractions]
+    if not n:
+        return None, lifts
     positives = int(np.count_nonzero(labels))
     negatives = n - positives
     if not positives:
@@ -241,7 +330,7 @@ class BinaryQuality:
     def __init__(self, window: int, threshold: float, auc_cells: int) -> None:
         self.threshold = threshold
         self.logloss = metrics.LogLoss()
-        self.logloss_window: Any = utils.Rolling(metrics.LogLoss, window_size=window)
+        # The window's log loss is computed from `recent` when it is read (`window_logloss`).
         # One confusion matrix, updated once per event, read by all four metrics (River's
         # `cm=` sharing): the same values as four separate ones, at a quarter of the cost.
         self.confusion = metrics.ConfusionMatrix()
@@ -261,7 +350,6 @@ class BinaryQuality:
         # probability (False on a tie): that is `p > 0.5`, the default threshold.
         label = p > self.threshold
         self.logloss.update(y, p)
-        self.logloss_window.update(y, p)
         self.confusion.update(y, label)
         self.auc.update(y, p)
         self.recent.append((p, y))
@@ -272,6 +360,53 @@ class BinaryQuality:
         self.period_positives += y
         self.period_predicted += p
 
+    def update_many(self, ys: Sequence[bool], ps: Sequence[float]) -> None:
+        """`update` of each (y, p) in order: the same state, bit for bit, whatever the
+        batches (the sums are added in order; the counts and the AUC's cells are
+        integers)."""
+        # River's LogLoss: the clamped loss into its running mean (`stats.Mean.update`
+        # with w = 1.0, the same operations in the same order).
+        mean = self.logloss._mean
+        count, value = mean.n, mean._mean
+        predicted, period_predicted = self.predicted, self.period_predicted
+        log = math.log
+        for y, p in zip(ys, ps, strict=True):
+            q = 1e-15 if p < 1e-15 else 1 - 1e-15 if p > 1 - 1e-15 else p
+            count += 1.0
+            value += (1.0 / count) * (-log(q if y else 1 - q) - value)
+            predicted += p
+            period_predicted += p
+        mean.n, mean._mean = count, value
+        self.predicted, self.period_predicted = predicted, period_predicted
+        n, positives = len(ps), sum(ys)
+        self.n += n
+        self.positives += positives
+        self.period_n += n
+        self.period_positives += positives
+        cm, threshold = self.confusion, self.threshold
+        for (y, label), times in Counter(
+            (bool(y), p > threshold) for y, p in zip(ys, ps, strict=True)
+        ).items():
+            w = float(times)  # (ConfusionMatrix.update with w = 1.0, `times` times)
+            cm.n_samples += times
+            cm.data[y][label] += w
+            cm.total_weight += w
+            cm.sum_row[y] += w
+            cm.sum_col[label] += w
+            if y == label:
+                cm._total_true_positives += w
+        self.auc.update_many(ys, ps)
+        self.recent.extend(zip(ps, ys, strict=True))
+
+    def window_logloss(self, window: Columns | None = None) -> float:
+        """River's LogLoss over `recent` (0.0 when empty, as River's); `window`: its
+        `columns`, when they were taken already."""
+        if not self.recent:
+            return 0.0
+        scores, labels = window or columns(self.recent)
+        q = np.clip(scores, 1e-15, 1 - 1e-15)
+        return float(np.mean(-np.log(np.where(labels, q, 1 - q))))
+
     def new_period(self) -> None:
         self.period_n = self.period_positives = 0
         self.period_predicted = 0.0
@@ -279,11 +414,12 @@ class BinaryQuality:
     def values(self) -> dict[str, float | None]:
         rate = self.positives / self.n if self.n else None
         base_entropy = _entropy(rate) if rate is not None else 0.0
-        auc_window, (lift_5, lift_20) = ranking(self.recent, 0.05, 0.20)
+        window = columns(self.recent)
+        auc_window, (lift_5, lift_20) = ranked(*window, 0.05, 0.20)
         return {
             "n": float(self.n),
             "logloss": self.logloss.get(),
-            "logloss_window": self.logloss_window.get(),
+            "logloss_window": self.window_logloss(window),
             "normalized_entropy": self.logloss.get() / base_entropy if base_entropy else None,
             "auc": self.auc.get(),
             "auc_bound": self.auc.bound(),
@@ -305,7 +441,7 @@ class BinaryQuality:
 
     def headline(self) -> tuple[str, float]:
         """The rolling metric for the operators' quality gauge."""
-        return "logloss", self.logloss_window.get()
+        return "logloss", self.window_logloss()
 
 
 class RegressionQuality:
@@ -509,6 +645,9 @@ class EvaluationConfig:
 
 Quality = BinaryQuality | RegressionQuality | ClassQuality
 
+#: One labelled prediction to score: (label, prediction, features, key, event time).
+Scored = tuple[Any, Any, dict[str, Any], str, datetime]
+
 
 @dataclass
 class Evaluator:
@@ -565,6 +704,65 @@ class Evaluator:
             for quality in self.segments.values():
                 quality.new_period()
             self.period = period
+        self._update(y, p, features, key)
+        self.n += 1
+        self.last_ts = ts
+        if self.n % self.config.every_events == 0:
+            reports += self.reports("events")
+        return reports
+
+    def observe_many(self, scored: Sequence[Scored]) -> list[tuple[int, MetricsReport]]:
+        """`observe` of each labelled prediction in order, in runs between the reports
+        (each segment's metrics of a run in one `update_many` for a binary model): the
+        same state and reports as one by one, each report with the position in `scored`
+        of the event that made it due."""
+        due: list[tuple[int, MetricsReport]] = []
+        every, seconds = self.config.every_events, self.config.period_seconds
+        start = 0
+        for i, (_, _, _, _, ts) in enumerate(scored):
+            period = math.floor(ts.timestamp() / seconds)
+            if self.period is None:
+                self.period = period
+            elif period > self.period:  # a late event stays in the current period
+                self._score(scored[start:i])
+                start = i
+                due += [(i, report) for report in self.reports("period")]
+                for quality in self.segments.values():
+                    quality.new_period()
+                self.period = period
+            self.n += 1
+            self.last_ts = ts
+            if self.n % every == 0:
+                self._score(scored[start : i + 1])
+                start = i + 1
+                due += [(i, report) for report in self.reports("events")]
+        self._score(scored[start:])
+        return due
+
+    def _score(self, run: Sequence[Scored]) -> None:
+        """Update the segments with `run` (already counted in `n`)."""
+        if not run:
+            return
+        if self.task != "binary":  # (one by one: the baseline learns between events)
+            for y, p, features, key, _ in run:
+                self._update(y, p, features, key)
+            return
+        members: dict[str, list[int]] = {"all": list(range(len(run)))}
+        if self.config.segment_features:
+            members = {}
+            for i, (_, _, features, _, _) in enumerate(run):
+                for name in self._segment_names(features):
+                    members.setdefault(name, []).append(i)
+        for name, positions in members.items():
+            quality = self.segments.get(name)
+            if quality is None:
+                quality = self.segments[name] = self._quality()
+            assert isinstance(quality, BinaryQuality)
+            ys = [bool(run[i][0]) for i in positions]
+            quality.update_many(ys, [run[i][1] for i in positions])
+
+    def _update(self, y: Any, p: Any, features: dict[str, Any], key: str) -> None:
+        """One labelled prediction into every segment it belongs to."""
         regression = self.task == "regression"
         baseline = self.baseline.predict(key) if regression else 0.0
         for name in self._segment_names(features):
@@ -579,11 +777,6 @@ class Evaluator:
                 quality.update(float(y), p, baseline)
         if regression:
             self.baseline.learn(key, float(y))
-        self.n += 1
-        self.last_ts = ts
-        if self.n % self.config.every_events == 0:
-            reports += self.reports("events")
-        return reports
 
     def reports(self, trigger: Literal["events", "period"]) -> list[MetricsReport]:
         """One report per segment with the values as they are now."""
