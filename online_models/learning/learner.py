@@ -10,7 +10,7 @@ from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
 from online_models.learning.served import LearningError, ServedModel, scored
 from online_models.learning.snapshot import Snapshot
 from online_models.models.registry import ModelSpec
-from online_models.quality.drift import DriftConfig
+from online_models.quality.drift import DriftConfig, Watched
 from online_models.quality.evaluation import EvaluationConfig, Scored
 from online_models.versions.lifecycle import ModelGroup
 from schemas import AnyPrediction, ErrorType, InputEvent, MetricsReport
@@ -81,6 +81,8 @@ class Learner:
         #: The batch's labelled predictions per model, scored after it (`_score`), each
         #: with its position in the batch and its input offset.
         self._scoring: dict[ServedModel, tuple[list[Scored], list[tuple[int, int | None]]]] = {}
+        #: Of those, the ones the model's drift detectors watch (all but a follower's).
+        self._watching: dict[ServedModel, list[Watched]] = {}
 
     def process(
         self,
@@ -109,15 +111,24 @@ class Learner:
 
     def _score(self) -> None:
         """Score the batch's labelled predictions, each model's in one pass
-        (`Evaluator.observe_many`); its reports join `pending_reports` in event order."""
+        (`Evaluator.observe_many`, `DriftMonitor.observe_many`); their reports join
+        `pending_reports` and `pending_drift` in event order."""
         due: list[tuple[int, int | None, MetricsReport]] = []
+        drifts: list[tuple[int, int | None, DriftReport]] = []
         for model, (rows, where) in self._scoring.items():
             for at, report in model.evaluator.observe_many(rows):
                 index, offset = where[at]
                 due.append((index, offset, report))
+            watched = self._watching.pop(model, None)  # (then one row per scored row)
+            if watched is not None and model.drift is not None:
+                for at, drift in model.drift.observe_many(watched):
+                    index, offset = where[at]
+                    drifts.append((index, offset, drift))
         self._scoring = {}
         due.sort(key=itemgetter(0))
+        drifts.sort(key=itemgetter(0))
         self.pending_reports += [(offset, report) for _, offset, report in due]
+        self.pending_drift += [(offset, drift) for _, offset, drift in drifts]
 
     def _predict_then_learn(
         self, event: InputEvent, received_at: float, offset: int | None, index: int
@@ -152,7 +163,10 @@ class Learner:
             model.learn(features, y)
             if scored(y_pred):
                 self._to_score(model, (y, y_pred, features, event.key, event.ts), index, offset)
-                model.watch(features, y, y_pred, event.ts, offset, self.pending_drift)
+                if model.drift is not None:
+                    self._watching.setdefault(model, []).append(
+                        (features, y, y_pred, event.ts, offset)
+                    )
         model.remember(event.event_id, offset)
         latency = max(0.0, self.clock() - received_at)
         return model.output(event, y_pred, updates, learns, latency)

@@ -13,8 +13,10 @@ and Page-Hinkley updates and one bin lookup per feature; comparisons run once a 
 import bisect
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from river import drift
@@ -38,6 +40,10 @@ class DriftConfig:
     js_threshold: float = 0.1
     bins: int = 10
     max_categories: int = 50
+
+
+#: One scored, labelled event to watch: (features, label, prediction, event time, offset).
+Watched = tuple[dict[str, Any], Any, Any, datetime, int | None]
 
 
 def psi(reference: list[float], current: list[float]) -> float:
@@ -141,59 +147,107 @@ class DriftMonitor:
         Multiclass: `prediction` is the probability of the most probable class (the
         model's confidence) and `calibration` that confidence minus 1 when the class is
         right, 0 when not."""
+        return [report for _, report in self.observe_many([(x, y, p, ts, offset)])]
+
+    def observe_many(self, rows: Sequence[Watched]) -> list[tuple[int, DriftReport]]:
+        """`observe` of each row in order: the same detectors' states and the same reports,
+        each with the position in `rows` of the event that made it. Between two window
+        ends, each detector takes its run of values in one loop."""
+        due: list[tuple[int, DriftReport]] = []
+        start = 0
+        while start < len(rows):
+            # The run ends with the event that closes the window (or the reference).
+            left = (
+                self.config.window - self.window_n
+                if self.edges is not None
+                else self.config.reference - self.n
+            )
+            end = min(len(rows), start + max(left, 1))
+            due += self._run(rows, start, end)
+            start = end
+        return due
+
+    def _run(self, rows: Sequence[Watched], start: int, end: int) -> list[tuple[int, DriftReport]]:
+        """Events start..end-1 of `rows`, of which only the last may close a window."""
+        run = rows[start:end]
         if self.start is None:
-            self.start = (ts, offset)
-        self.n += 1
-        if self.task == "binary":
-            q = min(max(p, 1e-15), 1 - 1e-15)
-            loss = -math.log(q if y else 1 - q)
-        elif self.task == "multiclass":
-            loss = -math.log(min(max(p.get(y, 0.0), 1e-15), 1 - 1e-15))
-            predicted = most_probable(p)
-            confidence = p[predicted]
-            p = confidence  # the signals below
-            y = predicted == y
-        else:
-            # Relative to the mean |label| so far, so that the loss detectors' thresholds
-            # mean the same for counts in the tens and values in the thousands.
-            self.label_scale += (abs(float(y)) - self.label_scale) / self.n
-            loss = abs(p - float(y)) / max(self.label_scale, 1e-9)
-        signals = {"loss": loss, "label": float(y), "prediction": p, "calibration": p - float(y)}
-        reports: list[DriftReport] = []
-        for key, state in self.detectors.items():
+            self.start = (run[0][3], run[0][4])
+        values = self._signals(run)
+        alarms: list[tuple[int, int, DriftReport]] = []
+        for order, (key, state) in enumerate(self.detectors.items()):
             detector, signal = key
-            statistic = None
-            if key == ("adwin", "loss"):  # alarm on increases only
-                before = state.estimation
-                state.update(loss)
-                fired = state.drift_detected and state.estimation > before
-            elif detector == "page_hinkley":
-                self.ph_seen = 1 if state.drift_detected else self.ph_seen + 1  # (it resets)
-                state.update(signals[signal])
-                fired = state.drift_detected
-                statistic = page_hinkley_statistic(state)
-                if self.ph_seen >= state.min_instances:  # River tested it
-                    self.ph_peak = max(self.ph_peak, statistic)
-            else:
-                state.update(signals[signal])
-                fired = state.drift_detected
-            if fired:
-                self.alarms.add((detector, signal))
-                mean = self.sums[signal] / max(self.window_n, 1)
-                report = self._detector_report(
-                    detector, signal, "alarm", mean, statistic, True, ts, offset
-                )
-                reports.append(report)
-        for signal in self.sums:
-            self.sums[signal] += signals[signal]
-        self._features(x)
-        self.window_n += 1
+            column = values[signal]
+            total, window_n = self.sums[signal], self.window_n
+            for i, value in enumerate(column):
+                statistic = None
+                if key == ("adwin", "loss"):  # alarm on increases only
+                    before = state.estimation
+                    state.update(value)
+                    fired = state.drift_detected and state.estimation > before
+                elif detector == "page_hinkley":
+                    self.ph_seen = 1 if state.drift_detected else self.ph_seen + 1  # (resets)
+                    state.update(value)
+                    fired = state.drift_detected
+                    statistic = page_hinkley_statistic(state)
+                    if self.ph_seen >= state.min_instances:  # River tested it
+                        self.ph_peak = max(self.ph_peak, statistic)
+                else:
+                    state.update(value)
+                    fired = state.drift_detected
+                if fired:
+                    self.alarms.add(key)
+                    mean = total / max(window_n + i, 1)
+                    _, _, _, ts, offset = run[i]
+                    report = self._detector_report(
+                        detector, signal, "alarm", mean, statistic, True, ts, offset
+                    )
+                    alarms.append((start + i, order, report))
+                total += value
+        for signal, column in values.items():
+            total = self.sums[signal]
+            for value in column:  # (in order: the same sum, bit for bit)
+                total += value
+            self.sums[signal] = total
+        for x, _, _, _, _ in run:
+            self._features(x)
+        self.window_n += len(run)
+        alarms.sort(key=itemgetter(0, 1))
+        due = [(at, report) for at, _, report in alarms]
+        _, _, _, ts, offset = run[-1]
         if self.edges is not None and self.window_n >= self.config.window:
-            reports += self._window(ts, offset)
+            due += [(end - 1, report) for report in self._window(ts, offset)]
         elif self.edges is None and self.n >= self.config.reference:
             self._fix_reference()
             self._reset(ts, offset)
-        return reports
+        return due
+
+    def _signals(self, run: Sequence[Watched]) -> dict[str, list[float]]:
+        """Each signal's values over `run`, in order (counts the events in `n`)."""
+        signals: dict[str, list[float]] = {signal: [] for signal in self.sums}
+        loss_of, label_of = signals["loss"].append, signals.get("label", []).append
+        prediction_of, calibration_of = signals["prediction"].append, signals["calibration"].append
+        for _, y, p, _, _ in run:
+            self.n += 1
+            if self.task == "binary":
+                q = min(max(p, 1e-15), 1 - 1e-15)
+                loss = -math.log(q if y else 1 - q)
+            elif self.task == "multiclass":
+                loss = -math.log(min(max(p.get(y, 0.0), 1e-15), 1 - 1e-15))
+                predicted = most_probable(p)
+                confidence = p[predicted]
+                p = confidence  # the signals below
+                y = predicted == y
+            else:
+                # Relative to the mean |label| so far, so that the loss detectors'
+                # thresholds mean the same for counts in the tens and values in the
+                # thousands.
+                self.label_scale += (abs(float(y)) - self.label_scale) / self.n
+                loss = abs(p - float(y)) / max(self.label_scale, 1e-9)
+            loss_of(loss)
+            label_of(float(y))
+            prediction_of(p)
+            calibration_of(p - float(y))
+        return signals
 
     # --- features ----------------------------------------------------------------------
     def _features(self, x: dict[str, Any]) -> None:

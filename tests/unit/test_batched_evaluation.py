@@ -1,7 +1,7 @@
 """Scoring a batch at once (`Evaluator.observe_many`, `BinaryQuality.update_many`,
-`BoundedAUC.update_many`) leaves the same state and makes the same reports, bit for bit,
-as scoring its events one by one: the stream's numbers must not depend on how Kafka
-happened to batch them."""
+`BoundedAUC.update_many`, `DriftMonitor.observe_many`) leaves the same state and makes the
+same reports, bit for bit, as scoring its events one by one: the stream's numbers must not
+depend on how Kafka happened to batch them."""
 
 import pickle
 import random
@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from river import metrics, utils
 
+from online_models.quality.drift import DriftConfig, DriftMonitor, Watched
 from online_models.quality.evaluation import (
     BinaryQuality,
     BoundedAUC,
@@ -146,3 +147,35 @@ def test_auc_sums_in_numpy_equal_them_in_python_integers(monkeypatch: pytest.Mon
     monkeypatch.setattr("online_models.quality.evaluation._INT64_SAFE", 0)
     assert (auc.get(), auc.bound()) == in_numpy
     assert auc.shift and in_numpy[1]  # (coarsened: the bound is not 0)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_drift_reports_are_the_same_whatever_the_batches(task: str) -> None:
+    rng = random.Random(7)
+    config = DriftConfig(reference=300, window=250, ph_threshold=5.0, adwin_delta=0.05)
+    rows: list[Watched] = []
+    for i, (y, p) in enumerate(scores(4_000, rng)):
+        shifted = i > 2_000  # the stream changes half-way: detectors fire
+        x = {"device": rng.choice("abc" if not shifted else "cde"), "price": p + shifted}
+        ts = T0 + timedelta(seconds=i)
+        if task == "regression":
+            rows.append((x, 10 * p + 5 * shifted, 8 * p + 1, ts, i))
+        elif task == "multiclass":
+            label = rng.choice("ab" if not shifted else "bc")
+            rows.append((x, label, {"a": p / 2, "b": 1 - p, "c": p / 2}, ts, i))
+        else:
+            rows.append((x, y != shifted, p, ts, i))
+    one = DriftMonitor("m", "v1", task, config)
+    many = DriftMonitor("m", "v1", task, config)
+    expected = [(i, r) for i, row in enumerate(rows) for r in one.observe(*row)]
+    made = []
+    start = 0
+    for size in batches(len(rows), rng):
+        made += [(start + at, r) for at, r in many.observe_many(rows[start : start + size])]
+        start += size
+    assert any(r.trigger == "alarm" for _, r in expected)
+    assert any(r.trigger == "window" and r.signal.startswith("feature:") for _, r in expected)
+    assert [(i, r.model_dump_json()) for i, r in made] == [
+        (i, r.model_dump_json()) for i, r in expected
+    ]
+    assert pickle.dumps(many) == pickle.dumps(one)
