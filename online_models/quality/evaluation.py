@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter, mul, xor
+from operator import itemgetter, mul
 from typing import Any, Literal
 
 import numpy as np
@@ -204,23 +204,28 @@ class BoundedAUC:
 
     def _coarsen(self) -> None:
         """Merge neighbouring cells: drop the fewest further bits that leave `cells`."""
-        keys = self.keys
+        keys = np.frombuffer(self.keys, np.int64).copy()
         # Neighbours merge once the bits they differ in are dropped: after dropping d bits,
-        # 1 + (neighbour pairs whose XOR is longer than d bits) cells are left.
-        differ = sorted(map(int.bit_length, map(xor, keys[1:], keys[:-1])))
-        drop = differ[len(differ) - self.cells]
-        merged_keys, merged_positives, merged_negatives = array("q"), array("q"), array("q")
-        for key, positives, negatives in zip(keys, self.positives, self.negatives, strict=True):
-            key >>= drop
-            if merged_keys and merged_keys[-1] == key:
-                merged_positives[-1] += positives
-                merged_negatives[-1] += negatives
+        # 1 + (neighbour pairs whose keys still differ) cells are left; the fewest d that
+        # leaves `cells`, by bisection (it only grows with d).
+        low, high = 0, 63  # (keys are below 2**63: at 63 bits dropped, one cell is left)
+        while low < high:
+            drop = (low + high) // 2
+            shifted = keys >> drop
+            if 1 + int(np.count_nonzero(shifted[1:] != shifted[:-1])) <= self.cells:
+                high = drop
             else:
-                merged_keys.append(key)
-                merged_positives.append(positives)
-                merged_negatives.append(negatives)
-        self.keys, self.positives, self.negatives = merged_keys, merged_positives, merged_negatives
-        self.shift += drop
+                low = drop + 1
+        shifted = keys >> low
+        starts = np.flatnonzero(np.concatenate(([True], shifted[1:] != shifted[:-1])))
+        self.keys = _int_array(shifted[starts])
+        self.positives = _int_array(
+            np.add.reduceat(np.frombuffer(self.positives, np.int64), starts)
+        )
+        self.negatives = _int_array(
+            np.add.reduceat(np.frombuffer(self.negatives, np.int64), starts)
+        )
+        self.shift += low
 
     def get(self) -> float | None:
         """None until there is at least one positive and one negative."""

@@ -5,7 +5,9 @@ depend on how Kafka happened to batch them."""
 
 import pickle
 import random
+from array import array
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from river import metrics, utils
@@ -89,7 +91,7 @@ def test_binary_quality_is_the_same_whatever_the_batches() -> None:
 def test_window_logloss_equals_rivers_rolling_logloss() -> None:
     rng = random.Random(4)
     quality = BinaryQuality(500, 0.5, 64)
-    rolling = utils.Rolling(metrics.LogLoss, window_size=500)
+    rolling: Any = utils.Rolling(metrics.LogLoss, window_size=500)
     assert quality.window_logloss() == rolling.get() == 0.0
     for y, p in scores(3_000, rng):
         quality.update(y, p)
@@ -179,3 +181,45 @@ def test_drift_reports_are_the_same_whatever_the_batches(task: str) -> None:
         (i, r.model_dump_json()) for i, r in expected
     ]
     assert pickle.dumps(many) == pickle.dumps(one)
+
+
+def coarsened(
+    keys: list[int], positives: list[int], negatives: list[int], cells: int
+) -> tuple[int, list[int], list[int], list[int]]:
+    """The rule `BoundedAUC._coarsen` implements, one cell at a time: drop the fewest
+    bits that leave at most `cells` cells (neighbours whose keys then agree merge)."""
+    differ = sorted((a ^ b).bit_length() for a, b in zip(keys[1:], keys[:-1], strict=True))
+    drop = differ[len(differ) - cells]
+    out: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for key, p, n in zip(keys, positives, negatives, strict=True):
+        if out[0] and out[0][-1] == key >> drop:
+            out[1][-1] += p
+            out[2][-1] += n
+        else:
+            out[0].append(key >> drop)
+            out[1].append(p)
+            out[2].append(n)
+    return drop, *out
+
+
+@pytest.mark.parametrize("cells", [1, 2, 3, 17, 256])
+def test_auc_cells_coarsen_as_the_rule_says(cells: int) -> None:
+    rng = random.Random(cells)
+    auc = BoundedAUC(cells)
+    for y, p in scores(4_000, rng):
+        before = (list(auc.keys), list(auc.positives), list(auc.negatives), auc.shift)
+        auc.update(y, p)
+        if auc.shift != before[3]:  # it coarsened: from the cells before plus the new one
+            one = BoundedAUC(10**6)
+            one.keys, one.positives, one.negatives, one.shift = (
+                array("q", before[0]),
+                array("q", before[1]),
+                array("q", before[2]),
+                before[3],
+            )
+            one.update(y, p)  # (no coarsening: room for a million cells)
+            drop, keys, positives, negatives = coarsened(
+                list(one.keys), list(one.positives), list(one.negatives), cells
+            )
+            assert (auc.shift - before[3], list(auc.keys)) == (drop, keys)
+            assert (list(auc.positives), list(auc.negatives)) == (positives, negatives)
