@@ -323,6 +323,66 @@ def ranked(
     return concordant / (positives * negatives), lifts
 
 
+class ScoreWindow:
+    """The last `size` (score, label) pairs in two numpy rings: appended in place, read
+    as `columns` oldest first, pickled as two arrays.
+
+    >>> window = ScoreWindow(3)
+    >>> window.extend([0.1, 0.2], [True, False]); window.append(0.3, True)
+    >>> window.append(0.4, False)  # 0.1 leaves
+    >>> [column.tolist() for column in window.columns()], len(window)
+    ([[0.2, 0.3, 0.4], [False, True, False]], 3)
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.scores = np.zeros(size, np.float64)
+        self.labels = np.zeros(size, np.bool_)
+        self.end = 0  # where the next pair goes
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, score: float, label: bool) -> None:
+        if self.size:
+            self.scores[self.end], self.labels[self.end] = score, label
+            self.end = (self.end + 1) % self.size
+            self.count = min(self.size, self.count + 1)
+
+    def extend(self, scores: Sequence[float], labels: Sequence[bool]) -> None:
+        k, size = len(scores), self.size
+        if not k or not size:
+            return
+        new_scores = np.fromiter(scores, np.float64, k)[-size:]
+        new_labels = np.fromiter(labels, np.bool_, k)[-size:]
+        k = len(new_scores)
+        first = min(k, size - self.end)  # up to the ring's end, the rest from its start
+        self.scores[self.end : self.end + first] = new_scores[:first]
+        self.labels[self.end : self.end + first] = new_labels[:first]
+        self.scores[: k - first] = new_scores[first:]
+        self.labels[: k - first] = new_labels[first:]
+        self.end = (self.end + k) % size
+        self.count = min(size, self.count + k)
+
+    def columns(self) -> Columns:
+        """The scores and the labels, oldest first (copies)."""
+        if self.count < self.size:  # (not full yet: from the start, in order)
+            return self.scores[: self.count].copy(), self.labels[: self.count].copy()
+        end = self.end
+        return (
+            np.concatenate((self.scores[end:], self.scores[:end])),
+            np.concatenate((self.labels[end:], self.labels[:end])),
+        )
+
+    @classmethod
+    def of(cls, pairs: deque[tuple[float, bool]]) -> "ScoreWindow":
+        """The window of a deque of (score, label) (what checkpoints before it held)."""
+        window = cls(pairs.maxlen or 0)
+        window.extend([p for p, _ in pairs], [y for _, y in pairs])
+        return window
+
+
 def _entropy(rate: float) -> float:
     if rate <= 0.0 or rate >= 1.0:
         return 0.0
@@ -344,11 +404,19 @@ class BinaryQuality:
         self.recall = metrics.Recall(cm=self.confusion)
         self.f1 = metrics.F1(cm=self.confusion)
         self.auc = BoundedAUC(auc_cells)
-        self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
+        self.recent = ScoreWindow(window)
         self.n = self.positives = 0
         self.predicted = 0.0
         self.period_n = self.period_positives = 0
         self.period_predicted = 0.0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled: a checkpoint written before `ScoreWindow` holds a deque of pairs
+        and a River Rolling log loss, which the window replaces."""
+        state.pop("logloss_window", None)
+        if isinstance(state.get("recent"), deque):
+            state["recent"] = ScoreWindow.of(state["recent"])
+        self.__dict__.update(state)
 
     def update(self, y: bool, p: float) -> None:
         # River's predict_one for a binary classifier returns the class with the larger
@@ -357,7 +425,7 @@ class BinaryQuality:
         self.logloss.update(y, p)
         self.confusion.update(y, label)
         self.auc.update(y, p)
-        self.recent.append((p, y))
+        self.recent.append(p, y)
         self.n += 1
         self.positives += y
         self.predicted += p
@@ -401,14 +469,14 @@ class BinaryQuality:
             if y == label:
                 cm._total_true_positives += w
         self.auc.update_many(ys, ps)
-        self.recent.extend(zip(ps, ys, strict=True))
+        self.recent.extend(ps, ys)
 
     def window_logloss(self, window: Columns | None = None) -> float:
         """River's LogLoss over `recent` (0.0 when empty, as River's); `window`: its
         `columns`, when they were taken already."""
         if not self.recent:
             return 0.0
-        scores, labels = window or columns(self.recent)
+        scores, labels = window or self.recent.columns()
         q = np.clip(scores, 1e-15, 1 - 1e-15)
         return float(np.mean(-np.log(np.where(labels, q, 1 - q))))
 
@@ -419,7 +487,7 @@ class BinaryQuality:
     def values(self) -> dict[str, float | None]:
         rate = self.positives / self.n if self.n else None
         base_entropy = _entropy(rate) if rate is not None else 0.0
-        window = columns(self.recent)
+        window = self.recent.columns()
         auc_window, (lift_5, lift_20) = ranked(*window, 0.05, 0.20)
         return {
             "n": float(self.n),

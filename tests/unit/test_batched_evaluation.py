@@ -6,6 +6,7 @@ depend on how Kafka happened to batch them."""
 import pickle
 import random
 from array import array
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -223,3 +224,21 @@ def test_auc_cells_coarsen_as_the_rule_says(cells: int) -> None:
             )
             assert (auc.shift - before[3], list(auc.keys)) == (drop, keys)
             assert (list(auc.positives), list(auc.negatives)) == (positives, negatives)
+
+
+def test_a_quality_pickled_with_a_deque_window_reads_as_a_score_window() -> None:
+    """Checkpoints before `ScoreWindow` held the window as a deque of (score, label) and a
+    River Rolling log loss beside it."""
+    rng = random.Random(8)
+    pairs = scores(700, rng)
+    quality = BinaryQuality(500, 0.5, 64)
+    for y, p in pairs:
+        quality.update(y, p)
+    state = dict(quality.__dict__)
+    state["recent"] = deque(((p, y) for y, p in pairs), maxlen=500)
+    state["logloss_window"] = utils.Rolling(metrics.LogLoss, window_size=500)
+    old = BinaryQuality.__new__(BinaryQuality)
+    old.__setstate__(state)
+    assert not hasattr(old, "logloss_window")
+    assert old.values() == quality.values()
+    assert pickle.loads(pickle.dumps(old)).values() == quality.values()
