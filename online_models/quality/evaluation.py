@@ -167,24 +167,36 @@ class BoundedAUC:
             self._coarsen()
 
     def update_many(self, ys: Sequence[bool], ps: Sequence[float]) -> None:
-        """`update` of each (y, p) in order, in one pass over the cells while no new cell
-        would make them coarsen (then one by one): the same state either way."""
+        """`update` of each (y, p) in order: the same state. The events up to the one
+        that opens a cell past `cells` merge into the cells in one pass, that one
+        coarsens them as `update` does, and so on."""
         n = len(ps)
         if n < _FEW:
             for y, p in zip(ys, ps, strict=True):
                 self.update(y, p)
             return
-        keys = score_keys(np.fromiter(ps, np.float64, n)) >> self.shift
+        keys = score_keys(np.fromiter(ps, np.float64, n))
         labels = np.fromiter(ys, np.bool_, n)
+        start = 0
+        while start < n:
+            start += self._merge(keys[start:] >> self.shift, labels[start:])
+            if start < n:  # this one opens a cell past the limit
+                self.update(ys[start], ps[start])
+                start += 1
+
+    def _merge(self, keys: "np.ndarray[Any, Any]", labels: "np.ndarray[Any, Any]") -> int:
+        """Count the longest prefix of (key, label) that opens no cell past `cells`;
+        returns its length."""
         held = np.frombuffer(self.keys, np.int64).copy()  # (a view would pin the array)
-        new, inverse = np.unique(keys, return_inverse=True)
+        new, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         at: Any = np.searchsorted(held, new)
         known = at < len(held)
         known[known] = held[at[known]] == new[known]
-        if len(held) + len(new) - int(np.count_nonzero(known)) > self.cells:
-            for y, p in zip(ys, ps, strict=True):  # a cell opens past the limit in the batch
-                self.update(y, p)
-            return
+        opening = np.sort(first[~known])  # where each new cell would open
+        room = self.cells - len(held)
+        if len(opening) > room:
+            limit = int(opening[room])
+            return self._merge(keys[:limit], labels[:limit]) if limit else 0
         # Cells open before the held cell of the same position; `new` is sorted.
         opens = at[~known]
         merged = np.insert(held, opens, new[~known])
@@ -200,7 +212,8 @@ class BoundedAUC:
         )
         added = int(np.count_nonzero(labels))
         self.n_positives += added
-        self.n_negatives += n - added
+        self.n_negatives += len(keys) - added
+        return len(keys)
 
     def _coarsen(self) -> None:
         """Merge neighbouring cells: drop the fewest further bits that leave `cells`."""
