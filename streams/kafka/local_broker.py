@@ -401,6 +401,10 @@ class LocalKafka:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- lifecycle -----------------------------------------------------------------------
+    def running_pid(self) -> int | None:
+        """Our broker's process id while it runs."""
+        return self._pid()
+
     def is_running(self) -> bool:
         """Whether our broker's process runs (answering or not)."""
         return self._pid() is not None
