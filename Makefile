@@ -2,7 +2,8 @@
 #   make demo   run the whole system end to end on a local Kafka broker
 #   make test   lint, then unit and integration tests (the integration tests start the broker)
 #   make bench  throughput of the learning core vs the worker through Kafka
-#   make soak   5 million events through the learning core: does memory or checkpoint grow?
+#   make soak   5 million events through the learning core, then through a worker and its
+#               learner on a local Kafka broker: does memory or checkpoint grow?
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -113,7 +114,8 @@ bench: venv $(BENCH_VENV)/.installed
 bench-serving: venv
 	$(BIN)/python -m bench.serving $(SERVING_ARGS)
 
-# ~35 min on 2 cores (SOAK_ARGS="--events 1000000" for a shorter one).
+# ~75 min on 2 cores, the core ~35 and the worker ~40 (SOAK_ARGS="--events 1000000" for
+# a shorter one, "--only worker" for one of the two).
 soak: venv
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
