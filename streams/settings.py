@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         "data (librdkafka's fetch.wait.max.ms): the floor of latency at low rates (Faust "
         "hard-codes 1500 ms for its own consumer, which the events path does not use).",
     )
+    consumer_prefetch_kbytes: int = Field(
+        default=4096,
+        ge=1,
+        description="Most kilobytes of fetched messages each of the worker's consumers "
+        "holds ahead of processing (librdkafka's queued.max.messages.kbytes, 65536 by "
+        "default there): a backlog costs this much memory per consumer, not 64 MB.",
+    )
     producer_linger_ms: int = Field(
         default=5,
         ge=0,
@@ -925,6 +932,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "batch_size",
         "batch_seconds",
         "fetch_max_wait_ms",
+        "consumer_prefetch_kbytes",
         "producer_linger_ms",
         "producer_batch_bytes",
         "producer_compression",

@@ -231,6 +231,7 @@ def consumer_config(
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed" if settings.exactly_once else "read_uncommitted",
             "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+            "queued.max.messages.kbytes": settings.consumer_prefetch_kbytes,
             "session.timeout.ms": int(session * 1000),
             "heartbeat.interval.ms": int(min(3.0, session / 3) * 1000),
         }
