@@ -3,7 +3,7 @@ restore's checkpoints, the outputs a crashed owner delivered), through the one
 group-less reader, `Follower`."""
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -20,9 +20,11 @@ async def read_to_end(
     read_committed: bool = False,
     timeout: float = 30.0,
     max_bytes: int = 8 << 20,
+    keep: Callable[[Record], bool] | None = None,
 ) -> list[Record]:
     """Every record of each partition of `starts` from its offset (None: the beginning)
-    up to the partition's end, in offset order per partition.
+    up to the partition's end, in offset order per partition; only those `keep` accepts,
+    chosen as they arrive (memory holds what is kept, not the partition).
 
     Raises TimeoutError after `timeout` seconds, KafkaException on a broker error."""
     if not starts:
@@ -46,5 +48,6 @@ async def read_to_end(
     async with asyncio.timeout(timeout):
         async with follower:
             async for batch in follower.until_end():
-                records.extend(record(message) for message in batch)
+                read = map(record, batch)
+                records.extend(read if keep is None else filter(keep, read))
     return records

@@ -72,12 +72,16 @@ async def read_chunks(
     one of `prefixes`, by the prefix's name, in topic order (committed data only: never a
     checkpoint of an aborted transaction)."""
     found: dict[str, list[bytes | None]] = defaultdict(list)
+    wanted = tuple(prefixes)
     for message in await read_to_end(
         settings,
         {where: None},
         client_id=client_id,
         read_committed=True,
         max_bytes=max(1 << 20, 2 * settings.checkpoint_chunk_bytes),
+        # (The partition holds every replica's checkpoints, other groups' too: only
+        # these replicas' chunks are kept while reading.)
+        keep=lambda message: (message.key or b"").startswith(wanted),
     ):
         key = message.key or b""
         for prefix, name in prefixes.items():
