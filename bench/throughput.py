@@ -201,6 +201,12 @@ def worker_env(
         dead_letters_topic=f"{run}-dead-letters",
         activity_topic=f"{run}-activity",
         metrics_topic=f"{run}-metrics",
+        # Its own checkpoints and plans, as one group's deployment has: not every earlier
+        # run's checkpoints to read past at start (the shared topic held 222 MB here) or
+        # their plans to apply.
+        checkpoints_topic=f"{run}-checkpoints",
+        control_topic=f"{run}-control",
+        drift_topic=f"{run}-drift",
         group_id=run,
         log_level="warn",
         metrics_port=free_port(),
