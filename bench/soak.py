@@ -376,15 +376,7 @@ def soak_worker(
     with local_broker(Settings()) as bootstrap:
         run = f"soak-{uuid.uuid4().hex[:8]}"
         topic = create_topic(bootstrap, f"{run}-events")
-        env = worker_env(
-            bootstrap,
-            topic,
-            run,
-            models=[model],
-            segment_features=segments,
-            checkpoints_topic=f"{run}-checkpoints",
-            control_topic=f"{run}-control",  # (not another run's claims, signed otherwise)
-        )
+        env = worker_env(bootstrap, topic, run, models=[model], segment_features=segments)
         log = LOG_DIR / f"worker-{run}.log"
         print(f"worker: broker {bootstrap}, events topic {topic}, log {log}", flush=True)
         process = start(WORKER, env, log)
