@@ -114,7 +114,7 @@ bench: venv $(BENCH_VENV)/.installed
 bench-serving: venv
 	$(BIN)/python -m bench.serving $(SERVING_ARGS)
 
-# ~75 min on 2 cores, the core ~35 and the worker ~40 (SOAK_ARGS="--events 1000000" for
+# ~40 min on 2 cores, the core ~10 and the worker ~30 (SOAK_ARGS="--events 1000000" for
 # a shorter one, "--only worker" for one of the two).
 soak: venv
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
