@@ -177,32 +177,18 @@ class DriftMonitor:
         for order, (key, state) in enumerate(self.detectors.items()):
             detector, signal = key
             column = values[signal]
-            total, window_n = self.sums[signal], self.window_n
-            for i, value in enumerate(column):
-                statistic = None
-                if key == ("adwin", "loss"):  # alarm on increases only
-                    before = state.estimation
-                    state.update(value)
-                    fired = state.drift_detected and state.estimation > before
-                elif detector == "page_hinkley":
-                    self.ph_seen = 1 if state.drift_detected else self.ph_seen + 1  # (resets)
-                    state.update(value)
-                    fired = state.drift_detected
-                    statistic = page_hinkley_statistic(state)
-                    if self.ph_seen >= state.min_instances:  # River tested it
-                        self.ph_peak = max(self.ph_peak, statistic)
-                else:
-                    state.update(value)
-                    fired = state.drift_detected
-                if fired:
-                    self.alarms.add(key)
-                    mean = total / max(window_n + i, 1)
-                    _, _, _, ts, offset = run[i]
-                    report = self._detector_report(
-                        detector, signal, "alarm", mean, statistic, True, ts, offset
-                    )
-                    alarms.append((start + i, order, report))
-                total += value
+            for i, statistic in self._fired(key, state, column):
+                self.alarms.add(key)
+                # The signal's window sum before event i, added in event order.
+                total = self.sums[signal]
+                for value in column[:i]:
+                    total += value
+                mean = total / max(self.window_n + i, 1)
+                _, _, _, ts, offset = run[i]
+                report = self._detector_report(
+                    detector, signal, "alarm", mean, statistic, True, ts, offset
+                )
+                alarms.append((start + i, order, report))
         for signal, column in values.items():
             total = self.sums[signal]
             for value in column:  # (in order: the same sum, bit for bit)
@@ -220,6 +206,37 @@ class DriftMonitor:
             self._fix_reference()
             self._reset(ts, offset)
         return due
+
+    def _fired(
+        self, key: tuple[str, str], state: Any, column: list[float]
+    ) -> list[tuple[int, float | None]]:
+        """Update one detector with `column`, in order: where it fired, each with the
+        statistic its report shows (Page-Hinkley's; None for ADWIN)."""
+        fired: list[tuple[int, float | None]] = []
+        update = state.update
+        if key == ("adwin", "loss"):  # alarm on increases only
+            for i, value in enumerate(column):
+                before = state.estimation
+                update(value)
+                if state.drift_detected and state.estimation > before:
+                    fired.append((i, None))
+        elif key[0] == "page_hinkley":
+            seen, peak, least = self.ph_seen, self.ph_peak, state.min_instances
+            for i, value in enumerate(column):
+                seen = 1 if state.drift_detected else seen + 1  # (it resets)
+                update(value)
+                statistic = page_hinkley_statistic(state)
+                if seen >= least:  # River tested it
+                    peak = max(peak, statistic)
+                if state.drift_detected:
+                    fired.append((i, statistic))
+            self.ph_seen, self.ph_peak = seen, peak
+        else:
+            for i, value in enumerate(column):
+                update(value)
+                if state.drift_detected:
+                    fired.append((i, None))
+        return fired
 
     def _signals(self, run: Sequence[Watched]) -> dict[str, list[float]]:
         """Each signal's values over `run`, in order (counts the events in `n`)."""
