@@ -83,6 +83,8 @@ class Learner:
         self._scoring: dict[ServedModel, tuple[list[Scored], list[tuple[int, int | None]]]] = {}
         #: Of those, the ones the model's drift detectors watch (all but a follower's).
         self._watching: dict[ServedModel, list[Watched]] = {}
+        #: The followers among them: scored for their gauge, their reports dropped.
+        self._serving_only: set[ServedModel] = set()
 
     def process(
         self,
@@ -99,14 +101,16 @@ class Learner:
         if received_at is None:
             received_at = self.clock()
         outputs: list[AnyPrediction | Rejection] = []
-        for i, event in enumerate(events):
-            try:
-                offset = offsets[i] if offsets is not None else None
-                outputs.append(self._predict_then_learn(event, received_at, offset, i))
-            except LearningError as err:
-                outputs.append(Rejection(err.error_type, err.reason))
-        if self._scoring:
-            self._score()
+        try:
+            for i, event in enumerate(events):
+                try:
+                    offset = offsets[i] if offsets is not None else None
+                    outputs.append(self._predict_then_learn(event, received_at, offset, i))
+                except LearningError as err:
+                    outputs.append(Rejection(err.error_type, err.reason))
+        finally:  # (what was learnt is scored, even if an error stops the batch)
+            if self._scoring:
+                self._score()
         return outputs
 
     def _score(self) -> None:
@@ -116,7 +120,10 @@ class Learner:
         due: list[tuple[int, int | None, MetricsReport]] = []
         drifts: list[tuple[int, int | None, DriftReport]] = []
         for model, (rows, where) in self._scoring.items():
-            for at, report in model.evaluator.observe_many(rows):
+            made = model.evaluator.observe_many(rows)
+            if model in self._serving_only:
+                continue  # a snapshot's served quality: a gauge (`quality`), not reports
+            for at, report in made:
                 index, offset = where[at]
                 due.append((index, offset, report))
             watched = self._watching.pop(model, None)  # (then one row per scored row)
@@ -124,7 +131,7 @@ class Learner:
                 for at, drift in model.drift.observe_many(watched):
                     index, offset = where[at]
                     drifts.append((index, offset, drift))
-        self._scoring = {}
+        self._scoring, self._serving_only = {}, set()
         due.sort(key=itemgetter(0))
         drifts.sort(key=itemgetter(0))
         self.pending_reports += [(offset, report) for _, offset, report in due]
@@ -157,6 +164,7 @@ class Learner:
             # learn topic's order, with the features as they are now.
             if scored(y_pred):
                 self._to_score(model, (y, y_pred, features, event.key, event.ts), index, None)
+                self._serving_only.add(model)
             self.pending_examples.append((offset, event.model))
             learns = False
         elif y is not None:

@@ -12,6 +12,7 @@ import riverrun
 from online_models import Learner, ModelError
 from online_models.learning.checkpoint import CheckpointRefused, Refusal, gather, parse_chunk
 from online_models.learning.snapshot import decode_snapshot, encode_snapshot
+from online_models.quality.evaluation import EvaluationConfig
 from schemas import InputEvent
 from schemas.checkpoint import MAGIC
 from streams.settings import Settings
@@ -67,7 +68,12 @@ def test_versions_of_one_model_share_one_scope() -> None:
 
 def test_a_follower_predicts_with_the_snapshot_learns_nothing_and_queues_its_examples() -> None:
     learner = Learner(["logreg"], registry=MODELS)  # the learner of the global model
-    follower = Learner(["logreg"], registry=MODELS, followers=["logreg"])
+    follower = Learner(
+        ["logreg"],
+        registry=MODELS,
+        followers=["logreg"],
+        evaluation=EvaluationConfig(every_events=50),  # (reports would be due 4 times)
+    )
     first = learner.process([event(i) for i in range(200)])
     served = follower.process([event(i) for i in range(200)], offsets=list(range(200)))
     assert {o.model_updates for o in served} == {0}  # type: ignore[union-attr]
