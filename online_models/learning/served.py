@@ -6,7 +6,6 @@ versions (`online_models.versions.lifecycle`) both serve; it depends on neither.
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from online_models.learning import failure_reasons
@@ -339,22 +338,9 @@ class ServedModel:
         if scored(y_pred):
             for report in self.evaluator.observe(y, y_pred, features, event.key, event.ts):
                 reports.append((offset, report))
-            self.watch(features, y, y_pred, event.ts, offset, drifts)
-
-    def watch(
-        self,
-        features: dict[str, Any],
-        y: Any,
-        y_pred: Any,
-        ts: datetime,
-        offset: int | None,
-        drifts: list[tuple[int | None, DriftReport]],
-    ) -> None:
-        """Feed the drift detectors one scored, labelled event; the reports that come due
-        are appended, with `offset`, to `drifts`."""
-        if self.drift is not None:
-            for drift in self.drift.observe(features, y, y_pred, ts, offset):
-                drifts.append((offset, drift))
+            if self.drift is not None:
+                for drift in self.drift.observe(features, y, y_pred, event.ts, offset):
+                    drifts.append((offset, drift))
 
     def learn(self, features: dict[str, Any], y: Any) -> None:
         try:

@@ -450,6 +450,10 @@ class BinaryQuality:
         """`update` of each (y, p) in order: the same state, bit for bit, whatever the
         batches (the sums are added in order; the counts and the AUC's cells are
         integers)."""
+        if len(ps) < _FEW:  # (one at a time costs less than the set-up below)
+            for y, p in zip(ys, ps, strict=True):
+                self.update(y, p)
+            return
         # River's LogLoss: the clamped loss into its running mean (`stats.Mean.update`
         # with w = 1.0, the same operations in the same order).
         mean = self.logloss._mean
@@ -781,21 +785,7 @@ class Evaluator:
     ) -> list[MetricsReport]:
         """Score one labelled prediction (a probability or a value; for a multiclass
         model, its class probabilities); return the reports it makes due, in order."""
-        reports: list[MetricsReport] = []
-        period = math.floor(ts.timestamp() / self.config.period_seconds)
-        if self.period is None:
-            self.period = period
-        elif period > self.period:  # a late event stays in the current period
-            reports += self.reports("period")
-            for quality in self.segments.values():
-                quality.new_period()
-            self.period = period
-        self._update(y, p, features, key)
-        self.n += 1
-        self.last_ts = ts
-        if self.n % self.config.every_events == 0:
-            reports += self.reports("events")
-        return reports
+        return [report for _, report in self.observe_many([(y, p, features, key, ts)])]
 
     def observe_many(self, scored: Sequence[Scored]) -> list[tuple[int, MetricsReport]]:
         """`observe` of each labelled prediction in order, in runs between the reports
@@ -848,18 +838,18 @@ class Evaluator:
             quality.update_many(ys, [run[i][1] for i in positions])
 
     def _update(self, y: Any, p: Any, features: dict[str, Any], key: str) -> None:
-        """One labelled prediction into every segment it belongs to."""
+        """One labelled prediction of a multiclass model or a regressor into every
+        segment it belongs to (a binary model's go by runs, `_score`)."""
         regression = self.task == "regression"
         baseline = self.baseline.predict(key) if regression else 0.0
         for name in self._segment_names(features):
             if name not in self.segments:
                 self.segments[name] = self._quality()
             quality = self.segments[name]
-            if isinstance(quality, BinaryQuality):
-                quality.update(bool(y), p)
-            elif isinstance(quality, ClassQuality):
+            if isinstance(quality, ClassQuality):
                 quality.update(y, p)
             else:
+                assert isinstance(quality, RegressionQuality)
                 quality.update(float(y), p, baseline)
         if regression:
             self.baseline.learn(key, float(y))
