@@ -1,6 +1,8 @@
 # riverrun — every target does its own set-up from a fresh clone.
 #   make demo   run the whole system end to end on a local Kafka broker
-#   make test   lint, then unit and integration tests (the integration tests start the broker)
+#   make test   lint, the strict docs build, then unit and integration tests (the
+#               integration tests start the broker)
+#   make docs   the documentation site on http://127.0.0.1:8000 (make docs-build: into site/)
 #   make bench  throughput of the learning core vs the worker through Kafka
 #   make soak   5 million events through the learning core, then through a worker and its
 #               learner on a local Kafka broker: does memory or checkpoint grow?
@@ -15,7 +17,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus
+.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -70,6 +72,7 @@ test:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(MAKE) docs-build
 	$(BIN)/python $(PYTEST) --durations=15 tests $(PACKAGES)
 	$(MAKE) unit-other-pythons
 
@@ -91,6 +94,18 @@ unit-other-pythons: $(DOCKER_COMPOSE) $(OTHER_VENVS)
 
 integration: venv $(PROMETHEUS)
 	$(BIN)/python -m pytest tests/integration
+
+# The documentation site (docs/, mkdocs.yml): served with live reload, or built into
+# site/ strictly (a broken link or anchor, or an undocumented setting, command or
+# schema, fails the build).
+export NO_MKDOCS_2_WARNING := 1
+DOCS_ADDR ?= 127.0.0.1:8000
+
+docs: venv
+	$(BIN)/mkdocs serve --dev-addr $(DOCS_ADDR)
+
+docs-build: venv
+	$(BIN)/mkdocs build --strict
 
 lint: venv
 	$(BIN)/ruff check .
