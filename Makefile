@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus
+.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus chromium
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -63,12 +63,21 @@ DOCKER_COMPOSE := .cache/docker-compose/bin/docker-compose
 $(DOCKER_COMPOSE): deploy/compose/install.sh
 	deploy/compose/install.sh .cache/docker-compose
 
-# Set-up first, side by side (no test runs yet): the venvs of every Python, Prometheus
-# and docker-compose.
+# Debian's Chromium, unpacked without root: the browser tests open every page of the
+# docs site and a `riverrun report` in it, headless.
+CHROMIUM := .cache/chromium/bin/chromium
+
+$(CHROMIUM): deploy/browser/install.sh
+	deploy/browser/install.sh .cache/chromium
+
+chromium: $(CHROMIUM)
+
+# Set-up first, side by side (no test runs yet): the venvs of every Python, Prometheus,
+# docker-compose and Chromium.
 OTHER_VENVS := $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
 
 test:
-	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(OTHER_VENVS)
+	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(CHROMIUM) $(OTHER_VENVS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -92,7 +101,7 @@ unit-other-pythons: $(DOCKER_COMPOSE) $(OTHER_VENVS)
 		[ "$$(cat .cache/unit/$$v.rc)" = 0 ] || failed=1; \
 	done; exit $$failed
 
-integration: venv $(PROMETHEUS)
+integration: venv $(PROMETHEUS) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/integration
 
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into
