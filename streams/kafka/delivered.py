@@ -11,7 +11,7 @@ partition already present. Re-running the events from the committed offset, it s
 exactly those: the restored replicas equal the dead owner's, so the re-run makes the same
 outputs for the same offsets.
 
-What this cannot see (README, "Guarantees"): a worker that stalled past its session
+What this cannot see (docs: Concepts > Guarantees): a worker that stalled past its session
 timeout and resumes writing after its partitions moved, and a broker that loses writes
 it acknowledged.
 """

@@ -1,7 +1,7 @@
 """A broker stopped and restarted in the middle of a replay: every event predicted once.
 
 The worker's outputs are written by an idempotent producer, so a send retried after the
-outage is written once even when it landed before (README, "Guarantees"). The test runs
+outage is written once even when it landed before (docs: Concepts > Guarantees). The test runs
 against a broker of its own (started by this module with `riverrun kafka up` on ports of
 its own and a cache directory of its own, never the shared one), which it kills in the
 middle of a `riverrun replay` and starts again; the predictions topic is then read back

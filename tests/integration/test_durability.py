@@ -1,6 +1,6 @@
 """Fault tests against the real broker: kill -9, a worker lost from a group, a broker
 restart and a corrupted checkpoint lose no event, send no output twice, and the models
-end exactly as an uninterrupted run's (README, "Guarantees")."""
+end exactly as an uninterrupted run's (docs: Concepts > Guarantees)."""
 
 import re
 import threading
@@ -333,7 +333,7 @@ def test_the_worker_rides_out_a_broker_restart(make_env, local_kafka) -> None:  
     assert worker.stop() == 0, worker.tail()
 
     # A send retried after the broker came back may have landed before; the idempotent
-    # producer writes it once (README, "Guarantees"), the bound is what at least once allows.
+    # producer writes it once (docs: Concepts > Guarantees), the bound is what at least once allows.
     bound = MAX_BATCHES_IN_FLIGHT * env.settings.batch_size
     check_predictions(predictions, expected.predictions, bound)
     check_final_models(env, expected.learners, len(events))

@@ -1,6 +1,6 @@
 """The worker's internal topics against the real broker: created compacted, checked at
-start and when a checkpoint write fails, never auto-created by the broker (README,
-"Guarantees", internal topics)."""
+start and when a checkpoint write fails, never auto-created by the broker (docs:
+Concepts > Guarantees, internal topics)."""
 
 import subprocess
 import sys

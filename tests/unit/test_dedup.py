@@ -117,4 +117,4 @@ def test_memory_of_the_default_window_is_as_documented() -> None:
     finally:
         tracemalloc.stop()
     per_id = used / DEFAULT_DEDUP_WINDOW
-    assert 100 < per_id < 170, per_id  # README: ~145 bytes per 15-character id, 7-8 MB
+    assert 100 < per_id < 170, per_id  # docs, Guarantees: ~145 bytes per 15-character id, 7-8 MB

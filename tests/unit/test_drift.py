@@ -15,7 +15,7 @@ from schemas import InputEvent
 from tests.builtin import MODELS
 
 SWITCH = 5_000
-#: Documented bound (README, Drift): the loss detectors alarm within this many labelled
+#: Documented bound (docs: Operations > Monitoring, Drift): the loss detectors alarm within this many labelled
 #: events after an abrupt concept switch on these streams.
 WITHIN = 2_000
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
