@@ -15,6 +15,7 @@ from streams.settings import Settings
 
 try:
     __version__ = version("riverrun")
+    """The installed riverrun's version (what `riverrun --version` prints)."""
 except PackageNotFoundError:  # pragma: no cover - running from a checkout without install
     __version__ = "0+unknown"
 

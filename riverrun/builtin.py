@@ -8,6 +8,8 @@ Each model's version hashes its factory as riverrun 0.1.0 had it (in
 `online_models.models.registry.FORMER_NAMES`. Checkpoints and plans of the built-in models
 stay theirs across releases.
 
+Examples
+--------
 >>> app.models["logreg"].task
 'binary'
 """

@@ -52,6 +52,8 @@ class InputEvent(Message):
     bug becomes a dead letter instead of a silently different feature. Unknown fields
     are refused for the same reason (a misspelt `lable` would otherwise never be learnt).
 
+    Examples
+    --------
     >>> InputEvent.model_validate_json(
     ...     '{"event_id": "e1", "ts": "2026-01-01T00:00:00Z", "model": "logreg",'
     ...     ' "key": "visitor-7", "features": {"device": "mobile", "price": 0.2}, "label": true}'

@@ -102,14 +102,21 @@ class Settings(BaseSettings):
     # --- Kafka -------------------------------------------------------------------------
     broker: str | None = Field(
         default=None,
-        description="Bootstrap servers of an existing cluster. Unset: the local broker "
-        "(`riverrun kafka up`) on 127.0.0.1:KAFKA_PORT is used and started when needed.",
+        description="Bootstrap servers of an existing cluster (host:port[,host:port]); when "
+        "set, no local broker is ever started. Unset: the local broker (`riverrun kafka up`) "
+        "on 127.0.0.1:RIVERRUN_KAFKA_PORT, started when needed.",
     )
-    kafka_port: int = Field(default=19092, ge=1, le=65535, description="Port of the local broker.")
+    kafka_port: int = Field(
+        default=19092,
+        ge=1,
+        le=65535,
+        description="Port of the local broker (its KRaft controller uses the next one).",
+    )
     kafka_cache_dir: Path = Field(
         default_factory=lambda: user_cache_dir() / "kafka",
-        description="Where the local broker's jars, data and log live (default: "
-        "~/.cache/riverrun/kafka, or under $XDG_CACHE_HOME).",
+        description="Where the local broker's jars, data, config, pid file and log live. "
+        "Default: ~/.cache/riverrun/kafka ($XDG_CACHE_HOME/riverrun/kafka when that is set; "
+        "a checkout's Makefile uses .cache/kafka).",
     )
     events_topic: str = Field(default="events", description="Input events.")
     predictions_topic: str = Field(
@@ -118,23 +125,34 @@ class Settings(BaseSettings):
     dead_letters_topic: str = Field(
         default="dead-letters", description="Rejected messages with their reason."
     )
-    activity_topic: str = Field(default="activity", description="Visitors' activity events.")
+    activity_topic: str = Field(
+        default="activity",
+        description="Visitors' activity events: validated and counted, or "
+        "consumed by the join when it runs.",
+    )
     topic_partitions: int = Field(
         default=1, ge=1, description="Partitions of topics riverrun creates."
     )
     topic_replication: int = Field(
         default=1, ge=1, description="Replication factor of topics riverrun creates."
     )
-    group_id: str = Field(default="riverrun", description="Consumer group (and Faust app id).")
+    group_id: str = Field(
+        default="riverrun",
+        description="Consumer group of the events topic. The Faust app (the "
+        "activity agent) uses this name with -app added as its own group and app id.",
+    )
     session_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="Consumer session timeout: how fast a dead worker's partitions move.",
+        description="Consumer session timeout: how soon a dead worker's partitions move to "
+        "another.",
     )
     max_event_bytes: int = Field(
         default=100_000, gt=0, description="Larger input messages are dead-lettered as oversized."
     )
-    batch_size: int = Field(default=1000, gt=0, description="Most events fetched per batch.")
+    batch_size: int = Field(
+        default=1000, gt=0, description="Most events fetched and processed per batch."
+    )
     batch_seconds: float = Field(
         default=0.05, gt=0, description="Longest wait for a batch when no event is available."
     )
@@ -169,8 +187,9 @@ class Settings(BaseSettings):
     # --- Kafka security (every client: worker, join, admin, checkpoints, CLI) ----------
     security_protocol: SecurityProtocol = Field(
         default="PLAINTEXT",
-        description="How clients talk to the brokers: PLAINTEXT, SSL (TLS, optionally "
-        "mutual), SASL_PLAINTEXT or SASL_SSL (SASL authentication over TLS).",
+        description="How every client (worker, join, checkpoints, topic creation, replay, "
+        "tail, report, demo) talks to the brokers: PLAINTEXT, SSL (TLS, mutual with a client "
+        "certificate), SASL_PLAINTEXT or SASL_SSL (SASL authentication over TLS).",
     )
     sasl_mechanism: SaslMechanism = Field(
         default="PLAIN",
@@ -178,15 +197,20 @@ class Settings(BaseSettings):
         "OAUTHBEARER (a token from RIVERRUN_SASL_OAUTH_TOKEN or the App's token provider).",
     )
     sasl_username: str | None = Field(
-        default=None, description="SASL PLAIN/SCRAM user name (an API key, for PLAIN)."
+        default=None,
+        description="SASL PLAIN/SCRAM user name (an API key, for PLAIN); required by the "
+        "SASL_* protocols with PLAIN or SCRAM.",
     )
     sasl_password: SecretStr | None = Field(
-        default=None, description="SASL PLAIN/SCRAM password (an API secret, for PLAIN)."
+        default=None,
+        description="SASL PLAIN/SCRAM password (an API secret, for PLAIN); required by the "
+        "SASL_* protocols with PLAIN or SCRAM.",
     )
     sasl_oauth_token: SecretStr | None = Field(
         default=None,
         description="OAUTHBEARER: a static token, for simple cases; tokens that expire "
-        "come from a provider given to riverrun.App(oauth_token_provider=...).",
+        "come from riverrun.App(oauth_token_provider=fn), a function returning a current "
+        "token (called in a thread, so it may ask an identity service).",
     )
     ssl_cafile: Path | None = Field(
         default=None,
@@ -214,12 +238,15 @@ class Settings(BaseSettings):
     models: list[str] | None = Field(
         default=None,
         description="Model names this worker serves (separated by commas, or a JSON list); "
-        "events for others are dead-lettered. Default: every model of the app.",
+        "events for others are dead-lettered, and a name the app does not have is an error. "
+        "Default: every model of the app.",
         examples=["ctr,fraud"],
     )
     model_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Factory parameters per model (JSON), e.g. {"ctr": {"alpha": 0.1}}.',
+        description='Factory parameters per model (JSON), e.g. {"ctr": {"alpha": 0.1}}; they '
+        "change the model's version. A model the app does not have (or a "
+        "propensity_PRODUCT of no product) is an error.",
         examples=['{"ctr": {"alpha": 0.1}}'],
     )
     model_scopes: dict[str, Literal["global", "partition"]] = Field(
@@ -227,7 +254,7 @@ class Settings(BaseSettings):
         description="Scope per model (JSON), overriding the app's `@app.model(scope=...)`: "
         '"global" (one model learns from every partition through the learn topic, workers '
         'predict from its snapshots) or "partition" (a replica per input partition). The '
-        'key "*" sets every model not named.',
+        'key "*" sets every model not named: {"*": "partition"} is riverrun 0.1\'s behaviour.',
         examples=['{"ctr": "partition"}', '{"*": "partition"}'],
     )
     learn_topic: str = Field(
@@ -258,13 +285,16 @@ class Settings(BaseSettings):
     # --- model quality -----------------------------------------------------------------
     metrics_topic: str = Field(default="metrics", description="The models' metrics reports.")
     metrics_window: int = Field(
-        default=10_000, gt=0, description="Labelled events in the rolling (`*_window`) metrics."
+        default=10_000,
+        gt=0,
+        description="Labelled events in the rolling (`*_window`) metrics and the quality gauge.",
     )
     metrics_threshold: float = Field(
         default=0.5,
         gt=0,
         lt=1,
-        description="Probability above which a binary prediction is positive.",
+        description="Probability above which a binary prediction is positive (for accuracy, "
+        "precision, recall and F1).",
     )
     metrics_every_events: int = Field(
         default=1_000, gt=0, description="Publish metrics every N labelled events per model."
@@ -272,7 +302,8 @@ class Settings(BaseSettings):
     metrics_period_seconds: float = Field(
         default=86_400.0,
         gt=0,
-        description="...and at the end of every period of this much event time.",
+        description="...and when event time enters a new period of this length (periods are "
+        "aligned to the epoch: days by default).",
     )
     segment_features: list[str] = Field(
         default_factory=list,
@@ -295,14 +326,17 @@ class Settings(BaseSettings):
         default=EvaluationConfig.auc_cells,
         gt=0,
         description="Score cells of the cumulative AUC per segment (24 bytes each): exact "
-        "while a segment has seen no more distinct scores, within its reported bound after.",
+        "while a segment has seen no more distinct scores, then within the auc_bound it "
+        "reports.",
     )
 
     # --- drift -------------------------------------------------------------------------
     drift_enabled: bool = Field(default=True, description="Run the drift detectors.")
     drift_topic: str = Field(default="drift", description="Drift reports.")
     drift_reference: int = Field(
-        default=1000, gt=0, description="Labelled events of the reference window (feature bins)."
+        default=1000,
+        gt=0,
+        description="Labelled events of the reference window (feature bins and distributions).",
     )
     drift_window: int = Field(
         default=1000, gt=0, description="Labelled events per window compared with the reference."
@@ -321,7 +355,8 @@ class Settings(BaseSettings):
     join_enabled: bool = Field(
         default=False,
         description="Run the delayed-feedback join: score impressions, label them with "
-        "clicks and conversions, add activity features (it then consumes `activity`).",
+        "clicks and conversions, add activity features (it then consumes `activity` instead "
+        "of the counting agent).",
     )
     impressions_topic: str = Field(
         default="impressions", description="The join's input: impressions to score."
@@ -372,13 +407,16 @@ class Settings(BaseSettings):
     join_max_pending: int = Field(
         default=JoinConfig.max_pending,
         gt=0,
-        description="Pending impressions a partition's join keeps; beyond, the oldest one's "
-        "windows close at once, as negatives.",
+        description="Pending impressions a partition's join keeps (~2.5 KB each with 18 "
+        "features); beyond, the oldest one's windows close at once, as negatives "
+        "(evicted_impressions in the join report).",
     )
     join_max_visitors: int = Field(
         default=JoinConfig.max_visitors,
         gt=0,
-        description="Visitors whose activity a partition's join keeps (least recent first out).",
+        description="Visitors whose activity a partition's join keeps (~0.4 KB each plus "
+        "~0.1 KB an event); the least recently active is forgotten first "
+        "(forgotten_visitors in the join report).",
     )
     activity_types: list[str] = Field(
         default_factory=lambda: list(JoinConfig.activity_types),
@@ -391,7 +429,8 @@ class Settings(BaseSettings):
         default_factory=lambda: list(JoinConfig.activity_hours),
         min_length=1,
         description="Windows (hours) of the activity counts (separated by commas, or a JSON "
-        "list); the longest is also the cap of activity_recency_hours.",
+        "list); the longest is also the cap of activity_recency_hours and how long activity "
+        "is kept.",
         examples=["1,24,168"],
     )
 
@@ -414,18 +453,21 @@ class Settings(BaseSettings):
         gt=0,
         description="exactly_once: how long the open transaction of a worker that died or "
         "froze holds back read_committed consumers and the restore of its partitions by "
-        "their next owner (a transaction lasts ~0.1 s; Kafka Streams uses 10 s too).",
+        "their next owner, which waits for the offsets that transaction holds (a transaction "
+        "lasts ~0.1 s; Kafka Streams uses 10 s too).",
     )
 
     # --- model lifecycle ---------------------------------------------------------------
     control_topic: str = Field(
         default="control",
         description="Compacted topic of the models' plans (versions, roles, experiments, "
-        "bandits) and the workers' statuses, signed with RIVERRUN_CHECKPOINT_KEY.",
+        "bandits, gate, breaker) and the workers' statuses, signed with "
+        "RIVERRUN_CHECKPOINT_KEY.",
     )
     shadow_predictions_topic: str = Field(
         default="shadow-predictions",
-        description="Predictions of the versions that did not serve the event.",
+        description="Predictions of the versions that did not serve the event (shadows, "
+        "other arms).",
     )
     experiments_topic: str = Field(
         default="experiments", description="Results of A/B tests, once each arm has its sample."
@@ -434,7 +476,7 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="How often a worker publishes each versioned model's status (gate "
-        "figures, experiment counts) on the control topic.",
+        "figures, experiment counts, bandit shares) on the control topic.",
     )
 
     # --- serving over HTTP -------------------------------------------------------------
@@ -443,13 +485,19 @@ class Settings(BaseSettings):
         description="Serve /v1 (request-time predictions, events in, the live stream) on "
         "RIVERRUN_API_HOST:RIVERRUN_API_PORT.",
     )
-    api_host: str = Field(default="127.0.0.1", description="Address the /v1 API listens on.")
+    api_host: str = Field(
+        default="127.0.0.1",
+        description="Address the /v1 API listens on (a server of its own: /metrics and the "
+        "probes can stay on another address); 0.0.0.0 in containers.",
+    )
     api_port: int = Field(
         default=9465,
         ge=0,
         le=65535,
         description="Port of the /v1 API. Unset and in use (a second worker on the machine): "
-        "the next free port, advertised as such; 0: any free port.",
+        "the next free port, and the URL advertised to the group carries it (with "
+        "RIVERRUN_API_ADVERTISED_URL set, a taken default is refused instead: the URL names "
+        "the port); 0: any free port.",
     )
     api_advertised_url: str | None = Field(
         default=None,
@@ -469,7 +517,9 @@ class Settings(BaseSettings):
         default=1000, gt=0, description="Most predictions or events in one /v1 request."
     )
     api_forward_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="How long a forwarded request waits for the key's owner."
+        default=2.0,
+        gt=0,
+        description="How long a forwarded request waits for the key's owner (then 503).",
     )
     api_events_timeout_seconds: float = Field(
         default=5.0,
@@ -480,7 +530,9 @@ class Settings(BaseSettings):
         default=None, description="PEM certificate (chain) of the API: set, /v1 is HTTPS only."
     )
     api_ssl_keyfile: Path | None = Field(
-        default=None, description="PEM private key of RIVERRUN_API_SSL_CERTFILE."
+        default=None,
+        description="PEM private key of RIVERRUN_API_SSL_CERTFILE (unset: in the certificate "
+        "file).",
     )
     api_ssl_key_password: SecretStr | None = Field(
         default=None, description="Password of RIVERRUN_API_SSL_KEYFILE, if it has one."
@@ -493,7 +545,8 @@ class Settings(BaseSettings):
     push_sinks: list[PushSink] = Field(
         default_factory=list,
         description="HTTP endpoints the worker pushes predictions to (JSON list of objects: "
-        "name, url, models, min_score, ...; see README 'Serving over HTTP').",
+        "name, url, models, min_score, ...; see Serving over HTTP). A sink's token is a "
+        "secret.",
         examples=['[{"name": "crm", "url": "https://crm.example/hook"}]'],
     )
 
@@ -508,7 +561,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Event ids remembered per model and partition: an event whose id is "
         "among them is a `duplicate_event` dead letter, not predicted or learnt again "
-        "(~150 bytes each; 0 turns the check off).",
+        "(~150 bytes each: 7-8 MB per replica that receives events; 0 turns the check off).",
     )
     checkpoint_every_events: int = Field(
         default=10_000, gt=0, description="Checkpoint a partition's models after this many events."
@@ -516,7 +569,8 @@ class Settings(BaseSettings):
     checkpoint_every_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="...and at least this often while its events keep coming.",
+        description="...and at least this often while its events keep coming (also on "
+        "revoke and on stop).",
     )
     checkpoint_chunk_bytes: int = Field(
         default=512 * 1024,
@@ -526,8 +580,12 @@ class Settings(BaseSettings):
     )
     checkpoint_key: SecretStr | None = Field(
         default=None,
-        description="HMAC key signing checkpoints; the same on every worker of a group. "
-        "Unset: a random key kept in DATA_DIR/checkpoint.key (one machine only).",
+        description="HMAC key signing checkpoints (and the control topic's plans); set the "
+        "same value on every worker of a group. Required when RIVERRUN_BROKER is set: a "
+        "worker refuses to start without it, since with keys of their own, workers would "
+        "refuse each other's checkpoints after every rebalance and start those models afresh. "
+        "Unset with the local broker: a random key created once in "
+        "RIVERRUN_DATA_DIR/checkpoint.key (one machine only).",
     )
     serialize_in_child: bool = Field(
         default=True,
@@ -542,13 +600,19 @@ class Settings(BaseSettings):
     )
 
     # --- operations --------------------------------------------------------------------
-    metrics_host: str = Field(default="127.0.0.1", description="Address /metrics listens on.")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the worker's web server (/metrics, /healthz, /readyz); "
+        "0.0.0.0 to scrape or probe it from elsewhere (containers).",
+    )
     metrics_port: int = Field(
         default=9464,
         ge=0,
         le=65535,
-        description="Port of the worker's web server (/metrics). Unset and in use (a second "
-        "worker on the machine): the next free port; 0: any free port.",
+        description="Port of the worker's web server (/metrics, /healthz, /readyz). Unset and "
+        "in use (a second worker on the machine): the next free port, said in the worker's "
+        "'listening:' start-up line; set and in use: the worker refuses to start, naming it; "
+        "0: any free port.",
     )
     data_dir: Path = Field(
         default=Path(".riverrun"),
@@ -1035,9 +1099,7 @@ def _unknown_variable(name: str, known: set[str]) -> str:
     # Compared without the prefix, which every name shares.
     suffixes = sorted(k.removeprefix(ENV_PREFIX) for k in known)
     close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.7)
-    hint = (
-        f"did you mean {ENV_PREFIX}{close[0]}?" if close else "see the README's Configuration table"
-    )
+    hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "see the docs' Settings reference"
     return f"{name} is not a riverrun setting ({hint}); rename or unset it"
 
 

@@ -1,7 +1,9 @@
 """mkdocs hook: the reference pages' generated parts (settings, CLI, topics, contracts).
 
 A page holds a marker line `<!-- generated: NAME -->`; `on_page_markdown` replaces it
-with what `GENERATORS[NAME]` renders from the code, so the reference cannot drift.
+with what `GENERATORS[NAME]` renders from the code, so the reference cannot drift. A
+generator raises mkdocs' PluginError when the code leaves something undocumented (a
+setting, a command, an option, a public name): the strict build fails, naming it.
 """
 
 from collections.abc import Callable
@@ -9,7 +11,19 @@ from typing import Any
 
 from mkdocs.exceptions import PluginError
 
-GENERATORS: dict[str, Callable[[], str]] = {}
+# Beside this file: mkdocs puts the hook's directory on sys.path while it loads it.
+from reference_cli import render as render_cli
+from reference_python_api import render as render_python_api
+from reference_settings import render as render_settings
+from reference_topics import render_asyncapi_overview, render_topics
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "settings": render_settings,
+    "cli": render_cli,
+    "python-api": render_python_api,
+    "topics": render_topics,
+    "asyncapi": render_asyncapi_overview,
+}
 
 MARKER = "<!-- generated: {} -->"
 

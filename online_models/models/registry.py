@@ -24,6 +24,8 @@ from typing import Any, Literal, cast, get_args
 from river import base, compose
 
 Task = Literal["binary", "multiclass", "regression"]
+"""What a model learns: `binary` (a probability of the positive class), `multiclass`
+(one of several classes) or `regression` (a number)."""
 TASKS: tuple[str, ...] = get_args(Task)
 Scope = Literal["global", "partition"]
 SCOPES: tuple[str, ...] = get_args(Scope)

@@ -31,7 +31,13 @@ from streams.cli.options import app_option, load
 )
 @app_option
 def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None) -> None:
-    """Run the whole system once, end to end, and print a summary."""
+    """Run the whole system once, end to end, and print a summary.
+
+    Replays each --dataset in turn (--limit events of each) to a worker of the app
+    (--app: the datasets' models must be in it), then checks that every event has a
+    prediction or a dead letter and that the streamed metrics equal the offline
+    evaluation's; exits 1 when not.
+    """
     from streams.cli.demo import run_demo
     from streams.kafka.topics import TopicError
 

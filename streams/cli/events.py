@@ -86,7 +86,13 @@ def event_source(limit_help: str) -> Callable[[Command], Command]:
             "2026-01-01.",
         ),
         click.option("--limit", type=int, help=limit_help),
-        click.option("--seed", type=int, default=42, show_default=True),
+        click.option(
+            "--seed",
+            type=int,
+            default=42,
+            show_default=True,
+            help="Seed of the synthetic datasets (clicks, offers): same seed, same events.",
+        ),
     ]
 
     names = [f.name for f in fields(EventSource)]
@@ -135,8 +141,35 @@ def replay(
     wait_seconds: float,
     app_path: str | None,
 ) -> None:
-    """Produce a dataset or a file as input events, in order, with deterministic ids;
-    then summarise what the worker made of them (dead letters by reason)."""
+    """Produce a dataset or a file as input events, in order, then say what became of them.
+
+    The bundled datasets (--dataset) and the model each is for:
+
+    \b
+    - phishing, bananas: logreg
+    - segments (River's ImageSegments, 7 classes): softmax
+    - trump: linreg
+    - clicks (seeded synthetic ad impressions, ~4 % clicks, 1 s apart): ctr
+    - offers (seeded synthetic daily clicks of 300 offers, keyed by offer): clicks
+
+    The endless clicks and offers replay 10,000 events unless --limit. Event ids are
+    deterministic: --id-prefix, then the dataset's name (or the file's stem), a dash
+    and the event's index; event times run from 2026-01-01T00:00Z.
+
+    A file (--file, with --model) is JSONL (one object of features per line) or CSV
+    with a header (cells that parse as numbers are numbers). Every column is a feature
+    but the label, key and time columns; an empty label cell or a missing label field:
+    that event is predicted, not learnt. The file is read through before any event is
+    sent: a named column that is not in the file, a row without a key, a time that does
+    not parse, a record the event schema refuses or a label the model's task cannot
+    learn ("yes" for a binary model) stops the replay with one sentence naming the
+    file, the line and the columns it has.
+
+    After sending, it waits up to --wait-seconds for the worker's group
+    (RIVERRUN_GROUP_ID) to commit every replayed offset, then reads the dead letters of
+    the replayed messages and says what they were, by reason, with what to do. Replays
+    to another --topic are not followed.
+    """
     from streams.cli.replay import encode, produce
     from streams.cli.replay_aftermath import Produced, aftermath, dead_letter_ends
     from streams.kafka.topics import TopicError, ensure_topics
@@ -253,11 +286,15 @@ def evaluate(
     reports_path: Path | None,
     app_path: str | None,
 ) -> None:
-    """Run the stream's learning code offline over a dataset and print its metrics.
+    """Run the stream's learning code offline over a dataset or a file; print its metrics.
+
+    Every metric, overall and per segment, in event order; those of segment all beside
+    River's progressive_val_score on the same events, and whether they are equal (to
+    1e-9). A file is read and checked as by `riverrun replay --file`.
 
     Uses the same settings as the worker (RIVERRUN_MODEL_PARAMS, RIVERRUN_METRICS_*,
-    RIVERRUN_SEGMENT_FEATURES), so its reports equal what the worker publishes for the
-    same events in the same order.
+    RIVERRUN_SEGMENT_FEATURES) and the same --app, so its reports equal what the worker
+    publishes for the same events in the same order.
     """
     from online_models.models.registry import resolve
     from online_models.quality.offline import river_agreement, river_progressive, run_offline

@@ -48,7 +48,13 @@ def _arms_option(help: str) -> Callable[[F], F]:
     show_default=True,
     help="False-positive rate over all comparisons (Bonferroni).",
 )
-@click.option("--power", type=float, default=0.8, show_default=True)
+@click.option(
+    "--power",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Chance of finding a difference of --mde when there is one.",
+)
 @click.option(
     "--mde",
     type=float,
@@ -81,9 +87,9 @@ def experiments_start(
 ) -> None:
     """Start an A/B test among versions of a model.
 
-    Prints the labelled outcomes each arm needs, computed up front from --mde,
-    --baseline, --alpha and --power: no result before every arm has them (unless
-    --sequential).
+    The versions (--arms) of model NAME. Prints the labelled outcomes each arm needs,
+    computed up front from --mde, --baseline, --alpha and --power: no result before
+    every arm has them (unless --sequential).
     """
     from streams.cli import plan_edits as lc
 
@@ -103,8 +109,9 @@ def experiments_start(
 def experiments_status(name: str | None, app_path: str | None) -> None:
     """Show the progress or result of experiments.
 
-    Labelled outcomes per arm against the plan; effects and p-values only once every
-    arm has its planned outcomes (always-valid ones, when sequential), then the result.
+    NAME: only that model's. Labelled outcomes per arm against the plan; effects and
+    p-values only once every arm has its planned outcomes (always-valid ones, when
+    sequential), then the result.
     """
     from streams.cli import models_render, plan_edits
 
@@ -120,8 +127,15 @@ def experiments_status(name: str | None, app_path: str | None) -> None:
 @experiments.command("bandit")
 @click.argument("name")
 @_arms_option("The versions to route among ('name@hash' or the hash).")
-@click.option("--policy", type=click.Choice(["thompson", "epsilon_greedy", "ucb"]), required=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--policy",
+    type=click.Choice(["thompson", "epsilon_greedy", "ucb"]),
+    required=True,
+    help="River's bandit policy: Thompson sampling, epsilon-greedy or UCB.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the policy's random draws."
+)
 @click.option(
     "--param",
     "params",
@@ -142,7 +156,8 @@ def experiments_bandit(
 ) -> None:
     """Route a model's events among versions by a bandit.
 
-    A River policy chooses the version of each event; its reward is the label.
+    The events of model NAME go to one of its versions (--arms) each: a River policy
+    chooses the version of each event; its reward is the label.
     """
     from streams.cli import plan_edits as lc
 
@@ -157,7 +172,10 @@ def experiments_bandit(
 @click.argument("name")
 @app_option
 def experiments_stop(name: str, app_path: str | None) -> None:
-    """End a model's experiment or bandit (its arms go back to shadow)."""
+    """End a model's experiment or bandit (its arms go back to shadow).
+
+    NAME: the model whose experiment or bandit ends.
+    """
     from streams.cli import plan_edits as lc
 
     spec, settings = served_model(app_path, name)

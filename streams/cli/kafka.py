@@ -11,7 +11,11 @@ from streams.settings import Settings
 
 @click.group()
 def kafka() -> None:
-    """The local single-node Kafka broker (KRaft) for development, tests and the demo."""
+    """The local single-node Kafka broker (KRaft) for development, tests and the demo.
+
+    Its files and its log (server.log) are in RIVERRUN_KAFKA_CACHE_DIR. Nothing is
+    managed when RIVERRUN_BROKER names another cluster.
+    """
 
 
 def _no_local_when_external(settings: Settings) -> None:

@@ -41,8 +41,11 @@ def apply_edit(settings: Settings, spec: ModelSpec, edit: "Edit") -> None:
 
 @click.group()
 def models() -> None:
-    """The versions of each model and what each does (champion, canary, shadow), on the
-    signed control topic every worker follows."""
+    """The versions of each model and what each does (champion, canary, shadow).
+
+    The plans are on the signed control topic every worker follows. Each change prints
+    what changed, and exits 1 with the reason when it cannot apply.
+    """
 
 
 @models.command("list")
@@ -52,10 +55,11 @@ def models() -> None:
 def models_list(name: str | None, as_json: bool, app_path: str | None) -> None:
     """Show each version of the served models and its figures.
 
-    Per version: role, share, learning, provenance (params, the revision it joined,
-    backfill) and its figures summed over the partitions (labelled events since it
-    joined, its mean loss against the champion's on them, events served, headline
-    metric); then the gate, the experiment or bandit and the plan's last change.
+    NAME: only that model's versions. Per version: role, share, learning, provenance
+    (params, the revision it joined, backfill) and its figures summed over the
+    partitions (labelled events since it joined, its mean loss against the champion's
+    on them, events served, headline metric); then the gate, the experiment or bandit
+    and the plan's last change.
     """
     from streams.cli import models_render, plan_edits
 
@@ -138,7 +142,8 @@ def models_promote(target: str, app_path: str | None) -> None:
     """Move a version one step up, once past the gate.
 
     Shadow to canary (the gate's canary share), canary to champion (the old champion
-    stays in shadow, learning, for a rollback). VERSION: 'name@hash' or the hash.
+    stays in shadow, learning, for a rollback). NAME@VERSION: the model and its version,
+    e.g. logreg@d79eff0f (`riverrun models list` shows them).
     """
     from streams.cli import plan_edits as lc
 
@@ -154,7 +159,7 @@ def models_promote(target: str, app_path: str | None) -> None:
 def models_rollback(name: str, reason: str, app_path: str | None) -> None:
     """Let the previous champion serve again.
 
-    The current champion goes to shadow, learning.
+    The current champion of model NAME goes to shadow, learning.
     """
     from streams.cli import plan_edits as lc
 
@@ -173,10 +178,11 @@ def models_rollback(name: str, reason: str, app_path: str | None) -> None:
 def models_retire(target: str, force: bool, app_path: str | None) -> None:
     """Remove a version that does not serve.
 
-    Not the champion (promote another or roll back first), not an arm (stop the
-    experiment or bandit first), unless --force: then the champion's place goes to the
-    latest previous champion the app's code builds, else to the app's version (what a
-    worker of this code serves); an arm's experiment or bandit stops.
+    NAME@VERSION: the model and its version, e.g. logreg@d79eff0f. Not the champion
+    (promote another or roll back first), not an arm (stop the experiment or bandit
+    first), unless --force: then the champion's place goes to the latest previous
+    champion the app's code builds, else to the app's version (what a worker of this
+    code serves); an arm's experiment or bandit stops.
     """
     from streams.cli import plan_edits as lc
 
@@ -243,7 +249,7 @@ def models_gate(
 ) -> None:
     """Set when a challenger may serve.
 
-    A challenger passes after --min-labelled labelled events since it joined, with a
+    A challenger of model NAME passes after --min-labelled labelled events since it joined, with a
     mean loss at most the champion's (on the same events) plus --delta. Without
     options, print the gate.
     """

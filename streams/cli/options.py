@@ -15,7 +15,7 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as err:
         raise click.ClickException(
-            f"invalid settings: {describe_error(err)} (see README, Configuration)"
+            f"invalid settings: {describe_error(err)} (see the docs' Settings reference)"
         ) from None
 
 
@@ -32,7 +32,7 @@ def load(app_path: str | None) -> tuple[ServedApp, Settings]:
         settings = app.served_settings(environment)
     except ValidationError as err:
         raise click.ClickException(
-            f"invalid settings of {path}: {describe_error(err)} (see README, Configuration)"
+            f"invalid settings of {path}: {describe_error(err)} (see the docs' Settings reference)"
         ) from None
     if app_path is not None:  # processes started from here (the demo's worker) serve it too
         settings = settings.model_copy(update={"app": app_path})

@@ -21,8 +21,11 @@ from streams.cli.options import app_option, load, require_broker
 @click.option("--until", help="Only events before this event time.")
 @app_option
 def report(out: Path, since: str | None, until: str | None, app_path: str | None) -> None:
-    """Write one self-contained HTML report (PNG charts) of the metrics, drift,
-    predictions and dead-letters topics."""
+    """Write one self-contained HTML report, with PNG charts, of what the models did.
+
+    Charts of the metrics, drift, predictions and dead-letters topics, and each
+    multiclass model's confusion matrix; --since and --until bound the events' time.
+    """
     from streams.cli.report import write_report
 
     app, settings = load(app_path)

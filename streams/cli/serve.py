@@ -9,9 +9,15 @@ from streams.cli.options import app_option, load_runnable
 @click.command()
 @app_option
 def serve(app_path: str | None) -> None:
-    """Answer POST /v1/models/{name}/predict for the global models from their newest
-    snapshots, on RIVERRUN_API_HOST:RIVERRUN_API_PORT (with /metrics, /healthz and
-    /readyz); no partition, no consumer group: run as many as the requests need."""
+    """Serve /v1 predictions of the global models from their snapshots, holding no partition.
+
+    Answers POST /v1/models/{name}/predict for the app's global models from their
+    newest snapshots (and POST /v1/events, GET /v1/stream), with /metrics, /healthz and
+    /readyz (200 once the snapshots topic was read to its end), on
+    RIVERRUN_API_HOST:RIVERRUN_API_PORT. A model of partition scope is not served here
+    (404). It joins no consumer group: a web tier of its own, run as many as the
+    requests need.
+    """
     import mode
 
     from streams.runtime.serving import Serving

@@ -17,7 +17,10 @@ from streams.cli.options import app_option, load, require_broker
 def tail(
     topic: str, from_beginning: bool, limit: int | None, timeout: float | None, app_path: str | None
 ) -> None:
-    """Print a topic's messages as they arrive (key<TAB>value)."""
+    """Print the messages of TOPIC as they arrive: each one's key, a tab and its value.
+
+    With --app, the App's settings and OAUTHBEARER token provider are used.
+    """
     from kafka import KafkaConsumer
 
     from streams.kafka.security import kafka_options

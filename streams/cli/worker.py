@@ -21,7 +21,14 @@ from streams.settings import Settings
 @click.command()
 @app_option
 def worker(app_path: str | None) -> None:
-    """Run a worker: consume events, predict, learn, publish predictions."""
+    """Run a worker: consume events, predict, learn, publish predictions.
+
+    Serves the app's models (default: the built-in ones): consumes the events and
+    activity topics, publishes predictions, dead letters and metrics, and serves
+    /metrics, /healthz, /readyz and the /v1 API. Creates missing topics. Restores each
+    assigned partition's models from their newest valid checkpoint. Stops cleanly on
+    SIGTERM or Ctrl-C, committing its offsets and checkpointing its models.
+    """
     from streams.http.ports import PortError, choose_ports
     from streams.kafka.topics import TopicError, ensure_topics
     from streams.runtime.worker import FaustWorker, Worker
@@ -49,13 +56,23 @@ def worker(app_path: str | None) -> None:
     "as_env",
     is_flag=True,
     help="Print the settings that differ from the defaults as an env file (RIVERRUN_*=value "
-    "lines, for docker --env-file, compose env_file or a ConfigMap); secrets are left out.",
+    "lines under a comment naming their section, for docker --env-file, compose env_file or "
+    "kubectl create configmap --from-env-file); secrets are left out, as comments.",
 )
 @click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
 @app_option
 def config(as_env: bool, connect: bool, app_path: str | None) -> None:
-    """Print the effective settings by section (secrets masked) and check them: exits 1
-    with the reasons when a worker could not start with them."""
+    """Print the effective settings by section and check that a worker can start with them.
+
+    Each setting's value and where it comes from (environment; code: the App's; or
+    default), secrets masked. Exits 1 with the reasons when a worker could not start
+    with them: a missing shared checkpoint key, TLS files that do not load, OAUTHBEARER
+    without a token, a served model that cannot be built.
+
+    With --app, it also lists the app's models: name, task, version (with
+    RIVERRUN_MODEL_PARAMS applied), scope (with RIVERRUN_MODEL_SCOPES applied), whether
+    this worker serves it (RIVERRUN_MODELS) and its parameters.
+    """
     from streams.kafka.security import SecurityError, aiokafka_options
     from streams.settings import MASK
 

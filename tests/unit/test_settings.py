@@ -20,9 +20,7 @@ def test_a_misspelt_variable_is_an_error_with_a_suggestion(monkeypatch: pytest.M
         "RIVERRUN_BATCH_SIZ is not a riverrun setting (did you mean RIVERRUN_BATCH_SIZE?)"
         in message
     )
-    assert (
-        "RIVERRUN_ZZZ is not a riverrun setting (see the README's Configuration table)" in message
-    )
+    assert "RIVERRUN_ZZZ is not a riverrun setting (see the docs' Settings reference)" in message
 
 
 def test_lower_case_variables_are_settings_too(monkeypatch: pytest.MonkeyPatch) -> None:
