@@ -101,14 +101,14 @@ def test_an_invalid_event_points_to_a_schema_file_an_installed_wheel_can_write(
     assert (tmp_path / "out" / found.group(1)).is_file()
 
 
-def test_backfill_help_and_readme_say_record_timestamps_as_the_code_seeks() -> None:
+def test_backfill_help_and_docs_say_record_timestamps_as_the_code_seeks() -> None:
     # The partition is sought with offsets_for_times: Kafka record timestamps, which
     # `riverrun replay` and most producers leave at the time of producing.
     shown = CliRunner().invoke(main, ["models", "deploy", "--help"], terminal_width=400)
     help_text = " ".join(shown.output.split())
     assert "record timestamps" in help_text and "event time" not in help_text
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    deploy = next(line for line in readme.splitlines() if "--backfill-from`:" in line)
+    guide = Path(__file__).resolve().parents[2] / "docs" / "guides" / "managing-models.md"
+    deploy = next(line for line in guide.read_text().splitlines() if "--backfill-from`:" in line)
     assert "record timestamps" in deploy and "event time" not in deploy
 
 
