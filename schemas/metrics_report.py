@@ -11,7 +11,8 @@ from schemas.types import EventTime, ExactInt, Identifier, StrictNonNegativeInt
 class MetricsReport(Record):
     """A message on the `metrics` topic, keyed by `model`.
 
-    Metric names and their exact definitions are in the README ("Model quality").
+    Metric names and their exact definitions are in the docs, Concepts > Model quality
+    (docs/concepts/model-quality.md).
     Version 1: binary and regression models (unchanged since the first release); version
     2: multiclass models, the same fields plus `confusion`.
     """

@@ -9,7 +9,7 @@ the same way over the conversion window. Windows close on event time, never wall
 time: the watermark is the latest event time seen in the partition minus an allowed
 lateness, so replaying the same events gives the same labels.
 
-Policies (README, "Delayed feedback"):
+Policies (the docs, Guides > Delayed feedback: docs/guides/delayed-feedback.md):
 - a click for an impression that is unknown, already expired, or outside its window is a
   *late positive*: counted, not learnt (the negative already learnt stays);
 - a second click on the same impression is counted and ignored;

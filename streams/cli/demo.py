@@ -254,7 +254,8 @@ class FeedbackScenario:
     """A seeded click and conversion scenario with delayed labels, produced to the join's
     topics before the worker starts, so that its four topics are read in event-time order
     (produced while a worker reads them, a topic can lag the others by more than the
-    join's lateness: see README, Delayed feedback)."""
+    join's lateness: see the docs, Guides > Delayed feedback,
+    docs/guides/delayed-feedback.md)."""
 
     def __init__(self, settings: Settings, models: Mapping[str, ModelSpec], echo: Echo) -> None:
         from online_models.feedback.data import delayed_feedback

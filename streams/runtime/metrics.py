@@ -89,7 +89,7 @@ class WorkerMetrics:
         self.model_metric = Gauge(
             "riverrun_model_metric",
             "Every streamed prequential metric, as of the last report on the metrics topic "
-            "(see README, Model quality).",
+            "(see the docs, Concepts > Model quality: docs/concepts/model-quality.md).",
             ["model", "partition", "segment", "metric"],
             registry=r,
         )
