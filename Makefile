@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus chromium
+.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -72,12 +72,22 @@ $(CHROMIUM): deploy/browser/install.sh
 
 chromium: $(CHROMIUM)
 
+# The AsyncAPI project's parser (npm, pinned by deploy/asyncapi/package-lock.json): the
+# unit tests validate schemas/asyncapi.json with it.
+ASYNCAPI := .cache/asyncapi/node_modules/@asyncapi/parser/package.json
+
+$(ASYNCAPI): deploy/asyncapi/install.sh deploy/asyncapi/package-lock.json
+	deploy/asyncapi/install.sh .cache/asyncapi
+	@touch $@
+
+asyncapi: $(ASYNCAPI)
+
 # Set-up first, side by side (no test runs yet): the venvs of every Python, Prometheus,
 # docker-compose and Chromium.
 OTHER_VENVS := $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
 
 test:
-	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(CHROMIUM) $(OTHER_VENVS)
+	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(CHROMIUM) $(ASYNCAPI) $(OTHER_VENVS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -85,12 +95,12 @@ test:
 	$(BIN)/python $(PYTEST) --durations=15 tests $(PACKAGES)
 	$(MAKE) unit-other-pythons
 
-unit: venv $(DOCKER_COMPOSE)
+unit: venv $(DOCKER_COMPOSE) $(ASYNCAPI)
 	$(BIN)/python $(PYTEST) tests/unit $(PACKAGES)
 
 # The unit suite (and doctests) on Python 3.12 and 3.13 when present, side by side (one
 # core each); says which ran, prints each suite's output whole, fails if either failed.
-unit-other-pythons: $(DOCKER_COMPOSE) $(OTHER_VENVS)
+unit-other-pythons: $(DOCKER_COMPOSE) $(ASYNCAPI) $(OTHER_VENVS)
 	@echo "other Pythons: $(or $(OTHER_PYTHONS),none found)"
 	@mkdir -p .cache/unit
 	@for v in $(OTHER_PYTHONS); do \
