@@ -29,7 +29,10 @@ def render() -> str:
             f"    :command: {COMMAND}",
             f"    :prog_name: {PROG_NAME}",
             "    :depth: 1",
-            "    :style: table",
+            # Plain: the options as `--help` prints them. mkdocs-click 0.9's table shows
+            # click 8.3's Sentinel.UNSET as the default of every option without one
+            # (mkdocs/mkdocs-click#95).
+            "    :style: plain",
             "    :list_subcommands: true",
         ]
     )

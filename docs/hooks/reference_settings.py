@@ -24,7 +24,7 @@ from streams import settings as settings_module
 DYNAMIC = "computed: see its description"
 
 _CODE = re.compile(r"(`[^`]*`)")
-_VARIABLE = re.compile(r"\bRIVERRUN_[A-Z0-9_]*[A-Z0-9]\b")
+_VARIABLE = re.compile(r"(\bRIVERRUN_[A-Z0-9_]*[A-Z0-9]\b)")
 
 
 def render() -> str:
@@ -199,6 +199,8 @@ def _bounds(metadata: list[Any]) -> Iterator[str]:
 
 def _default(field: FieldInfo) -> str:
     """The default as it would be written in the environment; a secret's never."""
+    if field.is_required():
+        return "required"
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
         if not isinstance(value, list | dict | tuple):
@@ -224,10 +226,16 @@ def _markdown(text: str) -> str:
         if piece.startswith("`") and piece.endswith("`") and len(piece) > 1:
             pieces.append(piece.replace("|", "&#124;"))
             continue
-        piece = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        piece = piece.replace("|", "&#124;").replace("*", r"\*")
-        pieces.append(_VARIABLE.sub(lambda m: f"`{m.group(0)}`", piece))
+        for part in _VARIABLE.split(piece):
+            pieces.append(f"`{part}`" if _VARIABLE.fullmatch(part) else _escaped(part))
     return "".join(pieces)
+
+
+def _escaped(text: str) -> str:
+    """Plain text as Markdown shows it as written (`__other__` is not bold)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("|", "&#124;")
+    return re.sub(r"([\\*_\[\]])", r"\\\1", text)
 
 
 def _words(name: str) -> str:

@@ -58,6 +58,7 @@ def test_a_settings_row_says_type_default_bounds_and_description(hooks: None) ->
     # The objects of a list setting get a table of their own, linked from its type.
     assert "[push sink](#push-sink-objects)" in row["RIVERRUN_PUSH_SINKS"]
     assert "### Push sink objects" in page and "| `token` | secret | unset |" in page
+    assert "| `url` | str | required | matches `^https?://` |" in page
 
 
 def test_descriptions_stay_markdown_safe_in_a_table_cell(hooks: None) -> None:
@@ -66,6 +67,7 @@ def test_descriptions_stay_markdown_safe_in_a_table_cell(hooks: None) -> None:
         "Unset: &lt;group&gt;-&lt;host&gt; &#124; see `RIVERRUN_BROKER`"
     )
     assert cell("rolling (`*_window`) metrics, a*b*c") == r"rolling (`*_window`) metrics, a\*b\*c"
+    assert cell("the rest are '__other__'") == r"the rest are '\_\_other\_\_'"
 
 
 class Undescribed(Settings):
@@ -121,7 +123,8 @@ def test_the_cli_page_has_every_command_and_subcommand(hooks: None) -> None:
     expected = [path.replace(" ", "-") for path in command_paths(main)]
     assert len(expected) > 20  # the commands and every subcommand of models, experiments...
     assert sorted(headings) == sorted(expected)
-    assert "<td><code>--wait-seconds</code></td>" in html
+    assert "--wait-seconds FLOAT RANGE" in html
+    assert "Sentinel" not in html and "UNSET" not in html  # no placeholder for a default
 
 
 def test_an_undocumented_command_option_or_argument_fails_the_build(hooks: None) -> None:
