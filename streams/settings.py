@@ -617,7 +617,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".riverrun"),
         description="Where a worker keeps local state (Faust's directory, the generated "
-        "checkpoint key) and the demo its logs; relative to the working directory.",
+        "checkpoint key) and the demo its logs and report; relative to the working directory.",
     )
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         default="info", description="Least severe log lines written: debug, info, warn or error."

@@ -141,7 +141,7 @@ def replay(
     wait_seconds: float,
     app_path: str | None,
 ) -> None:
-    """Produce a dataset or a file as input events, in order, then say what became of them.
+    """Produce a dataset or a file as events, in order; then say what became of them.
 
     The bundled datasets (--dataset) and the model each is for:
 
@@ -150,7 +150,8 @@ def replay(
     - segments (River's ImageSegments, 7 classes): softmax
     - trump: linreg
     - clicks (seeded synthetic ad impressions, ~4 % clicks, 1 s apart): ctr
-    - offers (seeded synthetic daily clicks of 300 offers, keyed by offer): clicks
+    - offers (seeded synthetic daily clicks of 300 offers, 300 events a day, keyed by
+      offer): clicks
 
     The endless clicks and offers replay 10,000 events unless --limit. Event ids are
     deterministic: --id-prefix, then the dataset's name (or the file's stem), a dash
@@ -163,7 +164,7 @@ def replay(
     sent: a named column that is not in the file, a row without a key, a time that does
     not parse, a record the event schema refuses or a label the model's task cannot
     learn ("yes" for a binary model) stops the replay with one sentence naming the
-    file, the line and the columns it has.
+    file, the line and the columns it has. So does a --model the app does not have.
 
     After sending, it waits up to --wait-seconds for the worker's group
     (RIVERRUN_GROUP_ID) to commit every replayed offset, then reads the dead letters of
@@ -286,7 +287,7 @@ def evaluate(
     reports_path: Path | None,
     app_path: str | None,
 ) -> None:
-    """Run the stream's learning code offline over a dataset or a file; print its metrics.
+    """Run the stream's learning code offline over events; print its metrics.
 
     Every metric, overall and per segment, in event order; those of segment all beside
     River's progressive_val_score on the same events, and whether they are equal (to

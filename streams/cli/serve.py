@@ -9,7 +9,7 @@ from streams.cli.options import app_option, load_runnable
 @click.command()
 @app_option
 def serve(app_path: str | None) -> None:
-    """Serve /v1 predictions of the global models from their snapshots, holding no partition.
+    """Serve /v1 predictions of the global models from snapshots, with no partition.
 
     Answers POST /v1/models/{name}/predict for the app's global models from their
     newest snapshots (and POST /v1/events, GET /v1/stream), with /metrics, /healthz and

@@ -10,14 +10,14 @@ from streams.cli.options import app_option, load
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @app_option
 def status(as_json: bool, app_path: str | None) -> None:
-    """Show the worker group as the broker sees it: members, lag, versions, checkpoints.
+    """Show the worker group: members, lag, versions, checkpoints.
 
-    Its members (client id, host, partitions, /v1 URL); each partition of the events
-    topic with its committed offset, end offset and lag, and the same for each learn
-    partition that holds examples, with the worker whose learner has it (global
-    models); the versions each partition serves (the workers' statuses on the control
-    topic); each model's newest checkpoint (version, offset, updates, age). A broker
-    that does not answer within 5 s: one sentence, and exit 1.
+    As the broker sees it: its members (client id, host, partitions, /v1 URL); each
+    partition of the events topic with its committed offset, end offset and lag, and
+    the same for each learn partition that holds examples, with the worker whose
+    learner has it (global models); the versions each partition serves (the workers'
+    statuses on the control topic); each model's newest checkpoint (version, offset,
+    updates, age). A broker that does not answer within 5 s: one sentence, and exit 1.
     """
     from streams.cli.status import BrokerUnreachable, read_status, status_json, status_lines
     from streams.kafka.security import SecurityError

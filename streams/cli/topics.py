@@ -17,7 +17,7 @@ from streams.cli.options import app_option, load, require_broker
 def tail(
     topic: str, from_beginning: bool, limit: int | None, timeout: float | None, app_path: str | None
 ) -> None:
-    """Print the messages of TOPIC as they arrive: each one's key, a tab and its value.
+    """Print the messages of TOPIC as they arrive: key, a tab, value.
 
     With --app, the App's settings and OAUTHBEARER token provider are used.
     """

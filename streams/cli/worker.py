@@ -62,7 +62,7 @@ def worker(app_path: str | None) -> None:
 @click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
 @app_option
 def config(as_env: bool, connect: bool, app_path: str | None) -> None:
-    """Print the effective settings by section and check that a worker can start with them.
+    """Print and check the effective settings, by section.
 
     Each setting's value and where it comes from (environment; code: the App's; or
     default), secrets masked. Exits 1 with the reasons when a worker could not start
