@@ -4,9 +4,7 @@ from the same offsets; events over HTTP, learnt from the log; the errors; HTTPS 
 bearer tokens; the Server-Sent Events stream."""
 
 import json
-import re
 import ssl
-import subprocess
 import threading
 import time
 import urllib.error
@@ -20,7 +18,6 @@ from schemas import DeadLetter, InputEvent
 from streams.cli.replay import dataset_events, encode
 from streams.http.server import FORWARDED, SERVED_BY, partition_of
 from tests.builtin import MODELS
-from tests.paths import PROJECT_DIR
 from tests.tls import Authority
 
 FEATURES = {
@@ -300,28 +297,3 @@ def test_the_stream_of_predictions_and_metrics_reports(make_env) -> None:  # typ
     predictions = [body for kind, body in seen if kind == "prediction"]
     assert [p["event_id"] for p in predictions[:200]] == [e.event_id for e in events]
     assert any(kind == "metrics" and body["model"] == "logreg" for kind, body in seen)
-
-
-def test_the_readmes_curl_examples_run_against_a_worker(make_env) -> None:  # type: ignore[no-untyped-def]
-    env = make_env(models=["logreg"])
-    worker = env.start_worker()
-    env.wait_for_group_members(1)
-    until_answered(api(worker) + "/v1/models/logreg/predict", {"key": "k", "features": {}})
-    readme = (PROJECT_DIR / "README.md").read_text()
-    section = readme.split("## Serving over HTTP", 1)[1].split("\n## ", 1)[0]
-    blocks = [b for b in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL) if "curl" in b]
-    assert len(blocks) >= 4
-    for block in blocks:
-        script = block.replace("http://127.0.0.1:9465", api(worker))
-        done = subprocess.run(
-            ["bash", "-c", "set -eo pipefail\n" + script],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
-        if "--max-time" not in block:
-            answer = json.loads(done.stdout)
-            assert answer and "error" not in answer, done.stdout
-    [accepted] = env.read(env.settings.events_topic, 1)
-    assert json.loads(accepted.value)["event_id"] == "web-1"

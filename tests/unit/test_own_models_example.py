@@ -1,5 +1,7 @@
-"""The README's "Your own models" example is real code: written as the user's module,
-loaded with --app's loader, built and served."""
+"""The example app of the docs' "Your own models" page (docs/models/index.md) is real
+code: written as the user's module, loaded with --app's loader, built and served. (Every
+python block of the site also runs as it is, in tests/unit/test_docs_examples.py; this
+one is checked deeper.)"""
 
 import re
 from datetime import UTC, datetime
@@ -15,21 +17,19 @@ from schemas.input_event import Label
 from tests.paths import PROJECT_DIR
 
 
-def readme_example() -> str:
-    readme = (PROJECT_DIR / "README.md").read_text()
-    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+def the_pages_example() -> str:
+    page = (PROJECT_DIR / "docs" / "models" / "index.md").read_text()
+    section = page.split("## An app in your package", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    assert blocks, "the README's Your own models section has no python example"
+    assert blocks, "the Your own models page's 'An app in your package' has no python example"
     return str(blocks[0])
 
 
-def test_the_readme_example_is_an_app_that_serves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_example_app_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "mypkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "models.py").write_text(readme_example())
+    (package / "models.py").write_text(the_pages_example())
     monkeypatch.chdir(tmp_path)
     app = riverrun.load_app("mypkg.models:app")
     assert {name: spec.task for name, spec in app.models.items()} == {
