@@ -65,6 +65,6 @@ def undocumented(command: click.Command, path: str) -> Iterator[str]:
                 yield f"`{where} {param.opts[0]}` has no help="
             if isinstance(param, click.Argument):
                 metavar = param.make_metavar(click.Context(each))
-                name = re.findall(r"[A-Z][A-Z0-9_]*", metavar)[0]  # NAME of NAME[@VERSION]
+                name = (re.findall(r"[A-Z][A-Z0-9_]*", metavar) or [metavar])[0]  # NAME[@V]
                 if name not in text:
                     yield f"`{where}`'s help does not say what its argument {name} is"
