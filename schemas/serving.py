@@ -3,14 +3,15 @@
 `POST /v1/models/{name}/predict` takes one `PredictRequest` or a JSON list of them and
 answers one `RequestPrediction` (or a list, in the same order). Features are validated
 exactly as an event's are (`schemas.input_event`): a request that would be a dead letter
-as an event gets the same reason, with status 400.
+as an event gets the same reason, with status 400. `POST /v1/events` answers `Accepted`;
+every error answer of /v1 is a `Problem`.
 """
 
 from pydantic import Field, StrictFloat, StrictStr
 
 from schemas.control import Role
 from schemas.input_event import MAX_FEATURES, FeatureName, FeatureValue
-from schemas.message import Message
+from schemas.message import Message, Record
 from schemas.types import Identifier, StrictNonNegativeInt
 
 
@@ -50,3 +51,41 @@ class RequestPrediction(Message):
         description="The replica has learnt every event of the partition below this offset "
         "and none from it on."
     )
+
+
+class Problem(Record):
+    """Every /v1 error answer: what went wrong, as a code, and what to do about it.
+
+    >>> Problem(error="unknown_model", reason="no model named 'nope' is served here").error
+    'unknown_model'
+    """
+
+    error: StrictStr = Field(
+        description="What went wrong, as a code: a dead letter's `error_type` for a request "
+        "the stream would refuse (`invalid_json`, `invalid_event`, `unknown_model`, "
+        "`invalid_label`, ...), else `unauthorized`, `oversized`, `unavailable`, "
+        "`broker_unreachable`, `unacknowledged`, `invalid_request`, `http` or `internal`."
+    )
+    reason: StrictStr = Field(description="What was wrong and what to do about it.")
+
+
+class AcceptedEvent(Record):
+    """Where the broker wrote one event of `POST /v1/events`."""
+
+    event_id: Identifier
+    partition: StrictNonNegativeInt = Field(description="Partition of the events topic.")
+    offset: StrictNonNegativeInt = Field(
+        description="Its offset there: a prediction whose `next_offset` is above it has "
+        "learnt from it."
+    )
+
+
+class Accepted(Record):
+    """The answer of `POST /v1/events` once the broker acknowledged every event, in the
+    order sent.
+
+    >>> Accepted(accepted=[AcceptedEvent(event_id="e1", partition=0, offset=41)]).model_dump()
+    {'accepted': [{'event_id': 'e1', 'partition': 0, 'offset': 41}]}
+    """
+
+    accepted: list[AcceptedEvent]

@@ -1,5 +1,6 @@
 """What the topics hold: `riverrun tail` prints a topic's messages, `riverrun schemas
-export` writes the JSON Schema of every topic's messages."""
+export` writes the JSON Schema of every topic's messages (and the /v1 API's OpenAPI
+document)."""
 
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def tail(
 
 @click.group()
 def schemas() -> None:
-    """The committed JSON Schema files of every topic."""
+    """The committed JSON Schema files of every topic, and the /v1 API's OpenAPI document."""
 
 
 @schemas.command("export")
@@ -58,16 +59,47 @@ def schemas() -> None:
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("schemas") / "json",
-    show_default=True,
+    default=None,
     help="Where to write them (schemas/json of the working directory by "
     "default: in a checkout, the committed files).",
 )
-def schemas_export(directory: Path) -> None:
-    """Write the JSON Schema of every topic's messages, from the pydantic models."""
+@click.option(
+    "--openapi",
+    "openapi_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the OpenAPI document of the /v1 API (schemas/openapi.json of the "
+    "working directory by default; DIR/openapi.json with --dir).",
+)
+@click.option(
+    "--asyncapi",
+    "asyncapi_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the AsyncAPI document of every topic (schemas/asyncapi.json of the "
+    "working directory by default; DIR/asyncapi.json with --dir).",
+)
+def schemas_export(
+    directory: Path | None, openapi_file: Path | None, asyncapi_file: Path | None
+) -> None:
+    """Write the JSON Schema of every topic's messages and the OpenAPI document of the
+    /v1 API, from the pydantic models."""
+    from schemas.asyncapi import ASYNCAPI_FILE, asyncapi_text
     from schemas.json_schema import render_all
+    from schemas.openapi import OPENAPI_FILE, openapi_text
 
+    if openapi_file is None:
+        openapi_file = (directory or Path("schemas")) / OPENAPI_FILE
+    if asyncapi_file is None:
+        asyncapi_file = (directory or Path("schemas")) / ASYNCAPI_FILE
+    directory = directory or Path("schemas") / "json"
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in render_all().items():
         (directory / name).write_text(text)
         click.echo(f"wrote {directory / name}")
+    openapi_file.parent.mkdir(parents=True, exist_ok=True)
+    openapi_file.write_text(openapi_text())
+    click.echo(f"wrote {openapi_file}")
+    asyncapi_file.parent.mkdir(parents=True, exist_ok=True)
+    asyncapi_file.write_text(asyncapi_text())
+    click.echo(f"wrote {asyncapi_file}")

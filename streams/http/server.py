@@ -17,8 +17,11 @@ and /readyz unauthenticated on RIVERRUN_METRICS_HOST:PORT:
   (202). Learning happens from the log.
 - `GET /v1/stream` — Server-Sent Events: the predictions and metrics reports (and drift
   reports) as they are published, for dashboards (`?model=` filters, `?topics=` chooses).
+- `GET /v1/openapi.json` — the OpenAPI document of all of the above (`schemas.openapi`),
+  rendered from the models the handlers decode and answer with.
 
-Every /v1 route needs `Authorization: Bearer <token>` when RIVERRUN_API_TOKENS is set;
+Every /v1 route but the document needs `Authorization: Bearer <token>` when
+RIVERRUN_API_TOKENS is set (the document holds no data, and ships in the wheel anyway);
 HTTPS when RIVERRUN_API_SSL_CERTFILE is. Bodies over RIVERRUN_API_MAX_REQUEST_BYTES get
 413. Tokens never appear in logs.
 """
@@ -45,8 +48,16 @@ from schemas import InputEvent
 from schemas.codec import InvalidMessage, ModelT, decode_many
 from schemas.control import PartitionOwner
 from schemas.dead_letter import ErrorType
+from schemas.openapi import (
+    EVENTS_PATH,
+    OPENAPI_PATH,
+    PREDICT_PATH,
+    PUBLIC_PATHS,
+    STREAM_PATH,
+    openapi_text,
+)
 from schemas.prediction import class_text
-from schemas.serving import PredictRequest
+from schemas.serving import Accepted, AcceptedEvent, PredictRequest, Problem
 from streams.kafka.broker_health import BrokerHealth
 from streams.kafka.clients import AsyncProducer, Follower, partition_of
 from streams.runtime.metrics import WorkerMetrics
@@ -75,8 +86,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem(status: int, error: str, reason: str, **headers: str) -> web.Response:
-    """A JSON error answer: `{"error": ..., "reason": ...}` (the reason says what to do)."""
-    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
+    """A JSON error answer: a `Problem` (the reason says what to do)."""
+    body = Problem(error=error, reason=reason).model_dump_json()
+    return web.json_response(text=body, status=status, headers=headers)
 
 
 def server_tls(settings: Settings) -> ssl.SSLContext | None:
@@ -146,6 +158,7 @@ class Api(Service):
         self.advertised: tuple[int, frozenset[int]] | None = None
         self.advertised_at = 0.0
         self.children: dict[tuple[Any, tuple[str, ...]], Any] = {}  # see _child
+        self.document: bytes | None = None  # GET /v1/openapi.json, rendered once asked
 
     # --- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -163,14 +176,7 @@ class Api(Service):
             connector=TCPConnector(limit=64, ssl=client_tls(s)),
             timeout=ClientTimeout(total=s.api_forward_timeout_seconds),
         )
-        app = web.Application(
-            client_max_size=s.api_max_request_bytes, middlewares=[self._middleware]
-        )
-        app.router.add_post("/v1/models/{name}/predict", self.predict)
-        app.router.add_post("/v1/events", self.post_events)
-        app.router.add_get("/v1/stream", self.stream)
-        self.add_routes(app)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.api_host, s.api_port, ssl_context=server_tls(s))
         try:
@@ -181,6 +187,20 @@ class Api(Service):
                 "set RIVERRUN_API_PORT to a free port, or RIVERRUN_API_ENABLED=false"
             ) from None
         log.info("/v1 API on %s (advertised as %s)", site.name, self.url)
+
+    def application(self) -> web.Application:
+        """The aiohttp application: the /v1 routes (each an operation of the OpenAPI
+        document, tested) and those of `add_routes`."""
+        app = web.Application(
+            client_max_size=self.settings.api_max_request_bytes, middlewares=[self._middleware]
+        )
+        app.router.add_post(PREDICT_PATH, self.predict)
+        app.router.add_post(EVENTS_PATH, self.post_events)
+        # (no HEAD: a stream's would start a follower for nothing)
+        app.router.add_get(STREAM_PATH, self.stream, allow_head=False)
+        app.router.add_get(OPENAPI_PATH, self.openapi, allow_head=False)
+        self.add_routes(app)
+        return app
 
     def add_routes(self, app: web.Application) -> None:
         """Other routes on the same server (`riverrun serve` adds /metrics, /readyz)."""
@@ -198,7 +218,7 @@ class Api(Service):
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unknown"
         started = time.perf_counter()
-        if not self.authorized(request.headers.get("Authorization")):
+        if name not in PUBLIC_PATHS and not self.authorized(request.headers.get("Authorization")):
             response: web.StreamResponse = problem(
                 401,
                 "unauthorized",
@@ -360,11 +380,10 @@ class Api(Service):
         except (ClientError, TimeoutError, ValueError) as err:
             self.metrics.api_forwarded.labels("unreachable").inc()
             log.warning("forwarding to the owner at %s failed: %r", url, err)
-            return 503, {
-                "error": "unavailable",
-                "reason": f"the key's owner at {url} did not "
-                f"answer ({type(err).__name__}); retry in a second",
-            }
+            reason = (
+                f"the key's owner at {url} did not answer ({type(err).__name__}); retry in a second"
+            )
+            return 503, Problem(error="unavailable", reason=reason).model_dump(mode="json")
 
     # --- POST /v1/events -------------------------------------------------------------
     async def post_events(self, request: web.Request) -> web.Response:
@@ -400,11 +419,13 @@ class Api(Service):
                 f"({type(err).__name__}); send them again (ids make it safe)",
                 **{"Retry-After": "1"},
             )
-        accepted = [
-            {"event_id": e.event_id, "partition": w.partition, "offset": w.offset}
-            for e, w in zip(events, written, strict=True)
-        ]
-        return web.json_response({"accepted": accepted}, status=202)
+        accepted = Accepted(
+            accepted=[
+                AcceptedEvent(event_id=e.event_id, partition=w.partition, offset=w.offset)
+                for e, w in zip(events, written, strict=True)
+            ]
+        )
+        return web.json_response(text=accepted.model_dump_json(), status=202)
 
     async def _acknowledged(self, sent: list[asyncio.Future[Any]]) -> list[Any]:
         """The broker's acknowledgements of `sent`, or TimeoutError at the events' deadline
@@ -516,6 +537,13 @@ class Api(Service):
             self.streams -= 1
             await follower.stop()
         return response
+
+    # --- GET /v1/openapi.json -------------------------------------------------------
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI document of /v1: the text of schemas/openapi.json."""
+        if self.document is None:
+            self.document = openapi_text().encode()
+        return web.Response(body=self.document, content_type="application/json")
 
     # --- telling the group where this worker's partitions are ------------------------
     @Service.task
