@@ -62,6 +62,13 @@ def test_the_python_examples_of_the_page_run(
                 exec(compile(block.text, where, "exec"), namespace)
                 continue
             name = write_module(tmp_path, relative, block.text)
+            # The reader's package, not one of that name an earlier test imported.
+            top = name.split(".")[0]
+            for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+                if not (getattr(sys.modules[loaded], "__file__", None) or "").startswith(
+                    str(tmp_path)
+                ):
+                    monkeypatch.delitem(sys.modules, loaded)
             importlib.invalidate_caches()
             if name in sys.modules:  # the page shows a new version of the file
                 importlib.reload(sys.modules[name])
