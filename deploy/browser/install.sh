@@ -16,15 +16,21 @@ for tool in apt-get dpkg-deb; do
         exit 1
     }
 done
-# chromium and whatever apt would install with it here (the libraries the machine lacks).
-packages=(chromium chromium-common)
-while read -r package; do
-    packages+=("$package")
-done < <(apt-get install --simulate --no-install-recommends chromium 2>/dev/null |
-    awk '/^Inst / && $2 != "chromium" && $2 != "chromium-common" {print $2}')
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-if ! (cd "$work" && apt-get download "${packages[@]}" >"$work/apt.log" 2>&1); then
+# chromium and whatever apt would install with it here (the libraries the machine lacks).
+download() {
+    rm -f "$work"/*.deb
+    local packages=(chromium chromium-common)
+    while read -r package; do
+        packages+=("$package")
+    done < <(apt-get install --simulate --no-install-recommends chromium 2>/dev/null |
+        awk '/^Inst / && $2 != "chromium" && $2 != "chromium-common" {print $2}')
+    (cd "$work" && apt-get download "${packages[@]}" >"$work/apt.log" 2>&1)
+}
+# Chromium's security updates replace its package often: package lists older than the
+# last one name a version the archive no longer has. As root, refresh them and retry.
+if ! download && ! { [ "$(id -u)" = 0 ] && apt-get update -qq >"$work/update.log" 2>&1 && download; }; then
     cat "$work/apt.log" >&2
     echo "could not download Debian's chromium packages: run 'apt-get update' (as root) and try again" >&2
     exit 1
