@@ -1,6 +1,6 @@
 """What the topics hold: `riverrun tail` prints a topic's messages, `riverrun schemas
 export` writes the JSON Schema of every topic's messages (and the /v1 API's OpenAPI
-document)."""
+document, and the topics' AsyncAPI document)."""
 
 from pathlib import Path
 
@@ -51,7 +51,8 @@ def tail(
 
 @click.group()
 def schemas() -> None:
-    """The committed JSON Schema files of every topic, and the /v1 API's OpenAPI document."""
+    """The committed JSON Schema files of every topic, the /v1 API's OpenAPI document and
+    the topics' AsyncAPI document."""
 
 
 @schemas.command("export")
@@ -82,8 +83,8 @@ def schemas() -> None:
 def schemas_export(
     directory: Path | None, openapi_file: Path | None, asyncapi_file: Path | None
 ) -> None:
-    """Write the JSON Schema of every topic's messages and the OpenAPI document of the
-    /v1 API, from the pydantic models."""
+    """Write the JSON Schema of every topic's messages, the OpenAPI document of the /v1
+    API and the AsyncAPI document of the topics, from the pydantic models."""
     from schemas.asyncapi import ASYNCAPI_FILE, asyncapi_text
     from schemas.json_schema import render_all
     from schemas.openapi import OPENAPI_FILE, openapi_text
