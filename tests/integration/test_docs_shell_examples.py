@@ -14,7 +14,7 @@ What an example may assume, and nothing more:
   first, against the same worker.
 
 A block passes when it exits 0 and, where it prints JSON, no JSON value it prints is an
-error (an object with an "error" member). A stream is shown bounded, e.g.
+error (an object with an "error" member, alone or in a list). A stream is shown bounded, e.g.
 `curl -N --max-time 3 URL || test $? = 28`. A transcript (```console, with `$ ` and the
 output) is shown, not run; show nothing there that the ```sh blocks do not also run."""
 
@@ -96,6 +96,11 @@ def test_the_worker_examples_of_the_page_run(page: Path, live: Live) -> None:
         )
         said = f"{block.where}:\n{block.text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         assert done.returncode == 0, f"exit {done.returncode}: {said}"
-        errors = [v for v in json_values(done.stdout) or [] if isinstance(v, dict) and "error" in v]
+        errors = [
+            v
+            for value in json_values(done.stdout) or []
+            for v in (value if isinstance(value, list) else [value])  # (one answer per key)
+            if isinstance(v, dict) and "error" in v
+        ]
         assert not errors, f"answered an error: {said}"
         live.worker.assert_alive()
