@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CoordinatorNotAvailableError
 
 from streams.kafka.local_broker import LocalKafka, LocalKafkaError
 from streams.kafka.security import kafka_options
@@ -185,7 +186,14 @@ class Env:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                group = admin.describe_groups([self.settings.group_id])[self.settings.group_id]
+                try:
+                    described = admin.describe_groups([self.settings.group_id])
+                except CoordinatorNotAvailableError:
+                    # A fresh broker creates __consumer_offsets on the group's first use:
+                    # until then no coordinator answers (retriable, as Kafka says).
+                    time.sleep(0.2)
+                    continue
+                group = described[self.settings.group_id]
                 assignments = [m["member_assignment"] for m in group["members"]]
                 # While the group rebalances an assignment is still empty (not a dict).
                 assigned = [
