@@ -1,4 +1,4 @@
-"""`riverrun`: the command line. Settings come from RIVERRUN_* variables (see README)."""
+"""`riverrun`: the command line. Settings come from RIVERRUN_* variables (docs: Settings)."""
 
 import click
 

@@ -189,7 +189,7 @@ class Worker:
 
         @self.app.page("/readyz/broker")
         async def readyz_broker(web: Any, request: Any) -> Any:
-            # The second probe (README, Health endpoints): 503 during a broker outage, for
+            # The second probe (docs: Operations > Health): 503 during a broker outage, for
             # what must not start then (a rollout's gate), while /readyz stays 200 so that
             # the /v1 predictions from the models in memory go on.
             health = self.broker.health

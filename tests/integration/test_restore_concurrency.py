@@ -1,7 +1,7 @@
 """Restores never hold the group hostage: two workers started together on a 12-partition
 events topic at default settings become ready and share the partitions.
 
-The README's advice (12 partitions, 2 workers or more) as a user follows it, twice: a
+The docs' advice (Guides > Scaling out: 12 partitions, 2 workers or more) as a user follows it, twice: a
 first start on a fresh topic with events waiting, then a restart of both (a deployment)
 when every partition has a checkpointed state to restore. Assignment returns at once and
 the restores run off the group protocol, so the group settles each time: both workers

@@ -6,7 +6,7 @@ import online_models.models.registry as registry
 import riverrun
 
 #: The versions riverrun 0.1.0 gave the built-in models with their default parameters,
-#: as the README shows them (`logreg@d79eff0f`), computed by that release's code.
+#: as the docs show them (`logreg@d79eff0f`), computed by that release's code.
 VERSIONS_OF_0_1_0 = {
     "logreg": "logreg@d79eff0f",
     "linreg": "linreg@a10ea1f6",

@@ -93,7 +93,7 @@ def test_bounded_auc_bound_is_attained_when_one_cell_holds_everything() -> None:
 def test_streamed_auc_on_the_click_stream_is_within_its_bound() -> None:
     """The `ctr` model on 40,000 synthetic clicks (40,000 distinct scores, more than the
     16,384 default cells): the streamed AUC is within the bound it reports of the exact
-    AUC of the same predictions, and that bound is below 1e-4 (README, Model quality)."""
+    AUC of the same predictions, and that bound is below 1e-4 (docs: Concepts > Model quality)."""
     events = list(dataset_events("clicks", limit=40_000, model=None, seed=42))
     learner = Learner(["ctr"], registry=MODELS)
     outputs = learner.process(events)

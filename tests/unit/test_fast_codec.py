@@ -80,7 +80,7 @@ def assert_same(value: bytes | None) -> Verdict:
     return fast
 
 
-# Every kind of event the README's `events` section documents.
+# Every kind of event the topics reference (docs/reference/topics.md) documents.
 GOOD = {
     "binary label true": raw(label=True),
     "binary label false": raw(label=False),
@@ -142,7 +142,7 @@ GOOD = {
     b' "features": {"x": 1, "y": 2, "x": "last wins"}}',
 }
 
-# Every kind of dead letter of the README's table that decoding gives.
+# Every kind of dead letter of the topics reference's table that decoding gives.
 BAD = {
     "not JSON": (b"not json", ErrorType.INVALID_JSON),
     "empty value": (b"", ErrorType.INVALID_JSON),
