@@ -91,6 +91,7 @@ test:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy docs/hooks
 	$(MAKE) docs-build
 	$(BIN)/python $(PYTEST) --durations=15 tests $(PACKAGES)
 	$(MAKE) unit-other-pythons
@@ -130,6 +131,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy docs/hooks
 
 BENCH_VENV := .cache/bench-venv
 
