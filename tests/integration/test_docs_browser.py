@@ -5,9 +5,8 @@ Playwright).
 
 A page fails on a console error, an uncaught exception, a request that failed or was
 answered 4xx/5xx, an image that did not load, or a request beyond this machine: a page
-must work offline and tell no third party who reads it. One exception, on purpose: the
-repository facts (stars, forks) that the theme fetches from GitHub's API for the header's
-link to `repo_url`; they are refused here and the page works without them."""
+must work offline and tell no third party who reads it (so mkdocs.yml sets no `repo_url`,
+whose header widget would fetch the repository's stars from GitHub's API)."""
 
 import asyncio
 import functools
@@ -51,7 +50,6 @@ FLAGS = [
     "--disable-sync",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-REPOSITORY_FACTS = "https://api.github.com/repos/"
 # Pages open side by side: most of a page's time is the wait for a quiet network.
 TABS = 4
 RENDERED_BY_MKDOCS = re.compile(r"<meta[^>]*content=\"mkdocs-\d")
@@ -108,8 +106,7 @@ async def visit(context: BrowserContext, url: str) -> Visit:
         if url.scheme in {"data", "blob", "about", "file"} or url.hostname in LOCAL_HOSTS:
             await route.continue_()
             return
-        if not route.request.url.startswith(REPOSITORY_FACTS):
-            problems.append(f"request beyond this machine: {route.request.url}")
+        problems.append(f"request beyond this machine: {route.request.url}")
         refused.add(route.request.url)  # (its failure is no second problem)
         await route.abort("blockedbyclient")
 
