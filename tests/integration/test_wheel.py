@@ -251,3 +251,13 @@ def test_the_demo_runs_from_the_wheel(installed: Installed, team: Path, make_env
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: events in = predictions out + dead letters" in done.stdout, done.stdout
     assert (team / ".riverrun" / "demo" / "riverrun-report.html").is_file()
+
+
+def test_the_wheel_carries_the_api_contracts_as_committed(installed: Installed) -> None:
+    # The docs say a team finds the OpenAPI and AsyncAPI documents in the installed
+    # package (and `riverrun schemas export` writes the same text): no checkout needed.
+    schemas = next(p for p in installed.packages if p.name == "schemas")
+    for name in ("openapi.json", "asyncapi.json"):
+        shipped = schemas / name
+        assert shipped.is_file(), f"the wheel has no schemas/{name}"
+        assert shipped.read_bytes() == (PROJECT_DIR / "schemas" / name).read_bytes()
