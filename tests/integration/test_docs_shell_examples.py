@@ -1,7 +1,8 @@
 """Every ```sh block of the docs site (docs/**/*.md) and of README.md that talks to a
 worker (its /v1 API at http://127.0.0.1:9465, its metrics and health at
 http://127.0.0.1:9464) runs as written against a real worker, those two addresses
-replaced by the live worker's.
+replaced by the live worker's. A page whose examples serve the reader's own app (the
+first-app page) is walked through by a test of its own instead.
 
 What an example may assume, and nothing more:
 - one `riverrun worker` with riverrun's default settings and built-in models (logreg,
@@ -28,7 +29,7 @@ from typing import Any
 import pytest
 
 from streams.cli.replay import dataset_events, encode
-from tests.docs_blocks import Block, blocks, page_id, pages
+from tests.docs_blocks import DOCS_DIR, Block, blocks, page_id, pages
 from tests.integration.conftest import Env, WorkerProcess, env_factory
 
 API, METRICS = "http://127.0.0.1:9465", "http://127.0.0.1:9464"
@@ -41,7 +42,12 @@ def worker_blocks(page: Path) -> list[Block]:
     return [b for b in blocks(page, *SHELL) if API in b.text or METRICS in b.text]
 
 
-PAGES_WITH_WORKER_EXAMPLES = [page for page in pages() if worker_blocks(page)]
+#: Pages whose examples need a worker of their own (the reader's app), each walked
+#: through by a test of its own.
+WALKED_THROUGH = {DOCS_DIR / "get-started" / "first-app.md"}  # test_first_app_page.py
+PAGES_WITH_WORKER_EXAMPLES = [
+    page for page in pages() if worker_blocks(page) and page not in WALKED_THROUGH
+]
 
 
 @dataclass(frozen=True)
