@@ -26,6 +26,7 @@ from schemas.feedback import Click, Conversion, Impression, Outcome
 from schemas.input_event import InputEvent
 from schemas.metrics_report import MetricsReport
 from schemas.prediction import ClassPrediction, Prediction
+from schemas.serving import PredictRequest, RequestPrediction
 
 #: The committed document, next to the JSON Schemas (schemas/json/).
 ASYNCAPI_FILE = "asyncapi.json"
@@ -365,6 +366,13 @@ TOPICS: tuple[Topic, ...] = (
 
 #: The message of checkpoints and snapshots, whose values are binary.
 CHUNK = "CheckpointChunk"
+#: Committed JSON Schemas that no topic carries: the /v1 API's bodies (schemas.openapi).
+NOT_TOPIC_MESSAGES: frozenset[type[BaseModel]] = frozenset({PredictRequest, RequestPrediction})
+
+
+def payload_models() -> set[type[BaseModel]]:
+    """Every model a topic's messages are (a chunk's header among them)."""
+    return {m for t in TOPICS for m in t.messages} | {CheckpointHeader}
 
 
 def message_names(topic: Topic) -> list[str]:

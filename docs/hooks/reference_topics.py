@@ -13,22 +13,20 @@ from mkdocs.exceptions import PluginError
 
 from schemas.asyncapi import (
     CHUNK,
+    NOT_TOPIC_MESSAGES,
     SERVICES,
     TOPICS,
     Topic,
     example_headers,
     example_payload,
     message_names,
+    payload_models,
     render_asyncapi,
 )
-from schemas.checkpoint import CheckpointHeader
 from schemas.examples import EXAMPLES
 from schemas.json_schema import SCHEMA_FILES
-from schemas.serving import PredictRequest, RequestPrediction
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
-#: Committed JSON Schemas that are no topic's message: the /v1 API's bodies.
-NOT_TOPIC_MESSAGES = {PredictRequest: "http-api.md", RequestPrediction: "http-api.md"}
 
 
 def _schema_file(name: str) -> str | None:
@@ -38,13 +36,12 @@ def _schema_file(name: str) -> str | None:
 
 
 def _check() -> None:
-    payloads = {m for t in TOPICS for m in t.messages} | {CheckpointHeader}
+    payloads = payload_models()
     for file_name, model in SCHEMA_FILES.items():
         if model not in payloads and model not in NOT_TOPIC_MESSAGES:
             raise PluginError(
                 f"schemas/json/{file_name} ({model.__name__}) is no topic's message: add it "
-                "to schemas.asyncapi.TOPICS (or to NOT_TOPIC_MESSAGES in "
-                "docs/hooks/reference_topics.py)"
+                "to schemas.asyncapi.TOPICS (or to its NOT_TOPIC_MESSAGES)"
             )
         if model not in EXAMPLES:
             raise PluginError(f"{model.__name__} has no example: add one to schemas/examples.py")

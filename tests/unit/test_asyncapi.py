@@ -15,18 +15,18 @@ from pydantic import BaseModel
 from schemas.asyncapi import (
     ASYNCAPI_FILE,
     CHUNK,
+    NOT_TOPIC_MESSAGES,
     SOURCE_HEADER,
     TOPICS,
     asyncapi_text,
     example_payload,
     message_names,
+    payload_models,
     render_asyncapi,
 )
-from schemas.checkpoint import CheckpointHeader
 from schemas.examples import EXAMPLES, example_json
 from schemas.input_event import InputEvent
 from schemas.json_schema import SCHEMA_FILES
-from schemas.serving import PredictRequest, RequestPrediction
 from streams.kafka.topics import compacted_topics, topic_names
 from streams.settings import Settings
 from tests.paths import PROJECT_DIR
@@ -34,9 +34,6 @@ from tests.paths import PROJECT_DIR
 COMMITTED = PROJECT_DIR / "schemas" / ASYNCAPI_FILE
 VALIDATE = PROJECT_DIR / "deploy" / "asyncapi" / "validate.mjs"
 PARSER = PROJECT_DIR / ".cache" / "asyncapi" / "node_modules" / "@asyncapi" / "parser"
-#: Models of the committed JSON Schemas that no topic carries: the /v1 API's bodies (in
-#: its OpenAPI document instead).
-NOT_TOPIC_MESSAGES: set[type[BaseModel]] = {PredictRequest, RequestPrediction}
 DOCUMENT = render_asyncapi()
 
 
@@ -114,11 +111,11 @@ def test_the_channels_are_the_topics_a_worker_creates() -> None:
 
 
 def test_every_schema_is_a_payload_or_not_a_topic_message() -> None:
-    payloads = {m for t in TOPICS for m in t.messages} | {CheckpointHeader}  # (chunk header)
+    payloads = payload_models()
     for name, model in SCHEMA_FILES.items():
         assert model in payloads or model in NOT_TOPIC_MESSAGES, (
             f"{name} ({model.__name__}) is no topic's message: add it to a channel in "
-            "schemas.asyncapi.TOPICS, or to NOT_TOPIC_MESSAGES if no topic carries it"
+            "schemas.asyncapi.TOPICS, or to its NOT_TOPIC_MESSAGES if no topic carries it"
         )
     assert not payloads & NOT_TOPIC_MESSAGES
 
