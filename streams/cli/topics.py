@@ -89,18 +89,12 @@ def schemas_export(
     from schemas.json_schema import render_all
     from schemas.openapi import OPENAPI_FILE, openapi_text
 
-    if openapi_file is None:
-        openapi_file = (directory or Path("schemas")) / OPENAPI_FILE
-    if asyncapi_file is None:
-        asyncapi_file = (directory or Path("schemas")) / ASYNCAPI_FILE
-    directory = directory or Path("schemas") / "json"
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in render_all().items():
-        (directory / name).write_text(text)
-        click.echo(f"wrote {directory / name}")
-    openapi_file.parent.mkdir(parents=True, exist_ok=True)
-    openapi_file.write_text(openapi_text())
-    click.echo(f"wrote {openapi_file}")
-    asyncapi_file.parent.mkdir(parents=True, exist_ok=True)
-    asyncapi_file.write_text(asyncapi_text())
-    click.echo(f"wrote {asyncapi_file}")
+    documents = directory or Path("schemas")
+    json_schemas = directory or Path("schemas") / "json"
+    files = {json_schemas / name: text for name, text in render_all().items()}
+    files[openapi_file or documents / OPENAPI_FILE] = openapi_text()
+    files[asyncapi_file or documents / ASYNCAPI_FILE] = asyncapi_text()
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        click.echo(f"wrote {path}")
