@@ -16,6 +16,8 @@ class ErrorType(StrEnum):
     """Why a message was rejected; one Prometheus label value each."""
 
     INVALID_JSON = "invalid_json"
+    UNDECODABLE = "undecodable"
+    UNKNOWN_SCHEMA = "unknown_schema"
     INVALID_EVENT = "invalid_event"
     OVERSIZED = "oversized"
     UNKNOWN_MODEL = "unknown_model"
