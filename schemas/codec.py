@@ -1,5 +1,6 @@
 """Bytes to validated models, with rejections a person can act on."""
 
+from collections.abc import Callable
 from typing import TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -41,15 +42,9 @@ that it sends messages matching the JSON Schema input_event.v1.json (`riverrun s
     """
     name = model.__name__
     if raw is None:
-        raise InvalidMessage(
-            ErrorType.INVALID_JSON, f"empty message (no value) where a {name} was expected"
-        )
+        raise empty_message(name)
     if len(raw) > max_bytes:
-        raise InvalidMessage(
-            ErrorType.OVERSIZED,
-            f"message of {len(raw)} bytes is over the {max_bytes}-byte limit: send fewer or "
-            "shorter features, or raise RIVERRUN_MAX_EVENT_BYTES",
-        )
+        raise oversized(len(raw), max_bytes)
     if model is InputEvent:  # the hot path: msgspec, when it is sure to agree with pydantic
         event = decode_input_event(raw)
         if event is not None:
@@ -57,7 +52,7 @@ that it sends messages matching the JSON Schema input_event.v1.json (`riverrun s
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
-        raise _invalid(name, err) from None
+        raise invalid_message(name, err) from None
 
 
 def decode_many(model: type[ModelT], raw: bytes, *, max_bytes: int, max_items: int) -> list[ModelT]:
@@ -79,7 +74,7 @@ def decode_many(model: type[ModelT], raw: bytes, *, max_bytes: int, max_items: i
     try:
         items = _list_adapter(model).validate_json(raw)
     except ValidationError as err:
-        raise _invalid(model.__name__, err) from None
+        raise invalid_message(model.__name__, err) from None
     if not items or len(items) > max_items:
         raise InvalidMessage(
             ErrorType.INVALID_EVENT,
@@ -99,19 +94,63 @@ def _list_adapter(model: type[ModelT]) -> TypeAdapter[list[ModelT]]:
     return adapter  # type: ignore[return-value]
 
 
-def _invalid(name: str, err: ValidationError) -> InvalidMessage:
+def empty_message(name: str) -> InvalidMessage:
+    """The verdict on a message without a value, where a `name` was expected."""
+    return InvalidMessage(
+        ErrorType.INVALID_JSON, f"empty message (no value) where a {name} was expected"
+    )
+
+
+def oversized(size: int, max_bytes: int) -> InvalidMessage:
+    """The verdict on a message of `size` bytes, over the limit of `max_bytes`."""
+    return InvalidMessage(
+        ErrorType.OVERSIZED,
+        f"message of {size} bytes is over the {max_bytes}-byte limit: send fewer or "
+        "shorter features, or raise RIVERRUN_MAX_EVENT_BYTES",
+    )
+
+
+def not_json(detail: str) -> InvalidMessage:
+    """The verdict on a message that is not JSON (`detail`: the parser's words)."""
+    return InvalidMessage(
+        ErrorType.INVALID_JSON,
+        f"not valid JSON ({detail}); send one JSON object per message, "
+        "UTF-8 encoded, without NaN or Infinity",
+    )
+
+
+def invalid_message(
+    name: str,
+    err: ValidationError,
+    *,
+    fix: str | None = None,
+    located: Callable[[str], str] | None = None,
+) -> InvalidMessage:
+    """The verdict on a message that failed validation as the model `name`: its first
+    errors, one per field, then `fix`, the sentence saying what to change (by default: the
+    producer, to match the model's JSON Schema). `located` shows a field's location
+    (`features.price`) as the reader knows it, e.g. as the field of a record it came from.
+
+    >>> from schemas import InputEvent
+    >>> try:
+    ...     InputEvent.model_validate({"event_id": "e1", "ts": 0, "model": "m", "key": "k",
+    ...                                "features": {"price": [1]}})
+    ... except ValidationError as err:
+    ...     print(invalid_message("InputEvent", err, fix="Fix the mapping.",
+    ...                           located=lambda where: f"[{where}]").reason)
+    invalid InputEvent v1: [features.price]: expected a finite number, a boolean or a string \
+of at most 1024 characters, got [1]. Fix the mapping.
+    """
     errors = err.errors(include_url=False)
     if errors and errors[0]["type"] == "json_invalid":
-        return InvalidMessage(
-            ErrorType.INVALID_JSON,
-            f"not valid JSON ({errors[0]['msg']}); send one JSON object per message, "
-            "UTF-8 encoded, without NaN or Infinity",
-        )
+        return not_json(errors[0]["msg"])
     parts: dict[str, str] = {}  # location -> message, first error per location
     for error in errors:
         item, loc = _item(error["loc"])
         loc, union = _union_location(loc)
         where = item + ".".join(str(part) for part in loc) or "message"
+        if located is not None:
+            where = located(where)
         if union is not None:
             parts.setdefault(where, f"expected {union}, got {_shown(error['input'])}")
         else:
@@ -119,13 +158,12 @@ def _invalid(name: str, err: ValidationError) -> InvalidMessage:
     shown = [f"{where}: {msg}" for where, msg in list(parts.items())[:MAX_ERRORS_IN_REASON]]
     if len(parts) > MAX_ERRORS_IN_REASON:
         shown.append(f"and {len(parts) - MAX_ERRORS_IN_REASON} more errors")
-    schema_file = _schema_file(name)
-    return InvalidMessage(
-        ErrorType.INVALID_EVENT,
-        f"invalid {name} v1: {'; '.join(shown)}. Fix the producer so that it sends messages "
-        f"matching the JSON Schema {schema_file} (`riverrun schemas export --dir DIR` writes "
-        "it)",
-    )
+    if fix is None:
+        fix = (
+            "Fix the producer so that it sends messages matching the JSON Schema "
+            f"{_schema_file(name)} (`riverrun schemas export --dir DIR` writes it)"
+        )
+    return InvalidMessage(ErrorType.INVALID_EVENT, f"invalid {name} v1: {'; '.join(shown)}. {fix}")
 
 
 def _item(loc: tuple[int | str, ...]) -> tuple[str, tuple[int | str, ...]]:
