@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium
+.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium schema-registry
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -44,8 +44,23 @@ $(STAMP): pyproject.toml constraints.txt
 	.venv-$*/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-demo: venv
-	$(BIN)/riverrun demo
+# The local and test schema registry: Conduit's, built from the Go module proxy (pinned by
+# deploy/schema_registry/go.sum; Go 1.23+ needed). The integration tests start it, and
+# `make demo` in Avro, JSON Schema or Protobuf.
+SCHEMA_REGISTRY := .cache/schema-registry/riverrun-schema-registry
+
+$(SCHEMA_REGISTRY): $(addprefix deploy/schema_registry/,build.sh main.go go.mod go.sum)
+	deploy/schema_registry/build.sh $@
+
+schema-registry: $(SCHEMA_REGISTRY)
+
+# The demo in another format than JSON (e.g. RIVERRUN_EVENTS_FORMAT=avro) runs beside the
+# local schema registry, unless RIVERRUN_SCHEMA_REGISTRY_URL names one; the default demo
+# neither builds nor starts it.
+DEMO_REGISTRY := $(if $(RIVERRUN_SCHEMA_REGISTRY_URL),,$(filter-out json,$(RIVERRUN_EVENTS_FORMAT) $(RIVERRUN_JOIN_FORMAT) $(RIVERRUN_PREDICTIONS_FORMAT)))
+
+demo: venv $(if $(DEMO_REGISTRY),$(SCHEMA_REGISTRY))
+	$(if $(DEMO_REGISTRY),deploy/schema_registry/with_registry.sh) $(BIN)/riverrun demo
 
 # Debian's Prometheus package (prometheus, promtool), unpacked without root: the
 # monitoring tests check the rules and scrape a worker with them.
@@ -83,11 +98,11 @@ $(ASYNCAPI): deploy/asyncapi/install.sh deploy/asyncapi/package-lock.json
 asyncapi: $(ASYNCAPI)
 
 # Set-up first, side by side (no test runs yet): the venvs of every Python, Prometheus,
-# docker-compose and Chromium.
+# docker-compose, Chromium, the AsyncAPI parser and the schema registry.
 OTHER_VENVS := $(foreach v,$(OTHER_PYTHONS),.venv-$(v)/.installed)
 
 test:
-	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(CHROMIUM) $(ASYNCAPI) $(OTHER_VENVS)
+	$(MAKE) -j4 venv $(PROMETHEUS) $(DOCKER_COMPOSE) $(CHROMIUM) $(ASYNCAPI) $(SCHEMA_REGISTRY) $(OTHER_VENVS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -112,7 +127,7 @@ unit-other-pythons: $(DOCKER_COMPOSE) $(ASYNCAPI) $(OTHER_VENVS)
 		[ "$$(cat .cache/unit/$$v.rc)" = 0 ] || failed=1; \
 	done; exit $$failed
 
-integration: venv $(PROMETHEUS) $(CHROMIUM)
+integration: venv $(PROMETHEUS) $(CHROMIUM) $(SCHEMA_REGISTRY)
 	$(BIN)/python -m pytest tests/integration
 
 # The documentation site (docs/, mkdocs.yml): served with live reload, or built into

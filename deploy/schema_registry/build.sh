@@ -20,4 +20,5 @@ export GOPATH="$out/go" GOMODCACHE="$out/go/pkg/mod" GOCACHE="$out/go/cache"
 # -mod=readonly: build exactly what go.sum pins; -modcacherw: `make clean` can delete it.
 export GOFLAGS="-mod=readonly -modcacherw"
 (cd "$here" && go build -trimpath -ldflags="-s -w" -o "$out/$(basename "$binary")" .)
+touch "$out/$(basename "$binary")"  # go leaves an up-to-date binary as it was: make needs it newer
 echo "built $binary ($(go version | cut -d' ' -f3))"
