@@ -1,6 +1,7 @@
 """What the topics hold: `riverrun tail` prints a topic's messages, `riverrun schemas
-export` writes the JSON Schema of every topic's messages (and the /v1 API's OpenAPI
-document, and the topics' AsyncAPI document)."""
+export` writes the JSON Schema of every topic's messages (and the Avro schemas of
+predictions and input events, the /v1 API's OpenAPI document, and the topics' AsyncAPI
+document)."""
 
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def tail(
 
 @click.group()
 def schemas() -> None:
-    """The committed JSON Schema files of every topic, the /v1 API's OpenAPI document and
-    the topics' AsyncAPI document."""
+    """The committed JSON Schema files of every topic, the Avro schemas of predictions and
+    input events, the /v1 API's OpenAPI document and the topics' AsyncAPI document."""
 
 
 @schemas.command("export")
@@ -61,8 +62,9 @@ def schemas() -> None:
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to write them (schemas/json of the working directory by "
-    "default: in a checkout, the committed files).",
+    help="Where to write them (schemas/json, and the Avro schemas schemas/avro, of the "
+    "working directory by default: in a checkout, the committed files; DIR/*.json and "
+    "DIR/*.avsc with --dir).",
 )
 @click.option(
     "--openapi",
@@ -83,15 +85,19 @@ def schemas() -> None:
 def schemas_export(
     directory: Path | None, openapi_file: Path | None, asyncapi_file: Path | None
 ) -> None:
-    """Write the JSON Schema of every topic's messages, the OpenAPI document of the /v1
-    API and the AsyncAPI document of the topics, from the pydantic models."""
+    """Write the JSON Schema of every topic's messages, the Avro schemas of predictions and
+    input events, the OpenAPI document of the /v1 API and the AsyncAPI document of the
+    topics, from the pydantic models."""
+    from schemas import json_schema
     from schemas.asyncapi import ASYNCAPI_FILE, asyncapi_text
-    from schemas.json_schema import render_all
+    from schemas.formats import avro_files
     from schemas.openapi import OPENAPI_FILE, openapi_text
 
     documents = directory or Path("schemas")
     json_schemas = directory or Path("schemas") / "json"
-    files = {json_schemas / name: text for name, text in render_all().items()}
+    avro_schemas = directory or Path("schemas") / "avro"
+    files = {json_schemas / name: text for name, text in json_schema.render_all().items()}
+    files |= {avro_schemas / name: text for name, text in avro_files.render_all().items()}
     files[openapi_file or documents / OPENAPI_FILE] = openapi_text()
     files[asyncapi_file or documents / ASYNCAPI_FILE] = asyncapi_text()
     for path, text in files.items():
