@@ -48,6 +48,9 @@ _DECODE_ERRORS = (EOFError, ValueError, IndexError, OverflowError)
 # What fastavro raises on a schema it refuses.
 _SCHEMA_ERRORS = (SchemaParseException, ValueError, TypeError, KeyError, AttributeError)
 
+# The record whose one field is a top-level union (a name no team's schema uses).
+_UNION_RECORD = "riverrun.TopLevelUnion"
+
 _WHAT_TO_DO = (
     "The producer wrote with another schema than the one its header names, or the value "
     "was altered after it was serialized: check the schema the producer's serializer writes "
@@ -81,8 +84,20 @@ class AvroReader:
             _parsed(reference, loaded, named)
         self._referenced = dict(named)  # the named types of the references only
         self._record = _loaded(schema)
-        self._parsed = _parsed(schema, self._record, named)
-        self._name, not_a_record = _kind(self._parsed, named)
+        self._union = isinstance(self._record, list)
+        if self._union:
+            # fastavro resolves the named types of a parsed record, not of a parsed union: a
+            # union is read as the one field of a record, whose bytes are the field's bytes.
+            top = {
+                "type": "record",
+                "name": _UNION_RECORD,
+                "fields": [{"name": "record", "type": self._record}],
+            }
+            self._parsed = _parsed(schema, top, named)
+            self._name, not_a_record = _kind(self._record, named)
+        else:
+            self._parsed = _parsed(schema, self._record, named)
+            self._name, not_a_record = _kind(self._parsed, named)
         if not_a_record is not None:
             raise InvalidMessage(
                 ErrorType.UNDECODABLE,
@@ -107,6 +122,8 @@ class AvroReader:
                 f"the record ends after {used} of them, leaving {len(payload) - used} bytes "
                 "that no field reads",
             )
+        if self._union:
+            record = cast(dict[str, Any], record)["record"]
         if self._decimals:
             return cast(dict[str, Any], _without_decimals(record))
         return cast(dict[str, Any], record)
@@ -124,7 +141,7 @@ class AvroReader:
         these shorter schemas once, and a decoding of each per failure)."""
         fields = self._record.get("fields") if isinstance(self._record, dict) else None
         if not isinstance(fields, list):  # a union of records: which one is not known
-            return f"{_failure(err)} in the record"
+            return f"the record does not decode ({_failure(err)})"
         if self._prefixes is None:
             self._prefixes = [
                 fastavro.parse_schema(
@@ -139,7 +156,7 @@ class AvroReader:
                 field = f"field {decoded + 1} of {len(fields)}, `{fields[decoded]['name']}`"
                 before = "; the fields before it do" if decoded else ""
                 return f"{field}, does not decode ({_failure(failed)}){before}"
-        return f"{_failure(err)} in the record"  # (not reached: the whole record failed)
+        return f"the record does not decode ({_failure(err)})"  # (not reached)
 
 
 def _references(schema: RegisteredSchema, seen: set[int] | None = None) -> list[RegisteredSchema]:
