@@ -27,7 +27,7 @@ from schemas.formats.wire import RegisteredSchema
 __all__ = ["JsonReader"]
 
 _DECODER = msgspec.json.Decoder()
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number"}
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 class JsonReader:
@@ -52,12 +52,11 @@ class JsonReader:
                 "as a JSON Schema serializer writes it",
             ) from None
         if type(record) is not dict:
-            kind = _JSON_KINDS.get(type(record), "null" if record is None else "a boolean")
+            kind = _JSON_KINDS.get(type(record), "null")
             raise InvalidMessage(
                 ErrorType.UNDECODABLE,
-                f"a JSON {kind.split()[-1]} after the header naming JSON Schema "
-                f"{self.schema_id}, not an object: riverrun reads records (the fields of one "
-                'event each); produce the topic\'s values with an object schema ("type": '
-                '"object")',
+                f"a JSON {kind} after the header naming JSON Schema {self.schema_id}, not an "
+                "object: riverrun reads records (the fields of one event each); produce the "
+                'topic\'s values with an object schema ("type": "object")',
             )
         return record
