@@ -2,10 +2,13 @@
 
 Binary and regression models publish `Prediction` (schema version 1, unchanged since the
 first release); multiclass models publish `ClassPrediction` (version 2). Both share the
-`predictions` topic: `decode_prediction` reads either.
+`predictions` topic: `decode_prediction` reads either, in each format riverrun writes
+(`schemas.formats.predictions`).
 """
 
-from typing import Annotated, Any, Literal
+from functools import cache
+from io import BytesIO
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     Discriminator,
@@ -13,9 +16,12 @@ from pydantic import (
     StrictBool,
     Tag,
     TypeAdapter,
+    ValidationError,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.control import Routing
+from schemas.formats.avro_schema import NAMESPACE, avro_schema
 from schemas.input_event import ClassLabel, NumericLabel
 from schemas.message import Message, Record
 from schemas.types import (
@@ -136,7 +142,9 @@ _ANY_PREDICTION: TypeAdapter[AnyPrediction] = TypeAdapter(
 
 
 def decode_prediction(raw: bytes | str) -> AnyPrediction:
-    """A message of the `predictions` topic, of either schema version.
+    """A message of the `predictions` topic, of either schema version, in any format
+    riverrun writes it (`RIVERRUN_PREDICTIONS_FORMAT`): JSON, or the Confluent wire format
+    (JSON Schema or Avro). A ValidationError when it is none of them.
 
     >>> decode_prediction(b'{"schema_version": 2, "event_id": "e", "key": "k", "model": "m",'
     ...     b' "model_version": "m@1", "model_updates": 3, "ts": 0, "prediction": "sky",'
@@ -144,4 +152,59 @@ def decode_prediction(raw: bytes | str) -> AnyPrediction:
     ...     b' "latency_seconds": 0.01}').prediction
     'sky'
     """
+    if not isinstance(raw, str) and raw[:1] == b"\x00":  # the wire format's magic byte
+        return _decode_framed(raw)
     return _ANY_PREDICTION.validate_json(raw)
+
+
+#: The records of the predictions topic in Avro, in the order of the union's branches
+#: (schemas/avro/prediction.avsc), each named riverrun.<class name>.
+AVRO_RECORDS: tuple[type[Prediction], type[ClassPrediction]] = (Prediction, ClassPrediction)
+_AVRO_MODEL = {f"{NAMESPACE}.{model.__name__}": model for model in AVRO_RECORDS}
+#: The Confluent wire format's header: magic byte 0 and a 4-byte schema id
+#: (schemas.formats.wire.HEADER_BYTES, which imports this module through schemas.codec).
+_WIRE_HEADER = 5
+
+
+@cache
+def avro_prediction_schema() -> Any:
+    """The Avro union of AVRO_RECORDS, parsed by fastavro (the writer's schema of
+    predictions in Avro, and the reader's)."""
+    import fastavro  # (here: most users of this module never read Avro)
+
+    return fastavro.parse_schema(avro_schema(*AVRO_RECORDS))
+
+
+def _decode_framed(raw: bytes) -> AnyPrediction:
+    """The prediction in `raw`, a record in the Confluent wire format: JSON (json_schema)
+    or Avro in riverrun's prediction schema (the writer's: same package version)."""
+    import fastavro
+
+    if len(raw) < _WIRE_HEADER:
+        raise _undecodable(raw, "not in the Confluent wire format (magic byte 0, schema id)")
+    payload = raw[_WIRE_HEADER:]
+    if payload.lstrip()[:1] == b"{":
+        return _ANY_PREDICTION.validate_json(payload)
+    source = BytesIO(payload)
+    try:
+        decoded = fastavro.schemaless_reader(
+            source,
+            avro_prediction_schema(),
+            None,
+            return_record_name=True,
+            return_record_name_override=True,  # the name of the union's record only
+        )
+        if source.tell() != len(payload):
+            raise ValueError(f"{len(payload) - source.tell()} bytes after the record")
+    except (EOFError, ValueError, IndexError) as err:  # UnicodeDecodeError is a ValueError
+        raise _undecodable(raw, f"not a prediction in riverrun's Avro schema ({err})") from None
+    name, record = cast(tuple[str, dict[str, Any]], decoded)  # (the union's record, named)
+    return _AVRO_MODEL[name].model_validate(record)
+
+
+def _undecodable(raw: bytes, reason: str) -> ValidationError:
+    """The error decode_prediction raises for what is not a prediction: a ValidationError,
+    as for bad JSON."""
+    kind = PydanticCustomError("prediction_undecodable", "{reason}", {"reason": reason})
+    error = InitErrorDetails(type=kind, loc=(), input=raw)
+    return ValidationError.from_exception_data("AnyPrediction", [error], input_type="json")
