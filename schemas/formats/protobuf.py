@@ -33,9 +33,8 @@ in):
 
 import base64
 import binascii
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from typing import Any
 
 from google.protobuf import (
@@ -102,7 +101,6 @@ _WRAPPERS = frozenset(
     )
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ABSENT = object()  # a fix's verdict: leave the field out
 
 
 def message_indexes(payload: bytes) -> tuple[tuple[int, ...], int]:
@@ -137,39 +135,30 @@ def _zigzag_varint(data: bytes, position: int) -> tuple[int, int]:
             raise ValueError("a message index longer than 10 bytes")
 
 
-#: A field's fix: (message, value read from it) -> the value in the record, or _ABSENT.
-_Fix = Callable[[Message, Any], Any]
+#: A field's fix: puts the record's value of the field in place of the one read from the
+#: message (given as the dict being built), or takes the field out.
+_Fix = Callable[[Message, dict[str, Any]], None]
 #: A converter of one value of a field (an enum's number, a message...) into the record's.
 _Convert = Callable[[Any], Any]
 
 
 class _MessageConverter:
-    """Turns one message type's messages into dicts: one getter reads every field at
-    once, in declaration order; the fields that need more (presence, enums, messages,
-    containers) are fixed up after."""
+    """Turns one message type's messages into dicts: every field read in declaration
+    order, then the fields that need more (presence, enums, messages, containers) fixed
+    up in place. (A dict comprehension of getattr was measured faster than
+    `operator.attrgetter` and zip, and fixing in place faster than returning values.)"""
 
-    __slots__ = ("fixes", "names", "values")
+    __slots__ = ("fixes", "names")
 
     def __init__(self) -> None:
         self.names: tuple[str, ...] = ()
-        self.values: Callable[[Message], Iterable[Any]] = _no_values
-        self.fixes: tuple[tuple[str, _Fix], ...] = ()
+        self.fixes: tuple[_Fix, ...] = ()
 
     def __call__(self, message: Message) -> dict[str, Any]:
-        # (not strict: the names and the values are the same fields by construction, and
-        # checking costs a third of the walk)
-        record = dict(zip(self.names, self.values(message), strict=False))
-        for name, fix in self.fixes:
-            value = fix(message, record[name])
-            if value is _ABSENT:
-                del record[name]
-            else:
-                record[name] = value
+        record = {name: getattr(message, name) for name in self.names}
+        for fix in self.fixes:
+            fix(message, record)
         return record
-
-
-def _no_values(message: Message) -> tuple[()]:
-    return ()
 
 
 class _Decoder:
@@ -266,40 +255,53 @@ class ProtobufReader:
             return converter
         # Registered before its fields are looked at: a message may contain itself.
         converter = self._converters[descriptor.full_name] = _MessageConverter()
-        names = tuple(field.name for field in descriptor.fields)
-        if len(names) == 1:
-            converter.values = _one_value(names[0])
-        elif names:
-            converter.values = attrgetter(*names)
-        converter.names = names
+        converter.names = tuple(field.name for field in descriptor.fields)
         converter.fixes = tuple(
-            (field.name, fix)
-            for field in descriptor.fields
-            if (fix := self._fix(field)) is not None
+            fix for field in descriptor.fields if (fix := self._fix(field)) is not None
         )
         return converter
 
     def _fix(self, field: FieldDescriptor) -> _Fix | None:
-        """What turns the value read from `field` into the record's (None: it is already)."""
+        """What puts the record's value of `field` in place (None: it is there already)."""
+        name = field.name
         entry = field.message_type
         if field.is_repeated and entry is not None and entry.GetOptions().map_entry:
             convert_value = self._convert(entry.fields_by_name["value"])
-            if convert_value is None:
-                return _as_dict
-            return lambda message, value: {key: convert_value(item) for key, item in value.items()}
+
+            def fix_map(message: Message, record: dict[str, Any]) -> None:
+                items = record[name].items()
+                if convert_value is None:
+                    record[name] = dict(items)
+                else:
+                    record[name] = {key: convert_value(value) for key, value in items}
+
+            return fix_map
         convert = self._convert(field)
         if field.is_repeated:
-            if convert is None:
-                return _as_list
-            return lambda message, value: [convert(item) for item in value]
+
+            def fix_list(message: Message, record: dict[str, Any]) -> None:
+                if convert is None:
+                    record[name] = list(record[name])
+                else:
+                    record[name] = [convert(value) for value in record[name]]
+
+            return fix_list
         if field.has_presence:
-            name = field.name
-            if convert is None:
-                return lambda message, value: value if message.HasField(name) else _ABSENT
-            return lambda message, value: convert(value) if message.HasField(name) else _ABSENT
+
+            def fix_present(message: Message, record: dict[str, Any]) -> None:
+                if not message.HasField(name):
+                    del record[name]
+                elif convert is not None:
+                    record[name] = convert(record[name])
+
+            return fix_present
         if convert is None:
             return None
-        return lambda message, value: convert(value)
+
+        def fix_value(message: Message, record: dict[str, Any]) -> None:
+            record[name] = convert(record[name])
+
+        return fix_value
 
     def _convert(self, field: FieldDescriptor) -> _Convert | None:
         """What turns one value of `field` into the record's (None: it is already)."""
@@ -314,18 +316,6 @@ class ProtobufReader:
         if message_type.full_name in _WRAPPERS:
             return _wrapped
         return self._converter(message_type)
-
-
-def _one_value(name: str) -> Callable[[Message], tuple[Any]]:
-    return lambda message: (getattr(message, name),)
-
-
-def _as_list(message: Message, value: Iterable[Any]) -> list[Any]:
-    return list(value)
-
-
-def _as_dict(message: Message, value: Mapping[Any, Any]) -> dict[Any, Any]:
-    return dict(value)
 
 
 def _datetime(timestamp: Any) -> datetime:
