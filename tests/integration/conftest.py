@@ -30,6 +30,7 @@ from streams.kafka.security import kafka_options
 from streams.kafka.topics import TopicReader, ensure_topics, join_topics, topic_names
 from streams.settings import Settings
 from tests.ports import free_ports
+from tests.registry import LocalRegistry, RegistryError
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +55,40 @@ def local_kafka() -> Iterator[LocalKafka | None]:
 def bootstrap(local_kafka: LocalKafka | None) -> str:
     """Bootstrap servers of a running, answering broker."""
     return local_kafka.bootstrap if local_kafka is not None else Settings().bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[str]:
+    """URL of the local schema registry (plain HTTP, no auth, in memory), for the session."""
+    with _started(LocalRegistry()) as registry:
+        yield registry.url
+
+
+@pytest.fixture(scope="session")
+def secured_schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """The local schema registry behind basic auth and TLS that requires a client
+    certificate: its credentials, CA and client certificate are on the object
+    (`confluent_config()`, `riverrun_env()`)."""
+    registry = LocalRegistry(
+        username="riverrun",
+        password="registry-secret",
+        tls_dir=tmp_path_factory.mktemp("registry-tls"),
+        client_certificates=True,
+    )
+    with _started(registry) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _started(registry: LocalRegistry) -> Iterator[LocalRegistry]:
+    try:
+        registry.start()
+    except RegistryError as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 def riverrun_cli(env: "Env", *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
