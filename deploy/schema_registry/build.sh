@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 binary="${1:-.cache/schema-registry/riverrun-schema-registry}"
 command -v go >/dev/null || {
-    echo "go not found: the local schema registry is built from source with Go 1.23 or later; install it (https://go.dev/dl/ or e.g. apt-get install golang-go)" >&2
+    echo "go not found: the local schema registry is built from source with Go 1.23 or later; install it from https://go.dev/dl/ (or your distribution's golang-go if it is 1.23+)" >&2
     exit 1
 }
 mkdir -p "$(dirname "$binary")"
