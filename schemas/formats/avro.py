@@ -1,11 +1,14 @@
 """Avro records in: the payload of a record whose registered schema is Avro, as a dict.
 
 fastavro parses the schema once per schema id and decodes each payload with it, values as
-fastavro gives them (timestamp-millis and timestamp-micros as aware datetimes in UTC, a
-`date` as a `datetime.date`, an enum as its symbol, bytes as bytes), but for two logical
-types: a `decimal` is read as the nearest float (the features and labels of an event are
-floats; 12.34 then has the bits it has in a JSON event), and a `uuid` as the string the
-producer wrote.
+fastavro gives them (a nested record as a dict, an array as a list, a map as a dict, an
+enum as its symbol, bytes as bytes, timestamp-millis and timestamp-micros as aware
+datetimes in UTC, local-timestamp-* as naive ones, a `date` as a `datetime.date`), but for
+two logical types: a `decimal` is read as the nearest float (the features and labels of an
+event are floats; 12.34 then has the bits it has in a JSON event), and a `uuid` as the
+string the producer wrote. A `float` (32 bits) is the Python float of that 32-bit value:
+0.1 is read as 0.10000000149011612, so a feature that must equal the same event sent as
+JSON bit for bit is a `double`.
 
 >>> import io
 >>> text = '''{"type": "record", "name": "Click", "namespace": "com.acme",

@@ -160,6 +160,7 @@ def test_types_come_out_as_plain_python_values() -> None:
         {"name": "raw", "type": "bytes"},
         {"name": "day", "type": {"type": "int", "logicalType": "date"}},
         {"name": "at_micros", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "local", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
         {
             "name": "amount",
             "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2},
@@ -177,6 +178,7 @@ def test_types_come_out_as_plain_python_values() -> None:
         "raw": b"\x00\xff",
         "day": date(2026, 12, 7),
         "at_micros": datetime(2026, 12, 7, 6, 0, 0, 123456, tzinfo=UTC),
+        "local": datetime(2026, 12, 7, 7, 0, 0, 123000),  # no zone: the producer's wall clock
         "amount": Decimal("12.34"),
         "request_id": "7B0A1C1E-0000-4000-8000-000000000001",
     }
