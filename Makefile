@@ -3,7 +3,8 @@
 #   make test   lint, the strict docs build, then unit and integration tests (the
 #               integration tests start the broker)
 #   make docs   the documentation site on http://127.0.0.1:8000 (make docs-build: into site/)
-#   make bench  throughput of the learning core vs the worker through Kafka
+#   make bench  throughput of the learning core vs the worker through Kafka, and the decoding
+#               cost of each input format
 #   make soak   5 million events through the learning core, then through a worker and its
 #               learner on a local Kafka broker: does memory or checkpoint grow?
 
@@ -17,7 +18,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium schema-registry
+.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving bench-decode soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium schema-registry
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -160,6 +161,12 @@ bench: venv $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 	$(BIN)/python -m bench.serving $(SERVING_ARGS)
 	$(BIN)/python -m bench.stall
+	$(BIN)/python -m bench.decode $(DECODE_ARGS)
+
+# CPU per event to decode each input format, beside confluent-kafka's deserializers: no
+# broker, ~1 min (DECODE_ARGS="--events 2000 --rounds 3" for a few seconds).
+bench-decode: venv
+	$(BIN)/python -m bench.decode $(DECODE_ARGS)
 
 # The /v1 predict API under load beside the stream (SERVING_ARGS=--quick for ~2 min).
 bench-serving: venv
