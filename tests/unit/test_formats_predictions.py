@@ -24,7 +24,7 @@ from schemas.formats.avro_schema import avro_schema
 from schemas.formats.predictions import PredictionEncoder, registered_schema
 from schemas.formats.wire import HEADER_BYTES, frame
 from schemas.json_schema import SCHEMA_FILES
-from schemas.prediction import _WIRE_HEADER
+from schemas.prediction import _WIRE_HEADER, avro_prediction_schema
 from streams.cli.main import main
 
 AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
@@ -200,6 +200,19 @@ def test_json_formats_write_todays_bytes(prediction: AnyPrediction) -> None:
     assert PredictionEncoder("json").encode(prediction) == encode_prediction(prediction)
     framed = PredictionEncoder("json_schema", 9).encode(prediction)
     assert framed == frame(9, encode_prediction(prediction))
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_avro_bytes_are_those_of_the_union_with_the_models_branch(
+    prediction: AnyPrediction,
+) -> None:
+    # The encoder writes the branch index itself; fastavro, told the branch by name,
+    # writes the same bytes.
+    out = BytesIO()
+    fields = prediction.model_dump()
+    name = f"riverrun.{type(prediction).__name__}"
+    fastavro.schemaless_writer(out, avro_prediction_schema(), (name, fields))
+    assert PredictionEncoder("avro", 3).encode(prediction) == frame(3, out.getvalue())
 
 
 def test_avro_names_the_record_of_each_prediction() -> None:
