@@ -191,6 +191,11 @@ def _operations() -> dict[str, Any]:
                 },
                 "400": _BAD_REQUEST,
                 "401": _UNAUTHORIZED,
+                "409": _problem(
+                    "The events topic carries the team's own records (`RIVERRUN_EVENTS_FORMAT` "
+                    "other than json, a mapping or an event decoder): events are appended by "
+                    "the team's producers, in its format (`team_format`)."
+                ),
                 "413": _OVERSIZED,
                 "500": _INTERNAL,
                 "503": _unavailable(

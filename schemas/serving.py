@@ -64,7 +64,8 @@ class Problem(Record):
         description="What went wrong, as a code: a dead letter's `error_type` for a request "
         "the stream would refuse (`invalid_json`, `invalid_event`, `unknown_model`, "
         "`invalid_label`, ...), else `unauthorized`, `oversized`, `unavailable`, "
-        "`broker_unreachable`, `unacknowledged`, `invalid_request`, `http` or `internal`."
+        "`broker_unreachable`, `unacknowledged`, `invalid_request`, `team_format`, `http` "
+        "or `internal`."
     )
     reason: StrictStr = Field(description="What was wrong and what to do about it.")
 

@@ -3,6 +3,7 @@
 import difflib
 import json
 import os
+import re
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from online_models.learning.dedup import DEFAULT_DEDUP_WINDOW
 from online_models.models.registry import ModelSpec
 from online_models.quality.drift import DriftConfig
 from online_models.quality.evaluation import EvaluationConfig
+from schemas.formats.mapping import EventMapping
+from schemas.formats.wire import InputFormat, OutputFormat
 
 ENV_PREFIX = "RIVERRUN_"
 
@@ -434,6 +437,75 @@ class Settings(BaseSettings):
         examples=["1,24,168"],
     )
 
+    # --- formats and schema registry ---------------------------------------------------
+    events_format: InputFormat = Field(
+        default="json",
+        description="Format of the events topic's records: json (riverrun's InputEvent "
+        "JSON, or a team's own JSON with RIVERRUN_EVENT_MAPPING), or avro, json_schema or "
+        "protobuf in the Confluent wire format (magic byte, schema id, payload), their "
+        "schemas fetched by id from RIVERRUN_SCHEMA_REGISTRY_URL.",
+    )
+    join_format: InputFormat = Field(
+        default="json",
+        description="Format of the join's input topics (impressions, clicks, conversions, "
+        "activity), as RIVERRUN_EVENTS_FORMAT; each record's fields are those of its "
+        "topic's JSON Schema.",
+    )
+    event_mapping: EventMapping | None = Field(
+        default=None,
+        description="Which fields of the events topic's records are an event's id, time, "
+        "key, label and model, and which are its features (a JSON object: event_id, ts, key, "
+        "label, model or model_field, features, exclude; dotted paths for nested fields), "
+        "for a topic that carries a team's own records rather than riverrun's InputEvents. "
+        "Overrides the App's event_mapping.",
+        examples=['{"key": "user.id", "ts": "time", "label": "clicked", "model": "ctr"}'],
+    )
+    predictions_format: OutputFormat = Field(
+        default="json",
+        description="Format of the predictions topic: json, or avro or json_schema in the "
+        "Confluent wire format, the schema (derived from the committed JSON Schema) "
+        "registered under the subject <RIVERRUN_PREDICTIONS_TOPIC>-value.",
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^@/\s]+(/\S*)?$",
+        description="Base URL of the schema registry (Confluent's API: Confluent Cloud, "
+        "Confluent Platform, Redpanda, Aiven's Karapace, Apicurio's ccompat API...); "
+        "required by any format other than json. Credentials go in "
+        "RIVERRUN_SCHEMA_REGISTRY_USERNAME and _PASSWORD, never in the URL.",
+        examples=["https://psrc-123.eu-west-1.aws.confluent.cloud"],
+    )
+    schema_registry_username: str | None = Field(
+        default=None,
+        description="HTTP basic auth user of the schema registry (on Confluent Cloud: the "
+        "registry's API key).",
+    )
+    schema_registry_password: SecretStr | None = Field(
+        default=None,
+        description="HTTP basic auth password of the schema registry (on Confluent Cloud: "
+        "the registry's API secret).",
+    )
+    schema_registry_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificates that sign the registry's certificate. "
+        "Unset: the system's trusted CAs.",
+    )
+    schema_registry_certfile: Path | None = Field(
+        default=None,
+        description="Mutual TLS with the registry: PEM file of this client's certificate chain.",
+    )
+    schema_registry_keyfile: Path | None = Field(
+        default=None,
+        description="Mutual TLS with the registry: PEM file of the certificate's private key "
+        "(unset: in RIVERRUN_SCHEMA_REGISTRY_CERTFILE).",
+    )
+    schema_registry_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for one answer of the registry; a registry that does not "
+        "answer is asked again (its records wait, they are neither lost nor dead-lettered).",
+    )
+
     # --- delivery ----------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
@@ -692,7 +764,43 @@ class Settings(BaseSettings):
             )
         self._consistent_security()
         self._consistent_api()
+        self._consistent_formats()
         return self
+
+    def _consistent_formats(self) -> None:
+        formats = {
+            "RIVERRUN_EVENTS_FORMAT": self.events_format,
+            "RIVERRUN_JOIN_FORMAT": self.join_format,
+            "RIVERRUN_PREDICTIONS_FORMAT": self.predictions_format,
+        }
+        registered = [f"{name}={value}" for name, value in formats.items() if value != "json"]
+        if registered and self.schema_registry_url is None:
+            raise ValueError(
+                f"{' and '.join(registered)} needs a schema registry: set "
+                "RIVERRUN_SCHEMA_REGISTRY_URL (and its credentials), or use json"
+            )
+        if (self.schema_registry_username is None) != (self.schema_registry_password is None):
+            raise ValueError(
+                "RIVERRUN_SCHEMA_REGISTRY_USERNAME and RIVERRUN_SCHEMA_REGISTRY_PASSWORD go "
+                "together (HTTP basic auth); set both or neither"
+            )
+        if self.schema_registry_keyfile is not None and self.schema_registry_certfile is None:
+            raise ValueError(
+                "RIVERRUN_SCHEMA_REGISTRY_KEYFILE is set without "
+                "RIVERRUN_SCHEMA_REGISTRY_CERTFILE: mutual TLS needs the certificate too; set "
+                "it or unset the key"
+            )
+        for field_name in (
+            "schema_registry_cafile",
+            "schema_registry_certfile",
+            "schema_registry_keyfile",
+        ):
+            path = getattr(self, field_name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(
+                    f"{env_name(field_name)} {path} is not a file; give the path of a PEM file "
+                    "readable by the worker"
+                )
 
     def _consistent_api(self) -> None:
         if self.api_enabled and self.api_port == self.metrics_port != 0:  # 0: any free port
@@ -1020,6 +1128,19 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "api_ssl_cafile",
     ),
     "Push sinks": ("push_sinks",),
+    "Formats and schema registry": (
+        "events_format",
+        "join_format",
+        "event_mapping",
+        "predictions_format",
+        "schema_registry_url",
+        "schema_registry_username",
+        "schema_registry_password",
+        "schema_registry_cafile",
+        "schema_registry_certfile",
+        "schema_registry_keyfile",
+        "schema_registry_timeout_seconds",
+    ),
     "Join (delayed feedback)": (
         "join_enabled",
         "click_window_seconds",
@@ -1169,7 +1290,11 @@ def _mistake(error: ErrorDetails) -> str:
 
 def _shown(value: Any, limit: int = 60) -> str:
     text = repr(value) if isinstance(value, str) else json.dumps(_plain(value, False), default=str)
+    text = _CREDENTIALS_IN_URL.sub(r"\1" + MASK + "@", text)  # a password put in a URL
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s'\"]*@")
 
 
 def _wanted(annotation: Any, metadata: "list[Any] | tuple[Any, ...]" = ()) -> str:

@@ -8,11 +8,12 @@ by name like any user's, so that `streams` never imports `riverrun` (which build
 import importlib
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from online_models.models.registry import ModelError, ModelSpec
+from schemas.formats.mapping import EventMapping
 from streams.settings import Settings
 
 #: The app served when neither --app nor RIVERRUN_APP names one.
@@ -34,6 +35,16 @@ class ServedApp(Protocol):
 
     def served_settings(self, environment: Settings) -> Settings:
         """The settings given in code, overridden by those set in `environment`."""
+        ...
+
+    @property
+    def event_mapping(self) -> EventMapping | None:
+        """The mapping of the events topic's records to events, if the app has one."""
+        ...
+
+    @property
+    def event_decoder_function(self) -> Callable[[dict[str, Any]], Mapping[str, Any]] | None:
+        """The function making each record of the events topic an event, if any."""
         ...
 
 

@@ -1,11 +1,15 @@
 """What every `riverrun` command shares: the --app option, the app and settings it names
 (each mistake one sentence), and the check that the configured broker answers."""
 
+from dataclasses import dataclass
+
 import click
 from pydantic import ValidationError
 
 from online_models.models.registry import ModelError, ModelSpec
+from schemas.formats.mapping import EventMapping
 from streams.cli.app_loading import AppError, ServedApp, load_app
+from streams.services.formats import EventHook
 from streams.settings import Settings, describe_error
 
 
@@ -37,6 +41,33 @@ def load(app_path: str | None) -> tuple[ServedApp, Settings]:
     if app_path is not None:  # processes started from here (the demo's worker) serve it too
         settings = settings.model_copy(update={"app": app_path})
     return app, settings
+
+
+@dataclass(frozen=True)
+class EventFormat:
+    """How the events topic's records become events: the mapping (RIVERRUN_EVENT_MAPPING,
+    else the app's) or the app's event decoder; neither: riverrun's InputEvents."""
+
+    mapping: EventMapping | None
+    decoder: EventHook | None
+
+    def team_records(self, settings: Settings) -> bool:
+        """Whether the events topic carries a team's own records."""
+        mapped = self.mapping is not None or self.decoder is not None
+        return settings.events_format != "json" or mapped
+
+
+def event_format(app: ServedApp, settings: Settings) -> EventFormat:
+    """The app's and the settings' way of making records events; one sentence when they
+    name two."""
+    decoder = app.event_decoder_function
+    if settings.event_mapping is not None and decoder is not None:
+        raise click.ClickException(
+            f"RIVERRUN_EVENT_MAPPING is set and the app registers an event decoder "
+            f"({getattr(decoder, '__qualname__', decoder)}); records are made events one way: "
+            "unset the variable or drop the decoder"
+        )
+    return EventFormat(settings.event_mapping or app.event_mapping, decoder)
 
 
 def served(app: ServedApp, settings: Settings) -> dict[str, ModelSpec]:
@@ -88,5 +119,6 @@ def load_runnable(app_path: str | None) -> tuple[ServedApp, Settings]:
     if problems:
         raise click.ClickException("; ".join(problems))
     served(app, settings)
+    event_format(app, settings)
     require_broker(settings)
     return app, settings

@@ -3,7 +3,7 @@ process that holds no partition (see `streams.runtime.serving`)."""
 
 import click
 
-from streams.cli.options import app_option, load_runnable
+from streams.cli.options import app_option, event_format, load_runnable
 
 
 @click.command()
@@ -24,7 +24,8 @@ def serve(app_path: str | None) -> None:
 
     app, settings = load_runnable(app_path)
     try:
-        service = Serving(settings, app.models)
+        team_records = event_format(app, settings).team_records(settings)
+        service = Serving(settings, app.models, team_records=team_records)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     mode.Worker(service, loglevel=settings.log_level).execute_from_commandline()

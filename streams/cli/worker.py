@@ -9,6 +9,7 @@ import click
 from online_models.models.registry import ModelSpec
 from streams.cli.options import (
     app_option,
+    event_format,
     load,
     load_runnable,
     load_settings,
@@ -44,7 +45,8 @@ def worker(app_path: str | None) -> None:
         raise click.ClickException(str(err)) from None
     settings = ports.settings
     click.echo(ports.line, err=True)
-    runtime = Worker(settings, app.models)
+    events = event_format(app, settings)
+    runtime = Worker(settings, app.models, mapping=events.mapping, event_decoder=events.decoder)
     FaustWorker(
         runtime.app, loglevel=settings.log_level, log_filters=[runtime.broker.quiet]
     ).execute_from_commandline()

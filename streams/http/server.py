@@ -389,6 +389,15 @@ class Api(Service):
     async def post_events(self, request: web.Request) -> web.Response:
         raw = await request.read()
         s = self.settings
+        if self.events.reads_team_records():  # riverrun's JSON would be a foreign record there
+            return problem(
+                409,
+                "team_format",
+                f"the events topic {s.events_topic} carries your own records "
+                f"(RIVERRUN_EVENTS_FORMAT={s.events_format}, or a mapping or an event decoder): "
+                "append events with your producers, in that format; /v1/predict answers "
+                "without appending",
+            )
         events = self._decoded(InputEvent, raw)
         if isinstance(events, web.Response):
             return events

@@ -346,6 +346,12 @@ class WorkerMetrics:
             registry=r,
         )
         # --- the broker's reachability (streams.kafka.broker_health)
+        self.schema_registry_failures = Counter(
+            "riverrun_schema_registry_failures_total",
+            "Requests to the schema registry that got no usable answer (unreachable, an error "
+            "status, refused credentials); the records naming the schema wait meanwhile.",
+            registry=r,
+        )
         self.broker_reachable = Gauge(
             "riverrun_broker_reachable",
             "1 while a broker of the cluster answers the worker's probe, 0 during an outage.",

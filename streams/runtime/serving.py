@@ -36,9 +36,19 @@ log = logging.getLogger(__name__)
 class SnapshotSource:
     """The `PredictionSource` of a process without partitions: global models only."""
 
-    def __init__(self, models: Mapping[str, ModelSpec], snapshots: SnapshotFollower) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, ModelSpec],
+        snapshots: SnapshotFollower,
+        *,
+        team_records: bool = False,
+    ) -> None:
         self._models = MappingProxyType({n: models[n] for n in snapshots.names})
         self.snapshots = snapshots
+        self.team_records = team_records
+
+    def reads_team_records(self) -> bool:
+        return self.team_records
         self.count: int | None = None  # partitions of the events topic, once known
 
     @property
@@ -102,7 +112,14 @@ class ServingApi(Api):
 class Serving(Service):
     """`riverrun serve`: the snapshot follower and the API, in one process."""
 
-    def __init__(self, settings: Settings, models: Mapping[str, ModelSpec], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: Mapping[str, ModelSpec],
+        *,
+        team_records: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.metrics = WorkerMetrics()
@@ -115,7 +132,7 @@ class Serving(Service):
         self.snapshots = SnapshotFollower(
             settings, self.metrics, models, names, checkpoint_key(settings)
         )
-        self.source = SnapshotSource(models, self.snapshots)
+        self.source = SnapshotSource(models, self.snapshots, team_records=team_records)
         self.api = ServingApi(settings, self.metrics, self.source, snapshots=self.snapshots)
 
     def on_init_dependencies(self) -> list[Service]:

@@ -10,7 +10,8 @@ from faust.types import EventT
 
 from online_models import ModelSpec, Rejection
 from schemas import ActivityEvent
-from schemas.codec import InvalidMessage, decode
+from schemas.codec import InvalidMessage
+from schemas.formats.mapping import EventMapping
 from streams.kafka.broker_health import BrokerWatch
 from streams.kafka.outbox import reject
 from streams.kafka.security import faust_options
@@ -19,6 +20,7 @@ from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.progress import ProgressLog
 from streams.runtime.snapshots import SnapshotFollower
 from streams.services.events import BatchedEvents
+from streams.services.formats import EventHook, Formats
 from streams.services.join import FeedbackJoin
 from streams.services.learning import Learners
 from streams.settings import Settings
@@ -39,9 +41,19 @@ class Worker:
         settings: Settings,
         models: Mapping[str, ModelSpec],
         metrics: WorkerMetrics | None = None,
+        *,
+        mapping: EventMapping | None = None,
+        event_decoder: EventHook | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
+        #: The topics' formats (RIVERRUN_*_FORMAT, the mapping or the event decoder).
+        self.formats = Formats(
+            settings,
+            mapping=mapping,
+            hook=event_decoder,
+            on_unavailable=self.metrics.schema_registry_failures.inc,
+        )
         self.app = faust.App(
             f"{settings.group_id}-app",
             broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -61,6 +73,7 @@ class Worker:
             logging_config=None,
         )
         self.activity = self._raw_topic(settings.activity_topic)
+        self.decode_activity = self.formats.message_decoder(ActivityEvent)
         self.dead_letters = self._raw_topic(settings.dead_letters_topic)
         self.broker = BrokerWatch(
             settings, self.metrics, loop=self.app.loop, beacon=self.app.beacon
@@ -69,6 +82,7 @@ class Worker:
         self.events = BatchedEvents(
             settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
         )
+        self.events.formats = self.formats
         self.app.service(self.events)  # type: ignore[arg-type]  # an instance is accepted too
         # Global models: every worker predicts with their snapshots; the learner of each
         # is wherever the learner group puts its learn partition.
@@ -96,6 +110,7 @@ class Worker:
             self.join = FeedbackJoin(
                 settings, self.metrics, models, loop=self.app.loop, beacon=self.app.beacon
             )
+            self.join.formats = self.formats
             self.app.service(self.join)  # type: ignore[arg-type]
         self.api: Any = None
         if settings.api_enabled:  # /v1 on a server of its own (TLS, tokens, limits)
@@ -186,6 +201,7 @@ class Worker:
             line = self.broker.health.stopping()
             if line:
                 log.warning("%s", line)
+            await self.formats.close()
 
         @self.app.page("/readyz/broker")
         async def readyz_broker(web: Any, request: Any) -> Any:
@@ -205,12 +221,11 @@ class Worker:
     async def handle_activity(self, batch: Sequence[EventT]) -> None:
         """Validate and count activity events (their features come in a later release)."""
         self.metrics.consumed.labels(self.settings.activity_topic).inc(len(batch))
+        await self.formats.prepare(event.message.value for event in batch)
         for event in batch:
             message = event.message
             try:
-                activity = decode(
-                    ActivityEvent, message.value, max_bytes=self.settings.max_event_bytes
-                )
+                activity = self.decode_activity(message.value)
             except InvalidMessage as err:
                 rejection = Rejection(err.error_type, err.reason)
                 letter = reject(message, rejection, self.metrics, self.settings.max_event_bytes)

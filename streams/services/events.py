@@ -28,6 +28,7 @@ from online_models.versions.lifecycle import GroupState, ModelGroup
 from schemas import AnyPrediction, encode_prediction
 from schemas.control import ModelPlan, PartitionOwner
 from schemas.drift import DriftReport
+from schemas.formats.events import RecordMeta
 from streams.kafka.outbox import Outbox, dead_letter, publish_report
 from streams.kafka.records import TopicPartition
 from streams.runtime.control import ControlLog
@@ -42,6 +43,7 @@ from streams.runtime.replicas import Ownership, PartitionReplicas, Unavailable
 from streams.runtime.snapshots import SnapshotFollower
 from streams.runtime.versions import Versions
 from streams.services.event_pipeline import EventPipeline
+from streams.services.formats import Formats
 
 __all__ = ["MAX_BATCHES_IN_FLIGHT", "BatchedEvents", "EventsPartition"]
 
@@ -110,8 +112,19 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     #: Whether predictions go to the predictions topic (the learner's do not).
     publishes_predictions = True
     state_class = EventsPartition
+    #: The formats of the topics (set by the worker; None: riverrun's JSON everywhere).
+    formats: Formats | None = None
+    #: How predictions are written (RIVERRUN_PREDICTIONS_FORMAT).
+    encode = staticmethod(encode_prediction)
+
+    def reads_team_records(self) -> bool:
+        """Whether the consumed topic carries a team's records (its format, a mapping or
+        an event decoder), rather than riverrun's own InputEvent JSON."""
+        return self.formats is not None and self.formats.event_decoder() is not None
 
     async def on_start(self) -> None:
+        if self.formats is not None and self.publishes_predictions:
+            self.encode = await self.formats.prediction_encoder()  # type: ignore[assignment]
         # The plans in force are known before the first partition is restored.
         self.control = ControlLog(self.settings, self.metrics)
         await self.control.start()
@@ -378,7 +391,11 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 snapshot = self.snapshots.snapshot(name)
                 if snapshot is not None:
                     state.learner.install(name, snapshot)
-        pipeline = EventPipeline(state.learner, s.max_event_bytes)
+        decoder = None
+        if self.formats is not None and self.reads_team_records():
+            await self.formats.prepare(m.value for m in messages)  # (waits for the registry)
+            decoder = self.formats.event_decoder()
+        pipeline = EventPipeline(state.learner, s.max_event_bytes, decoder)
         replayed = [m for m in messages if state.replayed(m)]
         if replayed:  # rebuilding the model: outputs were delivered by the last owner
             async for _ in self._learn(state, pipeline, replayed):
@@ -403,7 +420,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                 await outbox.add(
                     s.predictions_topic,
                     output.event_id.encode(),
-                    encode_prediction(output),
+                    self.encode(output),
                     tp,
                     message.offset,
                 )
@@ -417,7 +434,8 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
             values = {m.offset: m.value for m in messages}
             for offset, model in examples:
                 assert offset is not None
-                value = values[offset]
+                decoded = pipeline.decoded.get(offset)  # a team's record: as InputEvent JSON
+                value = values[offset] if decoded is None else decoded.model_dump_json().encode()
                 assert value is not None  # (it decoded)
                 await outbox.add(s.learn_topic, model.encode(), value, tp, offset)
         last = messages[-1].offset if messages else -1  # (reports come with an offset)
@@ -457,8 +475,13 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
         since = time.perf_counter()
         for start in range(0, len(messages), SLICE_EVENTS):
             sliced = messages[start : start + SLICE_EVENTS]
+            metas = (
+                [RecordMeta(m.topic, m.partition, m.offset, m.timestamp) for m in sliced]
+                if pipeline.decoder is not None
+                else None
+            )
             outputs = pipeline.run(
-                [m.value for m in sliced], self.received_at, [m.offset for m in sliced]
+                [m.value for m in sliced], self.received_at, [m.offset for m in sliced], metas
             )
             state.learnt_until = sliced[-1].offset + 1
             yield sliced, outputs

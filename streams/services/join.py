@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -34,6 +34,7 @@ from schemas.feedback import Click, Conversion, Impression, Outcome
 from streams.kafka.outbox import Outbox, dead_letter, publish_report
 from streams.kafka.records import Record, TopicPartition
 from streams.runtime.partitioned import Batches, PartitionedService, PartitionState
+from streams.services.formats import Formats
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
             s.activity_topic: ActivityEvent,
         }
         self.rank = {topic: i for i, topic in enumerate(self.types)}
+        #: Each topic's decoder in RIVERRUN_JOIN_FORMAT (none: riverrun's JSON).
+        self.decoders: dict[str, Callable[[bytes | None], Any]] = {}
         # The versions name the models' code too: new code never restores an old state.
         versions = sorted(served.version for served in self.new_joiner().models.values())
         params = {
@@ -100,6 +103,19 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         self.identity = Identity(
             f"{FeedbackJoiner.__module__}.FeedbackJoiner", json.loads(blob), f"join@{digest}"
         )
+
+    #: The formats of the topics (set by the worker; None: riverrun's JSON everywhere).
+    formats: Formats | None = None
+    #: How predictions are written (RIVERRUN_PREDICTIONS_FORMAT).
+    encode = staticmethod(encode_prediction)
+
+    async def on_start(self) -> None:
+        if self.formats is not None:
+            self.encode = await self.formats.prediction_encoder()  # type: ignore[assignment]
+            self.decoders = {
+                topic: self.formats.message_decoder(model) for topic, model in self.types.items()
+            }
+        await super().on_start()
 
     def topics(self) -> list[str]:
         return list(self.types)
@@ -199,6 +215,8 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         """Buffer what was fetched, then handle the partition's buffered messages of all
         topics in event-time order as far as that order is known."""
         for tp, messages in batches.items():
+            if self.formats is not None:
+                await self.formats.prepare(m.value for m in messages)  # (waits for the registry)
             state.buffers[tp].extend(self._decode(tp, m) for m in messages)
         handled = await self._drain(state, outbox)
         if handled:
@@ -246,9 +264,13 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
         """(event time, message, event); a message that fails validation is a rejection,
         handled as soon as it is reached (at time -inf)."""
         try:
-            event = decode(
-                self.types[tp.topic], message.value, max_bytes=self.settings.max_event_bytes
-            )
+            decoder = self.decoders.get(tp.topic)
+            if decoder is not None:
+                event = decoder(message.value)
+            else:
+                event = decode(
+                    self.types[tp.topic], message.value, max_bytes=self.settings.max_event_bytes
+                )
         except InvalidMessage as err:
             return -math.inf, message, Rejection(err.error_type, err.reason)
         return event.ts.timestamp(), message, event  # type: ignore[attr-defined]
@@ -275,7 +297,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
                 await outbox.add(
                     s.predictions_topic,
                     output.event_id.encode(),
-                    encode_prediction(output),
+                    self.encode(output),
                     source,
                     offset,
                 )

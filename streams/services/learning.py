@@ -43,6 +43,10 @@ class Learners(BatchedEvents):
 
     name = "learner"
     publishes_predictions = False
+
+    def reads_team_records(self) -> bool:
+        return False  # the learn topic carries riverrun's InputEvent JSON, whatever the format
+
     state_class = LearnPartition
 
     def topics(self) -> list[str]:

@@ -67,6 +67,8 @@ def wrong_values(annotation: Any, metadata: list[Any]) -> list[tuple[str, str]]:
         return [("unknown choice", "zzz-not-a-choice")]
     if origin is dict:
         return [("malformed JSON", "{bad"), ("wrong type", "[1, 2]")]
+    if isinstance(kind, type) and issubclass(kind, BaseModel):  # e.g. RIVERRUN_EVENT_MAPPING
+        return [("malformed JSON", "{bad"), ("wrong type", "[1]"), ("missing field", "{}")]
     if origin is list:
         item, item_bounds = bare(args[0])
         cases = [("malformed JSON", "[1,")]
@@ -121,7 +123,7 @@ def test_a_wrong_value_is_one_sentence_naming_the_variable(
     assert env_name(name) in message, message
     assert "it wants" in message, message
     if kind == "missing field":
-        assert "has no 'name'" in message, message
+        assert "has no 'name'" in message or "has no 'key'" in message, message
     elif has_secret(Settings.model_fields[name].annotation):
         assert MASK in message, message
     else:  # what it got: the text, or the item of it that is wrong

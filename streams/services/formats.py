@@ -1,0 +1,125 @@
+"""The formats of the worker's topics: how input records become events, and how
+predictions are written (`RIVERRUN_EVENTS_FORMAT`, `_JOIN_FORMAT`, `_PREDICTIONS_FORMAT`,
+`RIVERRUN_EVENT_MAPPING` or the App's mapping or event decoder).
+
+One `Formats` per worker: the events and join services share its schema registry client
+and its cache of schemas by id.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from schemas import AnyPrediction
+from schemas.codec import decode
+from schemas.fast_codec import encode_prediction
+from schemas.formats.events import EventDecoder, decode_record
+from schemas.formats.mapping import EventMapping
+from schemas.formats.predictions import PredictionEncoder, registered_schema
+from streams.http.schema_registry import (
+    RETRY_SECONDS,
+    RegistryUnavailable,
+    SchemaCache,
+    SchemaRegistry,
+    UnknownSchema,
+)
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+#: A team's function from a decoded record to InputEvent fields (`@app.event_decoder`).
+EventHook = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+class Formats:
+    """The worker's formats, from its settings and its app's mapping or event decoder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mapping: EventMapping | None = None,
+        hook: EventHook | None = None,
+        on_unavailable: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.mapping = mapping
+        self.hook = hook
+        self.registry = (
+            SchemaRegistry(settings) if settings.schema_registry_url is not None else None
+        )
+        self.cache = (
+            SchemaCache(self.registry, on_unavailable=on_unavailable)
+            if self.registry is not None
+            else None
+        )
+        self._on_unavailable = on_unavailable
+        self._encoder: PredictionEncoder | None = None
+
+    async def close(self) -> None:
+        if self.registry is not None:
+            await self.registry.close()
+
+    # --- input -----------------------------------------------------------------------
+    async def prepare(self, values: Iterable[bytes | None]) -> None:
+        """Fetch the schemas the records in `values` name (waiting while the registry is
+        unavailable), so that the decoders below can read them."""
+        if self.cache is not None:
+            await self.cache.resolve(values)
+
+    def event_decoder(self) -> EventDecoder | None:
+        """The events topic's decoder; None: riverrun's InputEvent JSON (the fast path)."""
+        s = self.settings
+        if s.events_format == "json" and self.mapping is None and self.hook is None:
+            return None
+        return EventDecoder(
+            s.events_format,
+            readers=self.cache.readers if self.cache is not None else {},
+            mapping=self.mapping,
+            hook=self.hook,
+            max_bytes=s.max_event_bytes,
+        )
+
+    def message_decoder(self, model: type[M]) -> Callable[[bytes | None], M]:
+        """Decodes a join input topic's records (`RIVERRUN_JOIN_FORMAT`) as `model`."""
+        s = self.settings
+        if s.join_format == "json":
+            return lambda raw: decode(model, raw, max_bytes=s.max_event_bytes)
+        readers = self.cache.readers if self.cache is not None else {}
+        return lambda raw: decode_record(model, raw, readers, max_bytes=s.max_event_bytes)
+
+    # --- output ----------------------------------------------------------------------
+    async def prediction_encoder(self) -> Callable[[AnyPrediction], bytes]:
+        """How predictions are written. For avro and json_schema, their schema is registered
+        under <predictions topic>-value first (asked again while the registry is away)."""
+        s = self.settings
+        if s.predictions_format == "json":
+            return encode_prediction
+        if self._encoder is None:
+            assert self.registry is not None  # (the settings require a registry)
+            schema_type, text = registered_schema(s.predictions_format)
+            subject = f"{s.predictions_topic}-value"
+            tries = 0
+            while True:
+                try:
+                    schema_id = await self.registry.register(subject, schema_type, text)
+                    break
+                except (RegistryUnavailable, UnknownSchema) as err:
+                    self._on_unavailable()
+                    if tries == 0:
+                        log.warning(
+                            "registering the predictions' schema under %s failed (%s); "
+                            "asking again",
+                            subject,
+                            err,
+                        )
+                    await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
+                    tries += 1
+            log.info("predictions are written in %s, schema id %d", s.predictions_format, schema_id)
+            self._encoder = PredictionEncoder(s.predictions_format, schema_id)
+        return self._encoder.encode
