@@ -39,6 +39,7 @@ from online_models.push import (
     takes,
 )
 from schemas.dead_letter import DeadLetter, ErrorType
+from schemas.prediction import decode_prediction
 from streams.kafka.outbox import Outbox
 from streams.kafka.records import Record, TopicPartition
 from streams.runtime.metrics import WorkerMetrics
@@ -165,8 +166,8 @@ class SinkDelivery(PartitionedService[TopicPartition, PartitionState]):
             if state.replayed(message):  # delivered before this worker got the partition
                 continue
             try:
-                prediction = orjson.loads(message.value)  # type: ignore[arg-type]
-            except (orjson.JSONDecodeError, TypeError):
+                prediction = _prediction(message.value)
+            except (ValueError, TypeError):
                 continue  # (the topic holds predictions riverrun wrote)
             if takes(prediction, models=self.sink.models, min_score=self.sink.min_score):
                 taken.append((index, message, prediction))
@@ -269,3 +270,15 @@ class SinkDelivery(PartitionedService[TopicPartition, PartitionState]):
 def push_sinks(settings: Settings, metrics: WorkerMetrics, **kwargs: Any) -> list[SinkDelivery]:
     """One service per push sink of the settings."""
     return [SinkDelivery(settings, metrics, sink, **kwargs) for sink in settings.push_sinks]
+
+
+def _prediction(value: bytes | None) -> dict[str, Any]:
+    """A prediction of the predictions topic as its JSON object, whatever the format it
+    was written in (RIVERRUN_PREDICTIONS_FORMAT: JSON as it is, Avro and JSON Schema
+    records in the wire format decoded)."""
+    if value is None:
+        raise ValueError("no value")
+    if value[:1] == b"\x00":
+        return decode_prediction(value).model_dump(mode="json")
+    parsed: dict[str, Any] = orjson.loads(value)
+    return parsed
