@@ -22,8 +22,8 @@ registry):
    `JSONDeserializer` (with its default validation against the JSON Schema, and
    without) and `ProtobufDeserializer` (a message; then `MessageToDict`);
 5. each measurement runs over all N records with `time.process_time` (CPU, not wall: the
-   machine is shared); a round measures every decoder once, each round in a rotated
-   order, and the median over the rounds is reported.
+   machine is shared); a round measures every decoder once, each round in an order of
+   its own (shuffled, seeded), and the median over the rounds is reported.
 
 Printed as a table and written to .cache/bench/decode.json. A benchmark, not a test:
 nothing is asserted but that the formats decode to the same events.
@@ -475,8 +475,9 @@ def _loop_with_meta(
 
 
 def measure(made: Sequence[Figure], n: int, rounds: int) -> None:
-    """`rounds` samples of each figure: every round runs each once, starting one further
-    along the list than the round before, so that no decoder always follows the same."""
+    """`rounds` samples of each figure: every round runs each once, in an order of its own
+    (shuffled with the round's number as the seed), so that no figure always runs first,
+    nor always after the same one (caches, allocator, a neighbour's load)."""
     for figure in made:  # warm-up: schemas parsed, validators compiled, caches filled
         figure.run()
     # As the worker does after start-up: the collector leaves the long-lived objects (the
@@ -485,8 +486,9 @@ def measure(made: Sequence[Figure], n: int, rounds: int) -> None:
     gc.collect()
     gc.freeze()
     for r in range(rounds):
-        start = r % len(made)
-        for figure in [*made[start:], *made[:start]]:
+        order = list(made)
+        random.Random(r).shuffle(order)
+        for figure in order:
             gc.collect()
             began = time.process_time()
             figure.run()
