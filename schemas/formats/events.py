@@ -16,7 +16,7 @@ function); then it is validated as an InputEvent, strictly as JSON is.
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-import orjson
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from schemas.codec import (
@@ -259,10 +259,15 @@ def _reader(readers: Mapping[int, RecordReader | InvalidMessage], schema_id: int
     return reader
 
 
+# msgspec, as riverrun's own events are read (`schemas.fast_codec`): an integer beyond 64
+# bits stays an integer, as pydantic reads it (orjson would make it a float).
+_JSON = msgspec.json.Decoder()
+
+
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
+        record = _JSON.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:  # the latter: not UTF-8
         raise not_json(str(err)) from None
     if type(record) is not dict:
         raise InvalidMessage(
