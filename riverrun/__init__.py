@@ -11,6 +11,7 @@ from online_models.models.registry import ModelError, ModelSpec, Task
 from riverrun import builtin
 from riverrun.app import App, AppError, load_app
 from schemas import DeadLetter, ErrorType, InputEvent, MetricsReport, Prediction
+from schemas.formats.mapping import EventMapping
 from streams.settings import Settings
 
 try:
@@ -24,6 +25,7 @@ __all__ = [
     "AppError",
     "DeadLetter",
     "ErrorType",
+    "EventMapping",
     "InputEvent",
     "MetricsReport",
     "ModelError",

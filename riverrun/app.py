@@ -19,11 +19,14 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from online_models.models.registry import ModelError, ModelSpec, Scope, Task, model_spec
+from schemas.formats.events import EventHook, hook_name
+from schemas.formats.mapping import EventMapping
 from streams.cli import app_loading
 from streams.cli.app_loading import AppError
 from streams.settings import Settings, TokenProvider
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
+Decoder = TypeVar("Decoder", bound=EventHook)
 
 __all__ = ["App", "AppError", "load_app"]
 
@@ -43,6 +46,11 @@ class App:
         For `RIVERRUN_SASL_MECHANISM=OAUTHBEARER`: a function returning a current access
         token (it is called again whenever a connection authenticates; cache the token
         and refresh it before it expires). It may block: riverrun calls it in a thread.
+    event_mapping
+        Which fields of the events topic's records are an event's id, time, key, label
+        and model, and which are its features, for a topic that does not carry riverrun's
+        own events. `RIVERRUN_EVENT_MAPPING` overrides it. For what a mapping cannot say,
+        register a function with `event_decoder` instead.
     """
 
     def __init__(
@@ -51,10 +59,13 @@ class App:
         settings: Settings | None = None,
         include: Iterable["App"] = (),
         oauth_token_provider: TokenProvider | None = None,
+        event_mapping: EventMapping | None = None,
     ) -> None:
         self._settings = settings
         self.oauth_token_provider = oauth_token_provider
         self._models: dict[str, ModelSpec] = {}
+        self._event_mapping = event_mapping
+        self._event_decoder: EventHook | None = None
         for other in include:
             self.include(other)
 
@@ -94,11 +105,68 @@ class App:
 
         return register
 
+    def event_decoder(self, function: Decoder) -> Decoder:
+        """Register the decorated function to make each record of the events topic an
+        event, for what an `event_mapping` cannot say.
+
+        The function gets the record as a dict (a JSON object, or an Avro or Protobuf
+        record as plain values: timestamps as datetimes) and returns an `InputEvent`'s
+        fields: `model`, `key`, `features`, optionally `label`, `event_id` (default:
+        `<topic>:<partition>:<offset>`) and `ts` (default: the record's Kafka
+        timestamp). They are validated as an InputEvent's. Whatever it raises makes the
+        record a dead letter whose reason names the function and says the error. One app
+        has one way to make records events: a decoder or a mapping.
+
+        >>> import riverrun
+        >>> app = riverrun.App()
+        >>> @app.event_decoder
+        ... def click(record):
+        ...     return {"model": "ctr", "key": record["visitor"],
+        ...             "features": {"price": record["price_cents"] / 100}}
+        >>> app.event_decoder_function is click
+        True
+        """
+        taken = self._event_decoder
+        if taken is not None and taken is not function:
+            raise AppError(
+                f"two event decoders are registered ({hook_name(taken)} and "
+                f"{hook_name(function)}); records are made events by one function: keep one"
+            )
+        if self._event_mapping is not None:
+            raise _mapping_and_decoder(function)
+        self._event_decoder = function
+        return function
+
+    @property
+    def event_mapping(self) -> EventMapping | None:
+        """The mapping of the events topic's records to events, if the app has one."""
+        return self._event_mapping
+
+    @property
+    def event_decoder_function(self) -> EventHook | None:
+        """The function registered with `@app.event_decoder`, if any."""
+        return self._event_decoder
+
     def include(self, other: "App") -> "App":
-        """Serve `other`'s models too (a name in both apps is an error)."""
+        """Serve `other`'s models too (a name in both apps is an error), and make records
+        events with its mapping or event decoder when this app has none."""
         for spec in other.models.values():
             self._add(spec)
+        if other.event_mapping is not None:
+            self._map_events(other.event_mapping)
+        if other.event_decoder_function is not None:
+            self.event_decoder(other.event_decoder_function)
         return self
+
+    def _map_events(self, mapping: EventMapping) -> None:
+        if self._event_mapping is not None and self._event_mapping != mapping:
+            raise AppError(
+                "the app and an app it includes have different event mappings: records are "
+                "made events by one mapping; keep one"
+            )
+        if self._event_decoder is not None:
+            raise _mapping_and_decoder(self._event_decoder)
+        self._event_mapping = mapping
 
     def _add(self, spec: ModelSpec) -> None:
         existing = self._models.get(spec.name)
@@ -130,6 +198,14 @@ class App:
 
     def __repr__(self) -> str:
         return f"<riverrun.App models={sorted(self._models)}>"
+
+
+def _mapping_and_decoder(decoder: EventHook) -> AppError:
+    return AppError(
+        f"the app has both an event mapping and an event decoder ({hook_name(decoder)}): "
+        "records are made events one way; keep the mapping (App(event_mapping=...)) or the "
+        "function (@app.event_decoder)"
+    )
 
 
 def _another_version(served: ModelSpec, added: ModelSpec) -> ModelSpec:
