@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -82,7 +82,7 @@ class EventMapping(BaseModel):
     first). Every field not used otherwise is a feature, nested records flattened to dotted
     names (`user.country`), in the record's order; a null field is a missing feature.
 
-    Parameters
+    Attributes
     ----------
     key
         Path of the entity id (visitor, offer...): the key of predictions.
@@ -168,7 +168,7 @@ model_field=None, features=None, exclude=['page_url'])
         return value
 
     @model_validator(mode="after")
-    def _one_model(self) -> "EventMapping":
+    def _consistent(self) -> "EventMapping":
         if (self.model is None) == (self.model_field is None):
             raise ValueError(
                 "set either model (the name of the model every record is for) or "
@@ -189,12 +189,24 @@ model_field=None, features=None, exclude=['page_url'])
             )
         return self
 
-    # (A cached property, not a pydantic private attribute: those take ~1.7 µs to read.)
+    # (A cached property, not a pydantic private attribute: those take ~1.7 µs to read. It
+    # lives in the instance's __dict__, which copies take along: they drop it, as a copy
+    # may change the fields it comes from, `model_copy(update=...)`.)
     @cached_property
     def _taken(self) -> frozenset[str]:
         """The paths never taken as features when they are "all the others"."""
         used = (self.event_id, self.ts, self.key, self.label, self.model_field)
         return frozenset((*(path for path in used if path is not None), *self.exclude))
+
+    def __copy__(self) -> Self:
+        copied = super().__copy__()
+        copied.__dict__.pop("_taken", None)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        copied = super().__deepcopy__(memo)
+        copied.__dict__.pop("_taken", None)
+        return copied
 
     def mapped(self, record: Mapping[str, Any], meta: RecordMeta) -> dict[str, Any]:
         """The `InputEvent` fields of `record` (read from the Kafka record `meta`), to be

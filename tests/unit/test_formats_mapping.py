@@ -77,6 +77,16 @@ def test_unknown_settings_are_refused_and_a_mapping_is_frozen() -> None:
         mapping().key = "other"  # type: ignore[misc]
 
 
+def test_a_copy_with_other_fields_maps_by_its_own_fields() -> None:
+    m = mapping(exclude=["url"])
+    record = {"user": {"id": 1}, "url": "/", "ref": "g"}
+    assert m.mapped(record, META)["features"] == {"ref": "g"}
+    for deep in (False, True):
+        copied = m.model_copy(update={"exclude": ["ref"]}, deep=deep)
+        assert copied.mapped(record, META)["features"] == {"url": "/"}
+    assert m.mapped(record, META)["features"] == {"ref": "g"}
+
+
 def test_a_mapping_reads_from_json_as_the_setting_gives_it() -> None:
     text = '{"key": "user.id", "model": "ctr", "exclude": ["url"]}'
     assert EventMapping.model_validate_json(text) == mapping(exclude=["url"])
