@@ -56,7 +56,7 @@ _NAME = InputEvent.__name__
 _MAX_SHOWN = 200
 
 
-def unknown_schema(schema_id: int) -> InvalidMessage:
+def unknown_schema(schema_id: int, registry: str = "the schema registry") -> InvalidMessage:
     """The verdict on a record naming a schema id the registry does not have.
 
     >>> print(unknown_schema(42).reason)  # doctest: +ELLIPSIS
@@ -64,9 +64,9 @@ def unknown_schema(schema_id: int) -> InvalidMessage:
     """
     return InvalidMessage(
         ErrorType.UNKNOWN_SCHEMA,
-        f"the record names schema id {schema_id}, which the schema registry does not have: "
-        "the producer used another registry (point RIVERRUN_SCHEMA_REGISTRY_URL at it), or "
-        "the schema was deleted since",
+        f"the record names schema id {schema_id}, which {registry} does not have: the "
+        "producer used another registry (point RIVERRUN_SCHEMA_REGISTRY_URL at it), or the "
+        "schema was deleted since; replay the dead letters once the registry has it",
     )
 
 

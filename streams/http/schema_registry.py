@@ -24,7 +24,7 @@ from urllib.parse import quote
 import aiohttp
 
 from schemas.codec import InvalidMessage
-from schemas.dead_letter import ErrorType
+from schemas.formats.events import unknown_schema
 from schemas.formats.readers import reader_for
 from schemas.formats.wire import RecordReader, RegisteredSchema, schema_id_of
 from streams.settings import Settings
@@ -57,15 +57,12 @@ class SchemaRegistry:
         if settings.schema_registry_url is None:
             raise ValueError("RIVERRUN_SCHEMA_REGISTRY_URL is not set")
         self.url = settings.schema_registry_url.rstrip("/")
-        self._auth = (
-            aiohttp.BasicAuth(
-                settings.schema_registry_username,
-                settings.schema_registry_password.get_secret_value(),
+        user, password = settings.schema_registry_username, settings.schema_registry_password
+        self._headers = {"Accept": "application/vnd.schemaregistry.v1+json, application/json"}
+        if user is not None and password is not None:
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(
+                user, password.get_secret_value()
             )
-            if settings.schema_registry_username is not None
-            and settings.schema_registry_password is not None
-            else None
-        )
         self._ssl = _ssl_context(settings) if self.url.startswith("https://") else None
         self._timeout = aiohttp.ClientTimeout(total=settings.schema_registry_timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
@@ -114,11 +111,7 @@ class SchemaRegistry:
 
     async def _request(self, method: str, path: str, payload: Any) -> Any:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                auth=self._auth,
-                timeout=self._timeout,
-                headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
-            )
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         try:
             async with self._session.request(
                 method,
@@ -183,13 +176,7 @@ class SchemaCache:
                 schema = await self.registry.schema(schema_id)
             except UnknownSchema:
                 self._unknown.add(schema_id)
-                return InvalidMessage(
-                    ErrorType.UNKNOWN_SCHEMA,
-                    f"schema id {schema_id} is not in the schema registry at "
-                    f"{self.registry.url}: the producer registered its schema in another "
-                    "registry (check its schema.registry.url and RIVERRUN_SCHEMA_REGISTRY_URL), "
-                    "or the schema was deleted; replay the dead letters once it is there",
-                )
+                return unknown_schema(schema_id, f"the schema registry at {self.registry.url}")
             except RegistryUnavailable as err:
                 self._on_unavailable()
                 now = time.monotonic()

@@ -8,15 +8,15 @@ and its cache of schemas by id.
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from schemas import AnyPrediction
 from schemas.codec import decode
 from schemas.fast_codec import encode_prediction
-from schemas.formats.events import EventDecoder, decode_record
+from schemas.formats.events import EventDecoder, EventHook, decode_record
 from schemas.formats.mapping import EventMapping
 from schemas.formats.predictions import PredictionEncoder, registered_schema
 from streams.http.schema_registry import (
@@ -31,9 +31,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-
-#: A team's function from a decoded record to InputEvent fields (`@app.event_decoder`).
-EventHook = Callable[[dict[str, Any]], Mapping[str, Any]]
 
 
 class Formats:
