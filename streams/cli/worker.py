@@ -1,8 +1,10 @@
 """`riverrun worker` runs a worker; `riverrun config` prints and checks the settings it
 would run with, by section."""
 
+import asyncio
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +19,9 @@ from streams.cli.options import (
     served,
 )
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.http.schema_registry import SchemaRegistry
 
 
 @click.command()
@@ -61,7 +66,11 @@ def worker(app_path: str | None) -> None:
     "lines under a comment naming their section, for docker --env-file, compose env_file or "
     "kubectl create configmap --from-env-file); secrets are left out, as comments.",
 )
-@click.option("--connect", is_flag=True, help="Also connect to the cluster and authenticate.")
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also connect to the cluster and authenticate (and to the schema registry, when set).",
+)
 @app_option
 def config(as_env: bool, connect: bool, app_path: str | None) -> None:
     """Print and check the effective settings, by section.
@@ -75,6 +84,7 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
     RIVERRUN_MODEL_PARAMS applied), scope (with RIVERRUN_MODEL_SCOPES applied), whether
     this worker serves it (RIVERRUN_MODELS) and its parameters.
     """
+    from streams.http.schema_registry import RegistryUnavailable, SchemaRegistry
     from streams.kafka.security import SecurityError, aiokafka_options
     from streams.settings import MASK
 
@@ -89,6 +99,16 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
         served(app, settings)  # each served model builds with its parameters
     except click.ClickException as err:
         problems.append(err.message)
+    try:
+        event_format(app, settings)  # one way of making records events
+    except click.ClickException as err:
+        problems.append(err.message)
+    registry = None
+    if settings.schema_registry_url is not None:
+        try:  # its TLS files load
+            registry = SchemaRegistry(settings)
+        except (OSError, ValueError) as err:
+            problems.append(f"the schema registry's TLS files do not load: {err}")
     by_section = _by_section(settings.shown(environment))
     if as_env:
         blocks = []
@@ -117,10 +137,24 @@ def config(as_env: bool, connect: bool, app_path: str | None) -> None:
     if connect and not problems:
         require_broker(settings)
         click.echo(f"connected to {settings.bootstrap_servers} as configured", err=True)
+        if registry is not None:
+            try:
+                asyncio.run(_checked(registry))
+            except RegistryUnavailable as err:
+                problems.append(f"the schema registry at {registry.url} does not answer: {err}")
+            else:
+                click.echo(f"the schema registry at {registry.url} answers", err=True)
     if problems:
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(1)
+
+
+async def _checked(registry: "SchemaRegistry") -> None:
+    try:
+        await registry.check()
+    finally:
+        await registry.close()
 
 
 def _by_section(rows: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str, str]]]:

@@ -14,6 +14,7 @@ whose fault decides what happens to a record:
 """
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -79,6 +80,12 @@ class SchemaRegistry:
         gives the base64 of a FileDescriptorProto for `?format=serialized`)."""
         body = await self._get(f"/schemas/ids/{schema_id}?format=serialized")
         return await self._registered(schema_id, body, depth=0)
+
+    async def check(self) -> None:
+        """Raise RegistryUnavailable unless the registry answers with these credentials
+        (asking for schema id 1: known or not, the answer shows it reachable)."""
+        with contextlib.suppress(UnknownSchema):
+            await self._get("/schemas/ids/1")
 
     async def register(self, subject: str, schema_type: str, text: str) -> int:
         """Register `text` under `subject` (idempotent: the same schema keeps its id)."""
