@@ -153,7 +153,11 @@ TOPICS: tuple[Topic, ...] = (
         "events",
         "Input events: one JSON object per message, written by your producers (or POST "
         "/v1/events, or riverrun replay). Each is predicted by the model it names and, when "
-        "it has a label, learnt. Invalid ones become dead letters.",
+        "it has a label, learnt. Invalid ones become dead letters. With "
+        "RIVERRUN_EVENTS_FORMAT avro, json_schema or protobuf, the records are in the "
+        "Confluent wire format (schemas from RIVERRUN_SCHEMA_REGISTRY_URL); with "
+        "RIVERRUN_EVENT_MAPPING or an app's event decoder, they are the team's own records, "
+        "made InputEvents as they are read.",
         (InputEvent,),
         "The event's `key` (the entity: visitor, offer...): one entity's events share a "
         "partition, hence a model replica.",
@@ -167,7 +171,10 @@ TOPICS: tuple[Topic, ...] = (
         "predictions",
         "The served prediction of each event, before the model learnt from it: Prediction "
         "(version 1, binary and regression models) or ClassPrediction (version 2, multiclass "
-        "models); dispatch on schema_version. The join writes its impressions' scores here.",
+        "models); dispatch on schema_version. The join writes its impressions' scores here. "
+        "With RIVERRUN_PREDICTIONS_FORMAT avro or json_schema, in the Confluent wire format "
+        "under the subject <topic>-value (schemas/avro/prediction.avsc, or these JSON "
+        "Schemas).",
         (Prediction, ClassPrediction),
         "The event's `event_id`.",
         lambda m: m["event_id"],
