@@ -1,0 +1,114 @@
+"""The worker's formats (`streams.services.formats`) and its per-batch pipeline with a
+decoder: which topics get a decoder, and that a team's record is predicted exactly as the
+same event in riverrun's JSON."""
+
+import asyncio
+import io
+import json
+
+import fastavro
+import orjson
+
+from online_models import Learner, Rejection
+from schemas import InputEvent, encode_prediction
+from schemas.dead_letter import ErrorType
+from schemas.feedback import Click
+from schemas.formats.avro import AvroReader
+from schemas.formats.events import RecordMeta, unknown_schema
+from schemas.formats.mapping import EventMapping
+from schemas.formats.wire import RegisteredSchema, frame
+from streams.services.event_pipeline import EventPipeline
+from streams.services.formats import Formats
+from streams.settings import Settings
+from tests.builtin import MODELS
+
+REGISTRY = "http://127.0.0.1:1"  # never asked here: the readers are given
+CLICK = {
+    "type": "record",
+    "name": "Click",
+    "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "user", "type": "string"},
+        {"name": "device", "type": "string"},
+        {"name": "price", "type": "double"},
+        {"name": "clicked", "type": ["null", "boolean"], "default": None},
+    ],
+}
+MAPPING = EventMapping(event_id="id", key="user", label="clicked", model="logreg")
+
+
+def records(n: int) -> list[dict[str, object]]:
+    return [
+        {
+            "id": f"c{i}",
+            "user": f"u{i % 7}",
+            "device": "mobile" if i % 3 else "desktop",
+            "price": i / 7,
+            "clicked": i % 4 == 0,
+        }
+        for i in range(n)
+    ]
+
+
+def without_latency(output: object) -> dict[str, object]:
+    assert not isinstance(output, Rejection), output
+    return output.model_dump(exclude={"latency_seconds", "ts"})  # type: ignore[attr-defined]
+
+
+def test_riverrun_json_has_no_decoder_and_predictions_stay_json() -> None:
+    formats = Formats(Settings())
+    assert formats.event_decoder() is None  # the fast path, unchanged
+    assert asyncio.run(formats.prediction_encoder()) is encode_prediction
+    decode = formats.message_decoder(Click)
+    click = decode(b'{"click_id": "c1", "impression_id": "i1", "ts": 0}')
+    assert click.impression_id == "i1"
+
+
+def test_a_mapping_or_a_format_gives_the_events_topic_a_decoder() -> None:
+    assert Formats(Settings(), mapping=MAPPING).event_decoder() is not None
+    avro = Settings(events_format="avro", schema_registry_url=REGISTRY)
+    assert Formats(avro).event_decoder() is not None
+    assert Formats(Settings(), hook=lambda record: record).event_decoder() is not None
+
+
+def test_an_avro_record_is_predicted_as_the_same_event_in_json() -> None:
+    """Bit for bit: same features in the same order, same model, same predictions."""
+    schema = RegisteredSchema(id=3, schema_type="AVRO", text=json.dumps(CLICK))
+    parsed = fastavro.parse_schema(CLICK)
+    values: list[bytes | None] = []
+    for record in records(200):
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, record)
+        values.append(frame(3, buffer.getvalue()))
+    values.insert(50, frame(4, b"\x02"))  # a schema id the registry has not got
+    formats = Formats(Settings(events_format="avro", schema_registry_url=REGISTRY), mapping=MAPPING)
+    assert formats.cache is not None
+    formats.cache.readers[3] = AvroReader(schema)
+    formats.cache.readers[4] = unknown_schema(4)
+    metas = [RecordMeta("clicks", 0, i, 0) for i in range(len(values))]
+    pipeline = EventPipeline(Learner(["logreg"], registry=MODELS), 10_000, formats.event_decoder())
+    outputs = pipeline.run(values, offsets=range(len(values)), metas=metas)
+    rejected = outputs.pop(50)
+    assert isinstance(rejected, Rejection) and rejected.error_type is ErrorType.UNKNOWN_SCHEMA
+
+    as_json = [
+        orjson.dumps(
+            {
+                "event_id": r["id"],
+                "ts": 0,
+                "model": "logreg",
+                "key": r["user"],
+                "features": {"device": r["device"], "price": r["price"]},
+                "label": r["clicked"],
+            }
+        )
+        for r in records(200)
+    ]
+    expected = EventPipeline(Learner(["logreg"], registry=MODELS), 10_000).run(
+        as_json, offsets=range(len(as_json))
+    )
+    assert [without_latency(o) for o in outputs] == [without_latency(e) for e in expected]
+    # What the learn topic would carry for a global model: the event as riverrun JSON.
+    first = pipeline.decoded[0]
+    assert InputEvent.model_validate_json(first.model_dump_json()) == first
