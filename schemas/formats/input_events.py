@@ -33,7 +33,7 @@ from schemas.formats.wire import SCHEMA_TYPES, InputFormat, frame
 from schemas.input_event import InputEvent
 from schemas.json_schema import render
 
-__all__ = ["InputEventEncoder", "UnencodableEvent", "registered_schema"]
+__all__ = ["InputEventEncoder", "UnencodableEvent", "avro_payload", "registered_schema"]
 
 #: The Avro branch of each value type a feature or a label has (InputEvent's types are
 #: strict: a bool is never an int, an int never a float).
@@ -54,6 +54,7 @@ class InputEventEncoder:
 
     def __init__(self, format: InputFormat, schema_id: int | None = None) -> None:
         self.format = format
+        self.schema_id = schema_id
         if format == "json":
             if schema_id is not None:
                 raise ValueError("json events name no schema: schema_id must be None")
@@ -77,18 +78,23 @@ class InputEventEncoder:
         return self._header + _json(event)
 
     def _avro(self, event: InputEvent) -> bytes:
-        out = BytesIO()
-        out.write(self._header)
-        fastavro.schemaless_writer(out, _avro_parsed(), avro_fields(event.__dict__))
-        return out.getvalue()
+        return self._header + avro_payload(event.__dict__)
+
+
+def avro_payload(fields: dict[str, Any]) -> bytes:
+    """The Avro bytes (without the wire format's header) of an event's fields:
+    `InputEvent.__dict__`, or the fields of a record that is no valid event (the demo's
+    bad messages). Raises UnencodableEvent for a value input_event.avsc cannot hold."""
+    out = BytesIO()
+    fastavro.schemaless_writer(out, _avro_parsed(), avro_fields(fields))
+    return out.getvalue()
 
 
 def avro_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """An event's fields (`InputEvent.__dict__`, or the fields of a record that is not a
-    valid event, such as the demo's bad messages) as fastavro writes them with
-    input_event.avsc: each feature value and the label as (branch, value), so that the
-    union's branch is the value's type, never fastavro's guess (a float that is a whole
-    number, a bool among numbers). Raises UnencodableEvent for an integer beyond 64 bits."""
+    """An event's fields as fastavro writes them with input_event.avsc: each feature value
+    and the label as (branch, value), so that the union's branch is the value's type, never
+    fastavro's guess (which makes an integer beyond 64 bits a double). Raises
+    UnencodableEvent for an integer beyond 64 bits."""
     features = fields["features"]
     label = fields["label"]
     return {

@@ -6,7 +6,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from online_models.models.datasets import DATASETS
@@ -14,8 +16,17 @@ from online_models.models.registry import ModelError, ModelSpec
 from online_models.quality.offline import run_offline
 from schemas import InputEvent, MetricsReport
 from schemas.codec import decode
+from schemas.formats.input_events import InputEventEncoder, avro_payload
+from schemas.formats.wire import frame
 from streams.cli.demo_outputs import Collector, Echo, number_text, summary
-from streams.cli.replay import dataset_events, encode, produce
+from streams.cli.options import EventFormat
+from streams.cli.replay import (
+    EventsFormatError,
+    dataset_events,
+    event_writer,
+    events_encoder,
+    produce,
+)
 from streams.kafka.local_broker import LocalKafka
 from streams.kafka.topics import TopicReader, ensure_topics
 from streams.runtime.served_models import served_models
@@ -58,20 +69,71 @@ FEEDBACK_IMPRESSIONS = 6_000
 DEFAULT_LIMITS = {"offers": 300 * 30, "clicks": 10_000}
 
 
-def bad_messages(id_prefix: str, model: str, max_bytes: int) -> list[tuple[str, bytes]]:
-    """One message of each kind the worker must dead-letter, with the error type expected."""
+#: The events topic without a mapping or an event decoder: riverrun's InputEvents.
+RIVERRUN_EVENTS = EventFormat(mapping=None, decoder=None)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: A schema id no registry has given (they count up from 1): the demo's record that
+#: names a schema the registry does not have.
+UNREGISTERED_SCHEMA_ID = 2**31 - 1
 
-    def event(name: str, **fields: object) -> bytes:
+
+def bad_messages(
+    id_prefix: str, model: str, max_bytes: int, encoder: InputEventEncoder | None = None
+) -> list[tuple[str, bytes]]:
+    """One message of each kind the worker must dead-letter, with the error type expected,
+    in the events topic's format (`encoder`'s; default: riverrun's JSON).
+
+    In json_schema, riverrun's JSON after the header gets JSON's verdicts; in avro, records
+    of the InputEvent schema that are no valid event (Avro cannot leave a field out nor
+    make a label a list, as the JSON ones do). Both add the wire format's own verdicts: a
+    value not in it, and one naming a schema id the registry does not have; avro one that
+    does not decode."""
+
+    def fields(name: str, **changes: object) -> dict[str, object]:
         base = {"event_id": f"{id_prefix}bad-{name}", "ts": 0, "model": model, "key": "k"}
-        return json.dumps({**base, **fields}).encode()
+        return {**base, **changes}
 
-    return [
+    def event(name: str, **changes: object) -> bytes:
+        return json.dumps(fields(name, **changes)).encode()
+
+    messages = [
         ("invalid_json", b"this is not json"),
         ("invalid_event", event("nan", features={"x": float("nan")})),  # json.dumps writes NaN
         ("invalid_event", event("no-features")),
         ("invalid_event", event("types", features={"x": "1"}, label=["yes"])),
         ("unknown_model", event("model", model="no-such-model", features={})),
         ("oversized", event("big", features={"pad": "x" * max_bytes})),
+    ]
+    if encoder is None or encoder.format == "json":
+        return messages
+    assert encoder.schema_id is not None
+    registered = encoder.schema_id
+    if encoder.format == "avro":
+
+        def record(name: str, **changes: object) -> bytes:
+            base = {"schema_version": 1, "features": {}, "label": None}
+            return avro_payload({**base, **fields(name, ts=EPOCH), **changes})
+
+        messages = [
+            ("invalid_event", frame(registered, record("nan", features={"x": float("nan")}))),
+            ("invalid_event", frame(registered, record("no-key", key=""))),
+            ("invalid_event", frame(registered, record("label", label=""))),
+            ("unknown_model", frame(registered, record("model", model="no-such-model"))),
+            (
+                "oversized",
+                frame(registered, record("big", features={"pad": "x" * max_bytes})),
+            ),
+            # Its last field (ts) cut short.
+            ("undecodable", frame(registered, record("cut")[:-1])),
+        ]
+        unknown = record("unknown-schema")
+    else:
+        messages = [(kind, frame(registered, value)) for kind, value in messages]
+        unknown = event("unknown-schema", features={})
+    return [
+        *messages,
+        ("undecodable", event("unframed", features={})),  # riverrun's JSON, without a header
+        ("unknown_schema", frame(UNREGISTERED_SCHEMA_ID, unknown)),
     ]
 
 
@@ -119,12 +181,24 @@ def run_demo(
     limit: int | None,
     timeout: float,
     echo: Echo,
+    records: EventFormat = RIVERRUN_EVENTS,
 ) -> bool:
     """Run everything once with the app's `models`; True when every event has a
-    prediction or a dead letter and the streamed metrics equal the offline evaluation."""
+    prediction or a dead letter and the streamed metrics equal the offline evaluation.
+
+    Events are written in RIVERRUN_EVENTS_FORMAT (`records`: the app's mapping or event
+    decoder, which make the events topic a team's and are refused). Raises
+    EventsFormatError before anything starts when the events cannot be written."""
     run = time.strftime("%Y%m%d%H%M%S")
     settings, env = demo_settings(settings, run)
     specs = demo_specs(settings, models, datasets)
+    if settings.join_enabled and settings.join_format != "json":
+        raise EventsFormatError(
+            f"the demo writes its delayed-feedback scenario in JSON, which the join reads as "
+            f"{settings.join_format} when RIVERRUN_JOIN_FORMAT is set: unset it, or set "
+            "RIVERRUN_JOIN_ENABLED=false"
+        )
+    encoder = events_encoder(settings, settings.events_topic, records)
     kafka = LocalKafka.for_settings(settings) if settings.uses_local_broker else None
     started_kafka = False
     if kafka is not None:
@@ -144,12 +218,20 @@ def run_demo(
         echo(f"starting a worker (log: {log_path})")
         scenario = FeedbackScenario(settings, models, echo) if settings.join_enabled else None
         worker = start_worker(log_path, env)
-        messages = [encode(e) for batch in events.values() for e in batch]
-        bad = bad_messages(id_prefix, DATASETS[datasets[0]].model, settings.max_event_bytes)
+        write = event_writer(encoder)
+        messages = [write(e) for batch in events.values() for e in batch]
+        model = DATASETS[datasets[0]].model
+        bad = bad_messages(id_prefix, model, settings.max_event_bytes, encoder)
         middle = len(messages) // 2
         messages[middle:middle] = [(b"bad", value) for _, value in bad]
         described = ", ".join(f"{len(v)} {k}" for k, v in events.items())
-        echo(f"replaying {described} events and {len(bad)} bad messages")
+        written = (
+            ""
+            if encoder.format == "json"
+            else f" in {encoder.format} (schema id {encoder.schema_id} under "
+            f"{settings.events_topic}-value)"
+        )
+        echo(f"replaying {described} events and {len(bad)} bad messages{written}")
         produce(settings, settings.events_topic, messages, progress=False)
         expected_reports = {
             DATASETS[name].model: run_offline(
@@ -162,7 +244,8 @@ def run_demo(
             collector, worker, log_path, len(messages), n_reports, id_prefix, timeout, echo
         )
         collector.close()
-        ok = summary(collector, events, expected_reports, len(messages), len(bad), specs, echo)
+        kinds = Counter(kind for kind, _ in bad)
+        ok = summary(collector, events, expected_reports, len(messages), kinds, specs, echo)
         if scenario is not None and worker.poll() is None:
             ok = scenario.summary(timeout, echo) and ok
         write_demo_report(settings, models, echo)

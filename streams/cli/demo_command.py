@@ -6,7 +6,7 @@ import sys
 import click
 
 from online_models.models.registry import ModelError
-from streams.cli.options import app_option, load
+from streams.cli.options import app_option, event_format, load
 
 
 @click.command()
@@ -37,8 +37,13 @@ def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None)
     (--app: the datasets' models must be in it), then checks that every event has a
     prediction or a dead letter and that the streamed metrics equal the offline
     evaluation's; exits 1 when not.
+
+    With RIVERRUN_EVENTS_FORMAT=avro or json_schema, the events (and the bad messages) are
+    written in that format through RIVERRUN_SCHEMA_REGISTRY_URL (`make demo` starts a local
+    registry when it is unset).
     """
     from streams.cli.demo import run_demo
+    from streams.cli.replay import EventsFormatError
     from streams.kafka.topics import TopicError
 
     app, settings = load(app_path)
@@ -50,9 +55,10 @@ def demo(datasets: str, limit: int | None, timeout: float, app_path: str | None)
             limit=limit,
             timeout=timeout,
             echo=click.echo,
+            records=event_format(app, settings),
         )
     except (ValueError, ModelError) as err:
         raise click.UsageError(str(err)) from None
-    except TopicError as err:
+    except (TopicError, EventsFormatError) as err:
         raise click.ClickException(str(err)) from None
     sys.exit(0 if ok else 1)

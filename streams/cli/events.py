@@ -13,7 +13,7 @@ import click
 
 from online_models.models.datasets import DATASETS
 from online_models.models.registry import ModelError, ModelSpec
-from streams.cli.options import app_option, load, require_broker
+from streams.cli.options import app_option, event_format, load, require_broker
 
 Command = Callable[..., Any]
 
@@ -170,15 +170,25 @@ def replay(
     (RIVERRUN_GROUP_ID) to commit every replayed offset, then reads the dead letters of
     the replayed messages and says what they were, by reason, with what to do. Replays
     to another --topic are not followed.
+
+    Events are written in RIVERRUN_EVENTS_FORMAT: json, or avro or json_schema with
+    riverrun's InputEvent schema, registered under <topic>-value first. A topic of a team's
+    own records (protobuf, RIVERRUN_EVENT_MAPPING, the app's mapping or event decoder) is
+    refused: the team's producers write those.
     """
-    from streams.cli.replay import encode, produce
+    from schemas.formats.input_events import UnencodableEvent
+    from streams.cli.replay import EventsFormatError, event_writer, events_encoder, produce
     from streams.cli.replay_aftermath import Produced, aftermath, dead_letter_ends
     from streams.kafka.topics import TopicError, ensure_topics
 
     app, settings = load(app_path)
     events = source.events(app.models, id_prefix, labelled=not unlabelled)
-    require_broker(settings)
     target = topic or settings.events_topic
+    try:
+        write = event_writer(events_encoder(settings, target, event_format(app, settings)))
+    except EventsFormatError as err:
+        raise click.ClickException(str(err)) from None
+    require_broker(settings)
     try:  # the broker creates no topic: a missing one gets RIVERRUN_TOPIC_PARTITIONS
         ensure_topics(settings, [target])
     except TopicError as err:
@@ -186,15 +196,20 @@ def replay(
     follow = wait_seconds > 0 and target == settings.events_topic
     dead_letters_from = dead_letter_ends(settings) if follow else {}
     produced = Produced(target)
-    sent = produce(
-        settings,
-        target,
-        map(encode, events),
-        rate=rate,
-        total=source.limit,
-        progress=not quiet,
-        produced=produced,
-    )
+    try:
+        sent = produce(
+            settings,
+            target,
+            map(write, events),
+            rate=rate,
+            total=source.limit,
+            progress=not quiet,
+            produced=produced,
+        )
+    except UnencodableEvent as err:
+        raise click.ClickException(
+            f"{err} ({produced.count()} events before it were written to {target})"
+        ) from None
     click.echo(f"replayed {sent} events to {target} on {settings.bootstrap_servers}")
     if follow and produced.count():
         for line in aftermath(settings, produced, dead_letters_from, wait_seconds).lines():

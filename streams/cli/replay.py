@@ -1,10 +1,12 @@
-"""Turn datasets and files into input events and produce them to Kafka."""
+"""Turn datasets and files into input events and produce them to Kafka, in the events
+topic's format."""
 
+import asyncio
 import csv
 import itertools
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +19,15 @@ from online_models.learning.admission import label_problem
 from online_models.models.datasets import DATASETS, Sample
 from schemas import ActivityEvent, InputEvent
 from schemas.feedback import Click, Conversion, Impression
+from schemas.formats.input_events import InputEventEncoder, UnencodableEvent, registered_schema
+from schemas.formats.wire import InputFormat
 from schemas.input_event import EXPECTED_FEATURE, EXPECTED_LABEL
 from schemas.types import EventTime
 from streams.kafka.security import kafka_options
 from streams.settings import Settings
 
 if TYPE_CHECKING:
+    from streams.cli.options import EventFormat
     from streams.cli.replay_aftermath import Produced
 
 #: Event time of the first replayed event; each next one is one second later.
@@ -290,8 +295,88 @@ def produce(
 
 
 def encode(event: InputEvent) -> tuple[bytes, bytes]:
-    """An input event as a Kafka (key, value) pair."""
+    """An input event as a Kafka (key, value) pair, in riverrun's JSON."""
     return event.key.encode(), event.model_dump_json().encode()
+
+
+#: An input event as a Kafka (key, value) pair, in the format of the topic it goes to.
+EventWriter = Callable[[InputEvent], tuple[bytes, bytes]]
+
+
+class EventsFormatError(Exception):
+    """Events cannot be written to the topic in its format; the message says why and what
+    to do, in one sentence."""
+
+
+def events_encoder(settings: Settings, topic: str, records: "EventFormat") -> InputEventEncoder:
+    """How riverrun's input events are written to `topic`, the events topic: in
+    RIVERRUN_EVENTS_FORMAT, with avro and json_schema the InputEvent schema registered
+    under `<topic>-value` (TopicNameStrategy) first.
+
+    Raises EventsFormatError when riverrun cannot write the topic's records (protobuf, a
+    mapping or an event decoder: the topic carries a team's own records), and when the
+    registry does not register the schema."""
+    fmt = settings.events_format
+    how = _team_records(settings, records)
+    if how is not None:
+        raise EventsFormatError(
+            f"{how}, so the events topic carries the team's own records, which the team's "
+            "producers write (riverrun has no schema of them): replay to a topic read as "
+            "riverrun's events (RIVERRUN_EVENTS_FORMAT json, avro or json_schema, no mapping)"
+        )
+    if fmt == "json":
+        return InputEventEncoder("json")
+    return InputEventEncoder(fmt, _registered_id(settings, f"{topic}-value", fmt))
+
+
+def event_writer(encoder: InputEventEncoder) -> EventWriter:
+    """Each event as a Kafka (key, value) pair, its value in `encoder`'s format; an event
+    the format cannot hold raises UnencodableEvent naming the event."""
+    if encoder.format == "json":
+        return encode
+
+    def write(event: InputEvent) -> tuple[bytes, bytes]:
+        try:
+            return event.key.encode(), encoder.encode(event)
+        except UnencodableEvent as err:
+            raise UnencodableEvent(f"event {event.event_id}: {err}") from None
+
+    return write
+
+
+def _team_records(settings: Settings, records: "EventFormat") -> str | None:
+    """What makes the events topic's records a team's own, if anything does."""
+    if settings.event_mapping is not None:
+        return "RIVERRUN_EVENT_MAPPING maps records to events"
+    if records.mapping is not None:
+        return "the app maps records to events (App(event_mapping=...))"
+    if records.decoder is not None:
+        name = getattr(records.decoder, "__qualname__", repr(records.decoder))
+        return f"the app makes records events with its event decoder {name}"
+    if settings.events_format == "protobuf":
+        return "RIVERRUN_EVENTS_FORMAT is protobuf"
+    return None
+
+
+def _registered_id(settings: Settings, subject: str, fmt: InputFormat) -> int:
+    """The id of the InputEvent schema of `fmt`, registered under `subject`."""
+    from streams.http.schema_registry import RegistryUnavailable, SchemaRegistry, UnknownSchema
+
+    async def register() -> int:
+        registry = SchemaRegistry(settings)
+        try:
+            return await registry.register(subject, *registered_schema(fmt))
+        finally:
+            await registry.close()
+
+    try:
+        return asyncio.run(register())
+    except (RegistryUnavailable, UnknownSchema) as err:
+        raise EventsFormatError(
+            f"the schema registry at {settings.schema_registry_url} did not register the "
+            f"InputEvent schema under {subject} ({err}): start it, or check "
+            "RIVERRUN_SCHEMA_REGISTRY_URL and its credentials"
+        ) from None
 
 
 def feedback_messages(
