@@ -1194,7 +1194,7 @@ def env_name(field_name: str) -> str:
 def _env_value(value: Any, reveal: bool = True) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
-    if isinstance(value, list | dict | tuple):
+    if isinstance(value, list | dict | tuple | BaseModel):  # (a model: RIVERRUN_EVENT_MAPPING)
         return json.dumps(_plain(value, reveal))
     if isinstance(value, bool):
         return str(value).lower()

@@ -1,8 +1,11 @@
 """Settings: mistakes are refused with a reason, never silently ignored."""
 
+import json
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from schemas.formats.mapping import EventMapping
 from streams.settings import Settings, describe_error
 
 
@@ -68,8 +71,18 @@ def test_settings_turn_into_the_environment_that_gives_them(
         drift_enabled=False,
         checkpoint_key=SecretStr("k3y"),
         batch_seconds=0.5,
+        event_mapping=EventMapping(key="user.id", ts="time", model="logreg"),
+        events_format="avro",
+        schema_registry_url="https://registry.example",
+        schema_registry_username="key",
+        schema_registry_password=SecretStr("registry-secret"),
     )
     env = chosen.as_environment()
+    assert json.loads(env["RIVERRUN_EVENT_MAPPING"]) == {  # what a team writes
+        "key": "user.id",
+        "ts": "time",
+        "model": "logreg",
+    }
     assert env["RIVERRUN_MODELS"] == '["logreg"]' and env["RIVERRUN_DRIFT_ENABLED"] == "false"
     assert env["RIVERRUN_CHECKPOINT_KEY"] == "k3y"  # for a child process, never printed
     for name, value in env.items():
