@@ -28,6 +28,7 @@ from schemas.codec import (
     oversized,
 )
 from schemas.dead_letter import ErrorType
+from schemas.formats.json_records import JsonReader
 from schemas.formats.mapping import (
     SETTING,
     EventMapping,
@@ -227,6 +228,8 @@ def decode_record(
     name = model.__name__
     schema_id, payload = unframe(_sized(name, raw, max_bytes))
     reader = _reader(readers, schema_id)
+    if isinstance(reader, JsonReader):  # JSON after the header: read as the JSON topic's
+        return decode(model, payload, max_bytes=max_bytes)
     record = reader.read(payload)
     _no_bytes(record, name)
     try:

@@ -8,13 +8,16 @@ import json
 
 import fastavro
 import orjson
+import pytest
 
 from online_models import Learner, Rejection
 from schemas import InputEvent, encode_prediction
+from schemas.codec import InvalidMessage
 from schemas.dead_letter import ErrorType
 from schemas.feedback import Click
 from schemas.formats.avro import AvroReader
 from schemas.formats.events import RecordMeta, unknown_schema
+from schemas.formats.json_records import JsonReader
 from schemas.formats.mapping import EventMapping
 from schemas.formats.wire import RegisteredSchema, frame
 from streams.services.event_pipeline import EventPipeline
@@ -112,3 +115,17 @@ def test_an_avro_record_is_predicted_as_the_same_event_in_json() -> None:
     # What the learn topic would carry for a global model: the event as riverrun JSON.
     first = pipeline.decoded[0]
     assert InputEvent.model_validate_json(first.model_dump_json()) == first
+
+
+def test_a_join_topics_records_in_a_registry_format_are_its_models() -> None:
+    """RIVERRUN_JOIN_FORMAT: JSON Schema records read as the JSON topic's (a time as text
+    too), Avro records from their values; an unknown id is the record's fault."""
+    formats = Formats(Settings(join_format="json_schema", schema_registry_url=REGISTRY))
+    assert formats.cache is not None
+    formats.cache.readers[1] = JsonReader(RegisteredSchema(id=1, schema_type="JSON", text="{}"))
+    decode = formats.message_decoder(Click)
+    value = b'{"click_id": "c1", "impression_id": "i1", "ts": "2026-01-01T00:00:00Z"}'
+    assert decode(frame(1, value)) == Click.model_validate_json(value)
+    with pytest.raises(InvalidMessage) as err:
+        decode(frame(2, value))
+    assert err.value.error_type is ErrorType.UNKNOWN_SCHEMA
