@@ -72,14 +72,16 @@ class LocalRegistry:
         scheme = "https" if self._server_cert else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> Self:
+    def start(self, timeout: float = 10.0, *, port: int | None = None) -> Self:
+        """Start it on `port` (say, the port of a registry stopped before: a fresh, empty
+        registry where the old one was), else on a free port."""
         if not self.binary.is_file():
             raise RegistryError(
                 f"{self.binary} not found: build the local schema registry with "
                 "`make schema-registry` (it needs Go 1.23+)"
             )
-        for _ in range(3):  # a free port can be taken between choosing and binding it
-            self.port = free_port()
+        for _ in range(1 if port else 3):  # a free port can be taken before it is bound
+            self.port = port or free_port()
             self._spawn()
             try:
                 up = self._wait_until_up(timeout)

@@ -252,7 +252,9 @@ class Env:
             (self.settings.metrics_port, self.settings.api_port) if first else free_ports(2)
         )
         env = {**self.env, "RIVERRUN_METRICS_PORT": str(port), "RIVERRUN_API_PORT": str(api_port)}
-        worker = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log", port, api_port)
+        # Named by the group too: two envs of one test share its tmp directory.
+        log = self.tmp / f"{self.settings.group_id}-worker-{len(self.workers)}.log"
+        worker = WorkerProcess(env, log, port, api_port)
         self.workers.append(worker)
         return worker
 
