@@ -41,7 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
@@ -331,10 +331,11 @@ def streams(n: int, seed: int = 42) -> list[Stream]:
     def fast_path(raw: bytes, meta: RecordMeta) -> InputEvent:
         return decode(InputEvent, raw, max_bytes=MAX_BYTES)
 
+    read_json = msgspec.json.Decoder().decode  # what the decoder reads plain JSON with
     json_mapped = EventDecoder("json", readers={}, mapping=MAPPING, max_bytes=MAX_BYTES)
 
     def json_fields(raw: bytes, meta: RecordMeta) -> Any:
-        return MAPPING.mapped(orjson.loads(raw), meta)
+        return MAPPING.mapped(read_json(raw), meta)
 
     found = [
         Stream(
@@ -345,7 +346,7 @@ def streams(n: int, seed: int = 42) -> list[Stream]:
             "click record JSON",
             team_json,
             json_mapped.decode,
-            orjson.loads,  # what the decoder reads plain JSON with
+            read_json,
             json_fields,
             {"json.loads": json.loads},
         ),
