@@ -12,14 +12,17 @@ order, as the features `user.country`, `device`, `price` and `position`: the ref
 events list their features in that order, which is the order a model sums them in.
 
 Every worker serves `logreg` with one replica per partition (deterministic), on topics of
-one partition of its own.
+one partition of its own. The workers of all the tests start at once, in the module's
+`runs` fixture (their start-ups overlap); each test reads what its own run's workers did.
 """
 
 import json
+import subprocess
 import time
 import urllib.error
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +45,7 @@ from schemas.formats.wire import frame
 from schemas.prediction import decode_prediction
 from streams.cli.replay import encode
 from streams.settings import MASK
-from tests.integration.conftest import Env, WorkerProcess, riverrun_cli
+from tests.integration.conftest import Env, WorkerProcess, env_factory, riverrun_cli
 from tests.registry import LocalRegistry
 
 MODEL = "logreg"
@@ -242,16 +245,16 @@ def protobuf_values(client: SchemaRegistryClient, topic: str, records: list[Reco
 
 
 def outcome(p: Any) -> tuple[Any, ...]:
-    """What must be equal between runs: all but the latency (a label's type too, as
-    True == 1); `p` is a Prediction or the dict of one read from Avro."""
+    """What must be equal between runs: all but the latency (the prediction's bits, a
+    label's type too, as True == 1); `p` is a Prediction or the dict of one read from Avro."""
     get = p.get if isinstance(p, dict) else lambda name: getattr(p, name)
-    label = get("label")
+    label, prediction = get("label"), get("prediction")
     return (
         get("event_id"),
         get("key"),
         get("model"),
         get("ts"),
-        get("prediction"),
+        prediction.hex() if isinstance(prediction, float) else prediction,
         label,
         type(label).__name__,
         get("learned"),
@@ -271,12 +274,19 @@ def dead_letters(env: Env, count: int) -> list[DeadLetter]:
     return [DeadLetter.model_validate_json(m.value) for m in messages]
 
 
+def started(env: Env) -> Env:
+    """`env` with its worker started: at once, before the ports chosen for it are taken
+    (by a client's connection, say)."""
+    env.start_worker()
+    return env
+
+
 def team_env(make_env: Callable[..., Env], **settings: Any) -> Env:
-    """A test's env (make_env's) whose worker maps the team's records, as a team sets the
-    mapping: RIVERRUN_EVENT_MAPPING, in JSON."""
+    """A test's env (make_env's) whose worker, started, maps the team's records: the
+    mapping set as a team sets it, RIVERRUN_EVENT_MAPPING in JSON."""
     env = make_env(**SERVED, event_mapping=MAPPING, **settings)
     env.env["RIVERRUN_EVENT_MAPPING"] = MAPPING.model_dump_json(exclude_unset=True)
-    return env
+    return started(env)
 
 
 def registry_env(make_env: Callable[..., Env], url: str, **settings: Any) -> Env:
@@ -308,22 +318,38 @@ def registry_failures(worker: WorkerProcess) -> float:
         return 0.0  # not serving /metrics yet
 
 
-# --- the tests ---------------------------------------------------------------------------
+# --- the runs: every test's workers start at once ----------------------------------------
 
 
-def test_every_format_predicts_what_riverrun_json_does(make_env, schema_registry: str) -> None:  # type: ignore[no-untyped-def]
-    """The Done-when of a team's topics: the same events as riverrun's JSON (the
-    reference), as the team's JSON mapped without a registry, and as Avro, JSON Schema and
-    Protobuf through the registry give equal predictions, bit for bit; the Avro run writes
-    its predictions in Avro, read back by confluent-kafka's AvroDeserializer."""
+@dataclass
+class Run:
+    """One test's envs (each a worker's topics, group and ports) and what was produced."""
+
+    envs: dict[str, Env]
+    records: list[Record]
+    #: The bad records, among the good ones.
+    bad: Messages = field(default_factory=list)
+    #: A registry of the run's own, which the test stops and starts.
+    registry: LocalRegistry | None = None
+    #: `riverrun config` run with the first env's settings, in the background.
+    config: "Future[subprocess.CompletedProcess[str]] | None" = None
+
+    @property
+    def workers(self) -> list[WorkerProcess]:
+        return [worker for env in self.envs.values() for worker in env.workers]
+
+
+def formats_run(make_env: Callable[..., Env], url: str) -> Run:
+    """The same events as riverrun's JSON (the reference), as the team's JSON mapped, and as
+    Avro (predictions written in Avro), JSON Schema and Protobuf through the registry."""
     records = click_records(EVENTS, "click-")
-    client = SchemaRegistryClient({"url": schema_registry})
+    client = SchemaRegistryClient({"url": url})
     envs = {
-        "reference": make_env(**SERVED),
+        "reference": started(make_env(**SERVED)),
         "team json": team_env(make_env),
-        "avro": registry_env(make_env, schema_registry, predictions_format="avro"),
-        "json_schema": registry_env(make_env, schema_registry, events_format="json_schema"),
-        "protobuf": registry_env(make_env, schema_registry, events_format="protobuf"),
+        "avro": registry_env(make_env, url, predictions_format="avro"),
+        "json_schema": registry_env(make_env, url, events_format="json_schema"),
+        "protobuf": registry_env(make_env, url, events_format="protobuf"),
     }
     topic = {name: env.settings.events_topic for name, env in envs.items()}
     compact = json.JSONEncoder(separators=(",", ":"))
@@ -336,9 +362,126 @@ def test_every_format_predicts_what_riverrun_json_does(make_env, schema_registry
     envs["reference"].produce([encode(reference_event(r)) for r in records])
     for name, written in values.items():
         envs[name].produce(keyed(records, written))
-    for env in envs.values():  # all at once: each on its own topics, group and ports
-        env.start_worker()
+    return Run(envs, records)
 
+
+def bad_records_run(make_env: Callable[..., Env], url: str) -> Run:
+    """Among a team's Avro clicks: a JSON value, a schema id the registry does not have, a
+    truncated payload, a record without the key field (an older schema), one with a list
+    field (a newer one) and one with a NaN price."""
+    env = registry_env(make_env, url)
+    topic = env.settings.events_topic
+    client = SchemaRegistryClient({"url": url})
+    records = click_records(300, "good-")
+    good = keyed(records, avro_values(client, topic, records))
+    sample = click_records(1, "bad-")[0]
+    (valid,) = avro_values(client, topic, [sample])
+    # Other versions of the producer's schema, registered under the same subject.
+    anonymous = AvroSerializer(
+        client, json.dumps(click_avro(user={**USER_AVRO, "fields": USER_AVRO["fields"][1:]}))
+    )
+    tags = {"name": "tags", "type": {"type": "array", "items": "string"}}
+    tagged = AvroSerializer(client, json.dumps(click_avro(extra=[tags])))
+    bad: Messages = [
+        (b"u0", json.dumps(as_json(sample)).encode()),
+        (b"u0", frame(999_999, valid[5:])),
+        (b"u0", valid[: 5 + (len(valid) - 5) // 2]),
+        (b"u0", anonymous({**sample, "user": {"country": "FR"}}, value_of(topic))),  # type: ignore[list-item]
+        (b"u0", tagged({**sample, "tags": ["sale", "new"]}, value_of(topic))),  # type: ignore[list-item]
+        (b"u0", avro_values(client, topic, [{**sample, "price": float("nan")}])[0]),
+    ]
+    env.produce(good[:150] + bad + good[150:])
+    return Run({"avro": env}, records, bad)
+
+
+#: The topic the producer of the registry-away run names (its subject: <topic>-value).
+AWAY_TOPIC = "clicks"
+
+
+def registry_away_run(make_env: Callable[..., Env]) -> Run:
+    """Avro records registered in a registry of their own, which is then stopped (its
+    port kept)."""
+    registry = LocalRegistry().start()
+    client = SchemaRegistryClient({"url": registry.url})
+    records = click_records(300, "waited-")
+    written = avro_values(client, AWAY_TOPIC, records)
+    assert {value[1:5] for value in written} == {(1).to_bytes(4, "big")}  # the first schema
+    registry.stop()
+    env = registry_env(make_env, registry.url)
+    env.produce(keyed(records, written))
+    return Run({"avro": env}, records, registry=registry)
+
+
+#: The password the secured registry is asked with by the worker that has it wrong.
+WRONG_PASSWORD = "not-the-registry-password-5f1c"
+
+
+def credentials_run(make_env: Callable[..., Env], registry: LocalRegistry) -> Run:
+    """Avro records in the registry behind basic auth and mutual TLS, for a worker with
+    the right credentials and one with a wrong password."""
+    secured = {
+        "schema_registry_username": registry.username,
+        "schema_registry_password": registry.password,
+        "schema_registry_cafile": registry.ca_file,
+        "schema_registry_certfile": registry.client_cert,
+        "schema_registry_keyfile": registry.client_key,
+    }
+    envs = {
+        "right": registry_env(make_env, registry.url, **secured),
+        "wrong": registry_env(
+            make_env, registry.url, **{**secured, "schema_registry_password": WRONG_PASSWORD}
+        ),
+    }
+    client = SchemaRegistryClient(registry.confluent_config())
+    records = click_records(200, "secured-")
+    for env in envs.values():
+        env.produce(keyed(records, avro_values(client, env.settings.events_topic, records)))
+    background = ThreadPoolExecutor(1)
+    config = background.submit(riverrun_cli, envs["right"], "config")
+    background.shutdown(wait=False)
+    return Run(envs, records, config=config)
+
+
+@pytest.fixture(scope="module")
+def runs(  # type: ignore[no-untyped-def]
+    bootstrap: str, schema_registry: str, secured_schema_registry: LocalRegistry, tmp_path_factory
+) -> Iterator[dict[str, Run]]:
+    """The runs of this module's tests, all their workers started at once, each as soon
+    as its env is made (most of a worker's start is waiting: together they take little
+    more than one): each test then reads what its own run's workers did."""
+    made = env_factory(bootstrap, tmp_path_factory.mktemp("team-formats"))
+    make_env = next(made)
+    runs: dict[str, Run] = {}
+    try:
+        runs["formats"] = formats_run(make_env, schema_registry)
+        runs["bad records"] = bad_records_run(make_env, schema_registry)
+        runs["registry away"] = registry_away_run(make_env)
+        runs["credentials"] = credentials_run(make_env, secured_schema_registry)
+        yield runs
+    finally:
+        for run in runs.values():
+            if run.registry is not None:
+                run.registry.stop()
+        # Those a test did not stop (it failed), each given 10 s; then the topics go.
+        left = [w for run in runs.values() for w in run.workers if not w.stopped]
+        if left:
+            with ThreadPoolExecutor(len(left)) as pool:
+                list(pool.map(lambda worker: worker.stop(10.0), left))
+        next(made, None)
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+
+def test_every_format_predicts_what_riverrun_json_does(
+    runs: dict[str, Run], schema_registry: str
+) -> None:
+    """The Done-when of a team's topics: the same events as riverrun's JSON (the
+    reference), as the team's JSON mapped without a registry, and as Avro, JSON Schema and
+    Protobuf through the registry give equal predictions, bit for bit; the Avro run writes
+    its predictions in Avro, read back by confluent-kafka's AvroDeserializer."""
+    run = runs["formats"]
+    records, envs = run.records, run.envs
     reference = predictions(envs["reference"], EVENTS)
     # What the reference itself must be: every event predicted in order, the labelled
     # ones learnt (model_updates counts them), the others predicted only.
@@ -353,132 +496,82 @@ def test_every_format_predicts_what_riverrun_json_does(make_env, schema_registry
     messages = avro.read(avro.settings.predictions_topic, EVENTS)
     assert avro.count(avro.settings.predictions_topic) == EVENTS
     assert all(m.value[0] == 0 for m in messages)  # the wire format, not JSON
-    read_avro = AvroDeserializer(client)
+    read_avro = AvroDeserializer(SchemaRegistryClient({"url": schema_registry}))
     context = value_of(avro.settings.predictions_topic)
     assert [outcome(read_avro(m.value, context)) for m in messages] == reference
     for env in envs.values():
         assert env.count(env.settings.dead_letters_topic) == 0
-    stop_all([worker for env in envs.values() for worker in env.workers])
+    stop_all(run.workers)
 
 
-def test_each_bad_record_gets_its_verdict_and_the_others_are_predicted(  # type: ignore[no-untyped-def]
-    make_env, schema_registry: str
+def test_each_bad_record_gets_its_verdict_and_the_others_are_predicted(
+    runs: dict[str, Run],
 ) -> None:
-    """Among a team's Avro clicks: a JSON value, a schema id the registry does not have,
-    a truncated payload, a record without the key field, one with a list field and one
-    with a NaN price. Each is a dead letter with a reason that says what to fix; every
-    other record is predicted, in order."""
-    env = registry_env(make_env, schema_registry)
-    topic = env.settings.events_topic
-    client = SchemaRegistryClient({"url": schema_registry})
-    records = click_records(300, "good-")
-    good = keyed(records, avro_values(client, topic, records))
-    sample = click_records(1, "bad-")[0]
-    (valid,) = avro_values(client, topic, [sample])
-    # Other versions of the producer's schema, registered under the same subject.
-    anonymous = AvroSerializer(
-        client, json.dumps(click_avro(user={**USER_AVRO, "fields": USER_AVRO["fields"][1:]}))
-    )
-    tagged = AvroSerializer(
-        client,
-        json.dumps(
-            click_avro(extra=[{"name": "tags", "type": {"type": "array", "items": "string"}}])
-        ),
-    )
-    no_key = {**sample, "user": {"country": "FR"}}
-    bad: Messages = [
-        (b"u0", json.dumps(as_json(sample)).encode()),
-        (b"u0", frame(999_999, valid[5:])),
-        (b"u0", valid[: 5 + (len(valid) - 5) // 2]),
-        (b"u0", anonymous(no_key, value_of(topic))),  # type: ignore[list-item]
-        (b"u0", tagged({**sample, "tags": ["sale", "new"]}, value_of(topic))),  # type: ignore[list-item]
-        (b"u0", avro_values(client, topic, [{**sample, "price": float("nan")}])[0]),
-    ]
+    """Each bad record is a dead letter whose reason says what to fix; every other record
+    of the same run is predicted, in order."""
+    run = runs["bad records"]
+    env = run.envs["avro"]
     verdicts = [
         ("undecodable", ["Confluent wire format", "RIVERRUN_EVENTS_FORMAT"]),
         ("unknown_schema", ["schema id 999999", "RIVERRUN_SCHEMA_REGISTRY_URL"]),
-        ("undecodable", ["do not decode as Avro schema", "shop.events.Click"]),
-        ("invalid_event", ["`user.id`", "RIVERRUN_EVENT_MAPPING"]),
+        ("undecodable", ["do not decode as Avro schema", "the bytes end inside it"]),
+        ("invalid_event", ["no field `user.id`", "RIVERRUN_EVENT_MAPPING"]),
         ("invalid_event", ["`tags` is a list", "exclude"]),
-        ("invalid_event", ["`price`"]),
+        ("invalid_event", ["`price` (features.price)", "finite"]),
     ]
-    env.produce(good[:150] + bad + good[150:])
-    env.start_worker()
-
-    predicted = predictions(env, len(good))
-    letters = dead_letters(env, len(bad))
-    assert [row[0] for row in predicted] == [r["id"] for r in records]
-    assert [d.source_offset for d in letters] == list(range(150, 150 + len(bad)))
-    assert [d.original_payload() for d in letters] == [value for _, value in bad]
+    predicted = predictions(env, len(run.records))
+    letters = dead_letters(env, len(run.bad))
+    assert [row[0] for row in predicted] == [r["id"] for r in run.records]
+    assert [d.source_offset for d in letters] == list(range(150, 150 + len(run.bad)))
+    assert [d.original_payload() for d in letters] == [value for _, value in run.bad]
     for letter, (error_type, words) in zip(letters, verdicts, strict=True):
         assert letter.error_type.value == error_type, letter.reason
         for word in words:
             assert word in letter.reason, (word, letter.reason)
-    stop_all(env.workers)
+    stop_all(run.workers)
 
 
-def test_a_registry_away_makes_records_wait_not_dead_letters(make_env) -> None:  # type: ignore[no-untyped-def]
-    """Avro records registered in a registry that then stops: the worker predicts nothing
-    and dead-letters nothing while it asks again (counted); a fresh registry on the same
-    port, given the same schema (the first schema of an empty registry: the same id),
-    and every record is predicted."""
-    registry = LocalRegistry().start()
-    try:
-        client = SchemaRegistryClient({"url": registry.url})
-        env = registry_env(make_env, registry.url)
-        records = click_records(300, "waited-")
-        written = avro_values(client, env.settings.events_topic, records)
-        assert {v[1:5] for v in written} == {(1).to_bytes(4, "big")}
-        env.produce(keyed(records, written))
-        registry.stop()
+def test_a_registry_away_makes_records_wait_not_dead_letters(runs: dict[str, Run]) -> None:
+    """While the registry that holds the records' schema is away, the worker predicts
+    nothing and dead-letters nothing, and counts each time it asks in vain; a fresh
+    registry on the same port, given the same schema (the first schema of an empty
+    registry: the same id), and every record is predicted."""
+    run = runs["registry away"]
+    env, (worker,), registry = run.envs["avro"], run.workers, run.registry
+    assert registry is not None
+    wait_for(lambda: registry_failures(worker) >= 3, "three registry failures", [worker])
+    assert env.count(env.settings.predictions_topic) == 0
+    assert env.count(env.settings.dead_letters_topic) == 0
+    assert f"the schema registry at {registry.url} is unavailable" in worker.tail(200)
 
-        worker = env.start_worker()
-        # Asked, refused, asked again: the third failure is followed by a 2 s wait, time
-        # enough to bring the registry back before the worker asks again.
-        wait_for(lambda: registry_failures(worker) >= 3, "three registry failures", [worker])
-        registry.start(port=registry.port)
-        client = SchemaRegistryClient({"url": registry.url})
-        subject = f"{env.settings.events_topic}-value"
-        assert client.register_schema(subject, Schema(json.dumps(click_avro()), "AVRO")) == 1
-        assert env.count(env.settings.predictions_topic) == 0
-        assert env.count(env.settings.dead_letters_topic) == 0
+    # From the third failure on, the worker waits 2 s or more before it asks again: time
+    # enough to bring the registry back, with the schema, just after a failure.
+    failures = registry_failures(worker)
+    wait_for(lambda: registry_failures(worker) > failures, "another failure", [worker])
+    registry.start(port=registry.port)
+    client = SchemaRegistryClient({"url": registry.url})
+    subject = f"{AWAY_TOPIC}-value"
+    assert client.register_schema(subject, Schema(json.dumps(click_avro()), "AVRO")) == 1
 
-        predicted = predictions(env, len(records))
-        assert [row[0] for row in predicted] == [r["id"] for r in records]
-        assert env.count(env.settings.dead_letters_topic) == 0
-        assert "the schema registry at" in worker.tail(200)
-        stop_all([worker])
-    finally:
-        registry.stop()
+    predicted = predictions(env, len(run.records))
+    assert [row[0] for row in predicted] == [r["id"] for r in run.records]
+    assert env.count(env.settings.dead_letters_topic) == 0
+    stop_all([worker])
 
 
-def test_registry_credentials_are_used_and_never_shown(  # type: ignore[no-untyped-def]
-    make_env, secured_schema_registry: LocalRegistry
+def test_registry_credentials_are_used_and_never_shown(
+    runs: dict[str, Run], secured_schema_registry: LocalRegistry
 ) -> None:
     """Behind basic auth and mutual TLS: with the right settings the worker predicts, and
     neither its log nor `riverrun config` shows the password; with a wrong password the
     records wait (no dead letter) and the log says 401 and what to check."""
-    registry = secured_schema_registry
+    registry, run = secured_schema_registry, runs["credentials"]
     assert registry.password is not None
-    wrong_password = "not-the-registry-password-5f1c"
-    secured = {
-        "schema_registry_username": registry.username,
-        "schema_registry_password": registry.password,
-        "schema_registry_cafile": registry.ca_file,
-        "schema_registry_certfile": registry.client_cert,
-        "schema_registry_keyfile": registry.client_key,
-    }
-    right = registry_env(make_env, registry.url, **secured)
-    wrong = registry_env(
-        make_env, registry.url, **{**secured, "schema_registry_password": wrong_password}
-    )
-    client = SchemaRegistryClient(registry.confluent_config())
-    records = click_records(200, "secured-")
-    for env in (right, wrong):
-        env.produce(keyed(records, avro_values(client, env.settings.events_topic, records)))
-    worker, refused = right.start_worker(), wrong.start_worker()
+    right, wrong = run.envs["right"], run.envs["wrong"]
+    (worker,), (refused,) = right.workers, wrong.workers
 
-    config = riverrun_cli(right, "config")
+    assert run.config is not None
+    config = run.config.result(timeout=60)
     assert config.returncode == 0, config.stderr
     shown = {
         line.split()[0]: line.split()[1] for line in config.stdout.splitlines() if " [" in line
@@ -487,8 +580,8 @@ def test_registry_credentials_are_used_and_never_shown(  # type: ignore[no-untyp
     assert shown["RIVERRUN_SCHEMA_REGISTRY_USERNAME"] == registry.username
     assert registry.password not in config.stdout + config.stderr
 
-    predicted = predictions(right, len(records))
-    assert [row[0] for row in predicted] == [r["id"] for r in records]
+    predicted = predictions(right, len(run.records))
+    assert [row[0] for row in predicted] == [r["id"] for r in run.records]
     wait_for(lambda: "401" in refused.tail(200), "the wrong password's 401 in the log", [refused])
     assert registry_failures(refused) > 0
     assert wrong.count(wrong.settings.predictions_topic) == 0
@@ -498,6 +591,6 @@ def test_registry_credentials_are_used_and_never_shown(  # type: ignore[no-untyp
     # (A SIGTERM would wait for the batch in flight, which waits for the registry.)
     refused.kill()
     stop_all([worker])
-    for password in (registry.password, wrong_password):
+    for password in (registry.password, WRONG_PASSWORD):
         for written in (worker.tail(1000), log):
             assert password not in written
