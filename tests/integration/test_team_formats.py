@@ -282,10 +282,10 @@ def started(env: Env) -> Env:
 
 
 def team_env(make_env: Callable[..., Env], **settings: Any) -> Env:
-    """A test's env (make_env's) whose worker, started, maps the team's records: the
-    mapping set as a team sets it, RIVERRUN_EVENT_MAPPING in JSON."""
+    """A test's env (make_env's) whose worker, started, maps the team's records
+    (RIVERRUN_EVENT_MAPPING)."""
     env = make_env(**SERVED, event_mapping=MAPPING, **settings)
-    env.env["RIVERRUN_EVENT_MAPPING"] = MAPPING.model_dump_json(exclude_unset=True)
+    assert json.loads(env.env["RIVERRUN_EVENT_MAPPING"]) == MAPPING.model_dump(exclude_unset=True)
     return started(env)
 
 
