@@ -99,7 +99,7 @@ def avro_fields(fields: dict[str, Any]) -> dict[str, Any]:
     label = fields["label"]
     return {
         **fields,
-        "features": {name: _branch(value, name) for name, value in features.items()},
+        "features": {name: _branch(value, f"features.{name}") for name, value in features.items()},
         "label": None if label is None else _branch(label, "label"),
     }
 

@@ -26,6 +26,7 @@ from schemas.formats.mapping import RecordMeta
 from schemas.formats.readers import reader_for
 from schemas.formats.wire import RegisteredSchema, frame
 from schemas.json_schema import render
+from streams.cli.replay import event_writer
 
 SCHEMA_ID = 12
 MAX_BYTES = 100_000
@@ -135,9 +136,16 @@ def test_the_registered_schemas_are_the_committed_files() -> None:
 
 def test_an_integer_beyond_avros_long_is_refused_with_what_to_do() -> None:
     too_big = event(features={"id": 2**63})
-    with pytest.raises(UnencodableEvent, match="id: the integer 9223372036854775808 is beyond"):
+    with pytest.raises(UnencodableEvent) as caught:
         encoder("avro").encode(too_big)
+    assert str(caught.value) == (
+        "features.id: the integer 9223372036854775808 is beyond Avro's long (64 bits); send it "
+        "as a string or a float, or the events in json"
+    )
     assert encoder("json").encode(too_big)  # JSON holds it
+    # What riverrun replay says, before how many events it had written.
+    with pytest.raises(UnencodableEvent, match=r"^event e-1: features.id: the integer"):
+        event_writer(encoder("avro"))(too_big)
 
 
 def test_a_record_that_is_no_valid_event_is_written_and_refused_by_the_worker() -> None:
