@@ -586,11 +586,24 @@ def test_registry_credentials_are_used_and_never_shown(
     assert registry_failures(refused) > 0
     assert wrong.count(wrong.settings.predictions_topic) == 0
     assert wrong.count(wrong.settings.dead_letters_topic) == 0
-    log = refused.tail(200)
-    assert "RIVERRUN_SCHEMA_REGISTRY_USERNAME and _PASSWORD" in log
-    # (A SIGTERM would wait for the batch in flight, which waits for the registry.)
-    refused.kill()
+    assert "RIVERRUN_SCHEMA_REGISTRY_USERNAME and _PASSWORD" in refused.tail(200)
     stop_all([worker])
     for password in (registry.password, WRONG_PASSWORD):
         for written in (worker.log_path.read_text(), refused.log_path.read_text()):
             assert password not in written
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a worker's stop waits for the batch in flight, and a batch whose schemas the "
+    "registry does not give waits for the registry without end",
+)
+def test_a_worker_waiting_for_its_registry_stops_when_asked(runs: dict[str, Run]) -> None:
+    """SIGTERM stops a worker whose records wait for the registry (its password is wrong)
+    within seconds, as it stops any worker: the waiting batch is not committed, so the
+    next worker reads its records again."""
+    (refused,) = runs["credentials"].envs["wrong"].workers
+    wait_for(lambda: "answered 401" in refused.tail(200), "the 401 in the log", [refused])
+    asked = time.monotonic()
+    assert refused.stop(timeout=5.0) == 0, refused.tail()
+    assert time.monotonic() - asked < 5.0
