@@ -85,9 +85,9 @@ def bad_messages(
 
     In json_schema, riverrun's JSON after the header gets JSON's verdicts; in avro, records
     of the InputEvent schema that are no valid event (Avro cannot leave a field out nor
-    make a label a list, as the JSON ones do). Both add the wire format's own verdicts: a
-    value not in it, and one naming a schema id the registry does not have; avro one that
-    does not decode."""
+    make a label a list, as the JSON ones do; one cut short does not decode). Both add the
+    wire format's own verdicts: a value not in it (riverrun's JSON without the header), and
+    one naming a schema id the registry does not have."""
 
     def fields(name: str, **changes: object) -> dict[str, object]:
         base = {"event_id": f"{id_prefix}bad-{name}", "ts": 0, "model": model, "key": "k"}
