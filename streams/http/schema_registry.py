@@ -166,19 +166,26 @@ class SchemaCache:
         self._on_unavailable = on_unavailable
         self._sleep = sleep
 
-    async def resolve(self, values: Iterable[bytes | None]) -> None:
+    async def resolve(
+        self, values: Iterable[bytes | None], *, abandon: Callable[[], bool] = lambda: False
+    ) -> bool:
         """Fetch the schemas of the ids in `values` that are not cached, waiting (and
-        asking again) as long as the registry is unavailable."""
+        asking again) as long as the registry is unavailable, unless `abandon()` says to
+        stop waiting: then False, and the records' schemas are not all known."""
         for schema_id in self._unknown:
             self.readers.pop(schema_id, None)
         self._unknown.clear()
         missing = {i for i in map(schema_id_of, values) if i is not None} - self.readers.keys()
         for schema_id in sorted(missing):
-            self.readers[schema_id] = await self._fetch(schema_id)
+            resolved = await self._fetch(schema_id, abandon)
+            if resolved is None:
+                return False
+            self.readers[schema_id] = resolved
+        return True
 
-    async def _fetch(self, schema_id: int) -> Resolved:
+    async def _fetch(self, schema_id: int, abandon: Callable[[], bool]) -> Resolved | None:
         tries, warned_at = 0, float("-inf")
-        while True:
+        while not abandon():
             try:
                 schema = await self.registry.schema(schema_id)
             except UnknownSchema:
@@ -205,6 +212,7 @@ class SchemaCache:
                 return reader_for(schema)
             except InvalidMessage as verdict:
                 return verdict
+        return None
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:

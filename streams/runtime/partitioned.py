@@ -303,6 +303,13 @@ class PartitionedService(Service, Generic[Key, State]):
         """Whether some state holds fetched messages it has not handled yet."""
         return False
 
+    async def prepare(self, fetched: list[Batches]) -> bool:
+        """Before a batch is handled, outside the batch lock: fetch what decoding it needs
+        (the schemas its records name, waiting while the registry is away). False when the
+        worker stopped meanwhile: the batch is then left unhandled and uncommitted, for
+        the next owner."""
+        return True
+
     async def checkpoint(self, state: State, *, transactional: bool) -> int | None:
         """Write `state`'s checkpoint(s) at its positions, until acknowledged; the bytes
         written (None: not counted)."""
@@ -630,6 +637,9 @@ class PartitionedService(Service, Generic[Key, State]):
             fetched = [await self.consumer.fetch(self.settings.batch_size, poll_seconds)]
             if self.settings.exactly_once and fetched[0]:
                 fetched += await self._at_hand()
+            # (Not under the lock: a stop or a rebalance never waits for the registry.)
+            if any(fetched) and not await self.prepare(fetched):
+                continue  # stopping
             async with self.batch_lock:
                 if any(fetched) or self.pending():
                     await self.process(fetched)

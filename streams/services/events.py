@@ -117,6 +117,12 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
     #: How predictions are written (RIVERRUN_PREDICTIONS_FORMAT).
     encode = staticmethod(encode_prediction)
 
+    async def prepare(self, fetched: list[Batches]) -> bool:
+        if self.formats is None or not self.reads_team_records():
+            return True
+        values = (m.value for batches in fetched for ms in batches.values() for m in ms)
+        return await self.formats.prepare(values, abandon=lambda: self.should_stop)
+
     def reads_team_records(self) -> bool:
         """Whether the consumed topic carries a team's records (its format, a mapping or
         an event decoder), rather than riverrun's own InputEvent JSON."""
@@ -393,8 +399,7 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
                     state.learner.install(name, snapshot)
         decoder = None
         if self.formats is not None and self.reads_team_records():
-            await self.formats.prepare(m.value for m in messages)  # (waits for the registry)
-            decoder = self.formats.event_decoder()
+            decoder = self.formats.event_decoder()  # (`prepare` fetched the schemas)
         pipeline = EventPipeline(state.learner, s.max_event_bytes, decoder)
         replayed = [m for m in messages if state.replayed(m)]
         if replayed:  # rebuilding the model: outputs were delivered by the last owner

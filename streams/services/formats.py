@@ -63,11 +63,15 @@ class Formats:
             await self.registry.close()
 
     # --- input -----------------------------------------------------------------------
-    async def prepare(self, values: Iterable[bytes | None]) -> None:
+    async def prepare(
+        self, values: Iterable[bytes | None], *, abandon: Callable[[], bool] = lambda: False
+    ) -> bool:
         """Fetch the schemas the records in `values` name (waiting while the registry is
-        unavailable), so that the decoders below can read them."""
-        if self.cache is not None:
-            await self.cache.resolve(values)
+        unavailable), so that the decoders below can read them; False when `abandon()`
+        ended the wait first."""
+        if self.cache is None:
+            return True
+        return await self.cache.resolve(values, abandon=abandon)
 
     def event_decoder(self) -> EventDecoder | None:
         """The events topic's decoder; None: riverrun's InputEvent JSON (the fast path)."""

@@ -117,6 +117,12 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
             }
         await super().on_start()
 
+    async def prepare(self, fetched: list[Batches]) -> bool:
+        if self.formats is None:
+            return True
+        values = (m.value for batches in fetched for ms in batches.values() for m in ms)
+        return await self.formats.prepare(values, abandon=lambda: self.should_stop)
+
     def topics(self) -> list[str]:
         return list(self.types)
 
@@ -214,9 +220,7 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
     ) -> Counter[TopicPartition]:
         """Buffer what was fetched, then handle the partition's buffered messages of all
         topics in event-time order as far as that order is known."""
-        for tp, messages in batches.items():
-            if self.formats is not None:
-                await self.formats.prepare(m.value for m in messages)  # (waits for the registry)
+        for tp, messages in batches.items():  # (`prepare` fetched their schemas)
             state.buffers[tp].extend(self._decode(tp, m) for m in messages)
         handled = await self._drain(state, outbox)
         if handled:

@@ -593,11 +593,6 @@ def test_registry_credentials_are_used_and_never_shown(
             assert password not in written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker's stop waits for the batch in flight, and a batch whose schemas the "
-    "registry does not give waits for the registry without end",
-)
 def test_a_worker_waiting_for_its_registry_stops_when_asked(runs: dict[str, Run]) -> None:
     """SIGTERM stops a worker whose records wait for the registry (its password is wrong)
     within seconds, as it stops any worker: the waiting batch is not committed, so the
