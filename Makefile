@@ -18,7 +18,7 @@ STAMP  := $(VENV)/.installed
 export RIVERRUN_KAFKA_CACHE_DIR ?= $(CURDIR)/.cache/kafka
 export RIVERRUN_DATA_DIR ?= $(CURDIR)/.cache/riverrun
 
-.PHONY: docs docs-build venv demo test unit unit-other-pythons integration lint bench bench-serving bench-decode soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium schema-registry
+.PHONY: docs docs-build venv demo test unit unit-other-pythons unit-every-python unit-side-by-side integration lint bench bench-serving bench-decode soak lock schemas kafka-up kafka-down clean prometheus asyncapi chromium schema-registry
 
 # The other supported Pythons, where this machine has them: installed by pyenv beside the
 # default one, or on PATH. Each gets a venv with the same pins and runs the unit suite.
@@ -109,23 +109,31 @@ test:
 	$(BIN)/mypy
 	$(BIN)/mypy docs/hooks
 	$(MAKE) docs-build
-	$(BIN)/python $(PYTEST) --durations=15 tests $(PACKAGES)
-	$(MAKE) unit-other-pythons
+	$(MAKE) unit-every-python
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=15 tests/integration
 
 unit: venv $(DOCKER_COMPOSE) $(ASYNCAPI)
 	$(BIN)/python $(PYTEST) tests/unit $(PACKAGES)
 
-# The unit suite (and doctests) on Python 3.12 and 3.13 when present, side by side (one
-# core each); says which ran, prints each suite's output whole, fails if either failed.
+# The unit suite (and doctests) on Python 3.12 and 3.13 when present (`unit-other-pythons`),
+# or on those and the default Python (`unit-every-python`, what `make test` runs), side by
+# side; says which ran, prints each suite's output whole, fails if any failed.
 unit-other-pythons: $(DOCKER_COMPOSE) $(ASYNCAPI) $(OTHER_VENVS)
+	@$(MAKE) --no-print-directory unit-side-by-side UNIT_VENVS="$(foreach v,$(OTHER_PYTHONS),.venv-$(v))"
+
+unit-every-python: venv $(DOCKER_COMPOSE) $(ASYNCAPI) $(OTHER_VENVS)
+	@$(MAKE) --no-print-directory unit-side-by-side UNIT_VENVS="$(VENV) $(foreach v,$(OTHER_PYTHONS),.venv-$(v))"
+
+unit-side-by-side:
 	@echo "other Pythons: $(or $(OTHER_PYTHONS),none found)"
 	@mkdir -p .cache/unit
-	@for v in $(OTHER_PYTHONS); do \
-		( .venv-$$v/bin/python $(PYTEST) -q tests/unit $(PACKAGES) > .cache/unit/$$v.log 2>&1; \
-		  echo $$? > .cache/unit/$$v.rc ) & \
-	done; wait; failed=0; for v in $(OTHER_PYTHONS); do \
-		echo "unit tests on Python $$v:"; cat .cache/unit/$$v.log; \
-		[ "$$(cat .cache/unit/$$v.rc)" = 0 ] || failed=1; \
+	@for venv in $(UNIT_VENVS); do \
+		( $$venv/bin/python $(PYTEST) -q tests/unit $(PACKAGES) > .cache/unit/$$venv.log 2>&1; \
+		  echo $$? > .cache/unit/$$venv.rc ) & \
+	done; wait; failed=0; for venv in $(UNIT_VENVS); do \
+		echo "unit tests on $$($$venv/bin/python -c 'import platform; print("Python", platform.python_version())'):"; \
+		cat .cache/unit/$$venv.log; \
+		[ "$$(cat .cache/unit/$$venv.rc)" = 0 ] || failed=1; \
 	done; exit $$failed
 
 integration: venv $(PROMETHEUS) $(CHROMIUM) $(SCHEMA_REGISTRY)

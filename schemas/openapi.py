@@ -192,15 +192,17 @@ def _operations() -> dict[str, Any]:
                 "400": _BAD_REQUEST,
                 "401": _UNAUTHORIZED,
                 "409": _problem(
-                    "The events topic carries the team's own records (`RIVERRUN_EVENTS_FORMAT` "
-                    "other than json, a mapping or an event decoder): events are appended by "
-                    "the team's producers, in its format (`team_format`)."
+                    "The events topic carries the team's own records (a mapping, an event "
+                    "decoder, or `RIVERRUN_EVENTS_FORMAT=protobuf`): events are appended by the "
+                    "team's producers, in its format (`team_format`). With avro or json_schema "
+                    "the events are written in that format, their schema registered first."
                 ),
                 "413": _OVERSIZED,
                 "500": _INTERNAL,
                 "503": _unavailable(
                     "The broker did not acknowledge the events (unreachable, or not within "
-                    "RIVERRUN_API_EVENTS_TIMEOUT_SECONDS): send them again with the same ids."
+                    "RIVERRUN_API_EVENTS_TIMEOUT_SECONDS), or the schema registry did not "
+                    "register their schema: send them again with the same ids."
                 ),
             },
         }

@@ -51,11 +51,6 @@ class EventFormat:
     mapping: EventMapping | None
     decoder: EventHook | None
 
-    def team_records(self, settings: Settings) -> bool:
-        """Whether the events topic carries a team's own records."""
-        mapped = self.mapping is not None or self.decoder is not None
-        return settings.events_format != "json" or mapped
-
 
 def event_format(app: ServedApp, settings: Settings) -> EventFormat:
     """The app's and the settings' way of making records events; one sentence when they

@@ -21,11 +21,13 @@ def serve(app_path: str | None) -> None:
     import mode
 
     from streams.runtime.serving import Serving
+    from streams.services.formats import Formats
 
     app, settings = load_runnable(app_path)
     try:
-        team_records = event_format(app, settings).team_records(settings)
-        service = Serving(settings, app.models, team_records=team_records)
+        events = event_format(app, settings)
+        formats = Formats(settings, mapping=events.mapping, hook=events.decoder)
+        service = Serving(settings, app.models, formats=formats)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     mode.Worker(service, loglevel=settings.log_level).execute_from_commandline()

@@ -34,7 +34,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from confluent_kafka import KafkaException
@@ -58,6 +58,7 @@ from schemas.openapi import (
 )
 from schemas.prediction import class_text
 from schemas.serving import Accepted, AcceptedEvent, PredictRequest, Problem
+from streams.http.schema_registry import RegistryUnavailable
 from streams.kafka.broker_health import BrokerHealth
 from streams.kafka.clients import AsyncProducer, Follower, partition_of
 from streams.runtime.metrics import WorkerMetrics
@@ -132,6 +133,19 @@ def bearer_check(settings: Settings) -> Callable[[str | None], bool]:
     return check
 
 
+class EventsFormat(Protocol):
+    """The events topic's format, as POST /v1/events writes it (`streams.services.formats`)."""
+
+    def team_records(self) -> bool:
+        """Whether the topic carries a team's own records, which riverrun cannot write."""
+        ...
+
+    async def event_encoder(self) -> Callable[[InputEvent], bytes]:
+        """How an InputEvent is written there; RegistryUnavailable when its schema cannot
+        be registered now."""
+        ...
+
+
 class Api(Service):
     """The /v1 API server of one worker, over the service holding its model replicas
     (the events service, seen through `PredictionSource` only)."""
@@ -142,6 +156,7 @@ class Api(Service):
         metrics: WorkerMetrics,
         events: PredictionSource,
         health: BrokerHealth | None = None,
+        formats: EventsFormat | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -149,6 +164,8 @@ class Api(Service):
         self.metrics = metrics
         self.events = events
         self.health = health  # the broker's reachability (None: not watched)
+        #: The events topic's format, which POST /v1/events writes (None: riverrun's JSON).
+        self.formats = formats
         self.url = settings.api_url
         self.authorized = bearer_check(settings)
         self.producer: AsyncProducer | None = None
@@ -389,14 +406,13 @@ class Api(Service):
     async def post_events(self, request: web.Request) -> web.Response:
         raw = await request.read()
         s = self.settings
-        if self.events.reads_team_records():  # riverrun's JSON would be a foreign record there
-            return problem(
+        if self.formats is not None and self.formats.team_records():
+            return problem(  # an InputEvent would be a foreign record there
                 409,
                 "team_format",
-                f"the events topic {s.events_topic} carries your own records "
-                f"(RIVERRUN_EVENTS_FORMAT={s.events_format}, or a mapping or an event decoder): "
-                "append events with your producers, in that format; /v1/predict answers "
-                "without appending",
+                f"the events topic {s.events_topic} carries your own records (a mapping, an "
+                "event decoder, or RIVERRUN_EVENTS_FORMAT=protobuf): append events with your "
+                "producers, in that format; /v1/predict answers without appending",
             )
         events = self._decoded(InputEvent, raw)
         if isinstance(events, web.Response):
@@ -407,8 +423,22 @@ class Api(Service):
         assert self.producer is not None
         if self.health is not None and not self.health.reachable:
             return self._unacknowledged(len(events), sent=[])  # not produced: not written later
-        single = len(events) == 1 and not raw.lstrip().startswith(b"[")
-        values = [raw] if single else [e.model_dump_json().encode() for e in events]
+        try:  # in the topic's format (avro, json_schema: its schema registered first)
+            encode = (
+                await self.formats.event_encoder()
+                if self.formats is not None and s.events_format != "json"
+                else None
+            )
+        except RegistryUnavailable as err:
+            log.warning("registering the events' schema failed: %s", err)
+            return problem(
+                503,
+                "unavailable",
+                f"the schema registry did not register the events' schema ({err}); send them again",
+                **{"Retry-After": "1"},
+            )
+        single = len(events) == 1 and not raw.lstrip().startswith(b"[") and encode is None
+        values = [raw] if single else [(encode or _json)(e) for e in events]
         sent: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(s.api_events_timeout_seconds):
@@ -632,3 +662,7 @@ def _model_of(value: bytes | None) -> str | None:
     except ValueError:
         return None
     return found.get("model") if isinstance(found, dict) else None
+
+
+def _json(event: InputEvent) -> bytes:
+    return event.model_dump_json().encode()

@@ -76,8 +76,3 @@ class PredictionSource(Protocol):
     async def advertise(self, producer: Any, claims: list[PartitionOwner]) -> list[Any]:
         """Publish ownership `claims` with `producer`; futures of their acknowledgements."""
         ...
-
-    def reads_team_records(self) -> bool:
-        """Whether the events topic carries a team's own records (another format, a
-        mapping or an event decoder) rather than riverrun's InputEvent JSON."""
-        ...

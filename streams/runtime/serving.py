@@ -28,6 +28,7 @@ from streams.runtime.checkpoints import checkpoint_key
 from streams.runtime.metrics import WorkerMetrics
 from streams.runtime.replicas import Ownership, PartitionReplicas, Unavailable
 from streams.runtime.snapshots import SnapshotFollower
+from streams.services.formats import Formats
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,9 @@ log = logging.getLogger(__name__)
 class SnapshotSource:
     """The `PredictionSource` of a process without partitions: global models only."""
 
-    def __init__(
-        self,
-        models: Mapping[str, ModelSpec],
-        snapshots: SnapshotFollower,
-        *,
-        team_records: bool = False,
-    ) -> None:
+    def __init__(self, models: Mapping[str, ModelSpec], snapshots: SnapshotFollower) -> None:
         self._models = MappingProxyType({n: models[n] for n in snapshots.names})
         self.snapshots = snapshots
-        self.team_records = team_records
-
-    def reads_team_records(self) -> bool:
-        return self.team_records
         self.count: int | None = None  # partitions of the events topic, once known
 
     @property
@@ -117,7 +108,7 @@ class Serving(Service):
         settings: Settings,
         models: Mapping[str, ModelSpec],
         *,
-        team_records: bool = False,
+        formats: Formats | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -132,8 +123,12 @@ class Serving(Service):
         self.snapshots = SnapshotFollower(
             settings, self.metrics, models, names, checkpoint_key(settings)
         )
-        self.source = SnapshotSource(models, self.snapshots, team_records=team_records)
-        self.api = ServingApi(settings, self.metrics, self.source, snapshots=self.snapshots)
+        self.source = SnapshotSource(models, self.snapshots)
+        #: The topics' formats: POST /v1/events writes the events topic's.
+        self.formats = formats if formats is not None else Formats(settings)
+        self.api = ServingApi(
+            settings, self.metrics, self.source, snapshots=self.snapshots, formats=self.formats
+        )
 
     def on_init_dependencies(self) -> list[Service]:
         return [self.snapshots, self.api]

@@ -121,6 +121,7 @@ class Worker:
                 self.metrics,
                 self.events,
                 self.broker.health,
+                formats=self.formats,
                 loop=self.app.loop,
                 beacon=self.app.beacon,
             )

@@ -13,10 +13,12 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from schemas import AnyPrediction
+from schemas import AnyPrediction, InputEvent
 from schemas.codec import decode
 from schemas.fast_codec import encode_prediction
 from schemas.formats.events import EventDecoder, EventHook, decode_record
+from schemas.formats.input_events import InputEventEncoder
+from schemas.formats.input_events import registered_schema as input_event_schema
 from schemas.formats.mapping import EventMapping
 from schemas.formats.predictions import PredictionEncoder, registered_schema
 from streams.http.schema_registry import (
@@ -57,6 +59,7 @@ class Formats:
         )
         self._on_unavailable = on_unavailable
         self._encoder: PredictionEncoder | None = None
+        self._event_encoder: InputEventEncoder | None = None
 
     async def close(self) -> None:
         if self.registry is not None:
@@ -94,6 +97,35 @@ class Formats:
         readers = self.cache.readers if self.cache is not None else {}
         return lambda raw: decode_record(model, raw, readers, max_bytes=s.max_event_bytes)
 
+    # --- riverrun's own events (POST /v1/events) ---------------------------------------
+    def team_records(self) -> bool:
+        """Whether the events topic carries a team's own records (a mapping, an event
+        decoder, or Protobuf), which riverrun cannot write."""
+        return (
+            self.mapping is not None
+            or self.hook is not None
+            or self.settings.events_format == "protobuf"
+        )
+
+    async def event_encoder(self) -> Callable[[InputEvent], bytes]:
+        """How riverrun writes an InputEvent to the events topic, in its format (avro and
+        json_schema: the InputEvent schema registered under <events topic>-value on first
+        use; RegistryUnavailable when the registry does not register it now)."""
+        s = self.settings
+        if s.events_format == "json":
+            return _event_json
+        if self._event_encoder is None:
+            assert self.registry is not None and not self.team_records()
+            subject = f"{s.events_topic}-value"
+            try:
+                schema_id = await self.registry.register(
+                    subject, *input_event_schema(s.events_format)
+                )
+            except UnknownSchema as err:
+                raise RegistryUnavailable(str(err)) from None
+            self._event_encoder = InputEventEncoder(s.events_format, schema_id)
+        return self._event_encoder.encode
+
     # --- output ----------------------------------------------------------------------
     async def prediction_encoder(self) -> Callable[[AnyPrediction], bytes]:
         """How predictions are written. For avro and json_schema, their schema is registered
@@ -124,3 +156,7 @@ class Formats:
             log.info("predictions are written in %s, schema id %d", s.predictions_format, schema_id)
             self._encoder = PredictionEncoder(s.predictions_format, schema_id)
         return self._encoder.encode
+
+
+def _event_json(event: InputEvent) -> bytes:
+    return event.model_dump_json().encode()

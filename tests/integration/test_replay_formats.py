@@ -16,6 +16,7 @@ from schemas.formats.wire import schema_id_of
 from streams.cli.replay import dataset_events, file_events
 from tests.integration.conftest import replay_file
 from tests.integration.conftest import riverrun_cli as riverrun
+from tests.integration.test_http_api import call
 
 
 def test_an_avro_replay_is_the_same_events_and_the_worker_reads_them(  # type: ignore[no-untyped-def]
@@ -44,6 +45,17 @@ def test_an_avro_replay_is_the_same_events_and_the_worker_reads_them(  # type: i
     sent = list(dataset_events("phishing", limit=200, model=None, seed=42))
     assert sorted(read, key=lambda e: e.event_id) == sent
     assert sorted(m.key for m in messages) == sorted(e.key.encode() for e in sent)
+
+    # POST /v1/events writes riverrun's events in the topic's format too, the same schema.
+    posted = sent[0].model_copy(update={"event_id": "posted-1"})
+    worker = env.workers[0]
+    status, answer, _ = call(
+        f"http://127.0.0.1:{worker.api_port}/v1/events", raw=posted.model_dump_json().encode()
+    )
+    assert status == 202, answer
+    (value,) = [m.value for m in env.read(topic, 201)[200:]]
+    assert schema_id_of(value) == latest.schema_id
+    assert InputEvent.model_validate(deserialize(value, context)) == posted
 
 
 def test_a_file_replayed_in_json_schema_is_its_events_json_after_the_header(  # type: ignore[no-untyped-def]

@@ -46,6 +46,7 @@ from schemas.prediction import decode_prediction
 from streams.cli.replay import encode
 from streams.settings import MASK
 from tests.integration.conftest import Env, WorkerProcess, env_factory, riverrun_cli
+from tests.integration.test_http_api import call
 from tests.registry import LocalRegistry
 
 MODEL = "logreg"
@@ -501,6 +502,14 @@ def test_every_format_predicts_what_riverrun_json_does(
     assert [outcome(read_avro(m.value, context)) for m in messages] == reference
     for env in envs.values():
         assert env.count(env.settings.dead_letters_topic) == 0
+    # POST /v1/events never puts riverrun's JSON among a team's records.
+    (mapped,) = envs["team json"].workers
+    status, answer, _ = call(
+        f"http://127.0.0.1:{mapped.api_port}/v1/events",
+        raw=reference_event(records[0]).model_dump_json().encode(),
+    )
+    assert (status, answer["error"]) == (409, "team_format"), answer
+    assert envs["team json"].count(envs["team json"].settings.events_topic) == EVENTS
     stop_all(run.workers)
 
 

@@ -72,9 +72,6 @@ class Source:
     async def advertise(self, producer: Any, claims: list[PartitionOwner]) -> list[Any]:
         return []
 
-    def reads_team_records(self) -> bool:
-        return False
-
 
 def key_in(partition: int) -> str:
     return next(f"k{i}" for i in range(1000) if partition_of(f"k{i}", 2) == partition)
