@@ -58,6 +58,18 @@ class Formats:
             else None
         )
         self._on_unavailable = on_unavailable
+        # One decoder for the worker's life: it reads the cache's readers as they are filled.
+        self._event_decoder = (
+            None
+            if settings.events_format == "json" and mapping is None and hook is None
+            else EventDecoder(
+                settings.events_format,
+                readers=self.cache.readers if self.cache is not None else {},
+                mapping=mapping,
+                hook=hook,
+                max_bytes=settings.max_event_bytes,
+            )
+        )
         self._encoder: PredictionEncoder | None = None
         self._event_encoder: InputEventEncoder | None = None
 
@@ -78,16 +90,7 @@ class Formats:
 
     def event_decoder(self) -> EventDecoder | None:
         """The events topic's decoder; None: riverrun's InputEvent JSON (the fast path)."""
-        s = self.settings
-        if s.events_format == "json" and self.mapping is None and self.hook is None:
-            return None
-        return EventDecoder(
-            s.events_format,
-            readers=self.cache.readers if self.cache is not None else {},
-            mapping=self.mapping,
-            hook=self.hook,
-            max_bytes=s.max_event_bytes,
-        )
+        return self._event_decoder
 
     def message_decoder(self, model: type[M]) -> Callable[[bytes | None], M]:
         """Decodes a join input topic's records (`RIVERRUN_JOIN_FORMAT`) as `model`."""
