@@ -1277,7 +1277,7 @@ def _mistake(error: ErrorDetails) -> str:
         wanted = _wanted(_annotation_at(field.annotation, loc[1:-1]))
         return f"{parent} has no {loc[-1]!r}: it wants {wanted}"
     if error["type"] == "extra_forbidden":
-        parent = _annotation_at(field.annotation, loc[1:-1])
+        parent = _unwrapped(_annotation_at(field.annotation, loc[1:-1]))
         known = ", ".join(parent.model_fields) if _is_model(parent) else ""
         return f"{where} is not a field it knows: rename or remove it (fields: {known})"
     got = MASK if _has_secret(annotation) else _shown(error["input"])

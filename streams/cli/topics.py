@@ -3,6 +3,7 @@ export` writes the JSON Schema of every topic's messages (and the Avro schemas o
 predictions and input events, the /v1 API's OpenAPI document, and the topics' AsyncAPI
 document)."""
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ def tail(
     try:
         for count, message in enumerate(consumer, 1):
             key = message.key.decode(errors="replace") if message.key else ""
-            value = message.value.decode(errors="replace") if message.value else ""
+            value = _shown(message.value, predictions=topic == settings.predictions_topic)
             click.echo(f"{key}\t{value}")
             if limit and count >= limit:
                 break
@@ -48,6 +49,19 @@ def tail(
         pass
     finally:
         consumer.close()
+
+
+def _shown(value: bytes | None, *, predictions: bool) -> str:
+    """A message's value as text: a prediction written in Avro or JSON Schema
+    (RIVERRUN_PREDICTIONS_FORMAT) as its JSON, anything else as it is."""
+    if not value:
+        return ""
+    if predictions and value[:1] == b"\x00":
+        from schemas import decode_prediction
+
+        with contextlib.suppress(ValueError):
+            return decode_prediction(value).model_dump_json()
+    return value.decode(errors="replace")
 
 
 @click.group()

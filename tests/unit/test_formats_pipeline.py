@@ -5,7 +5,9 @@ same event in riverrun's JSON."""
 import asyncio
 import io
 import json
+from datetime import UTC, datetime
 
+import click
 import fastavro
 import orjson
 import pytest
@@ -129,3 +131,37 @@ def test_a_join_topics_records_in_a_registry_format_are_its_models() -> None:
     with pytest.raises(InvalidMessage) as err:
         decode(frame(2, value))
     assert err.value.error_type is ErrorType.UNKNOWN_SCHEMA
+
+
+def test_tail_shows_a_prediction_written_in_avro_as_its_json() -> None:
+    from schemas import Prediction
+    from schemas.formats.predictions import PredictionEncoder
+    from streams.cli.topics import _shown
+
+    p = Prediction(
+        event_id="e1",
+        key="k",
+        model="logreg",
+        model_version="logreg@1",
+        model_updates=3,
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        prediction=0.25,
+        learned=True,
+        latency_seconds=1e-4,
+    )
+    framed = PredictionEncoder("avro", schema_id=7).encode(p)
+    assert _shown(framed, predictions=True) == p.model_dump_json()
+    assert _shown(b'{"a": 1}', predictions=True) == '{"a": 1}'
+    assert _shown(framed, predictions=False) == framed.decode(errors="replace")
+
+
+def test_a_misspelt_mapping_field_is_named_with_the_fields_it_has(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.cli.options import load_settings
+
+    monkeypatch.setenv("RIVERRUN_EVENT_MAPPING", '{"key": "k", "model": "m", "lable": "x"}')
+    with pytest.raises(click.ClickException) as err:
+        load_settings()
+    assert "RIVERRUN_EVENT_MAPPING.lable is not a field it knows" in err.value.message
+    assert "(fields: event_id, ts, key, label, model" in err.value.message
