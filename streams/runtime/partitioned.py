@@ -127,6 +127,22 @@ def accept(
     return [m for m in messages if m.offset >= position]
 
 
+def first_dropped(dropped_at: int | None, offset: int) -> int:
+    """Where the batches dropped since the partition resumed started, the earliest: what
+    `accept` takes for the partition's next record when a fetch after the seek starts there.
+
+    exactly_once handles several fetched batches at once: all of them may have been fetched
+    before the seek, and each is dropped in turn. Had the last one's start been kept, the
+    fetch after the seek (which starts at the first one's) would be dropped again, and so
+    on without end (the learner of a global model once stalled so, its partition resuming
+    at a transaction's commit marker).
+
+    >>> first_dropped(None, 530), first_dropped(530, 1532), first_dropped(1532, 530)
+    (530, 530, 530)
+    """
+    return offset if dropped_at is None else min(dropped_at, offset)
+
+
 async def start_offset(
     consumer: GroupConsumer, tp: TopicPartition, wanted: int, committed: int | None
 ) -> int:
@@ -716,7 +732,7 @@ class PartitionedService(Service, Generic[Key, State]):
                 state.dropped_at.get(tp),
             )
             if accepted is None:
-                state.dropped_at[tp] = messages[0].offset
+                state.dropped_at[tp] = first_dropped(state.dropped_at.get(tp), messages[0].offset)
                 await self.consumer.seek(tp, state.fetched[tp])
                 continue
             state.check_start.discard(tp)
