@@ -31,6 +31,7 @@ from playwright.async_api import (
     Route,
     async_playwright,
 )
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from streams.cli.replay import dataset_events, encode
 from tests.integration.conftest import riverrun_cli
@@ -52,6 +53,11 @@ FLAGS = [
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Pages open side by side: most of a page's time is the wait for a quiet network.
 TABS = 4
+# How long a page may take to become quiet. The swagger-ui page of the HTTP API took 15 s
+# with three other tabs on a quiet machine, and over 30 s (Playwright's default) once in
+# CI: a slow page is not a broken one, and a page that never becomes quiet still fails,
+# naming the requests it still waits for.
+QUIET_WITHIN_MS = 120_000
 RENDERED_BY_MKDOCS = re.compile(r"<meta[^>]*content=\"mkdocs-\d")
 T = TypeVar("T")
 
@@ -88,12 +94,14 @@ async def visit(context: BrowserContext, url: str) -> Visit:
     """Open `url` in a new tab until its network is quiet; every problem met on the way."""
     problems: list[str] = []
     refused: set[str] = set()
+    pending: set[str] = set()
 
     def console(message: ConsoleMessage) -> None:
         if message.type == "error" and not (refused and "ERR_BLOCKED_BY_CLIENT" in message.text):
             problems.append(f"console error: {message.text}")
 
     def failed(request: Request) -> None:
+        pending.discard(request.url)
         if request.url not in refused:
             problems.append(f"request failed: {request.url} ({request.failure})")
 
@@ -113,11 +121,18 @@ async def visit(context: BrowserContext, url: str) -> Visit:
     page = await context.new_page()
     page.on("console", console)
     page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page.on("request", lambda request: pending.add(request.url))
+    page.on("requestfinished", lambda request: pending.discard(request.url))
     page.on("requestfailed", failed)
     page.on("response", answered)
     await page.route("**/*", only_local)
     try:
-        await page.goto(url, wait_until="networkidle")
+        try:
+            await page.goto(url, wait_until="networkidle", timeout=QUIET_WITHIN_MS)
+        except PlaywrightTimeout:
+            waiting = ", ".join(sorted(pending)) or "no request"
+            problems.append(f"not quiet after {QUIET_WITHIN_MS // 1000} s, waiting for: {waiting}")
+            return Visit(problems, [])
         images = [
             image
             for frame in page.frames  # (an embedded viewer's too)
