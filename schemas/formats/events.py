@@ -13,7 +13,7 @@ function); then it is validated as an InputEvent, strictly as JSON is.
 ('clicks:0:5', '7', {'price': 0.2}, '1970-01-01T00:00:00+00:00')
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -36,7 +36,7 @@ from schemas.formats.mapping import (
     kafka_event_id,
     kafka_time,
 )
-from schemas.formats.wire import InputFormat, RecordReader, schema_id_of, unframe
+from schemas.formats.wire import InputFormat, RecordReader, unframe
 from schemas.input_event import InputEvent
 
 __all__ = [
@@ -87,7 +87,7 @@ class EventDecoder:
         The topic's format (RIVERRUN_EVENTS_FORMAT).
     readers
         A reader for each schema id the records name, or the verdict on an id that cannot
-        be read (filled by the registry cache for a batch's `schema_ids` before decoding).
+        be read (filled by the registry cache with the ids of a batch's records before decoding).
     mapping, hook
         How a record becomes an InputEvent's fields, when it is not one: a mapping or a
         function (the app's event decoder), not both. Neither: a record must be an
@@ -163,19 +163,6 @@ class EventDecoder:
             return InputEvent.model_validate(fields)
         except ValidationError as err:
             raise invalid_message(_NAME, err, fix=self._fix, located=self._located) from None
-
-    def schema_ids(self, values: Iterable[bytes | None]) -> set[int]:
-        """The schema ids the records `values` name (none for plain JSON): the readers
-        `decode` needs for them.
-
-        >>> from schemas.formats.wire import frame
-        >>> EventDecoder("avro", readers={}, max_bytes=100).schema_ids(
-        ...     [frame(3, b"x"), frame(3, b"y"), None, b"{}", frame(4, b"")])
-        {3, 4}
-        """
-        if self.format == "json":
-            return set()
-        return {schema_id for value in values if (schema_id := schema_id_of(value)) is not None}
 
     def _hooked(self, hook: EventHook, record: dict[str, Any], meta: RecordMeta) -> dict[str, Any]:
         try:

@@ -19,8 +19,7 @@ from online_models.learning.admission import label_problem
 from online_models.models.datasets import DATASETS, Sample
 from schemas import ActivityEvent, InputEvent
 from schemas.feedback import Click, Conversion, Impression
-from schemas.formats.input_events import InputEventEncoder, UnencodableEvent, registered_schema
-from schemas.formats.wire import InputFormat
+from schemas.formats.input_events import InputEventEncoder, UnencodableEvent
 from schemas.input_event import EXPECTED_FEATURE, EXPECTED_LABEL
 from schemas.types import EventTime
 from streams.kafka.security import kafka_options
@@ -316,17 +315,32 @@ def events_encoder(settings: Settings, topic: str, records: "EventFormat") -> In
     Raises EventsFormatError when riverrun cannot write the topic's records (protobuf, a
     mapping or an event decoder: the topic carries a team's own records), and when the
     registry does not register the schema."""
-    fmt = settings.events_format
-    how = _team_records(settings, records)
-    if how is not None:
+    from streams.http.schema_registry import RegistryUnavailable
+    from streams.services.formats import Formats
+
+    formats = Formats(settings, mapping=records.mapping, hook=records.decoder)
+    team = formats.team_records()
+    if team is not None:
         raise EventsFormatError(
-            f"{how}, so the events topic carries the team's own records, which the team's "
+            f"{team}, so the events topic carries the team's own records, which the team's "
             "producers write (riverrun has no schema of them): replay to a topic read as "
             "riverrun's events (RIVERRUN_EVENTS_FORMAT json, avro or json_schema, no mapping)"
         )
-    if fmt == "json":
-        return InputEventEncoder("json")
-    return InputEventEncoder(fmt, _registered_id(settings, f"{topic}-value", fmt))
+
+    async def registered() -> InputEventEncoder:
+        try:
+            return await formats.input_event_encoder(topic)
+        finally:
+            await formats.close()
+
+    try:
+        return asyncio.run(registered())
+    except RegistryUnavailable as err:
+        raise EventsFormatError(
+            f"the schema registry at {settings.schema_registry_url} did not register the "
+            f"InputEvent schema under {topic}-value ({err}): start it, or check "
+            "RIVERRUN_SCHEMA_REGISTRY_URL and its credentials"
+        ) from None
 
 
 def event_writer(encoder: InputEventEncoder) -> EventWriter:
@@ -342,41 +356,6 @@ def event_writer(encoder: InputEventEncoder) -> EventWriter:
             raise UnencodableEvent(f"event {event.event_id}: {err}") from None
 
     return write
-
-
-def _team_records(settings: Settings, records: "EventFormat") -> str | None:
-    """What makes the events topic's records a team's own, if anything does."""
-    if settings.event_mapping is not None:
-        return "RIVERRUN_EVENT_MAPPING maps records to events"
-    if records.mapping is not None:
-        return "the app maps records to events (App(event_mapping=...))"
-    if records.decoder is not None:
-        name = getattr(records.decoder, "__qualname__", repr(records.decoder))
-        return f"the app makes records events with its event decoder {name}"
-    if settings.events_format == "protobuf":
-        return "RIVERRUN_EVENTS_FORMAT is protobuf"
-    return None
-
-
-def _registered_id(settings: Settings, subject: str, fmt: InputFormat) -> int:
-    """The id of the InputEvent schema of `fmt`, registered under `subject`."""
-    from streams.http.schema_registry import RegistryUnavailable, SchemaRegistry, UnknownSchema
-
-    async def register() -> int:
-        registry = SchemaRegistry(settings)
-        try:
-            return await registry.register(subject, *registered_schema(fmt))
-        finally:
-            await registry.close()
-
-    try:
-        return asyncio.run(register())
-    except (RegistryUnavailable, UnknownSchema) as err:
-        raise EventsFormatError(
-            f"the schema registry at {settings.schema_registry_url} did not register the "
-            f"InputEvent schema under {subject} ({err}): start it, or check "
-            "RIVERRUN_SCHEMA_REGISTRY_URL and its credentials"
-        ) from None
 
 
 def feedback_messages(

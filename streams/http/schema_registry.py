@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -41,6 +41,8 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 WARN_EVERY_SECONDS = 30.0
 #: How deep schema references are followed (a reference of a reference...).
 MAX_REFERENCE_DEPTH = 8
+
+T = TypeVar("T")
 
 
 class RegistryUnavailable(Exception):
@@ -184,35 +186,60 @@ class SchemaCache:
         return True
 
     async def _fetch(self, schema_id: int, abandon: Callable[[], bool]) -> Resolved | None:
-        tries, warned_at = 0, float("-inf")
-        while not abandon():
+        async def ask() -> Resolved:
             try:
                 schema = await self.registry.schema(schema_id)
             except UnknownSchema:
                 self._unknown.add(schema_id)
                 return unknown_schema(schema_id, f"the schema registry at {self.registry.url}")
-            except RegistryUnavailable as err:
-                self._on_unavailable()
-                now = time.monotonic()
-                if now - warned_at >= WARN_EVERY_SECONDS:
-                    log.warning(
-                        "the schema registry at %s is unavailable (%s): the records naming "
-                        "schema id %d wait and are asked for again",
-                        self.registry.url,
-                        err,
-                        schema_id,
-                    )
-                    warned_at = now
-                await self._sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
-                tries += 1
-                continue
-            if tries:
-                log.info("the schema registry answers again (schema id %d)", schema_id)
             try:
                 return reader_for(schema)
             except InvalidMessage as verdict:
                 return verdict
-        return None
+
+        return await until_answered(
+            ask,
+            self.registry.url,
+            waiting=f"the records naming schema id {schema_id} wait and are asked for again",
+            on_unavailable=self._on_unavailable,
+            abandon=abandon,
+            sleep=self._sleep,
+        )
+
+
+async def until_answered(
+    ask: Callable[[], Awaitable[T]],
+    url: str,
+    *,
+    waiting: str,
+    on_unavailable: Callable[[], None] = lambda: None,
+    abandon: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T | None:
+    """`await ask()`, asked again as long as the registry at `url` is unavailable (it
+    raises RegistryUnavailable), after the waits of RETRY_SECONDS; None when `abandon()`
+    ended the wait first (the worker stops).
+
+    Each failure calls `on_unavailable()` (the failures counter); the log says so at once
+    and then at most every WARN_EVERY_SECONDS, with what is `waiting`, and says when the
+    registry answers again."""
+    tries, warned_at = 0, float("-inf")
+    while not abandon():
+        try:
+            answer = await ask()
+        except RegistryUnavailable as err:
+            on_unavailable()
+            now = time.monotonic()
+            if now - warned_at >= WARN_EVERY_SECONDS:
+                log.warning("the schema registry at %s is unavailable (%s): %s", url, err, waiting)
+                warned_at = now
+            await sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
+            tries += 1
+            continue
+        if tries:
+            log.info("the schema registry at %s answers again", url)
+        return answer
+    return None
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:

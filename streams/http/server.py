@@ -48,6 +48,7 @@ from schemas import InputEvent
 from schemas.codec import InvalidMessage, ModelT, decode_many
 from schemas.control import PartitionOwner
 from schemas.dead_letter import ErrorType
+from schemas.formats.input_events import InputEventEncoder
 from schemas.openapi import (
     EVENTS_PATH,
     OPENAPI_PATH,
@@ -136,11 +137,12 @@ def bearer_check(settings: Settings) -> Callable[[str | None], bool]:
 class EventsFormat(Protocol):
     """The events topic's format, as POST /v1/events writes it (`streams.services.formats`)."""
 
-    def team_records(self) -> bool:
-        """Whether the topic carries a team's own records, which riverrun cannot write."""
+    def team_records(self) -> str | None:
+        """What makes the topic's records a team's own, which riverrun cannot write; None:
+        riverrun's InputEvents."""
         ...
 
-    async def event_encoder(self) -> Callable[[InputEvent], bytes]:
+    async def input_event_encoder(self, topic: str | None = None) -> InputEventEncoder:
         """How an InputEvent is written there; RegistryUnavailable when its schema cannot
         be registered now."""
         ...
@@ -406,13 +408,14 @@ class Api(Service):
     async def post_events(self, request: web.Request) -> web.Response:
         raw = await request.read()
         s = self.settings
-        if self.formats is not None and self.formats.team_records():
+        team = self.formats.team_records() if self.formats is not None else None
+        if team is not None:
             return problem(  # an InputEvent would be a foreign record there
                 409,
                 "team_format",
-                f"the events topic {s.events_topic} carries your own records (a mapping, an "
-                "event decoder, or RIVERRUN_EVENTS_FORMAT=protobuf): append events with your "
-                "producers, in that format; /v1/predict answers without appending",
+                f"the events topic {s.events_topic} carries your own records ({team}): append "
+                "events with your producers, in that format; /v1/predict answers without "
+                "appending",
             )
         events = self._decoded(InputEvent, raw)
         if isinstance(events, web.Response):
@@ -425,7 +428,7 @@ class Api(Service):
             return self._unacknowledged(len(events), sent=[])  # not produced: not written later
         try:  # in the topic's format (avro, json_schema: its schema registered first)
             encode = (
-                await self.formats.event_encoder()
+                (await self.formats.input_event_encoder()).encode
                 if self.formats is not None and s.events_format != "json"
                 else None
             )

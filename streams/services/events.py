@@ -130,7 +130,10 @@ class BatchedEvents(PartitionedService[TopicPartition, EventsPartition]):
 
     async def on_start(self) -> None:
         if self.formats is not None and self.publishes_predictions:
-            self.encode = await self.formats.prediction_encoder()  # type: ignore[assignment]
+            encode = await self.formats.prediction_encoder(abandon=lambda: self.should_stop)
+            if encode is None:
+                return  # stopped while the registry was away: nothing was started
+            self.encode = encode  # type: ignore[assignment]
         # The plans in force are known before the first partition is restored.
         self.control = ControlLog(self.settings, self.metrics)
         await self.control.start()

@@ -6,14 +6,13 @@ One `Formats` per worker: the events and join services share its schema registry
 and its cache of schemas by id.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from pydantic import BaseModel
 
-from schemas import AnyPrediction, InputEvent
+from schemas import AnyPrediction
 from schemas.codec import decode
 from schemas.fast_codec import encode_prediction
 from schemas.formats.events import EventDecoder, EventHook, decode_record
@@ -22,11 +21,11 @@ from schemas.formats.input_events import registered_schema as input_event_schema
 from schemas.formats.mapping import EventMapping
 from schemas.formats.predictions import PredictionEncoder, registered_schema
 from streams.http.schema_registry import (
-    RETRY_SECONDS,
     RegistryUnavailable,
     SchemaCache,
     SchemaRegistry,
     UnknownSchema,
+    until_answered,
 )
 from streams.settings import Settings
 
@@ -71,7 +70,7 @@ class Formats:
             )
         )
         self._encoder: PredictionEncoder | None = None
-        self._event_encoder: InputEventEncoder | None = None
+        self._event_encoders: dict[str, InputEventEncoder] = {}  # by topic
 
     async def close(self) -> None:
         if self.registry is not None:
@@ -100,66 +99,74 @@ class Formats:
         readers = self.cache.readers if self.cache is not None else {}
         return lambda raw: decode_record(model, raw, readers, max_bytes=s.max_event_bytes)
 
-    # --- riverrun's own events (POST /v1/events) ---------------------------------------
-    def team_records(self) -> bool:
-        """Whether the events topic carries a team's own records (a mapping, an event
-        decoder, or Protobuf), which riverrun cannot write."""
-        return (
-            self.mapping is not None
-            or self.hook is not None
-            or self.settings.events_format == "protobuf"
-        )
+    # --- riverrun's own events (POST /v1/events, riverrun replay, the demo) ------------
+    def team_records(self) -> str | None:
+        """What makes the events topic's records a team's own, which riverrun cannot write
+        (a mapping, an event decoder, or Protobuf); None: riverrun's InputEvents."""
+        if self.settings.event_mapping is not None:
+            return "RIVERRUN_EVENT_MAPPING maps records to events"
+        if self.mapping is not None:
+            return "the app maps records to events (App(event_mapping=...))"
+        if self.hook is not None:
+            name = getattr(self.hook, "__qualname__", repr(self.hook))
+            return f"the app makes records events with its event decoder {name}"
+        if self.settings.events_format == "protobuf":
+            return "RIVERRUN_EVENTS_FORMAT is protobuf"
+        return None
 
-    async def event_encoder(self) -> Callable[[InputEvent], bytes]:
-        """How riverrun writes an InputEvent to the events topic, in its format (avro and
-        json_schema: the InputEvent schema registered under <events topic>-value on first
-        use; RegistryUnavailable when the registry does not register it now)."""
+    async def input_event_encoder(self, topic: str | None = None) -> InputEventEncoder:
+        """How riverrun writes an InputEvent to `topic` (the events topic by default) in
+        RIVERRUN_EVENTS_FORMAT: with avro and json_schema, the InputEvent schema registered
+        under `<topic>-value` on first use. RegistryUnavailable when the registry does not
+        register it now; only for riverrun's InputEvents (`team_records()` is None)."""
         s = self.settings
+        topic = topic or s.events_topic
         if s.events_format == "json":
-            return _event_json
-        if self._event_encoder is None:
-            assert self.registry is not None and not self.team_records()
-            subject = f"{s.events_topic}-value"
+            return InputEventEncoder("json")
+        encoder = self._event_encoders.get(topic)
+        if encoder is None:
+            assert self.registry is not None and self.team_records() is None
+            subject = f"{topic}-value"
             try:
                 schema_id = await self.registry.register(
                     subject, *input_event_schema(s.events_format)
                 )
             except UnknownSchema as err:
                 raise RegistryUnavailable(str(err)) from None
-            self._event_encoder = InputEventEncoder(s.events_format, schema_id)
-        return self._event_encoder.encode
+            encoder = self._event_encoders[topic] = InputEventEncoder(s.events_format, schema_id)
+        return encoder
 
     # --- output ----------------------------------------------------------------------
-    async def prediction_encoder(self) -> Callable[[AnyPrediction], bytes]:
+    async def prediction_encoder(
+        self, *, abandon: Callable[[], bool] = lambda: False
+    ) -> Callable[[AnyPrediction], bytes] | None:
         """How predictions are written. For avro and json_schema, their schema is registered
-        under <predictions topic>-value first (asked again while the registry is away)."""
+        under <predictions topic>-value first, asked again while the registry is away;
+        None when `abandon()` ended that wait (the worker stops)."""
         s = self.settings
         if s.predictions_format == "json":
             return encode_prediction
         if self._encoder is None:
             assert self.registry is not None  # (the settings require a registry)
+            registry = self.registry
             schema_type, text = registered_schema(s.predictions_format)
             subject = f"{s.predictions_topic}-value"
-            tries = 0
-            while True:
+
+            async def register() -> int:
                 try:
-                    schema_id = await self.registry.register(subject, schema_type, text)
-                    break
-                except (RegistryUnavailable, UnknownSchema) as err:
-                    self._on_unavailable()
-                    if tries == 0:
-                        log.warning(
-                            "registering the predictions' schema under %s failed (%s); "
-                            "asking again",
-                            subject,
-                            err,
-                        )
-                    await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
-                    tries += 1
+                    return await registry.register(subject, schema_type, text)
+                except UnknownSchema as err:  # (no such subject: the registry's side)
+                    raise RegistryUnavailable(str(err)) from None
+
+            schema_id = await until_answered(
+                register,
+                registry.url,
+                waiting=f"the predictions' schema is registered under {subject} once it answers",
+                on_unavailable=self._on_unavailable,
+                abandon=abandon,
+            )
+            if schema_id is None:
+                return None
             log.info("predictions are written in %s, schema id %d", s.predictions_format, schema_id)
             self._encoder = PredictionEncoder(s.predictions_format, schema_id)
         return self._encoder.encode
-
-
-def _event_json(event: InputEvent) -> bytes:
-    return event.model_dump_json().encode()

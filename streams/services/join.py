@@ -111,7 +111,10 @@ class FeedbackJoin(PartitionedService[int, JoinPartition]):
 
     async def on_start(self) -> None:
         if self.formats is not None:
-            self.encode = await self.formats.prediction_encoder()  # type: ignore[assignment]
+            encode = await self.formats.prediction_encoder(abandon=lambda: self.should_stop)
+            if encode is None:
+                return  # stopped while the registry was away: nothing was started
+            self.encode = encode  # type: ignore[assignment]
             self.decoders = {
                 topic: self.formats.message_decoder(model) for topic, model in self.types.items()
             }

@@ -388,12 +388,6 @@ def test_an_input_event_as_a_record_is_validated_as_json_is() -> None:
     )
 
 
-def test_schema_ids_are_those_the_records_name() -> None:
-    decoder = EventDecoder("avro", readers={}, max_bytes=MAX_BYTES)
-    assert decoder.schema_ids([frame(1, b"a"), None, b"", b"{}", frame(70000, b"")]) == {1, 70000}
-    assert json_decoder().schema_ids([frame(1, b"a")]) == set()
-
-
 def test_a_join_record_in_a_registry_format() -> None:
     click = {"click_id": "c1", "impression_id": "i1", "ts": datetime(2026, 1, 1, tzinfo=UTC)}
     expected = Click.model_validate_json(

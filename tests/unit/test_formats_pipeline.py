@@ -165,3 +165,51 @@ def test_a_misspelt_mapping_field_is_named_with_the_fields_it_has(
         load_settings()
     assert "RIVERRUN_EVENT_MAPPING.lable is not a field it knows" in err.value.message
     assert "(fields: event_id, ts, key, label, model" in err.value.message
+
+
+def test_what_makes_the_events_topic_a_teams_own_is_said() -> None:
+    assert Formats(Settings()).team_records() is None
+    assert (
+        Formats(Settings(events_format="avro", schema_registry_url=REGISTRY)).team_records() is None
+    )
+    assert Formats(Settings(), mapping=MAPPING).team_records() == (
+        "the app maps records to events (App(event_mapping=...))"
+    )
+    assert Formats(Settings(event_mapping=MAPPING), mapping=MAPPING).team_records() == (
+        "RIVERRUN_EVENT_MAPPING maps records to events"
+    )
+
+    def to_event(record: dict[str, object]) -> dict[str, object]:
+        return record
+
+    assert Formats(Settings(), hook=to_event).team_records() == (
+        "the app makes records events with its event decoder "
+        "test_what_makes_the_events_topic_a_teams_own_is_said.<locals>.to_event"
+    )
+    protobuf = Settings(events_format="protobuf", schema_registry_url=REGISTRY)
+    assert Formats(protobuf).team_records() == "RIVERRUN_EVENTS_FORMAT is protobuf"
+
+
+def test_riverrun_json_events_are_written_without_a_registry() -> None:
+    encoder = asyncio.run(Formats(Settings()).input_event_encoder("elsewhere"))
+    assert encoder.format == "json"
+
+
+def test_the_predictions_schema_is_asked_for_until_the_worker_stops() -> None:
+    """A registry that refuses connections (nothing listens on port 1) is asked again, each
+    failure counted, until the worker stops: then no encoder, and no predictions written
+    in a format whose schema was never registered."""
+    failures: list[int] = []
+    formats = Formats(
+        Settings(predictions_format="avro", schema_registry_url=REGISTRY),
+        on_unavailable=lambda: failures.append(1),
+    )
+
+    async def stop_after_two_failures() -> object:
+        try:
+            return await formats.prediction_encoder(abandon=lambda: len(failures) >= 2)
+        finally:
+            await formats.close()
+
+    assert asyncio.run(stop_after_two_failures()) is None
+    assert len(failures) == 2
