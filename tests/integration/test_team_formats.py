@@ -419,7 +419,8 @@ WRONG_PASSWORD = "not-the-registry-password-5f1c"
 
 def credentials_run(make_env: Callable[..., Env], registry: LocalRegistry) -> Run:
     """Avro records in the registry behind basic auth and mutual TLS, for a worker with
-    the right credentials and one with a wrong password."""
+    the right credentials, one with a wrong password, and one with a wrong password that
+    writes its predictions in Avro (it waits to register their schema as it starts)."""
     secured = {
         "schema_registry_username": registry.username,
         "schema_registry_password": registry.password,
@@ -431,6 +432,11 @@ def credentials_run(make_env: Callable[..., Env], registry: LocalRegistry) -> Ru
         "right": registry_env(make_env, registry.url, **secured),
         "wrong": registry_env(
             make_env, registry.url, **{**secured, "schema_registry_password": WRONG_PASSWORD}
+        ),
+        "wrong at start": registry_env(
+            make_env,
+            registry.url,
+            **{**secured, "schema_registry_password": WRONG_PASSWORD, "predictions_format": "avro"},
         ),
     }
     client = SchemaRegistryClient(registry.confluent_config())
@@ -611,3 +617,25 @@ def test_a_worker_waiting_for_its_registry_stops_when_asked(runs: dict[str, Run]
     asked = time.monotonic()
     assert refused.stop(timeout=5.0) == 0, refused.tail()
     assert time.monotonic() - asked < 5.0
+
+
+def test_a_worker_waiting_to_register_its_predictions_schema_stops_when_asked(
+    runs: dict[str, Run],
+) -> None:
+    """Predictions in Avro: their schema is registered before the first prediction, and a
+    worker whose registry refuses it waits there (nothing predicted, nothing dead-lettered,
+    the failures counted) and stops on SIGTERM within seconds."""
+    env = runs["credentials"].envs["wrong at start"]
+    (waiting,) = env.workers
+    subject = f"{env.settings.predictions_topic}-value"
+    wait_for(
+        lambda: "answered 401" in waiting.tail(200) and subject in waiting.tail(200),
+        "the predictions' schema refused, in the log",
+        [waiting],
+    )
+    assert "RIVERRUN_SCHEMA_REGISTRY_USERNAME and _PASSWORD" in waiting.tail(200)
+    asked = time.monotonic()
+    assert waiting.stop(timeout=5.0) == 0, waiting.tail()
+    assert time.monotonic() - asked < 5.0
+    assert env.count(env.settings.predictions_topic) == 0
+    assert env.count(env.settings.dead_letters_topic) == 0
