@@ -35,7 +35,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Formats:
-    """The worker's formats, from its settings and its app's mapping or event decoder."""
+    """The worker's formats, from its settings and its app's mapping or event decoder
+    (RIVERRUN_EVENT_MAPPING, when set, is the mapping whatever the app's)."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Formats:
         on_unavailable: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
+        mapping = settings.event_mapping or mapping
         self.mapping = mapping
         self.hook = hook
         self.registry = (
