@@ -558,6 +558,12 @@ class PartitionedService(Service, Generic[Key, State]):
         """Restore the state of newly assigned (paused) partitions and resume each of
         their topics where the state does."""
         assert self.consumer is not None
+        # This worker's own batches in flight settle first, their outputs acknowledged and
+        # their commits made or refused: after the group went on without it (a broker
+        # restart), the outputs it sent since its last commit are a last owner's, and read
+        # before they are written they would be missed and sent again by the re-run.
+        with contextlib.suppress(Exception):  # (a failed commit stops the worker anyway)
+            await self.drain()
         commits = await self.consumer.committed(tps)
         committed: dict[TopicPartition, int | None] = {}
         sources: dict[TopicPartition, tuple[int, dict[Where, int]]] = {}
