@@ -33,7 +33,7 @@ from schemas.formats.wire import SCHEMA_TYPES, InputFormat, frame
 from schemas.input_event import InputEvent
 from schemas.json_schema import render
 
-__all__ = ["InputEventEncoder", "UnencodableEvent", "avro_payload", "registered_schema"]
+__all__ = ["JSON", "InputEventEncoder", "UnencodableEvent", "avro_payload", "registered_schema"]
 
 #: The Avro branch of each value type a feature or a label has (InputEvent's types are
 #: strict: a bool is never an int, an int never a float).
@@ -142,3 +142,7 @@ def registered_schema(format: InputFormat) -> tuple[str, str]:
     if format == "json_schema":
         return SCHEMA_TYPES[format], render(InputEvent)
     raise ValueError(f"{format} events are not registered by riverrun: only json_schema and avro")
+
+
+#: riverrun's own JSON events (no registry, no state: one for every caller).
+JSON = InputEventEncoder("json")

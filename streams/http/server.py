@@ -48,7 +48,7 @@ from schemas import InputEvent
 from schemas.codec import InvalidMessage, ModelT, decode_many
 from schemas.control import PartitionOwner
 from schemas.dead_letter import ErrorType
-from schemas.formats.input_events import InputEventEncoder
+from schemas.formats.input_events import JSON, InputEventEncoder
 from schemas.openapi import (
     EVENTS_PATH,
     OPENAPI_PATH,
@@ -427,11 +427,7 @@ class Api(Service):
         if self.health is not None and not self.health.reachable:
             return self._unacknowledged(len(events), sent=[])  # not produced: not written later
         try:  # in the topic's format (avro, json_schema: its schema registered first)
-            encode = (
-                (await self.formats.input_event_encoder()).encode
-                if self.formats is not None and s.events_format != "json"
-                else None
-            )
+            encoder = await self.formats.input_event_encoder() if self.formats is not None else JSON
         except RegistryUnavailable as err:
             log.warning("registering the events' schema failed: %s", err)
             return problem(
@@ -440,8 +436,8 @@ class Api(Service):
                 f"the schema registry did not register the events' schema ({err}); send them again",
                 **{"Retry-After": "1"},
             )
-        single = len(events) == 1 and not raw.lstrip().startswith(b"[") and encode is None
-        values = [raw] if single else [(encode or _json)(e) for e in events]
+        single = len(events) == 1 and not raw.lstrip().startswith(b"[") and encoder.format == "json"
+        values = [raw] if single else [encoder.encode(e) for e in events]
         sent: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(s.api_events_timeout_seconds):
@@ -665,7 +661,3 @@ def _model_of(value: bytes | None) -> str | None:
     except ValueError:
         return None
     return found.get("model") if isinstance(found, dict) else None
-
-
-def _json(event: InputEvent) -> bytes:
-    return event.model_dump_json().encode()

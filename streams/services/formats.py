@@ -16,7 +16,7 @@ from schemas import AnyPrediction
 from schemas.codec import decode
 from schemas.fast_codec import encode_prediction
 from schemas.formats.events import EventDecoder, EventHook, decode_record
-from schemas.formats.input_events import InputEventEncoder
+from schemas.formats.input_events import JSON, InputEventEncoder
 from schemas.formats.input_events import registered_schema as input_event_schema
 from schemas.formats.mapping import EventMapping
 from schemas.formats.predictions import PredictionEncoder, registered_schema
@@ -124,7 +124,7 @@ class Formats:
         s = self.settings
         topic = topic or s.events_topic
         if s.events_format == "json":
-            return InputEventEncoder("json")
+            return JSON
         encoder = self._event_encoders.get(topic)
         if encoder is None:
             assert self.registry is not None and self.team_records() is None
